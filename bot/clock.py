@@ -1,0 +1,7 @@
+"""Wall-clock time in one place, so tests and jobs agree on what "now" is."""
+
+import time
+
+
+def now() -> float:
+    return time.time()

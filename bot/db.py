@@ -1,0 +1,146 @@
+"""The SQLite store: one aiosqlite connection with sqlite-vec and FTS5 loaded.
+
+SQLite is the source of truth. The app uses a single connection (aiosqlite runs it on its
+own thread); writes that span statements go through `transaction()`, which holds an asyncio
+lock and `BEGIN IMMEDIATE`, so coroutines never interleave inside each other's transaction
+and no "database is locked" can arise within the process. Other processes (the CLI's
+`backup`, `report`) wait on `busy_timeout`.
+
+Python builds differ: some `sqlite3` modules cannot load extensions. `sqlite_module()` picks,
+in one place, the first of the standard `sqlite3`, `sqlean` and `pysqlite3` that can.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import aiosqlite
+import sqlite_vec
+
+log = logging.getLogger(__name__)
+
+Params = Sequence[Any] | dict[str, Any]
+
+
+@cache
+def sqlite_module() -> ModuleType:
+    """The first DB-API sqlite module on this Python that can load extensions."""
+    for name in ("sqlite3", "sqlean", "pysqlite3.dbapi2"):
+        try:
+            mod = importlib.import_module(name)
+        except ImportError:
+            continue
+        probe = mod.connect(":memory:")
+        try:
+            if hasattr(probe, "enable_load_extension"):
+                return mod
+        finally:
+            probe.close()
+    raise RuntimeError(
+        "no SQLite module that can load extensions: pip install sqlean.py (or pysqlite3-binary)"
+    )
+
+
+def _connect_sync(path: str) -> Any:
+    mod = sqlite_module()
+    conn = mod.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.row_factory = mod.Row
+    conn.enable_load_extension(True)
+    sqlite_vec.load(conn)
+    conn.enable_load_extension(False)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA busy_timeout = 30000")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    return conn
+
+
+class Tx:
+    """The handle a transaction body uses; it runs on the locked connection directly."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, params: Params = ()) -> aiosqlite.Cursor:
+        return await self._conn.execute(sql, params)
+
+    async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+        await self._conn.executemany(sql, rows)
+
+    async def fetchone(self, sql: str, params: Params = ()) -> Any:
+        async with self._conn.execute(sql, params) as cur:
+            return await cur.fetchone()
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Any]:
+        async with self._conn.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+
+class Database:
+    """The app's connection. Single statements autocommit; `transaction()` groups them."""
+
+    def __init__(self, conn: aiosqlite.Connection, path: str) -> None:
+        self._conn = conn
+        self._lock = asyncio.Lock()
+        self.path = path
+
+    @classmethod
+    async def open(cls, path: str | Path) -> Database:
+        path = str(path)
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        conn = aiosqlite.Connection(lambda: _connect_sync(path), iter_chunk_size=64)
+        await conn
+        return cls(conn, path)
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        """`BEGIN IMMEDIATE` … `COMMIT`, or `ROLLBACK` if the body raises."""
+        async with self._lock:
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield Tx(self._conn)
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise
+            await self._conn.execute("COMMIT")
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        """Run one statement; return the number of rows it changed."""
+        async with self._lock:
+            cur = await self._conn.execute(sql, params)
+            return cur.rowcount
+
+    async def insert(self, sql: str, params: Params = ()) -> int:
+        """Run one INSERT; return the new rowid."""
+        async with self._lock:
+            cur = await self._conn.execute(sql, params)
+            return int(cur.lastrowid or 0)
+
+    async def fetchone(self, sql: str, params: Params = ()) -> Any:
+        async with self._lock, self._conn.execute(sql, params) as cur:
+            return await cur.fetchone()
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Any]:
+        async with self._lock, self._conn.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+    async def fetchval(self, sql: str, params: Params = ()) -> Any:
+        row = await self.fetchone(sql, params)
+        return None if row is None else row[0]
+
+    async def run_sync(self, fn: Any) -> Any:
+        """Run `fn(raw_sqlite_connection)` on the connection's thread (backup, bulk work)."""
+        async with self._lock:
+            return await self._conn._execute(fn, self._conn._conn)  # type: ignore[attr-defined]

@@ -1,0 +1,107 @@
+"""Errors Coworker raises on purpose, and what they carry.
+
+    CoworkerError
+    ├── SettingsError          a required environment variable is missing or bad
+    ├── ConfigError            coworker.toml or .mcp.json is wrong (names file and key)
+    ├── MigrationError         a migration failed; the database is left as it was
+    ├── TaskNotFound           no task with that id
+    ├── NotAllowed             this person may not do that (approve, edit, cancel)
+    ├── BudgetExhausted        the task spent its budget
+    ├── LLMUnavailable         the model API failed after retries
+    └── ToolError              a tool call could not be made
+        ├── ToolDenied         the task may not use this tool
+        ├── ToolInvalid        arguments do not match the tool's input schema
+        └── ToolUnavailable    the server is down or its circuit breaker is open
+
+Context travels in keyword-only fields so that the edge (a Slack handler, the CLI) can
+build a short, safe message without showing `str(exception)` to users.
+"""
+
+from __future__ import annotations
+
+
+class CoworkerError(Exception):
+    """Base of every error Coworker raises deliberately."""
+
+    #: A short sentence that is safe to show a Slack user.
+    user_message = "Something went wrong on my side."
+
+
+class SettingsError(CoworkerError):
+    def __init__(self, message: str, *, variable: str | None = None) -> None:
+        super().__init__(message)
+        self.variable = variable
+
+
+class ConfigError(CoworkerError):
+    def __init__(self, message: str, *, path: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.key = key
+
+
+class MigrationError(CoworkerError):
+    def __init__(self, message: str, *, migration: str) -> None:
+        super().__init__(message)
+        self.migration = migration
+
+
+class TaskNotFound(CoworkerError):
+    user_message = "I can't find that task."
+
+    def __init__(self, *, task_id: int | str) -> None:
+        super().__init__(f"task {task_id} not found")
+        self.task_id = task_id
+
+
+class NotAllowed(CoworkerError):
+    user_message = "That isn't yours to decide."
+
+    def __init__(self, *, user: str, action: str) -> None:
+        super().__init__(f"{user} may not {action}")
+        self.user = user
+        self.action = action
+
+
+class BudgetExhausted(CoworkerError):
+    user_message = "This task has used its budget."
+
+    def __init__(self, *, task_id: int, spent_usd: float, budget_usd: float) -> None:
+        super().__init__(f"task {task_id} spent ${spent_usd:.2f} of ${budget_usd:.2f}")
+        self.task_id = task_id
+        self.spent_usd = spent_usd
+        self.budget_usd = budget_usd
+
+
+class LLMUnavailable(CoworkerError):
+    user_message = "The model API is not answering right now."
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ToolError(CoworkerError):
+    user_message = "A tool call failed."
+
+    def __init__(self, message: str, *, tool: str) -> None:
+        super().__init__(message)
+        self.tool = tool
+
+
+class ToolDenied(ToolError):
+    def __init__(self, *, tool: str, reason: str) -> None:
+        super().__init__(f"{tool}: {reason}", tool=tool)
+        self.reason = reason
+
+
+class ToolInvalid(ToolError):
+    def __init__(self, *, tool: str, problems: list[str]) -> None:
+        super().__init__(f"{tool}: invalid arguments: " + "; ".join(problems), tool=tool)
+        self.problems = problems
+
+
+class ToolUnavailable(ToolError):
+    def __init__(self, *, tool: str, reason: str) -> None:
+        super().__init__(f"{tool} is unavailable: {reason}", tool=tool)
+        self.reason = reason

@@ -1,0 +1,78 @@
+"""Environment settings (pydantic-settings; a `.env` file works too).
+
+These are the operator-facing variables of DESIGN.md. Secrets are `SecretStr` so they never
+print in logs or reprs. `load_settings()` turns validation problems into one `SettingsError`
+naming the variable, which the CLI prints as one line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.errors import SettingsError
+
+SETUP_HINT = "see README.md, section 'Set up the Slack app'"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    slack_bot_token: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+    anthropic_api_key: SecretStr | None = None
+    anthropic_base_url: str | None = None
+    database_url: str = "sqlite:///./coworker.db"
+    coworker_config: Path = Path("./coworker.toml")
+    coworker_mcp_config: Path = Path("./.mcp.json")
+    port: int = Field(default=3000, ge=1, le=65535)
+    otel_exporter_otlp_endpoint: str | None = None
+    voyage_api_key: SecretStr | None = None
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _trailing_slash(cls, v: str) -> str:
+        return v if v.endswith("/") else v + "/"
+
+    @field_validator("database_url")
+    @classmethod
+    def _sqlite_only(cls, v: str) -> str:
+        if not v.startswith("sqlite:///"):
+            raise ValueError("must look like sqlite:///path/to/file.db")
+        return v
+
+    @property
+    def database_path(self) -> str:
+        """The file path inside `DATABASE_URL`."""
+        return self.database_url.removeprefix("sqlite:///")
+
+    @property
+    def socket_mode(self) -> bool:
+        return self.slack_app_token is not None
+
+    def require_slack(self) -> None:
+        """Raise `SettingsError` naming the first missing variable needed to connect to Slack."""
+        if self.slack_bot_token is None:
+            raise SettingsError(
+                f"SLACK_BOT_TOKEN is not set ({SETUP_HINT})", variable="SLACK_BOT_TOKEN"
+            )
+        if not self.socket_mode and self.slack_signing_secret is None:
+            raise SettingsError(
+                "SLACK_SIGNING_SECRET is not set; HTTP mode needs it "
+                f"(or set SLACK_APP_TOKEN for Socket Mode; {SETUP_HINT})",
+                variable="SLACK_SIGNING_SECRET",
+            )
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment and `.env`; raise `SettingsError` on a bad value."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = str(err["loc"][0]).upper() if err["loc"] else "settings"
+        raise SettingsError(f"{name}: {err['msg']} ({SETUP_HINT})", variable=name) from None

@@ -1,0 +1,222 @@
+"""Tasks: the typed record and the SQL that moves a task through its states.
+
+    received → planning → awaiting_plan_approval → queued → running ⇄ waiting_approval
+                        ↘ waiting_input ↗                          ⇄ waiting_input
+    running → done | failed | cancelled;  any open state → paused | cancelled
+
+Transitions are conditional updates (`… WHERE status IN (…)`): the row count says whether
+this caller won, so a double click or a racing timeout changes state once.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.clock import now
+from bot.db import Database, Tx
+from bot.errors import TaskNotFound
+
+OPEN = ("received", "planning", "awaiting_plan_approval", "queued", "running",
+        "waiting_approval", "waiting_input", "paused")  # fmt: skip
+FINISHED = ("done", "failed", "cancelled")
+PRIORITIES = ("low", "normal", "high", "urgent")
+_TASK_REF = re.compile(r"^\s*T-?(\d+)\s*$", re.IGNORECASE)
+
+
+def parse_task_ref(text: str) -> int | None:
+    """`T-42`, `t42` or `42` → 42."""
+    m = _TASK_REF.match(text) or re.match(r"^\s*(\d+)\s*$", text)
+    return int(m.group(1)) if m else None
+
+
+@dataclass
+class Task:
+    id: int
+    status: str
+    priority: int
+    coworker: str
+    delegator: str
+    channel: str
+    thread_ts: str
+    message_ts: str
+    request: str
+    budget_usd: float
+    spent_usd: float = 0.0
+    parent_id: int | None = None
+    team_id: str | None = None
+    project: str | None = None
+    files: list[dict[str, Any]] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
+    plan: dict[str, Any] | None = None
+    estimate_min: int | None = None
+    high_visibility: bool = False
+    depth: int = 0
+    objective: str | None = None
+    ack_ts: str | None = None
+    status_ts: str | None = None
+    plan_ts: str | None = None
+    assistant: bool = False
+    result: str | None = None
+    error: str | None = None
+    feedback: int | None = None
+    steps: int = 0
+    attempts: int = 0
+    cancel_requested: bool = False
+    created_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"T-{self.id}"
+
+    @property
+    def priority_name(self) -> str:
+        return PRIORITIES[self.priority]
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+    @classmethod
+    def from_row(cls, row: Any) -> Task:
+        d = dict(row)
+        for key in ("files", "links"):
+            d[key] = json.loads(d[key] or "[]")
+        d["plan"] = json.loads(d["plan"]) if d["plan"] else None
+        for key in ("high_visibility", "assistant", "cancel_requested"):
+            d[key] = bool(d[key])
+        d.pop("updated_at", None)
+        return cls(**d)
+
+
+class TaskStore:
+    """SQL for tasks, their events and their thread inputs."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create(self, tx: Tx, **fields: Any) -> int:
+        fields.setdefault("created_at", now())
+        fields["updated_at"] = fields["created_at"]
+        for key in ("files", "links"):
+            if key in fields:
+                fields[key] = json.dumps(fields[key])
+        cols = ", ".join(fields)
+        marks = ", ".join("?" for _ in fields)
+        cur = await tx.execute(
+            f"INSERT INTO tasks ({cols}) VALUES ({marks})", list(fields.values())
+        )
+        return int(cur.lastrowid or 0)
+
+    async def get(self, task_id: int) -> Task:
+        row = await self.db.fetchone("SELECT * FROM tasks WHERE id = ?", (task_id,))
+        if row is None:
+            raise TaskNotFound(task_id=task_id)
+        return Task.from_row(row)
+
+    async def find_by_thread(self, channel: str, thread_ts: str) -> Task | None:
+        """The newest top-level task started in this thread."""
+        row = await self.db.fetchone(
+            "SELECT * FROM tasks WHERE channel = ? AND thread_ts = ? AND parent_id IS NULL"
+            " ORDER BY id DESC LIMIT 1",
+            (channel, thread_ts),
+        )
+        return Task.from_row(row) if row else None
+
+    async def update(self, task_id: int, **fields: Any) -> None:
+        if "plan" in fields and fields["plan"] is not None:
+            fields["plan"] = json.dumps(fields["plan"])
+        fields["updated_at"] = now()
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        await self.db.execute(f"UPDATE tasks SET {sets} WHERE id = ?", [*fields.values(), task_id])
+
+    async def transition(
+        self, task_id: int, to: str, *, from_: tuple[str, ...] | str, **fields: Any
+    ) -> bool:
+        """Move a task to `to` only if it is in one of `from_`; True when this call did it."""
+        sources = (from_,) if isinstance(from_, str) else from_
+        if to in FINISHED:
+            fields.setdefault("finished_at", now())
+        if "plan" in fields and fields["plan"] is not None:
+            fields["plan"] = json.dumps(fields["plan"])
+        fields["updated_at"] = now()
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        marks = ", ".join("?" for _ in sources)
+        changed = await self.db.execute(
+            f"UPDATE tasks SET status = ?, {sets} WHERE id = ? AND status IN ({marks})",
+            [to, *fields.values(), task_id, *sources],
+        )
+        if changed:
+            await self.log(task_id, f"status:{to}")
+        return changed == 1
+
+    async def add_spend(self, task_id: int, usd: float) -> None:
+        await self.db.execute(
+            "UPDATE tasks SET spent_usd = spent_usd + ?, updated_at = ? WHERE id = ?",
+            (usd, now(), task_id),
+        )
+
+    async def log(
+        self, task_id: int, kind: str, actor: str | None = None, detail: Any = None
+    ) -> None:
+        await self.db.execute(
+            "INSERT INTO task_events (task_id, kind, actor, detail, at) VALUES (?, ?, ?, ?, ?)",
+            (task_id, kind, actor, None if detail is None else json.dumps(detail), now()),
+        )
+
+    async def events(self, task_id: int) -> list[dict[str, Any]]:
+        rows = await self.db.fetchall(
+            "SELECT kind, actor, detail, at FROM task_events WHERE task_id = ? ORDER BY id",
+            (task_id,),
+        )
+        return [dict(r) for r in rows]
+
+    async def add_input(self, task_id: int, user: str, text: str, ts: str | None) -> None:
+        await self.db.execute(
+            "INSERT INTO task_inputs (task_id, user, text, ts, at) VALUES (?, ?, ?, ?, ?)",
+            (task_id, user, text, ts, now()),
+        )
+
+    async def take_inputs(self, task_id: int) -> list[dict[str, Any]]:
+        """Pending thread replies for a task, marked consumed in the same transaction."""
+        async with self.db.transaction() as tx:
+            rows = await tx.fetchall(
+                "SELECT id, user, text, ts FROM task_inputs WHERE task_id = ? AND consumed = 0"
+                " ORDER BY id",
+                (task_id,),
+            )
+            if rows:
+                await tx.execute(
+                    "UPDATE task_inputs SET consumed = 1 WHERE task_id = ? AND consumed = 0",
+                    (task_id,),
+                )
+        return [dict(r) for r in rows]
+
+    async def list_for(self, user: str, *, open_only: bool = False, limit: int = 20) -> list[Task]:
+        where = "delegator = ?"
+        if open_only:
+            where += " AND status IN (" + ",".join(f"'{s}'" for s in OPEN) + ")"
+        rows = await self.db.fetchall(
+            f"SELECT * FROM tasks WHERE {where} AND parent_id IS NULL ORDER BY id DESC LIMIT ?",
+            (user, limit),
+        )
+        return [Task.from_row(r) for r in rows]
+
+    async def list_open(self, limit: int = 20) -> list[Task]:
+        marks = ",".join("?" for _ in OPEN)
+        rows = await self.db.fetchall(
+            f"SELECT * FROM tasks WHERE status IN ({marks}) AND parent_id IS NULL"
+            " ORDER BY id DESC LIMIT ?",
+            (*OPEN, limit),
+        )
+        return [Task.from_row(r) for r in rows]
+
+    async def children(self, task_id: int) -> list[Task]:
+        rows = await self.db.fetchall(
+            "SELECT * FROM tasks WHERE parent_id = ? ORDER BY id", (task_id,)
+        )
+        return [Task.from_row(r) for r in rows]

@@ -1,0 +1,45 @@
+"""Shared fixtures: an isolated environment and a fresh migrated database per test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.db import Database
+from bot.migrations import migrate
+
+_OUR_VARS = (
+    "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_API_URL",
+    "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "DATABASE_URL", "COWORKER_CONFIG",
+    "COWORKER_MCP_CONFIG", "PORT", "OTEL_EXPORTER_OTLP_ENDPOINT", "VOYAGE_API_KEY",
+)  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No operator settings leak in; the database and config files live in tmp_path."""
+    for name in _OUR_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'coworker.db'}")
+    monkeypatch.setenv("COWORKER_CONFIG", str(tmp_path / "coworker.toml"))
+    monkeypatch.setenv("COWORKER_MCP_CONFIG", str(tmp_path / ".mcp.json"))
+    return tmp_path
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    """A fresh, fully migrated database in a temporary file."""
+    database = await Database.open(tmp_path / "test.db")
+    await migrate(database)
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -1,0 +1,1 @@
+"""MCP gateway, approval policy and built-in MCP servers."""

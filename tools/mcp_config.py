@@ -1,0 +1,127 @@
+"""`.mcp.json`: the MCP servers file, in the format other MCP clients use.
+
+    {"mcpServers": {
+        "github": {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-github"],
+                   "env": {"GITHUB_TOKEN": "${GITHUB_TOKEN}"}},
+        "docs":   {"type": "http", "url": "https://mcp.example.com/mcp",
+                   "headers": {"Authorization": "Bearer ${DOCS_TOKEN}"}}}}
+
+`${VAR}` (and `${VAR:-default}`) in any string is expanded from the environment; an unset
+variable without a default is an error naming the server and the variable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bot.errors import ConfigError
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+SERVER_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+
+
+class StdioServer(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    type: Literal["stdio"] = "stdio"
+    command: str
+    args: list[str] = []
+    env: dict[str, str] = {}
+    cwd: str | None = None
+
+
+class HttpServer(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    type: Literal["http"]
+    url: str
+    headers: dict[str, str] = {}
+
+
+class McpServersFile(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    mcpServers: dict[str, Annotated[StdioServer | HttpServer, Field(discriminator="type")]] = Field(
+        default_factory=dict
+    )
+
+
+ServerSpec = StdioServer | HttpServer
+
+
+def expand(value: Any, env: Mapping[str, str], *, where: str, path: str) -> Any:
+    """Expand `${VAR}` in every string inside `value`."""
+    if isinstance(value, str):
+
+        def sub(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            raise ConfigError(
+                f"{path}: {where}: environment variable {name} is not set", path=path, key=where
+            )
+
+        return _VAR.sub(sub, value)
+    if isinstance(value, list):
+        return [expand(v, env, where=where, path=path) for v in value]
+    if isinstance(value, dict):
+        return {k: expand(v, env, where=f"{where}.{k}", path=path) for k, v in value.items()}
+    return value
+
+
+def _server_type(raw: dict[str, Any]) -> dict[str, Any]:
+    kind = raw.get("type", "http" if "url" in raw else "stdio")
+    if kind in ("streamable-http", "streamable_http"):
+        kind = "http"
+    return {**raw, "type": kind}
+
+
+def parse_mcp_config(
+    data: Any, *, env: Mapping[str, str] | None = None, path: str = ".mcp.json"
+) -> dict[str, ServerSpec]:
+    """Validate and expand a parsed `.mcp.json` document."""
+    env = os.environ if env is None else env
+    if not isinstance(data, dict) or not isinstance(data.get("mcpServers", {}), dict):
+        raise ConfigError(f'{path}: expected {{"mcpServers": {{...}}}}', path=path)
+    servers: dict[str, ServerSpec] = {}
+    for name, raw in data.get("mcpServers", {}).items():
+        where = f"mcpServers.{name}"
+        if not SERVER_NAME.match(name):
+            raise ConfigError(
+                f"{path}: {where}: server names may use letters, digits, _ and - (max 32)",
+                path=path, key=where,
+            )  # fmt: skip
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: {where}: expected an object", path=path, key=where)
+        expanded = expand(_server_type(raw), env, where=where, path=path)
+        try:
+            model = McpServersFile.model_validate({"mcpServers": {name: expanded}})
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            key = ".".join(str(p) for p in err["loc"][3:]) or "type"
+            raise ConfigError(
+                f"{path}: {where}.{key}: {err['msg']}", path=path, key=f"{where}.{key}"
+            ) from None
+        servers[name] = model.mcpServers[name]
+    return servers
+
+
+def load_mcp_config(path: Path, env: Mapping[str, str] | None = None) -> dict[str, ServerSpec]:
+    """Load `.mcp.json`; a missing file means no external servers."""
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno})", path=str(path)
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}", path=str(path)) from None
+    return parse_mcp_config(data, env=env, path=str(path))
