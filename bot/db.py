@@ -143,4 +143,4 @@ class Database:
     async def run_sync(self, fn: Any) -> Any:
         """Run `fn(raw_sqlite_connection)` on the connection's thread (backup, bulk work)."""
         async with self._lock:
-            return await self._conn._execute(fn, self._conn._conn)  # type: ignore[attr-defined]
+            return await self._conn._execute(fn, self._conn._conn)

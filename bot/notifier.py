@@ -69,7 +69,9 @@ class Notifier(Protocol):
     async def approval_requested(self, task: Task, view: ApprovalView) -> str | None:
         """Post an approval request; return its message ts."""
 
-    async def approval_updated(self, task: Task, view: ApprovalView, message_ts: str | None) -> None:
+    async def approval_updated(
+        self, task: Task, view: ApprovalView, message_ts: str | None
+    ) -> None:
         """Show the decision (who, when) on the approval message."""
 
     async def approval_escalated(self, task: Task, view: ApprovalView, people: list[str]) -> None:

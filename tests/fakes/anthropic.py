@@ -17,39 +17,41 @@ Endpoints:
 * ``POST /v1/messages`` -- every request is recorded in ``fake.requests`` and answered
   with the next queued :class:`Reply` (or by ``fake.responder`` when the queue is
   empty).  Plain requests get a Message JSON; ``"stream": true`` requests get the
-  same message as Server-Sent Events, in the order the real API sends them
+  same message as Server-Sent Events in the order the real API sends them
   (message_start, content_block_start, ping, content_block_delta..., content_block_stop,
-  message_delta, message_stop).  Tool input is streamed as a few ``input_json_delta``
-  chunks of partial JSON.
+  message_delta, message_stop).  Text is streamed a few words per ``text_delta``, tool
+  input as a few ``input_json_delta`` chunks of partial JSON.
 * ``POST /v1/messages/count_tokens`` -- ``{"input_tokens": estimate}``.
-* ``GET /v1/models`` and ``GET /v1/models/{id}`` -- a small, fixed model list.
-* Anything else -- 404 ``not_found_error``.
+* ``GET /v1/models`` -- a one-page list of ``DEFAULT_MODELS`` (a "reachable" check).
+* anything else -- 404 ``not_found_error``.
 
-Every endpoint requires an ``x-api-key`` (or ``Authorization: Bearer``) header and
-answers 401 ``authentication_error`` without one.  Errors have the real shape
+Every endpoint wants an API key and answers 401 ``authentication_error`` without one.
+The key is read from ``x-api-key`` or ``Authorization: Bearer``: anthropic 2.x sends
+``api_key`` as a bearer token, not as ``x-api-key``.  Errors have the API's shape
 ``{"type": "error", "error": {"type": ..., "message": ...}, "request_id": ...}``.
 
 Queued errors carry the headers the SDK's retry loop reads: ``x-should-retry`` and
 ``retry-after-ms`` (10 ms unless ``retry_after`` is given, then also ``retry-after``),
-so retry tests run in milliseconds.  An empty queue with no responder answers 500
-with "FakeAnthropic: no reply queued" and ``x-should-retry: false``, so the test
-fails at once with a clear message instead of after the SDK's retries.
+so retry tests take milliseconds.  An empty queue with no responder answers 500
+"FakeAnthropic: no reply queued ..." with ``x-should-retry: false``, so the test fails
+at once with a clear message rather than after the SDK's retries.
 
-Usage is simulated: a token is ceil(len(JSON text) / 4), summed per block.  Prompt
-caching is simulated like the real API, simplified: the request is walked in the
-API's cache order (tools, system, messages; one unit per tool / system block /
-message content block, a string counting as one block).  A unit carrying
-``cache_control`` is a breakpoint; a top-level ``cache_control`` marks the last unit.
-The prefix up to the last breakpoint is what gets cached.  For each breakpoint the
-fake looks back up to 20 units for a prefix it has already cached (during this
-fake's lifetime); the longest such prefix is ``cache_read_input_tokens``, the rest of
-the cached prefix is ``cache_creation_input_tokens`` and the remembered prefixes are
-those ending at each breakpoint; the units after the last breakpoint are
-``input_tokens``.  Not simulated: minimum cacheable length, TTL expiry (``ttl`` is
-ignored; everything is reported as 5-minute cache), ``cache_control`` nested inside
-``tool_result`` content, and tools/system changes invalidating only later parts
-(any change to a unit simply changes every prefix after it, as in the real API).
-An explicit ``usage=`` on a reply overrides the simulated values key by key.
+Usage is simulated.  Tokens are estimated as ceil(len(JSON text) / 4) per block.
+Prompt caching follows the real API, simplified:
+
+* the request is read in the API's cache order -- tools, system, messages -- one unit
+  per tool, system block and message content block (a plain string is one block);
+* a unit with ``cache_control`` is a breakpoint (top-level ``cache_control`` marks the
+  last unit); the prompt up to the last breakpoint is the cached part;
+* from each breakpoint the fake looks back up to 20 units for a prefix it has cached
+  before; the longest one found counts as ``cache_read_input_tokens``, the rest of the
+  cached part as ``cache_creation_input_tokens``, the units after the last breakpoint
+  as ``input_tokens``; then the prefixes ending at each breakpoint are remembered for
+  the fake's lifetime.
+
+Not simulated: the minimum cacheable length, TTLs (all cache writes are reported as
+5-minute ones), ``cache_control`` nested inside ``tool_result`` content.  An explicit
+``usage=`` on a reply overrides the simulated values key by key.
 """
 
 from __future__ import annotations
@@ -79,14 +81,25 @@ __all__ = [
     "Responder",
     "error_reply",
     "estimate_tokens",
+    "request_tokens",
     "stream_events",
     "text_reply",
     "tool_reply",
     "tool_uses_reply",
 ]
 
-DEFAULT_MODELS: tuple[str, ...] = ("claude-sonnet-4-5", "claude-haiku-4-5")
+Block = dict[str, Any]  # one API content block, e.g. {"type": "text", "text": "hi"}
+Usage = dict[str, Any]
+ToolCall = tuple[str, dict[str, Any]] | tuple[str, dict[str, Any], str]  # (name, input[, id])
+
+DEFAULT_MODELS: tuple[str, ...] = ("claude-haiku-5-5", "claude-sonnet-5-5", "claude-opus-5-5")
 CACHE_LOOKBACK = 20  # blocks the real API searches back from a breakpoint for a hit
+DELTA_USAGE_KEYS = (  # cumulative counts repeated in message_delta
+    "input_tokens",
+    "cache_creation_input_tokens",
+    "cache_read_input_tokens",
+    "output_tokens",
+)
 FAST_RETRY_MS = 10  # retry-after-ms sent with errors that don't set retry_after
 RETRYABLE_STATUSES = frozenset({408, 409, 429})  # plus every status >= 500
 
@@ -110,8 +123,9 @@ class Request:
         return bool(self.body.get("stream"))
 
     @property
-    def messages(self) -> list[dict[str, Any]]:
-        return self.body.get("messages") or []
+    def api_key(self) -> str:
+        """The key sent as ``x-api-key`` or ``Authorization: Bearer`` (the 2.x SDK's way)."""
+        return self.headers.get("x-api-key") or _bearer_token(self.headers.get("authorization", ""))
 
 
 @dataclass
@@ -122,10 +136,10 @@ class Reply:
     ``status >= 400``.  ``delay`` seconds are slept before answering.
     """
 
-    content: list[dict[str, Any]] = field(default_factory=list)
+    content: list[Block] = field(default_factory=list)
     stop_reason: str | None = "end_turn"
     stop_sequence: str | None = None
-    usage: dict[str, Any] | None = None
+    usage: Usage | None = None
     status: int = 200
     error_type: str | None = None
     error_message: str = ""
@@ -142,20 +156,20 @@ Responder = Callable[[dict[str, Any]], Reply | str | Awaitable[Reply | str]]
 """Called with the request body when the queue is empty; a ``str`` means ``text_reply(str)``."""
 
 
-def text_reply(text: str, *, stop_reason: str = "end_turn", usage: dict[str, Any] | None = None) -> Reply:
+def text_reply(text: str, *, stop_reason: str = "end_turn", usage: Usage | None = None) -> Reply:
     """A reply with one text block."""
     return Reply(content=[{"type": "text", "text": text}], stop_reason=stop_reason, usage=usage)
 
 
 def tool_uses_reply(
-    calls: Iterable[tuple[str, dict[str, Any]] | tuple[str, dict[str, Any], str]],
+    calls: Iterable[ToolCall],
     *,
     text: str | None = None,
     stop_reason: str = "tool_use",
-    usage: dict[str, Any] | None = None,
+    usage: Usage | None = None,
 ) -> Reply:
     """A reply with an optional text block, then one tool_use block per (name, input[, id])."""
-    content: list[dict[str, Any]] = [{"type": "text", "text": text}] if text is not None else []
+    content: list[Block] = [{"type": "text", "text": text}] if text is not None else []
     for call in calls:
         name, tool_input = call[0], call[1]
         tool_id = call[2] if len(call) > 2 else _new_id("toolu_01")
@@ -165,12 +179,12 @@ def tool_uses_reply(
 
 def tool_reply(
     name: str,
-    input: dict[str, Any],  # noqa: A002 - mirrors the API field name
+    input: dict[str, Any],
     *,
-    id: str | None = None,  # noqa: A002 - mirrors the API field name
+    id: str | None = None,
     text: str | None = None,
     stop_reason: str = "tool_use",
-    usage: dict[str, Any] | None = None,
+    usage: Usage | None = None,
 ) -> Reply:
     """A reply calling one tool, optionally preceded by a text block."""
     call = (name, input) if id is None else (name, input, id)
@@ -178,8 +192,12 @@ def tool_reply(
 
 
 def error_reply(
-    status: int, error_type: str, message: str | None = None, *,
-    retry_after: float | None = None, should_retry: bool | None = None,
+    status: int,
+    error_type: str,
+    message: str | None = None,
+    *,
+    retry_after: float | None = None,
+    should_retry: bool | None = None,
 ) -> Reply:
     """An API error, e.g. ``error_reply(529, "overloaded_error")``."""
     return Reply(
@@ -239,7 +257,7 @@ def _unit(section: str, block: Any) -> _Unit:
     return _Unit(key=f"{section}|{_dumps(block)}", tokens=estimate_tokens(block), breakpoint=marked)
 
 
-def _simulate_usage(body: dict[str, Any], content: list[dict[str, Any]], cache: set[str]) -> dict[str, Any]:
+def _simulate_usage(body: dict[str, Any], content: list[Block], cache: set[str]) -> dict[str, Any]:
     """Usage for one call; remembers the prefixes written to ``cache``."""
     units = _cache_units(body)
     hashes, totals = _prefixes(units)
@@ -255,7 +273,10 @@ def _simulate_usage(body: dict[str, Any], content: list[dict[str, Any]], cache: 
         "input_tokens": total - cached,
         "cache_creation_input_tokens": cached - read,
         "cache_read_input_tokens": read,
-        "cache_creation": {"ephemeral_5m_input_tokens": cached - read, "ephemeral_1h_input_tokens": 0},
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": cached - read,
+            "ephemeral_1h_input_tokens": 0,
+        },
         "output_tokens": max(1, estimate_tokens(content)),
         "service_tier": "standard",
     }
@@ -286,7 +307,7 @@ def _cache_hit(breakpoint: int, hashes: Sequence[str], cache: set[str]) -> int:
 # ------------------------------------------------------------------------ messages
 
 
-def build_message(body: dict[str, Any], reply: Reply, usage: dict[str, Any]) -> dict[str, Any]:
+def _build_message(body: dict[str, Any], reply: Reply, usage: dict[str, Any]) -> dict[str, Any]:
     """The Message JSON the API returns for a non-streamed request."""
     return {
         "id": _new_id("msg_01"),
@@ -304,32 +325,42 @@ def stream_events(message: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """The SSE event payloads the API sends for ``message`` when streaming."""
     usage = message["usage"]
     start_usage = {**usage, "output_tokens": 1}
-    yield {"type": "message_start", "message": {**message, "content": [], "stop_reason": None,
-                                                "stop_sequence": None, "usage": start_usage}}
-    for index, block in enumerate(message["content"]):
-        yield from _block_events(index, block)
-        if index == 0:
-            yield {"type": "ping"}
-    final_usage = {key: usage[key] for key in
-                   ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")}
-    yield {"type": "message_delta",
-           "delta": {"stop_reason": message["stop_reason"], "stop_sequence": message["stop_sequence"]},
-           "usage": final_usage}
+    yield {
+        "type": "message_start",
+        "message": {
+            **message,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": start_usage,
+        },
+    }
+    blocks = [event for i, b in enumerate(message["content"]) for event in _block_events(i, b)]
+    blocks.insert(1 if blocks else 0, {"type": "ping"})  # where the API sends it
+    yield from blocks
+    final_usage = {key: usage[key] for key in DELTA_USAGE_KEYS}
+    yield {
+        "type": "message_delta",
+        "delta": {"stop_reason": message["stop_reason"], "stop_sequence": message["stop_sequence"]},
+        "usage": final_usage,
+    }
     yield {"type": "message_stop"}
 
 
 def _block_events(index: int, block: dict[str, Any]) -> Iterator[dict[str, Any]]:
     kind = block.get("type")
     if kind == "text":
-        start, deltas = {**block, "text": ""}, [{"type": "text_delta", "text": t} for t in _text_chunks(block["text"])]
+        start, deltas = (
+            {**block, "text": ""},
+            [{"type": "text_delta", "text": t} for t in _text_chunks(block["text"])],
+        )
     elif kind == "tool_use":
         chunks = _json_chunks(block.get("input", {}))
-        start, deltas = {**block, "input": {}}, [{"type": "input_json_delta", "partial_json": c} for c in chunks]
-    elif kind == "thinking":
-        start = {**block, "thinking": "", "signature": ""}
-        deltas = [{"type": "thinking_delta", "thinking": t} for t in _text_chunks(block["thinking"])]
-        deltas.append({"type": "signature_delta", "signature": block.get("signature", "")})
-    else:  # anything else is sent whole in content_block_start
+        start, deltas = (
+            {**block, "input": {}},
+            [{"type": "input_json_delta", "partial_json": c} for c in chunks],
+        )
+    else:  # other blocks (thinking, server tools...) are sent whole; the SDK accepts that
         start, deltas = block, []
     yield {"type": "content_block_start", "index": index, "content_block": start}
     for delta in deltas:
@@ -359,7 +390,9 @@ def _sse(event: dict[str, Any]) -> bytes:
 class FakeAnthropic:
     """Local Anthropic API server; use as ``async with FakeAnthropic() as fake``."""
 
-    def __init__(self, *, api_key: str | None = None, models: Sequence[str] = DEFAULT_MODELS) -> None:
+    def __init__(
+        self, *, api_key: str | None = None, models: Sequence[str] = DEFAULT_MODELS
+    ) -> None:
         """``api_key``: if set, only this key is accepted (otherwise any non-empty one)."""
         self.api_key = api_key
         self.models = list(models)
@@ -387,9 +420,10 @@ class FakeAnthropic:
         app.router.add_post("/v1/messages", self._handle_messages)
         app.router.add_post("/v1/messages/count_tokens", self._handle_count_tokens)
         app.router.add_get("/v1/models", self._handle_models)
-        app.router.add_get("/v1/models/{model_id}", self._handle_model)
         app.router.add_route("*", "/{tail:.*}", self._handle_unknown)
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0)
+        self._runner = web.AppRunner(
+            app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0
+        )
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", 0).start()
         host, port = self._runner.addresses[0][:2]
@@ -407,33 +441,59 @@ class FakeAnthropic:
         self._queue.append(reply)
 
     def enqueue(
-        self, content: list[dict[str, Any]], *, stop_reason: str | None = "end_turn",
-        usage: dict[str, Any] | None = None,
+        self,
+        content: list[Block],
+        *,
+        stop_reason: str | None = "end_turn",
+        usage: Usage | None = None,
     ) -> None:
         """Queue a reply with raw API content blocks."""
         self.enqueue_reply(Reply(content=content, stop_reason=stop_reason, usage=usage))
 
-    def enqueue_text(self, text: str, *, stop_reason: str = "end_turn", usage: dict[str, Any] | None = None) -> None:
+    def enqueue_text(
+        self, text: str, *, stop_reason: str = "end_turn", usage: Usage | None = None
+    ) -> None:
         self.enqueue_reply(text_reply(text, stop_reason=stop_reason, usage=usage))
 
     def enqueue_tool_use(
-        self, name: str, input: dict[str, Any], *, id: str | None = None,  # noqa: A002
-        text: str | None = None, stop_reason: str = "tool_use", usage: dict[str, Any] | None = None,
+        self,
+        name: str,
+        input: dict[str, Any],
+        *,
+        id: str | None = None,
+        text: str | None = None,
+        stop_reason: str = "tool_use",
+        usage: Usage | None = None,
     ) -> None:
-        self.enqueue_reply(tool_reply(name, input, id=id, text=text, stop_reason=stop_reason, usage=usage))
+        self.enqueue_reply(
+            tool_reply(name, input, id=id, text=text, stop_reason=stop_reason, usage=usage)
+        )
 
     def enqueue_tool_uses(
-        self, calls: Iterable[tuple[str, dict[str, Any]] | tuple[str, dict[str, Any], str]], *,
-        text: str | None = None, stop_reason: str = "tool_use", usage: dict[str, Any] | None = None,
+        self,
+        calls: Iterable[ToolCall],
+        *,
+        text: str | None = None,
+        stop_reason: str = "tool_use",
+        usage: Usage | None = None,
     ) -> None:
         self.enqueue_reply(tool_uses_reply(calls, text=text, stop_reason=stop_reason, usage=usage))
 
     def enqueue_error(
-        self, status: int, error_type: str, message: str | None = None, *,
-        retry_after: float | None = None, should_retry: bool | None = None,
+        self,
+        status: int,
+        error_type: str,
+        message: str | None = None,
+        *,
+        retry_after: float | None = None,
+        should_retry: bool | None = None,
     ) -> None:
         """Queue an API error; ``retry_after`` seconds (default 10 ms) is sent as retry-after(-ms)."""
-        self.enqueue_reply(error_reply(status, error_type, message, retry_after=retry_after, should_retry=should_retry))
+        self.enqueue_reply(
+            error_reply(
+                status, error_type, message, retry_after=retry_after, should_retry=should_retry
+            )
+        )
 
     def enqueue_hang(self, seconds: float, then: Reply | None = None) -> None:
         """The next request waits ``seconds`` (cut short when the fake closes), then gets ``then``."""
@@ -448,13 +508,17 @@ class FakeAnthropic:
     def last_request(self) -> Request:
         return self.requests[-1]
 
-    async def wait_for_requests(self, n: int, timeout: float = 5.0) -> list[Request]:
+    async def wait_for_requests(self, n: int, timeout: float = 5.0) -> list[Request]:  # noqa: ASYNC109
         """Wait until at least ``n`` message requests arrived; returns them all."""
         async with self._arrived:
             try:
-                await asyncio.wait_for(self._arrived.wait_for(lambda: len(self.requests) >= n), timeout)
+                await asyncio.wait_for(
+                    self._arrived.wait_for(lambda: len(self.requests) >= n), timeout
+                )
             except TimeoutError:
-                raise TimeoutError(f"FakeAnthropic: expected {n} requests, got {len(self.requests)}") from None
+                raise TimeoutError(
+                    f"FakeAnthropic: expected {n} requests, got {len(self.requests)}"
+                ) from None
         return list(self.requests)
 
     # -- handlers
@@ -468,37 +532,42 @@ class FakeAnthropic:
         reply = await self._next_reply(body)
         await self._sleep(reply.delay + self._latency())
         if reply.is_error:
-            return _error_response(reply.status, reply.error_type or "api_error", reply.error_message,
-                                   _retry_headers(reply))
+            return _error_response(
+                reply.status,
+                reply.error_type or "api_error",
+                reply.error_message,
+                _retry_headers(reply),
+            )
         usage = {**_simulate_usage(body, reply.content, self._cache), **(reply.usage or {})}
-        message = build_message(body, reply, usage)
+        message = _build_message(body, reply, usage)
         if body.get("stream"):
             return await _stream_response(request, message)
         return _json_response(message)
 
     async def _handle_count_tokens(self, request: web.Request) -> web.Response:
         body, problem = await _read_json(request)
-        problem = problem or self._auth_problem(request) or _validate(body, require_max_tokens=False)
+        problem = (
+            problem or self._auth_problem(request) or _validate(body, require_max_tokens=False)
+        )
         return problem or _json_response({"input_tokens": request_tokens(body)})
 
     async def _handle_models(self, request: web.Request) -> web.Response:
         if problem := self._auth_problem(request):
             return problem
         data = [_model_info(model) for model in self.models]
-        return _json_response({"data": data, "has_more": False,
-                               "first_id": data[0]["id"] if data else None,
-                               "last_id": data[-1]["id"] if data else None})
-
-    async def _handle_model(self, request: web.Request) -> web.Response:
-        if problem := self._auth_problem(request):
-            return problem
-        model_id = request.match_info["model_id"]
-        if model_id not in self.models:
-            return _error_response(404, "not_found_error", f"model: {model_id}")
-        return _json_response(_model_info(model_id))
+        return _json_response(
+            {
+                "data": data,
+                "has_more": False,
+                "first_id": data[0]["id"] if data else None,
+                "last_id": data[-1]["id"] if data else None,
+            }
+        )
 
     async def _handle_unknown(self, request: web.Request) -> web.Response:
-        return _error_response(404, "not_found_error", f"FakeAnthropic: no route {request.method} {request.path}")
+        return _error_response(
+            404, "not_found_error", f"FakeAnthropic: no route {request.method} {request.path}"
+        )
 
     # -- helpers
 
@@ -509,7 +578,9 @@ class FakeAnthropic:
             self._arrived.notify_all()
 
     def _auth_problem(self, request: web.Request) -> web.Response | None:
-        key = request.headers.get("x-api-key") or _bearer_token(request.headers.get("authorization", ""))
+        key = request.headers.get("x-api-key") or _bearer_token(
+            request.headers.get("authorization", "")
+        )
         if not key:
             return _error_response(401, "authentication_error", "x-api-key header is required")
         if self.api_key is not None and key != self.api_key:
@@ -520,15 +591,23 @@ class FakeAnthropic:
         if self._queue:
             return self._queue.popleft()
         if self.responder is None:
-            return error_reply(500, "api_error", should_retry=False, message=(
-                f"FakeAnthropic: no reply queued for request #{len(self.requests)} "
-                "(queue empty, no responder); use fake.enqueue_*() or set fake.responder"))
+            return error_reply(
+                500,
+                "api_error",
+                should_retry=False,
+                message=(
+                    f"FakeAnthropic: no reply queued for request #{len(self.requests)} "
+                    "(queue empty, no responder); use fake.enqueue_*() or set fake.responder"
+                ),
+            )
         try:
             result = self.responder(body)
             if inspect.isawaitable(result):
                 result = await result
         except Exception as exc:  # surface responder bugs as a clear, non-retried error
-            return error_reply(500, "api_error", f"FakeAnthropic: responder raised {exc!r}", should_retry=False)
+            return error_reply(
+                500, "api_error", f"FakeAnthropic: responder raised {exc!r}", should_retry=False
+            )
         return text_reply(result) if isinstance(result, str) else result
 
     def _latency(self) -> float:
@@ -549,9 +628,13 @@ async def _read_json(request: web.Request) -> tuple[dict[str, Any], web.Response
     try:
         body = await request.json()
     except ValueError:
-        return {}, _error_response(400, "invalid_request_error", "FakeAnthropic: request body is not JSON")
+        return {}, _error_response(
+            400, "invalid_request_error", "FakeAnthropic: request body is not JSON"
+        )
     if not isinstance(body, dict):
-        return {}, _error_response(400, "invalid_request_error", "FakeAnthropic: request body must be an object")
+        return {}, _error_response(
+            400, "invalid_request_error", "FakeAnthropic: request body must be an object"
+        )
     return body, None
 
 
@@ -561,7 +644,9 @@ def _validate(body: dict[str, Any], *, require_max_tokens: bool) -> web.Response
         if name not in body:
             return _error_response(400, "invalid_request_error", f"{name}: Field required")
     if not isinstance(body["messages"], list):
-        return _error_response(400, "invalid_request_error", "messages: Input should be a valid list")
+        return _error_response(
+            400, "invalid_request_error", "messages: Input should be a valid list"
+        )
     return None
 
 
@@ -583,22 +668,34 @@ def _retry_headers(reply: Reply) -> dict[str, str]:
     return headers
 
 
-def _error_response(status: int, error_type: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    payload = {"type": "error", "error": {"type": error_type, "message": message}, "request_id": _new_id("req_01")}
+def _error_response(
+    status: int, error_type: str, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    payload = {
+        "type": "error",
+        "error": {"type": error_type, "message": message},
+        "request_id": _new_id("req_01"),
+    }
     return _json_response(payload, status=status, headers=headers)
 
 
-def _json_response(payload: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+def _json_response(
+    payload: Any, *, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
     headers = {"request-id": _new_id("req_01"), **(headers or {})}
-    return web.Response(text=_dumps(payload), status=status, content_type="application/json", headers=headers)
+    return web.Response(
+        text=_dumps(payload), status=status, content_type="application/json", headers=headers
+    )
 
 
 async def _stream_response(request: web.Request, message: dict[str, Any]) -> web.StreamResponse:
-    response = web.StreamResponse(headers={
-        "content-type": "text/event-stream; charset=utf-8",
-        "cache-control": "no-cache",
-        "request-id": _new_id("req_01"),
-    })
+    response = web.StreamResponse(
+        headers={
+            "content-type": "text/event-stream; charset=utf-8",
+            "cache-control": "no-cache",
+            "request-id": _new_id("req_01"),
+        }
+    )
     await response.prepare(request)
     for event in stream_events(message):
         await response.write(_sse(event))
@@ -610,12 +707,18 @@ def _model_info(model_id: str) -> dict[str, Any]:
     return {
         "type": "model",
         "id": model_id,
-        "display_name": model_id.replace("-", " ").title(),
+        "display_name": _display_name(model_id),
         "created_at": "2025-01-01T00:00:00Z",
         "lifecycle": "active",
         "max_input_tokens": 200_000,
         "max_tokens": 64_000,
     }
+
+
+def _display_name(model_id: str) -> str:
+    """'claude-sonnet-5-5' -> 'Claude Sonnet 5.5'."""
+    family, _, version = model_id.removeprefix("claude-").partition("-")
+    return f"Claude {family.title()} {version.replace('-', '.')}".strip()
 
 
 def _new_id(prefix: str) -> str:

@@ -1,0 +1,213 @@
+"""Approvals: rows with deadlines, decided once, by the right people.
+
+A decision is a conditional update (`… WHERE status = 'pending'`), so a double click, a
+stale button or a click racing the timeout changes state once. A tool approval is bound to
+the exact call (tool name and a hash of its arguments) and the gateway consumes it once.
+The scheduler only wakes `sweep()`, which escalates overdue approvals and, after a second
+timeout, pauses the task.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from bot.clock import now
+from bot.config import Config
+from bot.db import Database
+from bot.errors import NotAllowed
+from bot.notifier import ApprovalView, Notifier
+from bot.tasks import Task, TaskStore
+
+log = logging.getLogger(__name__)
+
+
+class Directory(Protocol):
+    """Facts about Slack users the core needs: bots never decide; roles may name groups."""
+
+    async def is_bot(self, user: str) -> bool: ...
+
+    async def groups_of(self, user: str) -> set[str]: ...
+
+
+@dataclass
+class Decision:
+    changed: bool
+    status: str
+    task: Task | None = None
+
+
+def view_from_row(row: Any) -> ApprovalView:
+    return ApprovalView(
+        approval_id=row["id"], kind=row["kind"], tool=row["tool"],
+        arguments=json.loads(row["arguments"] or "{}"), reason=row["reason"] or "",
+        tier=row["tier"] or "block", status=row["status"], decided_by=row["decided_by"],
+        decided_at=row["decided_at"], note=row["decision_note"], stage=row["stage"],
+    )  # fmt: skip
+
+
+class ApprovalService:
+    def __init__(
+        self,
+        db: Database,
+        tasks: TaskStore,
+        config: Config,
+        notifier: Notifier,
+        directory: Directory,
+        wake: Callable[[], Awaitable[None] | None],
+    ) -> None:
+        self.db = db
+        self.tasks = tasks
+        self.config = config
+        self.notifier = notifier
+        self.directory = directory
+        self.wake = wake
+
+    async def may_decide(self, task: Task, user: str) -> bool:
+        """The delegator, a configured approver, or someone it was escalated to; never a bot."""
+        if not user or await self.directory.is_bot(user):
+            return False
+        cfg = self.config.approvals
+        return user == task.delegator or user in cfg.approvers or user in cfg.escalate_to
+
+    async def get(self, approval_id: int) -> Any:
+        return await self.db.fetchone("SELECT * FROM approvals WHERE id = ?", (approval_id,))
+
+    async def for_key(self, key: str) -> Any:
+        return await self.db.fetchone("SELECT * FROM approvals WHERE idempotency_key = ?", (key,))
+
+    async def request(
+        self,
+        task: Task,
+        *,
+        kind: str,
+        reason: str,
+        key: str | None = None,
+        tool: str | None = None,
+        arguments: dict[str, Any] | None = None,
+        args_hash: str | None = None,
+        tier: str = "block",
+        plan_step: str | None = None,
+        preview: str | None = None,
+    ) -> int:
+        """Create a pending approval (once per key) and post it; return its id."""
+        t = now()
+        inserted = await self.db.insert(
+            "INSERT OR IGNORE INTO approvals (task_id, kind, idempotency_key, tool, args_hash,"
+            " arguments, reason, tier, channel, requested_at, deadline)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (task.id, kind, key, tool, args_hash, json.dumps(arguments or {}), reason, tier,
+             task.channel, t, t + self.config.approvals.timeout),
+        )  # fmt: skip
+        row = await (self.for_key(key) if key else self.get(inserted))
+        if row["message_ts"] is None and row["status"] == "pending":
+            view = view_from_row(row)
+            view.plan_step, view.preview = plan_step, preview
+            ts = await self.notifier.approval_requested(task, view)
+            await self.db.execute(
+                "UPDATE approvals SET message_ts = ? WHERE id = ?", (ts, row["id"])
+            )
+            await self.tasks.log(
+                task.id, "approval_requested", detail={"id": row["id"], "tool": tool}
+            )
+        return int(row["id"])
+
+    async def decide(
+        self, approval_id: int, user: str, *, approve: bool, note: str | None = None
+    ) -> Decision:
+        """Approve or reject once; raise `NotAllowed` for people who may not decide."""
+        row = await self.get(approval_id)
+        if row is None:
+            return Decision(changed=False, status="missing")
+        task = await self.tasks.get(row["task_id"])
+        if not await self.may_decide(task, user):
+            raise NotAllowed(user=user, action=f"decide approval {approval_id}")
+        status = "approved" if approve else "rejected"
+        changed = await self.db.execute(
+            "UPDATE approvals SET status = ?, decided_by = ?, decided_at = ?, decision_note = ?"
+            " WHERE id = ? AND status = 'pending'",
+            (status, user, now(), note, approval_id),
+        )
+        if not changed:
+            current = await self.get(approval_id)
+            return Decision(changed=False, status=current["status"], task=task)
+        await self.tasks.log(task.id, f"approval_{status}", actor=user, detail={"id": approval_id})
+        row = await self.get(approval_id)
+        await self.notifier.approval_updated(task, view_from_row(row), row["message_ts"])
+        await self._after_decision(task, row, approve)
+        return Decision(changed=True, status=status, task=task)
+
+    async def _after_decision(self, task: Task, row: Any, approve: bool) -> None:
+        if row["kind"] == "budget" and approve:
+            base = self.config.budget.task_usd
+            await self.tasks.update(task.id, budget_usd=task.budget_usd + base)
+            await self.tasks.transition(task.id, "queued", from_=("paused",))
+        elif row["kind"] == "budget":
+            await self.tasks.transition(task.id, "done", from_=("paused",))
+        else:
+            await self.tasks.transition(task.id, "queued", from_=("waiting_approval", "paused"))
+        result = self.wake()
+        if result is not None:
+            await result
+
+    async def sweep(self) -> int:
+        """Escalate approvals past their first deadline; pause tasks past the second."""
+        acted = 0
+        rows = await self.db.fetchall(
+            "SELECT * FROM approvals WHERE status = 'pending' AND deadline <= ?", (now(),)
+        )
+        for row in rows:
+            task = await self.tasks.get(row["task_id"])
+            if row["stage"] == 0:
+                acted += await self._escalate(task, row)
+            else:
+                acted += await self._expire(task, row)
+        return acted
+
+    async def _escalate(self, task: Task, row: Any) -> int:
+        changed = await self.db.execute(
+            "UPDATE approvals SET stage = 1, deadline = ? WHERE id = ? AND status = 'pending'"
+            " AND stage = 0",
+            (now() + self.config.approvals.timeout, row["id"]),
+        )
+        if changed:
+            people = self.config.approvals.escalate_to or [task.delegator]
+            await self.notifier.approval_escalated(task, view_from_row(row), people)
+            await self.tasks.log(task.id, "approval_escalated", detail={"id": row["id"]})
+        return changed
+
+    async def _expire(self, task: Task, row: Any) -> int:
+        changed = await self.db.execute(
+            "UPDATE approvals SET status = 'expired' WHERE id = ? AND status = 'pending'",
+            (row["id"],),
+        )
+        if changed and await self.tasks.transition(
+            task.id, "paused", from_=("waiting_approval", "queued", "running")
+        ):
+            await self.notifier.paused(
+                task, "No one answered the approval request in time, so I paused this task."
+            )
+        return changed
+
+    async def reopen_expired(self, task_id: int) -> int:
+        """On resume: expired approvals of the task become pending again with a new deadline."""
+        return await self.db.execute(
+            "UPDATE approvals SET status = 'pending', stage = 0, deadline = ?, message_ts = NULL"
+            " WHERE task_id = ? AND status = 'expired'",
+            (now() + self.config.approvals.timeout, task_id),
+        )
+
+    async def pending_for(self, user: str) -> list[Any]:
+        """Pending approvals this user may decide (App Home)."""
+        rows = await self.db.fetchall(
+            "SELECT a.*, t.delegator FROM approvals a JOIN tasks t ON t.id = a.task_id"
+            " WHERE a.status = 'pending' ORDER BY a.requested_at"
+        )
+        cfg = self.config.approvals
+        return [
+            r for r in rows
+            if r["delegator"] == user or user in cfg.approvers or user in cfg.escalate_to
+        ]  # fmt: skip

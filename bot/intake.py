@@ -1,0 +1,191 @@
+"""Intake: a Slack message becomes a task, a reply continues one, a redelivery does nothing.
+
+Every event is recorded by `event_id` and by channel + ts in the same transaction that
+creates or continues the task, so a redelivered event (or the `message` twin of an
+`app_mention`) creates nothing new.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.clock import now
+from bot.config import Config
+from bot.db import Tx
+from bot.tasks import FINISHED, PRIORITIES, Task, TaskStore
+
+_MENTION = re.compile(r"<@[UW][A-Z0-9]+(?:\|[^>]*)?>")
+_FLAG_PRIORITY = re.compile(r"(?<!\S)!(low|normal|high|urgent)\b", re.IGNORECASE)
+_FLAG_BUDGET = re.compile(r"(?<!\S)!budget\s+\$?(\d+(?:\.\d+)?)", re.IGNORECASE)
+_FLAG_VISIBLE = re.compile(r"(?<!\S)!visible\b", re.IGNORECASE)
+_URGENT_WORDS = re.compile(r"\b(urgent|urgently|asap|right away|immediately)\b", re.IGNORECASE)
+_HIGH_WORDS = re.compile(r"\bhigh[- ]priority\b", re.IGNORECASE)
+_LOW_WORDS = re.compile(r"\blow[- ]priority\b|\bno rush\b|\bwhenever\b", re.IGNORECASE)
+_SLACK_LINK = re.compile(r"<(https?://[^>|]+)(?:\|[^>]*)?>")
+_BARE_LINK = re.compile(r"(?<![<|])\bhttps?://[^\s>]+")
+_COWORKER_PREFIX = re.compile(r"^\s*([a-z0-9][a-z0-9_-]{0,31})\s*:\s*", re.IGNORECASE)
+
+
+@dataclass
+class IncomingMessage:
+    """A Slack message, as the handlers parsed it."""
+
+    event_id: str
+    channel: str
+    user: str
+    text: str
+    ts: str
+    thread_ts: str | None = None
+    team_id: str | None = None
+    channel_type: str | None = None
+    mention: bool = False
+    files: list[dict[str, Any]] = field(default_factory=list)
+    assistant: bool = False
+
+    @property
+    def is_dm(self) -> bool:
+        return self.channel_type == "im" or self.channel.startswith("D")
+
+
+@dataclass
+class ParsedRequest:
+    text: str
+    priority: int = 1
+    coworker: str | None = None
+    budget_usd: float | None = None
+    high_visibility: bool = False
+    links: list[str] = field(default_factory=list)
+
+
+def parse_request(text: str, config: Config) -> ParsedRequest:
+    """Priority, coworker, budget and links from the words of a request."""
+    links = _SLACK_LINK.findall(text) + _BARE_LINK.findall(text)
+    body = _MENTION.sub("", text).strip()
+    priority = 1
+    if m := _FLAG_PRIORITY.search(body):
+        priority = PRIORITIES.index(m.group(1).lower())
+    elif _URGENT_WORDS.search(body):
+        priority = 3
+    elif _HIGH_WORDS.search(body):
+        priority = 2
+    elif _LOW_WORDS.search(body):
+        priority = 0
+    budget = float(m.group(1)) if (m := _FLAG_BUDGET.search(body)) else None
+    visible = bool(_FLAG_VISIBLE.search(body)) or priority == 3
+    body = _FLAG_VISIBLE.sub("", _FLAG_BUDGET.sub("", _FLAG_PRIORITY.sub("", body))).strip()
+    coworker = None
+    if (m := _COWORKER_PREFIX.match(body)) and config.coworker(m.group(1).lower()):
+        coworker = m.group(1).lower()
+        body = body[m.end() :].strip()
+    return ParsedRequest(
+        text=body, priority=priority, coworker=coworker, budget_usd=budget,
+        high_visibility=visible, links=list(dict.fromkeys(links)),
+    )  # fmt: skip
+
+
+@dataclass
+class IntakeResult:
+    kind: str  # created | continued | duplicate | ignored | rate_limited | empty
+    task: Task | None = None
+
+
+class Intake:
+    def __init__(self, tasks: TaskStore, config: Config) -> None:
+        self.tasks = tasks
+        self.db = tasks.db
+        self.config = config
+
+    async def receive(self, msg: IncomingMessage) -> IntakeResult:
+        """Create or continue a task from a message; record the event exactly once."""
+        existing = None
+        if msg.thread_ts and msg.thread_ts != msg.ts:
+            existing = await self.tasks.find_by_thread(msg.channel, msg.thread_ts)
+        if existing is None and not (msg.mention or msg.is_dm):
+            return IntakeResult("ignored")
+        if existing is None and await self._over_rate(msg.user):
+            if await self._record_only(msg):
+                return IntakeResult("rate_limited")
+            return IntakeResult("duplicate")
+        async with self.db.transaction() as tx:
+            if not await self._record(tx, msg):
+                return IntakeResult("duplicate")
+            if existing is not None:
+                await self._continue(tx, existing, msg)
+                task_id, kind = existing.id, "continued"
+            else:
+                parsed = parse_request(msg.text, self.config)
+                if not parsed.text and not msg.files:
+                    return IntakeResult("empty")
+                task_id, kind = await self._create(tx, msg, parsed), "created"
+            await tx.execute("UPDATE slack_events SET task_id = ? WHERE event_id = ?",
+                             (task_id, msg.event_id))  # fmt: skip
+        return IntakeResult(kind, await self.tasks.get(task_id))
+
+    async def _record(self, tx: Tx, msg: IncomingMessage) -> bool:
+        cur = await tx.execute(
+            "INSERT OR IGNORE INTO slack_events (event_id, channel, ts, received_at)"
+            " VALUES (?, ?, ?, ?)",
+            (msg.event_id, msg.channel, msg.ts, now()),
+        )
+        return cur.rowcount == 1
+
+    async def _record_only(self, msg: IncomingMessage) -> bool:
+        async with self.db.transaction() as tx:
+            return await self._record(tx, msg)
+
+    async def _over_rate(self, user: str) -> bool:
+        count = await self.db.fetchval(
+            "SELECT COUNT(*) FROM tasks WHERE delegator = ? AND created_at > ? AND parent_id IS NULL",
+            (user, now() - 60),
+        )
+        return int(count or 0) >= self.config.runner.max_new_tasks_per_minute
+
+    async def _create(self, tx: Tx, msg: IncomingMessage, parsed: ParsedRequest) -> int:
+        files = [
+            {k: f.get(k) for k in ("id", "name", "mimetype", "url_private", "size")}
+            for f in msg.files
+        ]
+        return await self.tasks.create(
+            tx,
+            status="received",
+            priority=parsed.priority,
+            coworker=parsed.coworker or "",
+            delegator=msg.user,
+            team_id=msg.team_id,
+            channel=msg.channel,
+            thread_ts=msg.thread_ts or msg.ts,
+            message_ts=msg.ts,
+            project=self.config.project_for(msg.channel),
+            request=parsed.text or "(see the attached files)",
+            files=files,
+            links=parsed.links,
+            budget_usd=parsed.budget_usd or self._coworker_budget(parsed.coworker),
+            high_visibility=int(parsed.high_visibility),
+            assistant=int(msg.assistant),
+        )
+
+    def _coworker_budget(self, name: str | None) -> float:
+        cw = self.config.coworker(name) if name else None
+        return (cw.budget_usd if cw and cw.budget_usd else None) or self.config.budget.task_usd
+
+    async def _continue(self, tx: Tx, task: Task, msg: IncomingMessage) -> None:
+        """A reply in the thread: an answer, a plan comment, news for a running task, or a follow-up."""
+        text = _MENTION.sub("", msg.text).strip()
+        await tx.execute(
+            "INSERT INTO task_inputs (task_id, user, text, ts, at) VALUES (?, ?, ?, ?, ?)",
+            (task.id, msg.user, text, msg.ts, now()),
+        )
+        to = None
+        if task.status in ("waiting_input", "awaiting_plan_approval") and task.plan is None:
+            to = "received"
+        elif task.status == "awaiting_plan_approval":
+            to = "received"  # a comment on the plan: plan again with it
+        elif task.status == "waiting_input" or task.status in FINISHED:
+            to = "queued"
+        if to is not None:
+            await tx.execute(
+                "UPDATE tasks SET status = ?, updated_at = ?, finished_at = NULL WHERE id = ?",
+                (to, now(), task.id),
+            )

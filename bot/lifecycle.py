@@ -1,0 +1,203 @@
+"""What the runner does with a claimed task: plan it, or act on it, and settle its state.
+
+Planning ends in a plan waiting for approval, clarifying questions, or (with
+`plan_approval = "never"`) the queue. Acting runs the agent loop and turns its outcome
+into done, waiting for approval, or paused for budget. Errors become a short explanation
+in the thread; details go to the log with the task id, never to Slack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Protocol
+
+from bot.agent import AgentLoop, Outcome
+from bot.approvals import ApprovalService
+from bot.config import Config
+from bot.errors import BudgetExhausted, LLMUnavailable
+from bot.notifier import Notifier, StatusSnapshot
+from bot.planner import Planner, PlanRejected
+from bot.tasks import Task, TaskStore
+from bot.toolbox import Toolbox
+
+log = logging.getLogger(__name__)
+
+MODEL_DOWN = (
+    "I couldn't reach the model API (Anthropic) after several retries, so I stopped here. "
+    "Nothing was lost: `/coworker resume {ref}` picks up where I left off."
+)
+INTERNAL = (
+    "Something went wrong on my side and I stopped this task (reference {ref}). "
+    "An admin can find the details in the logs; `/coworker resume {ref}` tries again."
+)
+
+
+class MemoryHooks(Protocol):
+    """What the task flow asks of memory (the memory package provides it)."""
+
+    async def context_for(self, task: Task) -> str | None: ...
+
+    async def task_finished(self, task: Task, outcome: str, tools_used: list[str]) -> None: ...
+
+
+class NoMemory:
+    async def context_for(self, task: Task) -> str | None:
+        return None
+
+    async def task_finished(self, task: Task, outcome: str, tools_used: list[str]) -> None:
+        return None
+
+
+class TaskWork:
+    """The runner's unit of work for one claimed task."""
+
+    def __init__(
+        self,
+        *,
+        tasks: TaskStore,
+        planner: Planner,
+        agent: AgentLoop,
+        toolbox: Toolbox,
+        approvals: ApprovalService,
+        notifier: Notifier,
+        config: Config,
+        memory: MemoryHooks | None = None,
+    ) -> None:
+        self.tasks = tasks
+        self.planner = planner
+        self.agent = agent
+        self.toolbox = toolbox
+        self.approvals = approvals
+        self.notifier = notifier
+        self.config = config
+        self.memory: MemoryHooks = memory or NoMemory()
+
+    async def __call__(self, task: Task) -> None:
+        try:
+            if task.status == "planning":
+                await self.plan(task)
+            else:
+                await self.act(task)
+        except asyncio.CancelledError:
+            await self._stopped(task)
+            raise
+        except LLMUnavailable:
+            await self._fail(task, MODEL_DOWN.format(ref=task.ref), "model_unavailable")
+        except Exception:
+            log.exception("task %s failed", task.ref)
+            await self._fail(task, INTERNAL.format(ref=task.ref), "internal_error")
+
+    async def plan(self, task: Task) -> None:
+        inputs = await self.tasks.take_inputs(task.id)
+        if inputs:
+            extra = "\n".join(f"<@{i['user']}> added: {i['text']}" for i in inputs)
+            task.request = f"{task.request}\n\n{extra}"
+            await self.tasks.update(task.id, request=task.request)
+        if not task.coworker:
+            task.coworker = await self.planner.route(task.request, task)
+            await self.tasks.update(task.id, coworker=task.coworker)
+        tools = await self.toolbox.for_task(task)
+        memory = await self.memory.context_for(task)
+        asked = sum(1 for e in await self.tasks.events(task.id) if e["kind"] == "questions")
+        try:
+            plan = await self.planner.plan(
+                task, tools, conversation=[{"role": "user", "content": task.request}], memory=memory
+            )
+        except PlanRejected:
+            await self._fail(
+                task,
+                "I couldn't make a valid plan for this request. Could you rephrase it?",
+                "plan_invalid",
+            )
+            return
+        if plan.questions and asked < 2:
+            await self.tasks.log(task.id, "questions", detail=plan.questions)
+            if await self.tasks.transition(task.id, "waiting_input", from_="planning"):
+                await self.notifier.questions(task, plan.questions)
+            return
+        always = self.config.plan_approval == "always"
+        to = "awaiting_plan_approval" if always else "queued"
+        if await self.tasks.transition(
+            task.id,
+            to,
+            from_="planning",
+            plan=plan.model_dump(),
+            estimate_min=plan.estimate_minutes,
+        ):
+            fresh = await self.tasks.get(task.id)
+            ts = await self.notifier.plan(fresh, plan.model_dump(), needs_approval=always)
+            await self.tasks.update(task.id, plan_ts=ts)
+
+    async def act(self, task: Task) -> None:
+        await self.notifier.status(task, StatusSnapshot(
+            state="running", step=task.steps, total_steps=len((task.plan or {}).get("steps", [])),
+            spent_usd=task.spent_usd, budget_usd=task.budget_usd,
+        ))  # fmt: skip
+        memory = await self.memory.context_for(task) if task.steps == 0 else None
+        try:
+            outcome = await self.agent.run(task, memory)
+        except BudgetExhausted:
+            outcome = Outcome("budget", None)
+        await self.settle(task, outcome)
+
+    async def settle(self, task: Task, outcome: Outcome) -> None:
+        if outcome.kind == "waiting":
+            await self._wait_for_approval(task)
+        elif outcome.kind == "budget":
+            await self._out_of_budget(task, outcome.text)
+        else:
+            await self._deliver(task, outcome)
+
+    async def _deliver(self, task: Task, outcome: Outcome) -> None:
+        text = outcome.text or "I finished, but I have nothing to report."
+        if not await self.tasks.transition(task.id, "done", from_="running", result=text):
+            return
+        fresh = await self.tasks.get(task.id)
+        await self.notifier.status(fresh, StatusSnapshot(
+            state="done", step=fresh.steps, total_steps=fresh.steps,
+            tools_used=sorted(set(outcome.tools_used)), spent_usd=fresh.spent_usd,
+            budget_usd=fresh.budget_usd,
+        ))  # fmt: skip
+        await self.notifier.deliver(fresh, text)
+        await self.memory.task_finished(fresh, "done", outcome.tools_used)
+
+    async def _wait_for_approval(self, task: Task) -> None:
+        if not await self.tasks.transition(task.id, "waiting_approval", from_="running"):
+            return
+        pending = await self.approvals.db.fetchval(
+            "SELECT COUNT(*) FROM approvals WHERE task_id = ? AND status = 'pending'", (task.id,)
+        )
+        if not pending:  # decided while we were settling: go on
+            await self.tasks.transition(task.id, "queued", from_="waiting_approval")
+            self.approvals.wake()
+            return
+        fresh = await self.tasks.get(task.id)
+        await self.notifier.status(fresh, StatusSnapshot(
+            state="waiting for approval", step=fresh.steps,
+            total_steps=len((fresh.plan or {}).get("steps", [])),
+            spent_usd=fresh.spent_usd, budget_usd=fresh.budget_usd,
+        ))  # fmt: skip
+
+    async def _out_of_budget(self, task: Task, partial: str | None) -> None:
+        if not await self.tasks.transition(task.id, "paused", from_="running"):
+            return
+        fresh = await self.tasks.get(task.id)
+        await self.notifier.budget_exhausted(fresh, partial)
+        await self.approvals.request(
+            fresh, kind="budget", key=f"t{task.id}:budget:{fresh.budget_usd:.2f}",
+            reason=f"Spent ${fresh.spent_usd:.2f} of ${fresh.budget_usd:.2f}. Approve a top-up "
+            f"of ${self.config.budget.task_usd:.2f} to continue.", tier="block",
+        )  # fmt: skip
+
+    async def _stopped(self, task: Task) -> None:
+        fresh = await self.tasks.get(task.id)
+        if fresh.status == "cancelled":
+            await self.notifier.cancelled(fresh, None)
+
+    async def _fail(self, task: Task, message: str, code: str) -> None:
+        if await self.tasks.transition(
+            task.id, "failed", from_=("planning", "running"), error=code
+        ):
+            await self.notifier.failed(await self.tasks.get(task.id), message)
+            await self.memory.task_finished(task, "failed", [])

@@ -1,0 +1,198 @@
+"""The one module that talks to the Anthropic Messages API.
+
+It owns routing (purpose → tier → model, with per-coworker and per-purpose overrides),
+prompt caching (a `cache_control` breakpoint after the stable prefix: tools and system
+prompt; per-task memory goes after it), retries (the SDK's, with backoff on 429/529/5xx),
+dollars from reported usage, and the call log: one `llm_calls` row per call, errors too.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import anthropic
+from anthropic.types import Message
+
+from bot.clock import now
+from bot.config import Config, CoworkerConfig, Price
+from bot.db import Database
+from bot.errors import BudgetExhausted, LLMUnavailable
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ROUTES: dict[str, str] = {
+    "classify": "fast",
+    "route": "fast",
+    "extract": "fast",
+    "summarize": "fast",
+    "consolidate": "fast",
+    "plan": "default",
+    "act": "default",
+    "review": "default",
+    "final_draft": "default",
+}
+TIERS = ("fast", "default", "best")
+
+
+@dataclass
+class CallContext:
+    """Who a model call is for: the task it is charged to, and how it is routed."""
+
+    task_id: int | None = None
+    coworker: CoworkerConfig | None = None
+    high_visibility: bool = False
+    budget_usd: float | None = None
+
+
+def cost_usd(price: Price | None, usage: Any) -> float:
+    """Dollars for one call's reported usage."""
+    if price is None or usage is None:
+        return 0.0
+    cache_write = getattr(usage, "cache_creation_input_tokens", 0) or 0
+    cache_read = getattr(usage, "cache_read_input_tokens", 0) or 0
+    total = (
+        usage.input_tokens * price.input
+        + usage.output_tokens * price.output
+        + cache_write * price.cache_write
+        + cache_read * price.cache_read
+    )
+    return total / 1_000_000
+
+
+class LLM:
+    """Routed, budgeted, logged access to Claude."""
+
+    def __init__(self, client: anthropic.AsyncAnthropic, config: Config, db: Database) -> None:
+        self.client = client
+        self.config = config
+        self.db = db
+
+    def model_for(self, purpose: str, ctx: CallContext | None = None) -> str:
+        """The model id for `purpose`, after per-purpose and per-coworker overrides."""
+        ctx = ctx or CallContext()
+        tier = self.config.routing.get(purpose) or DEFAULT_ROUTES.get(purpose, "default")  # type: ignore[call-overload]
+        if purpose == "final_draft" and ctx.high_visibility and purpose not in self.config.routing:
+            tier = "best"
+        overrides = ctx.coworker.models if ctx.coworker else {}
+        choice = overrides.get(purpose) or overrides.get(tier) or tier
+        return getattr(self.config.models, choice) if choice in TIERS else choice
+
+    async def spent(self, task_id: int) -> float:
+        value = await self.db.fetchval(
+            "SELECT COALESCE(SUM(cost_usd), 0) FROM llm_calls WHERE task_id = ?", (task_id,)
+        )
+        return float(value or 0.0)
+
+    async def create(
+        self,
+        *,
+        purpose: str,
+        messages: list[dict[str, Any]],
+        system: str = "",
+        context: str | None = None,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: dict[str, Any] | None = None,
+        max_tokens: int = 4096,
+        temperature: float | None = None,
+        ctx: CallContext | None = None,
+    ) -> Message:
+        """One Messages API call, cached, charged to the task and logged.
+
+        Raises:
+            BudgetExhausted: the task has no budget left, so no call is made.
+            LLMUnavailable: the API failed after the SDK's retries.
+        """
+        ctx = ctx or CallContext()
+        if ctx.task_id is not None and ctx.budget_usd is not None:
+            spent = await self.spent(ctx.task_id)
+            if spent >= ctx.budget_usd:
+                raise BudgetExhausted(
+                    task_id=ctx.task_id, spent_usd=spent, budget_usd=ctx.budget_usd
+                )
+        model = self.model_for(purpose, ctx)
+        params: dict[str, Any] = {
+            "model": model,
+            "max_tokens": max_tokens,
+            "system": system_blocks(system, context),
+            "messages": messages,
+        }
+        if tools:
+            params["tools"] = tools
+        if tool_choice:
+            params["tool_choice"] = tool_choice
+        if temperature is not None:
+            params["temperature"] = temperature
+        started = time.perf_counter()
+        try:
+            message = await self.client.messages.create(**params)
+        except anthropic.APIError as exc:
+            status = getattr(exc, "status_code", None)
+            await self._log(ctx, purpose, model, None, started, None, type(exc).__name__)
+            log.warning("model call failed task=%s purpose=%s: %s", ctx.task_id, purpose, exc)
+            raise LLMUnavailable(f"{type(exc).__name__} from the model API", status=status) from exc
+        await self._log(ctx, purpose, model, message.usage, started, message.stop_reason, None)
+        return message
+
+    async def _log(
+        self,
+        ctx: CallContext,
+        purpose: str,
+        model: str,
+        usage: Any,
+        started: float,
+        stop_reason: str | None,
+        error: str | None,
+    ) -> None:
+        cost = cost_usd(self.config.price(model), usage)
+        await self.db.execute(
+            "INSERT INTO llm_calls (task_id, coworker, purpose, model, input_tokens,"
+            " output_tokens, cache_write_tokens, cache_read_tokens, cost_usd, latency_ms,"
+            " stop_reason, error, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                ctx.task_id,
+                ctx.coworker.name if ctx.coworker else None,
+                purpose,
+                model,
+                getattr(usage, "input_tokens", 0) or 0,
+                getattr(usage, "output_tokens", 0) or 0,
+                getattr(usage, "cache_creation_input_tokens", 0) or 0,
+                getattr(usage, "cache_read_input_tokens", 0) or 0,
+                cost,
+                (time.perf_counter() - started) * 1000,
+                stop_reason,
+                error,
+                now(),
+            ),
+        )
+        if ctx.task_id is not None and cost:
+            await self.db.execute(
+                "UPDATE tasks SET spent_usd = spent_usd + ? WHERE id = ?", (cost, ctx.task_id)
+            )
+
+
+def system_blocks(system: str, context: str | None) -> list[dict[str, Any]]:
+    """The system prompt as blocks: the stable prefix is cached; per-task context follows."""
+    blocks: list[dict[str, Any]] = [
+        {"type": "text", "text": system or "You are a helpful coworker.",
+         "cache_control": {"type": "ephemeral"}},
+    ]  # fmt: skip
+    if context:
+        blocks.append({"type": "text", "text": context})
+    return blocks
+
+
+def text_of(message: Message) -> str:
+    """The concatenated text blocks of a reply."""
+    return "".join(b.text for b in message.content if b.type == "text").strip()
+
+
+def make_client(
+    api_key: str | None, base_url: str | None, *, max_retries: int = 4
+) -> anthropic.AsyncAnthropic:
+    """The Anthropic client with the SDK's retries (429, 529, 5xx, connection errors)."""
+    return anthropic.AsyncAnthropic(
+        api_key=api_key or "missing", base_url=base_url, max_retries=max_retries, timeout=120
+    )

@@ -1,0 +1,50 @@
+"""The plan: typed, validated, and rendered the same way for the model and for people."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class PlanStep(BaseModel):
+    what: str = Field(min_length=1, max_length=500)
+    tools: list[str] = Field(default_factory=list, max_length=20)
+    #: Filled in by the policy, never by the model.
+    approval: bool = False
+
+
+class Plan(BaseModel):
+    summary: str = Field(min_length=1, max_length=1000)
+    steps: list[PlanStep] = Field(default_factory=list, max_length=30)
+    estimate_minutes: int = Field(default=5, ge=1, le=24 * 60)
+    questions: list[str] = Field(default_factory=list, max_length=5)
+    deliverable: Literal["answer", "written", "code", "data"] = "answer"
+
+
+def plan_tool_schema() -> dict[str, Any]:
+    """The forced `submit_plan` tool; its input schema is the plan minus policy fields."""
+    schema = Plan.model_json_schema()
+    step = schema["$defs"]["PlanStep"]
+    step["properties"].pop("approval", None)
+    return {
+        "name": "submit_plan",
+        "description": (
+            "Submit the plan for this task: numbered steps with the tools each uses, an "
+            "estimate in minutes, and clarifying questions (only if the request is genuinely "
+            "ambiguous; otherwise an empty list)."
+        ),
+        "input_schema": schema,
+    }
+
+
+def render_plan(plan: Plan) -> str:
+    """Plain Markdown for the model's context and for the Edit modal."""
+    lines = [plan.summary, ""]
+    for i, step in enumerate(plan.steps, 1):
+        tools = f" (tools: {', '.join(step.tools)})" if step.tools else ""
+        stop = " [stops for approval]" if step.approval else ""
+        lines.append(f"{i}. {step.what}{tools}{stop}")
+    lines.append("")
+    lines.append(f"Estimate: ~{plan.estimate_minutes} min")
+    return "\n".join(lines)

@@ -1,0 +1,118 @@
+"""The task runner: a durable queue in SQLite worked by a bounded pool of coroutines.
+
+Work is claimed by a conditional update (the row count says who won), highest priority
+first, then oldest. `received` tasks are claimed for planning, `queued` ones for acting.
+On start, tasks left `planning` or `running` by a crash go back to the queue and resume
+from their checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from bot.clock import now
+from bot.db import Database
+from bot.tasks import Task
+
+log = logging.getLogger(__name__)
+
+CLAIM = """
+UPDATE tasks
+   SET status = CASE status WHEN 'received' THEN 'planning' ELSE 'running' END,
+       started_at = COALESCE(started_at, :now), updated_at = :now, attempts = attempts + 1
+ WHERE id = (SELECT id FROM tasks WHERE status IN ('received', 'queued')
+              ORDER BY priority DESC, created_at, id LIMIT 1)
+   AND status IN ('received', 'queued')
+RETURNING *
+"""
+
+
+class TaskRunner:
+    def __init__(
+        self, db: Database, work: Callable[[Task], Awaitable[None]], concurrency: int = 4
+    ) -> None:
+        self.db = db
+        self.work = work
+        self.concurrency = concurrency
+        self.active: dict[int, asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
+        self._loop: asyncio.Task[None] | None = None
+        self.peak = 0
+
+    async def recover(self) -> int:
+        """Put tasks interrupted by a crash back in the queue."""
+        moved = await self.db.execute(
+            "UPDATE tasks SET status = 'queued', updated_at = ? WHERE status = 'running'", (now(),)
+        )
+        moved += await self.db.execute(
+            "UPDATE tasks SET status = 'received', updated_at = ? WHERE status = 'planning'",
+            (now(),),
+        )
+        if moved:
+            log.info("resuming %d interrupted task(s)", moved)
+        return moved
+
+    async def start(self) -> None:
+        await self.recover()
+        self._loop = asyncio.create_task(self._dispatch(), name="task-runner")
+        self.wake()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def claim(self) -> Task | None:
+        rows = await self.db.fetchall(CLAIM, {"now": now()})
+        return Task.from_row(rows[0]) if rows else None
+
+    async def _dispatch(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while len(self.active) < self.concurrency:
+                task = await self.claim()
+                if task is None:
+                    break
+                self._spawn(task)
+
+    def _spawn(self, task: Task) -> None:
+        job = asyncio.create_task(self._run(task), name=f"task-{task.id}")
+        self.active[task.id] = job
+        self.peak = max(self.peak, len(self.active))
+
+    async def _run(self, task: Task) -> None:
+        try:
+            await self.work(task)
+        except asyncio.CancelledError:
+            log.info("task %s: run stopped", task.id)
+        except Exception:
+            log.exception("task %s: unexpected error in the runner", task.id)
+        finally:
+            self.active.pop(task.id, None)
+            self.wake()
+
+    def stop_task(self, task_id: int) -> bool:
+        """Stop the coroutine working on a task (cancel); True if one was running."""
+        job = self.active.get(task_id)
+        if job is None:
+            return False
+        job.cancel()
+        return True
+
+    async def idle(self, timeout: float = 10.0) -> None:
+        """Wait until nothing is running (tests, graceful shutdown)."""
+        async with asyncio.timeout(timeout):
+            while self.active:
+                await asyncio.gather(*self.active.values(), return_exceptions=True)
+
+    async def stop(self) -> None:
+        """Stop claiming and interrupt running work; it resumes from checkpoints next start."""
+        if self._loop is not None:
+            self._loop.cancel()
+            await asyncio.gather(self._loop, return_exceptions=True)
+            self._loop = None
+        jobs = list(self.active.values())
+        for job in jobs:
+            job.cancel()
+        await asyncio.gather(*jobs, return_exceptions=True)

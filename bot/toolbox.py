@@ -1,0 +1,154 @@
+"""A task's view of the tools: scoped to what it may use, run with its tier enforced.
+
+The gateway (`tools/`) owns connections, validation, audit and the block-tier check; this
+module decides, per task, which tools exist (coworker globs ∩ the delegator's role) and
+what a call needs before it runs: nothing (auto), a notice (notify), or an approval that
+pauses the task until a person decides (block). The tier comes from the policy on the
+tool, never from anything the model or a tool result says.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from tools.gateway import CallContext, McpGateway, ToolInfo, args_hash
+from tools.scope import allowed_globs, scope_tools
+
+from bot.approvals import ApprovalService, Directory
+from bot.config import Config
+from bot.notifier import Notifier
+from bot.planner import coworker_for
+from bot.tasks import Task
+
+log = logging.getLogger(__name__)
+
+FINAL = ("ok", "error", "denied", "invalid", "unavailable", "rejected")
+DEFAULT_REASON = "Needed for the current step of the plan."
+RERUN_REASON = "This call was started before a restart and may or may not have run. Run it again?"
+
+
+def api_tools(tools: list[ToolInfo]) -> list[dict[str, Any]] | None:
+    """Tool definitions for the Messages API."""
+    return [
+        {"name": t.name, "description": (t.description or "")[:1024],
+         "input_schema": t.input_schema or {"type": "object"}}
+        for t in tools
+    ] or None  # fmt: skip
+
+
+def tool_result(tool_use_id: str, content: str, is_error: bool) -> dict[str, Any]:
+    return {"type": "tool_result", "tool_use_id": tool_use_id, "content": content,
+            "is_error": is_error}  # fmt: skip
+
+
+class Toolbox:
+    def __init__(
+        self,
+        gateway: McpGateway,
+        approvals: ApprovalService,
+        notifier: Notifier,
+        directory: Directory,
+        config: Config,
+    ) -> None:
+        self.gateway = gateway
+        self.approvals = approvals
+        self.notifier = notifier
+        self.directory = directory
+        self.config = config
+
+    async def for_task(self, task: Task) -> list[ToolInfo]:
+        """Coworker scope ∩ delegator scope: never more than the delegator may use."""
+        coworker = coworker_for(self.config, task.coworker)
+        groups = await self.directory.groups_of(task.delegator) if self.config.roles else set()
+        delegator = allowed_globs(self.config, task.delegator, groups)
+        return scope_tools(self.gateway.tools(), coworker.tools, delegator)
+
+    async def run_calls(
+        self, task: Task, step: int, calls: list[dict[str, Any]], reason: str = ""
+    ) -> list[dict[str, Any]] | None:
+        """Results for every call of one model turn, or None when one waits for a person."""
+        tools = {t.name: t for t in await self.for_task(task)}
+        results = []
+        for call in calls:
+            result = await self.run_call(task, step, call, tools, reason)
+            if result is None:
+                return None
+            results.append(result)
+        return results
+
+    async def run_call(
+        self,
+        task: Task,
+        step: int,
+        call: dict[str, Any],
+        tools: dict[str, ToolInfo],
+        reason: str = "",
+    ) -> dict[str, Any] | None:
+        key = f"t{task.id}:{call['id']}"
+        name, args = call["name"], call.get("input") or {}
+        journal = await self.gateway.journaled(key)
+        if journal is not None and journal.status in FINAL:
+            return tool_result(call["id"], journal.content, journal.is_error)
+        info = tools.get(name)
+        tier = info.tier if info else "block"
+        interrupted = journal is not None and journal.status == "started"
+        approval_id = None
+        if info is not None and (tier == "block" or (interrupted and tier != "auto")):
+            why = RERUN_REASON if interrupted else (reason or DEFAULT_REASON)
+            decided = await self.approval_for(task, key, info, args, call, why, interrupted)
+            if decided is None:
+                return None
+            if isinstance(decided, dict):
+                return decided
+            approval_id = decided
+        ctx = CallContext(
+            task_id=task.id, step=step, coworker=task.coworker, delegator=task.delegator,
+            idempotency_key=key, allowed=set(tools), approval_id=approval_id,
+        )  # fmt: skip
+        result = await self.gateway.call(name, args, ctx)
+        if tier == "notify" and not result.is_error:
+            await self.notifier.tool_notice(task, name, args)
+        return tool_result(call["id"], result.content, result.is_error)
+
+    async def approval_for(
+        self,
+        task: Task,
+        key: str,
+        info: ToolInfo,
+        args: dict[str, Any],
+        call: dict[str, Any],
+        reason: str,
+        interrupted: bool,
+    ) -> int | dict[str, Any] | None:
+        """The approved approval id, a rejection result, or None while it is pending."""
+        akey = f"{key}:rerun" if interrupted else key
+        row = await self.approvals.for_key(akey)
+        if row is None or (row["status"] == "pending" and row["message_ts"] is None):
+            await self.approvals.request(
+                task, kind="tool", key=akey, tool=info.name, arguments=args,
+                args_hash=args_hash(info.name, args), tier=info.tier, reason=reason,
+                plan_step=self.plan_step(task, info.name),
+            )  # fmt: skip
+            return None
+        if row["status"] == "rejected":
+            who = row["decided_by"] or "a person"
+            why = f" Reason: {row['decision_note']}" if row["decision_note"] else ""
+            return tool_result(
+                call["id"],
+                f"Rejected by <@{who}>: this call was not made.{why} Do not retry it; "
+                "continue without it or wrap up.",
+                True,
+            )
+        if row["status"] == "approved":
+            return int(row["id"])
+        if row["status"] == "used" and not interrupted:
+            return await self.approval_for(task, key, info, args, call, RERUN_REASON, True)
+        return None
+
+    @staticmethod
+    def plan_step(task: Task, tool: str) -> str | None:
+        for i, step in enumerate((task.plan or {}).get("steps", []), 1):
+            if tool in step.get("tools", []):
+                return f"{i}. {step['what']}"
+        return None
