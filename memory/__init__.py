@@ -1,0 +1,31 @@
+"""Long-term memory: episodes, facts, hybrid recall, consolidation, decay and backups.
+
+Start-up (in the composition function):
+
+    embedder, warning = load_embedder(config.memory, os.environ)
+    store = MemoryStore(db, embedder, config.memory)
+    if await store.prepare():
+        background.add(asyncio.create_task(store.reembed_all()))
+
+Nothing here imports Slack or an LLM client: fact extraction is a function passed in.
+"""
+
+from memory.embeddings import Embedder, load_embedder
+from memory.episodes import EpisodeInput, apply_feedback, record_episode
+from memory.records import Memory, MemoryDraft, Scope
+from memory.retrieval import RecalledContext, retrieve_for_task
+from memory.store import MemoryStore
+
+__all__ = [
+    "Embedder",
+    "EpisodeInput",
+    "Memory",
+    "MemoryDraft",
+    "MemoryStore",
+    "RecalledContext",
+    "Scope",
+    "apply_feedback",
+    "load_embedder",
+    "record_episode",
+    "retrieve_for_task",
+]
