@@ -1,0 +1,202 @@
+"""Recall: hybrid vector + keyword search within a scope, and the context block for a task.
+
+`recall()` runs two searches over what the scope may see and fuses them:
+  * vector KNN in memory_vec, with scope, kind and status filtered inside the scan (vec0
+    metadata columns), so it returns `depth` rows however few memories are in scope;
+  * FTS5 bm25 over memories_fts joined to memories, scope in the WHERE (FTS5 returns every
+    match, so filtering there loses nothing).
+The rankings are merged by reciprocal rank fusion and weighted by recency and importance
+(`memory.scoring`). Without an embedder, or when the query cannot be embedded, the keyword
+side alone answers. Rows are checked against the scope again after loading: a stale index
+entry can cost a result, never leak one.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict
+
+from bot import clock
+from memory.keywords import fts_query
+from memory.records import Kind, Memory, Scope, Status
+from memory.scoring import retrieval_weight, rrf
+from memory.vector_index import MAX_K
+
+if TYPE_CHECKING:
+    from memory.store import MemoryStore
+
+CHARS_PER_TOKEN = 4
+#: An item shorter than this is not worth squeezing into the end of the budget.
+_MIN_ITEM_CHARS = 160
+
+
+class RecalledContext(BaseModel):
+    """What a task starts with: the memories chosen and the text block rendering them."""
+
+    model_config = ConfigDict(frozen=True)
+
+    episodes: list[Memory]
+    facts: list[Memory]
+    text: str
+    tokens: int
+    keyword_only: bool
+
+    @property
+    def memory_ids(self) -> list[int]:
+        return [m.id for m in self.facts + self.episodes]
+
+
+def _depth(k: int) -> int:
+    """How many candidates each side contributes to fusion."""
+    return min(max(3 * k, 30), MAX_K)
+
+
+async def recall(
+    store: MemoryStore,
+    query: str,
+    scope: Scope,
+    *,
+    kind: Kind | None = None,
+    k: int = 10,
+    statuses: tuple[Status, ...] = ("active",),
+) -> list[Memory]:
+    """The `k` memories most relevant to `query` that `scope` may see, best first."""
+    if k <= 0:
+        return []
+    depth = _depth(k)
+    vector_ids: list[int] = []
+    if (blob := await store.vectors.embed_query(query)) is not None:
+        nearest = await store.vectors.nearest(
+            blob, depth, scope_ids=scope.ids(), kind=kind, statuses=statuses
+        )
+        vector_ids = [memory_id for memory_id, _ in nearest]
+    keyword_ids = await keyword_ranking(store, query, scope, kind, statuses, depth)
+    fused = rrf(vector_ids, keyword_ids)
+    loaded = await store.get_many(list(fused))
+    now = clock.now()
+    half_life = store.config.half_life_days
+    results = []
+    for memory_id, relevance in fused.items():
+        memory = loaded.get(memory_id)
+        if memory is None or memory.status not in statuses or not scope.allows(memory):
+            continue
+        if kind is not None and memory.kind != kind:
+            continue
+        score = relevance * retrieval_weight(memory, now, half_life)
+        results.append(memory.model_copy(update={"score": score}))
+    results.sort(key=lambda m: m.score or 0.0, reverse=True)
+    return results[:k]
+
+
+async def keyword_ranking(
+    store: MemoryStore,
+    query: str,
+    scope: Scope,
+    kind: Kind | None,
+    statuses: tuple[Status, ...],
+    limit: int,
+) -> list[int]:
+    """Memory ids by bm25 (best first) among those `scope` may see."""
+    match = fts_query(query)
+    if match is None:
+        return []
+    where, params = scope.sql("m")
+    sql = (
+        "SELECT m.id FROM memories_fts JOIN memories m ON m.id = memories_fts.rowid"
+        f" WHERE memories_fts MATCH ? AND {where}"
+        f" AND m.status IN ({','.join('?' * len(statuses))})"
+    )
+    args: list[Any] = [match, *params, *statuses]
+    if kind is not None:
+        sql += " AND m.kind = ?"
+        args.append(kind)
+    rows = await store.db.fetchall(sql + " ORDER BY bm25(memories_fts) LIMIT ?", [*args, limit])
+    return [r[0] for r in rows]
+
+
+async def similar(
+    store: MemoryStore,
+    text: str,
+    scope: Scope,
+    *,
+    kind: Kind = "fact",
+    statuses: tuple[Status, ...] = ("active", "proposed"),
+    k: int = 5,
+) -> list[tuple[int, float]]:
+    """(id, cosine similarity) of the nearest memories by vector; [] when keyword-only."""
+    blob = await store.vectors.embed_query(text)
+    if blob is None:
+        return []
+    return await store.vectors.nearest(blob, k, scope_ids=scope.ids(), kind=kind,
+                                       statuses=statuses)  # fmt: skip
+
+
+async def retrieve_for_task(store: MemoryStore, request: str, scope: Scope) -> RecalledContext:
+    """The most relevant episodes and facts for a new task, rendered within the token budget.
+
+    Memories that make it into the text are marked used, which keeps them from decaying.
+    """
+    config = store.config
+    facts = await recall(store, request, scope, kind="fact", k=config.facts)
+    episodes = await recall(store, request, scope, kind="episode", k=config.episodes)
+    text, used_facts, used_episodes = render(facts, episodes, config.token_budget * CHARS_PER_TOKEN)
+    await store.mark_used([m.id for m in used_facts + used_episodes])
+    return RecalledContext(
+        episodes=used_episodes, facts=used_facts, text=text,
+        tokens=math.ceil(len(text) / CHARS_PER_TOKEN), keyword_only=store.keyword_only,
+    )  # fmt: skip
+
+
+def render(
+    facts: list[Memory], episodes: list[Memory], max_chars: int
+) -> tuple[str, list[Memory], list[Memory]]:
+    """The context block and the facts and episodes that fit in `max_chars`."""
+    sections = [
+        ("Facts the team has confirmed (most relevant first):", facts, _fact_line),
+        ("Similar past tasks (most relevant first):", episodes, _episode_lines),
+    ]
+    lines: list[str] = []
+    used: list[list[Memory]] = [[], []]
+    remaining = max_chars
+    for (header, memories, fmt), chosen in zip(sections, used, strict=True):
+        if not memories or remaining < len(header) + _MIN_ITEM_CHARS:
+            continue
+        block = [header]
+        remaining -= len(header) + 1
+        for memory in memories:
+            item = fmt(memory)
+            if len(item) + 1 > remaining:
+                if remaining < _MIN_ITEM_CHARS:
+                    break
+                item = item[: remaining - 2] + "…"
+            block.append(item)
+            chosen.append(memory)
+            remaining -= len(item) + 1
+        if chosen:
+            lines += [*block, ""]
+    return "\n".join(lines).strip(), used[0], used[1]
+
+
+def _where(memory: Memory) -> str:
+    if memory.scope == "project":
+        return f", project {memory.project}"
+    if memory.scope == "user":
+        return ", yours"
+    return ""
+
+
+def _fact_line(memory: Memory) -> str:
+    return f"- [fact {memory.id}{_where(memory)}] {' '.join(memory.content.split())}"
+
+
+def _episode_lines(memory: Memory) -> str:
+    day = datetime.fromtimestamp(memory.created_at, UTC).date().isoformat()
+    label = f"T-{memory.source_task}" if memory.source_task else f"episode {memory.id}"
+    verdict = {1: ", rated helpful", -1: ", rated unhelpful"}.get(memory.feedback or 0, "")
+    head = f"- [{label}, {day}, {memory.outcome or 'unknown outcome'}{verdict}{_where(memory)}]"
+    body = "\n".join("  " + line for line in memory.content.splitlines() if line.strip())
+    link = f"\n  {memory.permalink}" if memory.permalink else ""
+    return f"{head}\n{body}{link}"

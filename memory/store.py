@@ -1,0 +1,353 @@
+"""`MemoryStore`: episodes and facts in SQLite, indexed for keywords and vectors.
+
+A memory is one row of `memories`. Its FTS5 entry follows it through triggers (migration
+0004); its vector lives in `memory_vec`, written in the same transaction as the row, so the
+three never disagree about what exists. Embedding happens before the transaction (it may be
+a network call); if it fails the row is stored without a vector, `embedded_by` stays NULL,
+and `reembed_all()` fills it in later. Without an embedder everything works on keywords.
+
+Forgetting deletes the row, its FTS5 tokens (secure-delete), its vector and its cached
+embedding. Archiving only hides a memory from recall; `set_status(id, "active")` restores it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import logging
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+
+from bot import clock
+from bot.config import MemoryConfig
+from bot.db import Database
+from memory import retrieval
+from memory.embeddings import Embedder
+from memory.errors import EmbeddingUnavailable
+from memory.keywords import fts_all_words
+from memory.records import (
+    EXTRA_FIELDS,
+    Kind,
+    Memory,
+    MemoryDraft,
+    MemoryScope,
+    Scope,
+    Status,
+    scope_key,
+)
+from memory.records import scope_id as scope_hash
+from memory.vector_index import DELETE_SQL, INSERT_SQL, STATUS_SQL, UPDATE_SQL, VectorIndex
+
+log = logging.getLogger(__name__)
+
+#: vec0 scans are memory-bound; reading through mmap instead of copying pages into
+#: SQLite's cache roughly halves KNN time at 100k memories. Upper bound, not an allocation.
+MMAP_BYTES = 1 << 30
+
+_COLUMNS = tuple(MemoryDraft.model_fields) + ("embedded_by", "created_at", "updated_at")
+_INSERT_MEMORY = (
+    f"INSERT INTO memories ({', '.join(_COLUMNS)}) VALUES ({', '.join(':' + c for c in _COLUMNS)})"
+)
+_UPDATABLE = frozenset({"content", "scope", "project", "user_id", "source_task", "permalink",
+                        "importance"}) | EXTRA_FIELDS  # fmt: skip
+_SCOPE_FIELDS = frozenset({"scope", "project", "user_id"})
+
+
+def _insert_rows(
+    conn: Any, drafts: Sequence[MemoryDraft], blobs: Sequence[bytes | None], now: float,
+    signature: str | None,
+) -> list[int]:  # fmt: skip
+    """Insert memories and their vectors in one transaction (runs on the DB thread)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        ids = []
+        for draft, blob in zip(drafts, blobs, strict=True):
+            values = draft.columns() | {
+                "embedded_by": signature if blob is not None else None,
+                "created_at": now,
+                "updated_at": now,
+            }
+            memory_id = conn.execute(_INSERT_MEMORY, values).lastrowid
+            if blob is not None:
+                conn.execute(
+                    INSERT_SQL,
+                    (memory_id, blob, draft.kind, scope_hash(draft.scope_key), draft.status),
+                )
+            ids.append(memory_id)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return ids
+
+
+class MemoryStore:
+    """Episodes and facts: add, change, forget, and recall them within a scope."""
+
+    def __init__(self, db: Database, embedder: Embedder | None, config: MemoryConfig) -> None:
+        self.db = db
+        self.config = config
+        self.vectors = VectorIndex(db, embedder)
+
+    @property
+    def keyword_only(self) -> bool:
+        return not self.vectors.ready
+
+    async def prepare(self) -> bool:
+        """Check or build the vector index; call once at start-up.
+
+        Returns True when some memories lack a vector from the current provider; then run
+        `reembed_all()` as a background task.
+        """
+        if await self.db.fetchval("PRAGMA mmap_size") == 0:
+            await self.db.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
+        await self.vectors.prepare()
+        return self.vectors.ready and await self.pending_embeddings() > 0
+
+    # -- writing ---------------------------------------------------------------------------
+
+    async def add(
+        self,
+        kind: Kind,
+        content: str,
+        scope: MemoryScope,
+        project: str | None = None,
+        user_id: str | None = None,
+        source_task: int | None = None,
+        permalink: str | None = None,
+        importance: float = 0.5,
+        status: Status = "active",
+        **fields: Any,
+    ) -> int:
+        """Store one memory; `fields` are episode/fact extras (outcome, feedback, sources…)."""
+        if unknown := set(fields) - EXTRA_FIELDS:
+            raise TypeError(f"unknown memory fields: {', '.join(sorted(unknown))}")
+        draft = MemoryDraft(
+            kind=kind, content=content, scope=scope, project=project, user_id=user_id,
+            source_task=source_task, permalink=permalink, importance=importance, status=status,
+            **fields,
+        )  # fmt: skip
+        (memory_id,) = await self.add_many([draft])
+        return memory_id
+
+    async def add_many(self, drafts: Sequence[MemoryDraft]) -> list[int]:
+        """Store several memories in one transaction (imports, benchmarks)."""
+        blobs = await self._embed_or_none([d.content for d in drafts])
+        insert = partial(
+            _insert_rows, drafts=drafts, blobs=blobs, now=clock.now(),
+            signature=self.vectors.signature,
+        )  # fmt: skip
+        ids: list[int] = await self.db.run_sync(lambda conn: insert(conn))
+        return ids
+
+    async def _embed_or_none(self, texts: list[str]) -> list[bytes | None]:
+        if not self.vectors.ready:
+            return [None] * len(texts)
+        try:
+            return list(await self.vectors.embed_documents(texts))
+        except EmbeddingUnavailable as exc:
+            log.warning("memory: embedding failed (%s); stored for keyword search, "
+                        "re-embedded later", exc)  # fmt: skip
+            return [None] * len(texts)
+
+    async def update(self, memory_id: int, **changes: Any) -> Memory | None:
+        """Change content, scope, importance or extras; None if there is no such memory."""
+        if unknown := set(changes) - _UPDATABLE:
+            raise TypeError(f"cannot update: {', '.join(sorted(unknown))}")
+        current = await self.get(memory_id)
+        if current is None:
+            return None
+        draft = current.draft(**changes)
+        values = {k: v for k, v in draft.columns().items() if k in changes}
+        values["updated_at"] = clock.now()
+        new_content = draft.content != current.content
+        blob = (await self._embed_or_none([draft.content]))[0] if new_content else None
+        if new_content:
+            values["embedded_by"] = self.vectors.signature if blob is not None else None
+        async with self.db.transaction() as tx:
+            assignments = ", ".join(f"{k} = :{k}" for k in values)
+            await tx.execute(f"UPDATE memories SET {assignments} WHERE id = :id",
+                             values | {"id": memory_id})  # fmt: skip
+            if self.vectors.exists and new_content:
+                await tx.execute(DELETE_SQL, (memory_id,))
+                if blob is not None:
+                    key = scope_hash(draft.scope_key)
+                    await tx.execute(INSERT_SQL, (memory_id, blob, draft.kind, key, current.status))
+            elif self.vectors.exists and _SCOPE_FIELDS & set(changes):
+                await tx.execute(UPDATE_SQL, (scope_hash(draft.scope_key), current.status,
+                                              memory_id))  # fmt: skip
+            if new_content and (old := self.vectors.cache_hash(current.content)):
+                await tx.execute("DELETE FROM embedding_cache WHERE hash = ?", (old,))
+        return await self.get(memory_id)
+
+    async def set_status(
+        self,
+        memory_id: int,
+        status: Status,
+        *,
+        expected: Status | None = None,
+        at: float | None = None,
+    ) -> bool:
+        """Move a memory to `status` (only from `expected`, if given); True if it changed."""
+        now = clock.now() if at is None else at
+        sql = "UPDATE memories SET status = ?, archived_at = ?, updated_at = ? WHERE id = ?"
+        params: list[Any] = [status, now if status == "archived" else None, now, memory_id]
+        if expected is not None:
+            sql += " AND status = ?"
+            params.append(expected)
+        async with self.db.transaction() as tx:
+            changed = (await tx.execute(sql, params)).rowcount > 0
+            if changed and self.vectors.exists:
+                await tx.execute(STATUS_SQL, (status, memory_id))
+        return changed
+
+    async def forget(self, memory_id: int, *, status: Status | None = None) -> bool:
+        """Delete a memory from the table, FTS5, the vector index and the embedding cache.
+
+        With `status`, only a memory still in that status is deleted (a race-safe reject).
+        """
+        async with self.db.transaction() as tx:
+            row = await tx.fetchone("SELECT content, status FROM memories WHERE id = ?",
+                                    (memory_id,))  # fmt: skip
+            if row is None or (status is not None and row["status"] != status):
+                return False
+            await tx.execute("DELETE FROM memories WHERE id = ?", (memory_id,))
+            if self.vectors.exists:
+                await tx.execute(DELETE_SQL, (memory_id,))
+            if cached := self.vectors.cache_hash(row["content"]):
+                await tx.execute("DELETE FROM embedding_cache WHERE hash = ?", (cached,))
+        log.info("memory: forgot memory %d", memory_id)
+        return True
+
+    async def mark_used(self, memory_ids: Sequence[int]) -> None:
+        """Record that these memories went into a task's context (feeds recency and decay)."""
+        if not memory_ids:
+            return
+        marks = ",".join("?" * len(memory_ids))
+        await self.db.execute(
+            "UPDATE memories SET last_used_at = ?, use_count = use_count + 1"
+            f" WHERE id IN ({marks})",
+            [clock.now(), *memory_ids],
+        )
+
+    # -- embedding in the background -----------------------------------------------------
+
+    async def pending_embeddings(self) -> int:
+        """How many memories lack a vector from the current provider."""
+        if not self.vectors.ready:
+            return 0
+        return int(await self.db.fetchval(
+            "SELECT count(*) FROM memories WHERE embedded_by IS NOT ?", (self.vectors.signature,)
+        ))  # fmt: skip
+
+    async def reembed_all(self, batch: int = 64) -> int:
+        """Embed every memory the current provider has not; return how many were done.
+
+        Safe to run while the bot works: each batch is its own short transaction, and a row
+        edited or forgotten meanwhile is skipped. Stops early (and logs) if the provider fails;
+        the next start-up picks up where it left off.
+        """
+        done, last_id = 0, 0
+        while self.vectors.ready:
+            rows = await self.db.fetchall(
+                "SELECT id, content FROM memories WHERE id > ? AND embedded_by IS NOT ?"
+                " ORDER BY id LIMIT ?",
+                (last_id, self.vectors.signature, batch),
+            )
+            if not rows:
+                break
+            last_id = rows[-1]["id"]
+            try:
+                blobs = await self.vectors.embed_documents([r["content"] for r in rows])
+            except EmbeddingUnavailable as exc:
+                log.warning("memory: re-embedding stopped after %d memories: %s", done, exc)
+                break
+            done += await self._store_vectors(rows, blobs)
+            await asyncio.sleep(0)
+        if done:
+            log.info("memory: re-embedded %d memories with %s", done, self.vectors.signature)
+        return done
+
+    async def _store_vectors(self, rows: Sequence[Any], blobs: Sequence[bytes]) -> int:
+        stored = 0
+        async with self.db.transaction() as tx:
+            for row, blob in zip(rows, blobs, strict=True):
+                now = await tx.fetchone(
+                    "SELECT kind, scope, project, user_id, status, content FROM memories"
+                    " WHERE id = ?", (row["id"],),
+                )  # fmt: skip
+                if now is None or now["content"] != row["content"]:
+                    continue
+                key = scope_hash(scope_key(now["scope"], now["project"], now["user_id"]))
+                await tx.execute(DELETE_SQL, (row["id"],))
+                await tx.execute(INSERT_SQL, (row["id"], blob, now["kind"], key, now["status"]))
+                await tx.execute("UPDATE memories SET embedded_by = ? WHERE id = ?",
+                                 (self.vectors.signature, row["id"]))  # fmt: skip
+                stored += 1
+        return stored
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def get(self, memory_id: int) -> Memory | None:
+        row = await self.db.fetchone("SELECT * FROM memories WHERE id = ?", (memory_id,))
+        return None if row is None else Memory.from_row(row)
+
+    async def get_many(self, memory_ids: Sequence[int]) -> dict[int, Memory]:
+        if not memory_ids:
+            return {}
+        marks = ",".join("?" * len(memory_ids))
+        rows = await self.db.fetchall(f"SELECT * FROM memories WHERE id IN ({marks})",
+                                      list(memory_ids))  # fmt: skip
+        return {r["id"]: Memory.from_row(r) for r in rows}
+
+    async def recall(
+        self, query: str, scope: Scope, *, kind: Kind | None = None, k: int = 10
+    ) -> builtins.list[Memory]:
+        """The `k` active memories most relevant to `query` that `scope` may see."""
+        return await retrieval.recall(self, query, scope, kind=kind, k=k)
+
+    async def find(self, text: str, scope: Scope, *, limit: int = 10) -> builtins.list[Memory]:
+        """Memories `scope` may see that contain `text`, or all its words (for forget)."""
+        where, params = scope.sql("m")
+        rows = await self.db.fetchall(
+            f"SELECT m.* FROM memories m WHERE {where} AND instr(lower(m.content), lower(?)) > 0"
+            " ORDER BY m.created_at DESC LIMIT ?",
+            [*params, text.strip(), limit],
+        )
+        found = {r["id"]: Memory.from_row(r) for r in rows}
+        if len(found) < limit and (match := fts_all_words(text)):
+            rows = await self.db.fetchall(
+                f"SELECT m.* FROM memories_fts JOIN memories m ON m.id = memories_fts.rowid"
+                f" WHERE memories_fts MATCH ? AND {where} ORDER BY bm25(memories_fts) LIMIT ?",
+                [match, *params, limit],
+            )
+            for r in rows:
+                found.setdefault(r["id"], Memory.from_row(r))
+        return builtins.list(found.values())[:limit]
+
+    async def list(
+        self,
+        scope: Scope | None = None,
+        *,
+        kind: Kind | None = None,
+        status: Status = "active",
+        limit: int = 50,
+        offset: int = 0,
+    ) -> builtins.list[Memory]:
+        """Memories by newest first; `scope=None` lists every scope (admins, App Home)."""
+        where: builtins.list[str] = ["m.status = ?"]
+        params: builtins.list[Any] = [status]
+        if scope is not None:
+            clause, scope_params = scope.sql("m")
+            where.append(clause)
+            params += scope_params
+        if kind is not None:
+            where.append("m.kind = ?")
+            params.append(kind)
+        rows = await self.db.fetchall(
+            f"SELECT m.* FROM memories m WHERE {' AND '.join(where)}"
+            " ORDER BY m.created_at DESC, m.id DESC LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        return [Memory.from_row(r) for r in rows]

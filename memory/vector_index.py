@@ -1,0 +1,211 @@
+"""The vector side of memory: the vec0 table, the provider it was built with, the cache.
+
+`memory_vec` is a sqlite-vec vec0 table whose dimension depends on the embeddings provider,
+so it is created here at start-up rather than in a migration (the one exception to "no
+CREATE outside migrations/"). `memory_meta` records which provider built it; when the
+provider, model or dimension changes, the table is recreated empty and every memory is
+re-embedded in the background (`MemoryStore.reembed_all()`), so vectors of different models
+never mix. Until that finishes, recall still works on keywords for the rows not yet done.
+
+Scope, kind and status are vec0 metadata columns (kind is the partition key), so filters
+apply inside the KNN scan: `k` rows come back however few memories are in scope. A WHERE on
+a joined table would filter after the scan and silently return fewer.
+
+Vectors are L2-normalised before they are stored, so vec0's default L2 distance ranks like
+cosine and `cosine = 1 - d² / 2`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import struct
+import time
+from collections import OrderedDict
+from typing import Any
+
+from bot.db import Database
+from memory.embeddings import Embedder, l2_normalised
+from memory.errors import EmbeddingUnavailable
+from memory.records import Kind, Status
+
+log = logging.getLogger(__name__)
+
+TABLE = "memory_vec"
+META_KEY = "vector_index"
+MAX_K = 4096  # vec0's limit on k
+_QUERY_CACHE = 256
+
+INSERT_SQL = (
+    f"INSERT INTO {TABLE} (memory_id, embedding, kind, scope_id, status) VALUES (?, ?, ?, ?, ?)"
+)
+DELETE_SQL = f"DELETE FROM {TABLE} WHERE memory_id = ?"
+UPDATE_SQL = f"UPDATE {TABLE} SET scope_id = ?, status = ? WHERE memory_id = ?"
+STATUS_SQL = f"UPDATE {TABLE} SET status = ? WHERE memory_id = ?"
+
+
+def to_blob(vector: list[float]) -> bytes:
+    """A float32 blob of the L2-normalised vector, as vec0 stores it."""
+    return struct.pack(f"{len(vector)}f", *l2_normalised(vector))
+
+
+def cosine(distance: float) -> float:
+    return 1.0 - distance * distance / 2.0
+
+
+def _hash(provider: str, text: str) -> str:
+    return hashlib.sha256(f"{provider}\0{text}".encode()).hexdigest()
+
+
+class VectorIndex:
+    """The vec0 table and embedding cache for one provider; inert without an embedder."""
+
+    def __init__(self, db: Database, embedder: Embedder | None) -> None:
+        self.db = db
+        self.embedder = embedder
+        #: memory_vec exists (possibly built by another provider): deletes must reach it
+        self.exists = False
+        #: memory_vec matches the embedder: vectors may be searched and written
+        self.ready = False
+        #: "provider:model:dim" written into memories.embedded_by
+        self.signature: str | None = None
+        self._cache_provider: str | None = None
+        self._queries: OrderedDict[str, bytes] = OrderedDict()
+
+    async def prepare(self) -> bool:
+        """Check or (re)build memory_vec for the embedder; True if it was rebuilt."""
+        self.exists = await self._table_exists()
+        meta = await self.db.fetchval("SELECT value FROM memory_meta WHERE key = ?", (META_KEY,))
+        recorded = json.loads(meta) if meta else None
+        if recorded:
+            self._cache_provider = f"{recorded['provider']}:{recorded['model']}"
+        if self.embedder is None:
+            return False
+        try:
+            dim = self.embedder.dim or len((await self.embedder.embed(["dimension probe"]))[0])
+        except EmbeddingUnavailable as exc:
+            log.warning("memory: %s; recall is keyword-only until restart", exc)
+            return False
+        wanted = {"provider": self.embedder.name, "model": self.embedder.model, "dim": dim}
+        self.signature = f"{wanted['provider']}:{wanted['model']}:{dim}"
+        self._cache_provider = f"{wanted['provider']}:{wanted['model']}"
+        rebuilt = recorded != wanted or not self.exists
+        if rebuilt:
+            await self._rebuild(wanted)
+            log.info("memory: vector index built for %s; re-embedding in the background",
+                     self.signature)  # fmt: skip
+        self.exists = self.ready = True
+        return rebuilt
+
+    async def _table_exists(self) -> bool:
+        row = await self.db.fetchone(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)
+        )
+        return row is not None
+
+    async def _rebuild(self, wanted: dict[str, Any]) -> None:
+        async with self.db.transaction() as tx:
+            await tx.execute(f"DROP TABLE IF EXISTS {TABLE}")
+            # Created in code, not a migration: the dimension is the provider's.
+            await tx.execute(
+                f"CREATE VIRTUAL TABLE {TABLE} USING vec0("
+                " memory_id INTEGER PRIMARY KEY,"
+                f" embedding FLOAT[{int(wanted['dim'])}],"
+                " kind TEXT PARTITION KEY,"
+                " scope_id INTEGER,"
+                " status TEXT)"
+            )
+            await tx.execute(
+                "INSERT INTO memory_meta (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (META_KEY, json.dumps(wanted)),
+            )
+            # Vectors of another model are useless now, and forget() could not find them.
+            await tx.execute(
+                "DELETE FROM embedding_cache WHERE provider != ?", (self._cache_provider,)
+            )
+
+    def cache_hash(self, text: str) -> str | None:
+        """The embedding_cache key of `text` for the provider that built the index."""
+        return _hash(self._cache_provider, text) if self._cache_provider else None
+
+    async def embed_documents(self, texts: list[str]) -> list[bytes]:
+        """Normalised float32 blobs for `texts`, from the cache where possible.
+
+        Raises:
+            EmbeddingUnavailable: the provider failed (the caller stores without a vector).
+        """
+        if self.embedder is None or not self.ready:
+            raise EmbeddingUnavailable("no embeddings provider", provider="none")
+        assert self._cache_provider is not None
+        hashes = [_hash(self._cache_provider, t) for t in texts]
+        found = await self._cached(hashes)
+        missing = [i for i, h in enumerate(hashes) if h not in found]
+        if missing:
+            vectors = await self.embedder.embed([texts[i] for i in missing])
+            now = time.time()
+            rows = []
+            for i, vector in zip(missing, vectors, strict=True):
+                found[hashes[i]] = to_blob(vector)
+                rows.append((hashes[i], self._cache_provider, len(vector), found[hashes[i]], now))
+            async with self.db.transaction() as tx:
+                await tx.executemany(
+                    "INSERT OR IGNORE INTO embedding_cache (hash, provider, dim, vector,"
+                    " created_at) VALUES (?, ?, ?, ?, ?)",
+                    rows,
+                )
+        return [found[h] for h in hashes]
+
+    async def _cached(self, hashes: list[str]) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        for start in range(0, len(hashes), 500):
+            chunk = hashes[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = await self.db.fetchall(
+                f"SELECT hash, vector FROM embedding_cache WHERE hash IN ({marks})", chunk
+            )
+            found.update({r["hash"]: r["vector"] for r in rows})
+        return found
+
+    async def embed_query(self, text: str) -> bytes | None:
+        """The query's blob, or None (keyword-only) when there is no provider or it failed."""
+        if self.embedder is None or not self.ready:
+            return None
+        if (blob := self._queries.get(text)) is not None:
+            self._queries.move_to_end(text)
+            return blob
+        try:
+            (vector,) = await self.embedder.embed([text], query=True)
+        except EmbeddingUnavailable as exc:
+            log.warning("memory: query embedding failed (%s); keyword-only for this query", exc)
+            return None
+        blob = self._queries[text] = to_blob(vector)
+        if len(self._queries) > _QUERY_CACHE:
+            self._queries.popitem(last=False)
+        return blob
+
+    async def nearest(
+        self,
+        blob: bytes,
+        k: int,
+        *,
+        scope_ids: list[int],
+        kind: Kind | None = None,
+        statuses: tuple[Status, ...] = ("active",),
+    ) -> list[tuple[int, float]]:
+        """(memory id, cosine similarity) of the `k` nearest memories passing the filters."""
+        if not self.ready or k <= 0:
+            return []
+        sql = (
+            f"SELECT memory_id, distance FROM {TABLE} WHERE embedding MATCH ? AND k = ?"
+            f" AND scope_id IN ({','.join('?' * len(scope_ids))})"
+            f" AND status IN ({','.join('?' * len(statuses))})"
+        )
+        params: list[Any] = [blob, min(k, MAX_K), *scope_ids, *statuses]
+        if kind is not None:
+            sql += " AND kind = ?"
+            params.append(kind)
+        rows = await self.db.fetchall(sql, params)
+        return [(r[0], cosine(r[1])) for r in rows if not math.isnan(r[1])]

@@ -1,0 +1,77 @@
+"""Changing the embeddings provider rebuilds the vector index and re-embeds everything."""
+
+from __future__ import annotations
+
+from bot.config import MemoryConfig
+from bot.db import Database
+from memory.embeddings import HashedNgramEmbedder
+from memory.errors import EmbeddingUnavailable
+from memory.records import Scope
+from memory.store import MemoryStore
+
+
+class SmallEmbedder(HashedNgramEmbedder):
+    """Another model with another dimension."""
+
+    name = "small"
+    model = "hashed-64"
+
+    def __init__(self) -> None:
+        super().__init__(dim=64)
+
+
+class FlakyEmbedder(HashedNgramEmbedder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+
+    async def embed(self, texts: list[str], *, query: bool = False) -> list[list[float]]:
+        if self.down:
+            raise EmbeddingUnavailable("down", provider=self.name)
+        return await super().embed(texts, query=query)
+
+
+async def test_switching_dimension_rebuilds_and_reembeds(
+    db: Database, memory_config: MemoryConfig
+) -> None:
+    first = MemoryStore(db, HashedNgramEmbedder(), memory_config)
+    await first.prepare()
+    ids = [await first.add("fact", f"fact {i} about kubernetes upgrades", "team")
+           for i in range(70)]  # fmt: skip
+    target = await first.add("fact", "terraform state lives in the infra bucket", "team")
+
+    second = MemoryStore(db, SmallEmbedder(), memory_config)
+    assert await second.prepare() is True  # memories need re-embedding
+    sql = await db.fetchval("SELECT sql FROM sqlite_master WHERE name = 'memory_vec'")
+    assert "FLOAT[64]" in sql
+    assert await db.fetchval("SELECT count(*) FROM memory_vec") == 0
+    assert await db.fetchval("SELECT count(*) FROM embedding_cache WHERE provider != ?",
+                             ("small:hashed-64",)) == 0  # fmt: skip
+    # keyword recall still answers while the index is rebuilt
+    assert (await second.recall("terraform state bucket", Scope()))[0].id == target
+
+    assert await second.reembed_all(batch=16) == len(ids) + 1
+    assert await second.pending_embeddings() == 0
+    assert await db.fetchval("SELECT count(*) FROM memory_vec") == len(ids) + 1
+    blob = await second.vectors.embed_query("where does terraform keep state")
+    assert blob is not None and len(blob) == 64 * 4
+    nearest = await second.vectors.nearest(blob, 1, scope_ids=Scope().ids())
+    assert nearest[0][0] == target
+    assert await second.prepare() is False  # same provider again: nothing to do
+
+
+async def test_rows_stored_while_the_provider_is_down_are_embedded_later(
+    db: Database, memory_config: MemoryConfig
+) -> None:
+    embedder = FlakyEmbedder()
+    store = MemoryStore(db, embedder, memory_config)
+    await store.prepare()
+    embedder.down = True
+    memory_id = await store.add("fact", "the status page is statuspage.io", "team")
+    assert (await store.get(memory_id)).embedded_by is None  # type: ignore[union-attr]
+    assert [m.id for m in await store.recall("status page", Scope())] == [memory_id]
+    assert await store.reembed_all() == 0  # still down: stops, does not spin
+    embedder.down = False
+    assert await store.reembed_all() == 1
+    assert await db.fetchval("SELECT count(*) FROM memory_vec WHERE memory_id = ?",
+                             (memory_id,)) == 1  # fmt: skip

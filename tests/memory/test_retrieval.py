@@ -1,0 +1,134 @@
+"""Recall: hybrid ranking, scope filters inside the KNN, the task context block."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from bot.config import MemoryConfig
+from bot.db import Database
+from memory.embeddings import load_embedder
+from memory.records import MemoryDraft, Scope
+from memory.retrieval import keyword_ranking, retrieve_for_task
+from memory.store import MemoryStore
+
+DAY = 86_400
+
+
+async def test_project_fact_reaches_its_project_only(store: MemoryStore) -> None:
+    fact = await store.add("fact", "Payments deploys need a feature flag", "project",
+                           project="payments")  # fmt: skip
+    same = await store.recall("how do payments deploys work", Scope(project="payments"))
+    other = await store.recall("how do payments deploys work", Scope(project="mobile"))
+    assert [m.id for m in same] == [fact]
+    assert other == []
+
+
+async def test_user_memory_never_reaches_another_user(any_store: MemoryStore) -> None:
+    s = any_store
+    mine = await s.add("fact", "My manager is Priya and she likes terse updates", "user",
+                       user_id="U1")  # fmt: skip
+    await s.add("episode", "Request: weekly update for Priya", "user", user_id="U1")
+    for scope in (Scope(user_id="U2"), Scope(project="web", user_id="U2"), Scope()):
+        assert await s.recall("manager Priya terse updates", scope) == []
+        context = await retrieve_for_task(s, "write Priya a terse update", scope)
+        assert context.facts == [] and context.episodes == [] and "Priya" not in context.text
+    assert [m.id for m in await s.recall("manager Priya", Scope(user_id="U1"), kind="fact")] == [
+        mine
+    ]
+
+
+async def test_k_results_when_95_percent_are_out_of_scope(store: MemoryStore) -> None:
+    drafts = []
+    for i in range(400):
+        visible = i % 20 == 0  # 20 of 400 in the asking user's scope
+        drafts.append(MemoryDraft(
+            kind="fact",
+            content=f"note {i} about deployment pipelines and release checklists",
+            scope="project", project="alpha" if visible else f"other{i % 7}",
+        ))  # fmt: skip
+    await store.add_many(drafts)
+    scope = Scope(project="alpha", user_id="U9")
+    nearest = await store.vectors.nearest(
+        await store.vectors.embed_query("deployment release checklist") or b"", 10,
+        scope_ids=scope.ids(), kind="fact",
+    )  # fmt: skip
+    assert len(nearest) == 10
+    results = await store.recall("deployment release checklist", scope, kind="fact", k=10)
+    assert len(results) == 10
+    assert all(m.project == "alpha" for m in results)
+    assert len(await store.recall("deployment release checklist", scope, k=50)) == 20
+
+
+async def test_hybrid_ranks_the_relevant_memory_first(store: MemoryStore) -> None:
+    await store.add("fact", "Lunch orders go through the #food channel", "team")
+    target = await store.add("fact", "Flaky CI tests are tracked in the QA board", "team")
+    await store.add("fact", "Expense reports are due on the 5th", "team")
+    results = await store.recall("which board tracks flaky CI tests", Scope())
+    assert results[0].id == target
+    assert results[0].score is not None and results[0].score > (results[1].score or 0)
+
+
+async def test_recent_use_and_importance_break_ties(store: MemoryStore) -> None:
+    old = await store.add("fact", "Release notes live in the wiki", "team")
+    new = await store.add("fact", "Release notes live in the wiki", "team", importance=0.5)
+    await store.db.execute("UPDATE memories SET created_at = ? WHERE id = ?",
+                           (time.time() - 200 * DAY, old))  # fmt: skip
+    results = await store.recall("where are release notes", Scope())
+    assert [m.id for m in results] == [new, old]
+    await store.update(old, importance=1.0)
+    await store.mark_used([old])
+    results = await store.recall("where are release notes", Scope())
+    assert results[0].id == old
+
+
+async def test_archived_and_proposed_are_not_recalled(store: MemoryStore) -> None:
+    archived = await store.add("fact", "Old VPN host is vpn1", "team")
+    await store.set_status(archived, "archived")
+    await store.add("fact", "New VPN host is vpn2", "team", status="proposed")
+    assert await store.recall("vpn host", Scope()) == []
+
+
+async def test_retrieve_for_task_renders_within_budget_and_marks_used(
+    db: Database, make_task: object
+) -> None:
+    config = MemoryConfig(embeddings="test", token_budget=120, episodes=10, facts=5)
+    embedder, _ = load_embedder(config, {})
+    store = MemoryStore(db, embedder, config)
+    await store.prepare()
+    fact = await store.add("fact", "Invoices are exported from Stripe every Monday", "team")
+    for i in range(8):
+        await store.add("episode", f"Request: export the Stripe invoices for week {i}\n"
+                        "Outcome: done: uploaded the CSV to the finance drive", "team",
+                        outcome="done")  # fmt: skip
+    context = await retrieve_for_task(store, "export stripe invoices", Scope())
+    assert len(context.text) <= 120 * 4 and context.tokens <= 120
+    assert [m.id for m in context.facts] == [fact]
+    assert 1 <= len(context.episodes) < 8  # the budget cut the list
+    assert f"[fact {fact}]" in context.text and "Similar past tasks" in context.text
+    used = await db.fetchall("SELECT id FROM memories WHERE use_count = 1")
+    assert {r[0] for r in used} == set(context.memory_ids)
+
+
+async def test_keyword_only_when_the_provider_fails_to_load(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = MemoryConfig(embeddings="voyage")  # no VOYAGE_API_KEY in the environment
+    embedder, warning = load_embedder(config, {})
+    assert embedder is None and warning is not None and "VOYAGE_API_KEY" in warning
+    store = MemoryStore(db, embedder, config)
+    await store.prepare()
+    assert store.keyword_only
+    fact = await store.add("fact", "The on-call rota is in PagerDuty", "team")
+    await store.add("fact", "Coffee beans are in the left cupboard", "team")
+    context = await retrieve_for_task(store, "who is on-call this week? check pagerduty", Scope())
+    assert [m.id for m in context.facts] == [fact] and context.keyword_only
+
+
+async def test_keyword_ranking_ignores_fts_syntax_in_queries(keyword_store: MemoryStore) -> None:
+    await keyword_store.add("fact", "quotes and NEAR operators", "team")
+    ids = await keyword_ranking(keyword_store, 'NEAR( "quotes -x* AND', Scope(), None,
+                                ("active",), 5)  # fmt: skip
+    assert len(ids) == 1
+    assert await keyword_ranking(keyword_store, "the of and", Scope(), None, ("active",), 5) == []
