@@ -31,7 +31,10 @@ RETURNING *
 
 class TaskRunner:
     def __init__(
-        self, db: Database, work: Callable[[Task], Awaitable[None]], concurrency: int = 4
+        self,
+        db: Database,
+        work: Callable[[Task], Awaitable[None]] | None = None,
+        concurrency: int = 4,
     ) -> None:
         self.db = db
         self.work = work
@@ -82,6 +85,7 @@ class TaskRunner:
         self.peak = max(self.peak, len(self.active))
 
     async def _run(self, task: Task) -> None:
+        assert self.work is not None, "TaskRunner.work is not set"
         try:
             await self.work(task)
         except asyncio.CancelledError:

@@ -1,0 +1,69 @@
+"""`python -m bot`: run the bot, or `doctor`, `migrate`, `report`, `backup`, `memory`.
+
+Operator errors (a missing variable, a bad config key) print one line and exit 2; no
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from bot import logs
+from bot.errors import ConfigError, CoworkerError, MigrationError, SettingsError
+from bot.settings import load_settings
+
+EXIT_USAGE = 2
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m bot", description="Coworker: a Slack-native AI coworker."
+    )
+    sub = p.add_subparsers(dest="command")
+    sub.add_parser("run", help="connect to Slack and work (the default)")
+    sub.add_parser("doctor", help="check settings, Slack, Anthropic, the database and MCP servers")
+    sub.add_parser("migrate", help="apply pending database migrations")
+    report = sub.add_parser("report", help="costs and outcomes of recent tasks")
+    report.add_argument("--days", type=int, default=7)
+    report.add_argument("--task", help="one task's calls step by step, e.g. T-42")
+    backup = sub.add_parser("backup", help="copy the database consistently while the bot runs")
+    backup.add_argument("path")
+    memory = sub.add_parser("memory", help="memory jobs")
+    memory.add_argument("action", choices=["consolidate", "decay"])
+    return p
+
+
+async def run_command(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    if args.command in (None, "run"):
+        settings.require_slack()
+        from bot.app import build
+
+        coworker = await build(settings)
+        await coworker.serve_forever()
+        return 0
+    from bot import cli
+
+    return await cli.dispatch(args, settings)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logs.setup()
+    try:
+        return asyncio.run(run_command(args))
+    except (SettingsError, ConfigError, MigrationError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except CoworkerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

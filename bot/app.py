@@ -1,0 +1,185 @@
+"""Composition: the one function that builds and wires every concrete part.
+
+`build()` reads settings and config, opens and migrates the database, makes the Slack and
+Anthropic clients, starts the MCP gateway, and connects the core services to the Slack
+adapter. `Coworker.serve()` then connects to Slack (Socket Mode or HTTP) and runs until
+stopped. Tests call `build()` with stand-in URLs and drive the same object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+from tools.builtin.slack import slack_server
+from tools.gateway import McpGateway
+
+from bot.agent import AgentLoop
+from bot.approvals import ApprovalService
+from bot.config import Config, load_config
+from bot.db import Database
+from bot.delegation import Delegation
+from bot.errors import SettingsError
+from bot.intake import Intake
+from bot.lifecycle import TaskWork
+from bot.llm import LLM, make_client
+from bot.migrations import migrate
+from bot.planner import Planner
+from bot.runner import TaskRunner
+from bot.scheduler import guarded, make_scheduler
+from bot.settings import Settings
+from bot.tasks import TaskStore
+from bot.toolbox import Toolbox
+from handlers import register_handlers
+from handlers.directory import SlackDirectory
+from handlers.notifier import SlackNotifier
+from handlers.slack_app import http_app, make_app, socket_mode
+from handlers.slack_app import make_client as make_slack_client
+from tools.mcp_config import load_mcp_config
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Coworker:
+    """Every wired service; what handlers find in `context["coworker"]`."""
+
+    settings: Settings
+    config: Config
+    db: Database
+    slack: AsyncWebClient
+    app: AsyncApp
+    llm: LLM
+    gateway: McpGateway
+    tasks: TaskStore
+    approvals: ApprovalService
+    runner: TaskRunner
+    delegation: Delegation
+    notifier: SlackNotifier
+    directory: SlackDirectory
+    team_id: str | None = None
+    bot_user_id: str | None = None
+    home_sections: list[Any] = field(default_factory=list)
+    scheduler: Any = None
+    _socket: Any = None
+    _site: Any = None
+    _runner_http: Any = None
+
+    async def start(self) -> None:
+        """Start background work: the runner and the scheduled jobs."""
+        await self.runner.start()
+        self.scheduler = make_scheduler()
+        self.scheduler.add_job(
+            guarded("approval_sweep", self.approvals.sweep), "interval",
+            seconds=self.config.approvals.sweep_interval,
+        )  # fmt: skip
+        self.scheduler.start()
+
+    async def connect(self) -> None:
+        """Connect to Slack: Socket Mode with an app token, else HTTP on PORT."""
+        if self.settings.slack_app_token is not None:
+            self._socket = await socket_mode(
+                self.app, self.settings.slack_app_token.get_secret_value()
+            )
+            log.info("connected to Slack over Socket Mode")
+            return
+        self._runner_http = web.AppRunner(http_app(self.app, self.healthy))
+        await self._runner_http.setup()
+        self._site = web.TCPSite(self._runner_http, "0.0.0.0", self.settings.port)
+        await self._site.start()
+        log.info("listening for Slack on :%s/slack/events", self.settings.port)
+
+    async def healthy(self) -> bool:
+        try:
+            await self.db.fetchval("SELECT 1")
+            await self.slack.auth_test()
+        except (SlackApiError, OSError) as exc:
+            log.warning("health check failed: %s", type(exc).__name__)
+            return False
+        return True
+
+    async def stop(self) -> None:
+        """Disconnect, stop work (it resumes from checkpoints), close everything."""
+        if self._socket is not None:
+            await self._socket.close_async()
+        if self._runner_http is not None:
+            await self._runner_http.cleanup()
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        await self.runner.stop()
+        await self.notifier.close()
+        await self.gateway.stop()
+        await self.llm.client.close()
+        await self.db.close()
+
+    async def serve_forever(self) -> None:
+        await self.start()
+        await self.connect()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.stop()
+
+
+async def identify(client: AsyncWebClient) -> tuple[str | None, str | None]:
+    """The bot's user id and team id from `auth.test`; a rejected token is a settings error."""
+    try:
+        resp = await client.auth_test()
+    except SlackApiError as exc:
+        raise SettingsError(
+            f"Slack rejected SLACK_BOT_TOKEN ({exc.response.get('error')})",
+            variable="SLACK_BOT_TOKEN",
+        ) from None
+    return resp.get("user_id"), resp.get("team_id")
+
+
+async def build(settings: Settings) -> Coworker:
+    """Build and wire every part; nothing connects to Slack until `connect()`."""
+    settings.require_slack()
+    config = load_config(settings.coworker_config)
+    specs = load_mcp_config(settings.coworker_mcp_config)
+    db = await Database.open(settings.database_path)
+    await migrate(db)
+    assert settings.slack_bot_token is not None
+    slack = make_slack_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
+    bot_user_id, team_id = await identify(slack)
+    secret = (
+        settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
+    )
+    app = make_app(slack, None if settings.socket_mode else secret)
+    api_key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else None
+    llm = LLM(make_client(api_key, settings.anthropic_base_url), config, db)
+    tasks = TaskStore(db)
+    groups = {m for role in config.roles.values() for m in role.members if m.startswith("S")}
+    directory = SlackDirectory(slack, groups, bot_user_id)
+
+    async def remember_status(task_id: int, ts: str) -> None:
+        await tasks.update(task_id, status_ts=ts)
+
+    notifier = SlackNotifier(
+        slack, status_interval=config.runner.status_interval, on_status_ts=remember_status
+    )
+    gateway = McpGateway(specs, config, db, builtin={"slack": slack_server(slack)})
+    await gateway.start()
+    runner = TaskRunner(db, concurrency=config.runner.concurrency)
+    approvals = ApprovalService(db, tasks, config, notifier, directory, runner.wake)
+    toolbox = Toolbox(gateway, approvals, notifier, directory, config)
+    agent = AgentLoop(db=db, tasks=tasks, llm=llm, toolbox=toolbox, approvals=approvals,
+                      notifier=notifier, config=config)  # fmt: skip
+    runner.work = TaskWork(tasks=tasks, planner=Planner(llm, config), agent=agent, toolbox=toolbox,
+                           approvals=approvals, notifier=notifier, config=config)  # fmt: skip
+    delegation = Delegation(tasks=tasks, intake=Intake(tasks, config), approvals=approvals,
+                            runner=runner, notifier=notifier, directory=directory, config=config)  # fmt: skip
+    coworker = Coworker(
+        settings=settings, config=config, db=db, slack=slack, app=app, llm=llm, gateway=gateway,
+        tasks=tasks, approvals=approvals, runner=runner, delegation=delegation, notifier=notifier,
+        directory=directory, team_id=team_id, bot_user_id=bot_user_id,
+    )  # fmt: skip
+    register_handlers(app, coworker)
+    return coworker

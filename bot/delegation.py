@@ -1,0 +1,134 @@
+"""The service the Slack handlers call: delegate, decide, cancel, resume, give feedback.
+
+Handlers parse Slack input and call these methods; each checks who may do what, changes
+state with a conditional update, tells the thread through the `Notifier`, and wakes the
+runner. Refusals raise `NotAllowed`, which handlers turn into an ephemeral message.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from bot.approvals import ApprovalService, Decision, Directory
+from bot.clock import now
+from bot.config import Config
+from bot.errors import NotAllowed
+from bot.intake import IncomingMessage, Intake, IntakeResult
+from bot.notifier import Notifier
+from bot.runner import TaskRunner
+from bot.tasks import OPEN, Task, TaskStore
+
+log = logging.getLogger(__name__)
+
+
+class Delegation:
+    def __init__(
+        self,
+        *,
+        tasks: TaskStore,
+        intake: Intake,
+        approvals: ApprovalService,
+        runner: TaskRunner,
+        notifier: Notifier,
+        directory: Directory,
+        config: Config,
+    ) -> None:
+        self.tasks = tasks
+        self.intake = intake
+        self.approvals = approvals
+        self.runner = runner
+        self.notifier = notifier
+        self.directory = directory
+        self.config = config
+
+    async def on_message(self, msg: IncomingMessage) -> IntakeResult:
+        """A mention, DM or thread reply: create or continue a task, once per event."""
+        result = await self.intake.receive(msg)
+        if result.kind == "created" and result.task is not None:
+            ts = await self.notifier.acknowledged(result.task)
+            await self.tasks.update(result.task.id, ack_ts=ts)
+            await self.tasks.log(result.task.id, "created", actor=msg.user)
+        elif result.kind == "continued" and result.task is not None:
+            await self.tasks.log(result.task.id, "reply", actor=msg.user)
+        if result.kind in ("created", "continued"):
+            self.runner.wake()
+        return result
+
+    async def may_manage(self, task: Task, user: str) -> bool:
+        """The delegator or a configured approver; never a bot."""
+        if await self.directory.is_bot(user):
+            return False
+        return user == task.delegator or user in self.config.approvals.approvers
+
+    async def _require(self, task: Task, user: str, action: str) -> None:
+        if not await self.may_manage(task, user):
+            raise NotAllowed(user=user, action=f"{action} {task.ref}")
+
+    async def approve_plan(self, task_id: int, user: str) -> bool:
+        task = await self.tasks.get(task_id)
+        await self._require(task, user, "approve the plan of")
+        if not await self.tasks.transition(task_id, "queued", from_="awaiting_plan_approval"):
+            return False
+        await self.tasks.log(task_id, "plan_approved", actor=user)
+        await self.notifier.plan_decided(task, decision="approved", user=user)
+        self.runner.wake()
+        return True
+
+    async def edit_plan(self, task_id: int, user: str, text: str) -> bool:
+        """Plan again from the person's edited plan."""
+        task = await self.tasks.get(task_id)
+        await self._require(task, user, "edit the plan of")
+        if task.status != "awaiting_plan_approval":
+            return False
+        await self.tasks.add_input(task_id, user, f"Revise the plan as follows:\n{text}", None)
+        if not await self.tasks.transition(task_id, "received", from_="awaiting_plan_approval"):
+            return False
+        await self.tasks.log(task_id, "plan_edited", actor=user)
+        await self.notifier.plan_decided(task, decision="edited", user=user)
+        self.runner.wake()
+        return True
+
+    async def cancel(self, task_id: int, user: str) -> bool:
+        """Stop a task at any point; the running step is interrupted."""
+        task = await self.tasks.get(task_id)
+        await self._require(task, user, "cancel")
+        if not await self.tasks.transition(task_id, "cancelled", from_=OPEN, cancel_requested=1):
+            return False
+        await self.tasks.db.execute(
+            "UPDATE approvals SET status = 'expired' WHERE task_id = ? AND status = 'pending'",
+            (task_id,),
+        )
+        await self.tasks.log(task_id, "cancelled", actor=user)
+        self.runner.stop_task(task_id)
+        await self.notifier.cancelled(await self.tasks.get(task_id), user)
+        return True
+
+    async def resume(self, task_id: int, user: str) -> bool:
+        """Continue a paused or failed task from its checkpoint."""
+        task = await self.tasks.get(task_id)
+        await self._require(task, user, "resume")
+        await self.approvals.reopen_expired(task_id)
+        to = "received" if task.plan is None else "queued"
+        if not await self.tasks.transition(task_id, to, from_=("paused", "failed"), error=None):
+            return False
+        await self.tasks.log(task_id, "resumed", actor=user)
+        await self.notifier.note(task, f"Resumed by <@{user}>.")
+        self.runner.wake()
+        return True
+
+    async def decide(
+        self, approval_id: int, user: str, *, approve: bool, note: str | None = None
+    ) -> Decision:
+        return await self.approvals.decide(approval_id, user, approve=approve, note=note)
+
+    async def feedback(self, task_id: int, user: str, value: int) -> None:
+        await self.tasks.update(task_id, feedback=value)
+        await self.tasks.log(task_id, "feedback", actor=user, detail={"value": value, "at": now()})
+
+    async def status_of(self, task_id: int) -> tuple[Task, list[dict[str, Any]]]:
+        return await self.tasks.get(task_id), await self.tasks.events(task_id)
+
+    async def tasks_for(self, user: str) -> tuple[list[Task], list[Task]]:
+        """(this user's recent tasks, everyone's open tasks)."""
+        return await self.tasks.list_for(user), await self.tasks.list_open()

@@ -1,0 +1,26 @@
+"""The Slack adapter: one module per Slack surface, each with `register(app)`.
+
+Handlers parse Slack input and call services in `bot/`; they run no SQL and call no MCP
+server. The services reach them through Bolt's context (`context["coworker"]`), set by a
+middleware in `register_handlers`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+
+from handlers import actions, commands, events, home, messages, views
+
+
+def register_handlers(app: AsyncApp, services: Any) -> None:
+    """Make `services` available to every listener and register every surface."""
+
+    async def inject(context: dict[str, Any], next: Any) -> None:
+        context["coworker"] = services
+        await next()
+
+    app.middleware(inject)
+    for surface in (events, messages, actions, views, commands, home):
+        surface.register(app)

@@ -1,0 +1,137 @@
+"""Buttons: plan decisions, approvals, cancel, resume, feedback, fact review.
+
+Every handler acks at once, parses the button's value (an id), and calls a service. A
+person who may not decide gets an ephemeral refusal; stale or repeated clicks change
+nothing because the services use conditional updates.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.errors import CoworkerError, NotAllowed
+from handlers import views
+from handlers.responses import NOT_YOURS, ephemeral
+
+log = logging.getLogger(__name__)
+
+
+def action_value(body: dict[str, Any]) -> int | None:
+    """The id carried in the clicked button's value, or None if it is not one."""
+    try:
+        value = body["actions"][0]["value"]
+        return int(value) if str(value).isdigit() else None
+    except (KeyError, IndexError, TypeError):
+        return None
+
+
+def actor(body: dict[str, Any]) -> str:
+    return str((body.get("user") or {}).get("id") or "")
+
+
+def same_team(body: dict[str, Any], context: dict[str, Any]) -> bool:
+    ours = context["coworker"].team_id
+    theirs = (body.get("team") or {}).get("id") or (body.get("user") or {}).get("team_id")
+    return ours is None or theirs == ours
+
+
+async def _run(
+    body: dict[str, Any], context: dict[str, Any], client: AsyncWebClient, call: Any
+) -> None:
+    """Call a service for a click; answer refusals and errors only to the clicker."""
+    target = action_value(body)
+    if target is None or not same_team(body, context):
+        log.info("ignored action with bad value or foreign team")
+        return
+    try:
+        await call(context["coworker"], target, actor(body))
+    except NotAllowed:
+        await ephemeral(client, body, NOT_YOURS)
+    except CoworkerError as exc:
+        await ephemeral(client, body, exc.user_message)
+
+
+def simple(call: Any) -> Any:
+    async def listener(
+        ack: AsyncAck, body: dict[str, Any], context: dict[str, Any], client: AsyncWebClient
+    ) -> None:
+        await ack()
+        await _run(body, context, client, call)
+
+    return listener
+
+
+async def _approve_plan(svc: Any, task_id: int, user: str) -> None:
+    await svc.delegation.approve_plan(task_id, user)
+
+
+async def _cancel(svc: Any, task_id: int, user: str) -> None:
+    await svc.delegation.cancel(task_id, user)
+
+
+async def _resume(svc: Any, task_id: int, user: str) -> None:
+    await svc.delegation.resume(task_id, user)
+
+
+async def _approve(svc: Any, approval_id: int, user: str) -> None:
+    await svc.delegation.decide(approval_id, user, approve=True)
+
+
+async def _feedback_up(svc: Any, task_id: int, user: str) -> None:
+    await svc.delegation.feedback(task_id, user, 1)
+
+
+async def _feedback_down(svc: Any, task_id: int, user: str) -> None:
+    await svc.delegation.feedback(task_id, user, -1)
+
+
+async def open_plan_edit(
+    ack: AsyncAck, body: dict[str, Any], context: dict[str, Any], client: AsyncWebClient
+) -> None:
+    await ack()
+
+    async def call(svc: Any, task_id: int, user: str) -> None:
+        task = await svc.tasks.get(task_id)
+        if not await svc.delegation.may_manage(task, user):
+            raise NotAllowed(user=user, action="edit the plan")
+        await client.views_open(trigger_id=body["trigger_id"], view=views.plan_edit_modal(task))
+
+    await _run(body, context, client, call)
+
+
+async def open_reject(
+    ack: AsyncAck, body: dict[str, Any], context: dict[str, Any], client: AsyncWebClient
+) -> None:
+    await ack()
+
+    async def call(svc: Any, approval_id: int, user: str) -> None:
+        row = await svc.approvals.get(approval_id)
+        if row is None:
+            return
+        task = await svc.tasks.get(row["task_id"])
+        if not await svc.approvals.may_decide(task, user):
+            raise NotAllowed(user=user, action="reject")
+        try:
+            await client.views_open(
+                trigger_id=body["trigger_id"], view=views.reject_modal(approval_id)
+            )
+        except (SlackApiError, KeyError):
+            await svc.delegation.decide(approval_id, user, approve=False)
+
+    await _run(body, context, client, call)
+
+
+def register(app: AsyncApp) -> None:
+    app.action("plan_approve")(simple(_approve_plan))
+    app.action("plan_edit")(open_plan_edit)
+    app.action("task_cancel")(simple(_cancel))
+    app.action("task_resume")(simple(_resume))
+    app.action("approval_approve")(simple(_approve))
+    app.action("approval_reject")(open_reject)
+    app.action("feedback_up")(simple(_feedback_up))
+    app.action("feedback_down")(simple(_feedback_down))

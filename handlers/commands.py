@@ -1,0 +1,117 @@
+"""`/coworker`: help, tasks, status, cancel, resume, budget, and the memory commands."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+
+from bot.errors import CoworkerError, NotAllowed, TaskNotFound
+from bot.tasks import Task, parse_task_ref
+from handlers.responses import NOT_YOURS
+
+log = logging.getLogger(__name__)
+
+HELP = """*Delegate work* by mentioning me or sending a DM: `@coworker summarize yesterday's failed CI runs`.
+Flags: `!high` / `!urgent` / `!low` priority, `!budget 5` dollars, `dev: …` to pick a coworker.
+*Commands*
+• `/coworker tasks`: your tasks and open ones
+• `/coworker status T-42`: where a task stands
+• `/coworker cancel T-42` · `/coworker resume T-42`
+• `/coworker budget`: spend this week
+• `/coworker remember <fact>` (add `--team` or `--me` for scope) · `/coworker forget <id or text>` · `/coworker memory`"""
+
+Reply = Callable[[str], Awaitable[Any]]
+
+
+def task_line(task: Task) -> str:
+    req = task.request.splitlines()[0][:80] if task.request else ""
+    return f"`{task.ref}` {task.status} · {task.priority_name} · <@{task.delegator}> · {req}"
+
+
+async def cmd_tasks(svc: Any, user: str, arg: str, cmd: dict[str, Any]) -> str:
+    mine, open_ = await svc.delegation.tasks_for(user)
+    lines = (
+        ["*Your tasks*", *(task_line(t) for t in mine[:10])] if mine else ["You have no tasks yet."]
+    )
+    others = [t for t in open_ if t.delegator != user]
+    if others:
+        lines += ["*Open tasks*", *(task_line(t) for t in others[:10])]
+    return "\n".join(lines)
+
+
+async def cmd_status(svc: Any, user: str, arg: str, cmd: dict[str, Any]) -> str:
+    task_id = parse_task_ref(arg)
+    if task_id is None:
+        return "Which task? For example `/coworker status T-42`."
+    task, events = await svc.delegation.status_of(task_id)
+    lines = [task_line(task),
+             f"steps: {task.steps} · spent ${task.spent_usd:.2f} of ${task.budget_usd:.2f}"]  # fmt: skip
+    if task.error:
+        lines.append(f"stopped because: {task.error.replace('_', ' ')}")
+    for e in events[-8:]:
+        who = f" by <@{e['actor']}>" if e["actor"] else ""
+        lines.append(f"• {time.strftime('%H:%M:%S', time.gmtime(e['at']))} {e['kind']}{who}")
+    return "\n".join(lines)
+
+
+async def cmd_cancel(svc: Any, user: str, arg: str, cmd: dict[str, Any]) -> str:
+    task_id = parse_task_ref(arg)
+    if task_id is None:
+        return "Which task? For example `/coworker cancel T-42`."
+    done = await svc.delegation.cancel(task_id, user)
+    return f"Cancelled T-{task_id}." if done else f"T-{task_id} is already finished."
+
+
+async def cmd_resume(svc: Any, user: str, arg: str, cmd: dict[str, Any]) -> str:
+    task_id = parse_task_ref(arg)
+    if task_id is None:
+        return "Which task? For example `/coworker resume T-42`."
+    done = await svc.delegation.resume(task_id, user)
+    return f"Resuming T-{task_id}." if done else f"T-{task_id} is not paused or failed."
+
+
+async def cmd_help(svc: Any, user: str, arg: str, cmd: dict[str, Any]) -> str:
+    return HELP
+
+
+COMMANDS: dict[str, Callable[[Any, str, str, dict[str, Any]], Awaitable[str]]] = {
+    "help": cmd_help,
+    "tasks": cmd_tasks,
+    "status": cmd_status,
+    "cancel": cmd_cancel,
+    "resume": cmd_resume,
+}
+
+
+async def run_command(svc: Any, user: str, text: str, cmd: dict[str, Any]) -> str:
+    """The reply to `/coworker <text>`; errors become one short sentence."""
+    name, _, arg = text.strip().partition(" ")
+    handler = COMMANDS.get(name.lower() or "help")
+    if handler is None:
+        return f"I don't know `{name[:40]}`.\n{HELP}"
+    try:
+        return await handler(svc, user, arg.strip(), cmd)
+    except NotAllowed:
+        return NOT_YOURS
+    except TaskNotFound:
+        return "I can't find that task."
+    except CoworkerError as exc:
+        return exc.user_message
+
+
+async def handle_command(
+    ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, context: dict[str, Any]
+) -> None:
+    await ack()
+    reply = await run_command(
+        context["coworker"], command.get("user_id", ""), command.get("text") or "", command
+    )
+    await respond(text=reply, response_type="ephemeral")
+
+
+def register(app: AsyncApp) -> None:
+    app.command("/coworker")(handle_command)

@@ -1,0 +1,66 @@
+"""Facts about Slack users for the core: who is a bot, which user groups someone is in.
+
+Answers are cached for a few minutes; a Slack error is treated as "not a member" and
+"not a bot is unknown → treat as bot", the safe side for approvals.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+log = logging.getLogger(__name__)
+TTL = 300.0
+
+
+class SlackDirectory:
+    def __init__(
+        self, client: AsyncWebClient, groups: set[str], bot_user_id: str | None = None
+    ) -> None:
+        self.client = client
+        self.groups = groups
+        self.bot_user_id = bot_user_id
+        self._bots: dict[str, tuple[float, bool]] = {}
+        self._members: dict[str, tuple[float, set[str]]] = {}
+
+    async def is_bot(self, user: str) -> bool:
+        if user == self.bot_user_id or user.startswith("B"):
+            return True
+        cached = self._bots.get(user)
+        if cached and time.monotonic() - cached[0] < TTL:
+            return cached[1]
+        try:
+            resp = await self.client.users_info(user=user)
+            info = resp["user"]
+            bot = (
+                bool(info.get("is_bot") or info.get("is_app_user"))
+                and info.get("id") != "USLACKBOT"
+            )
+        except SlackApiError as exc:
+            log.warning("users.info failed for %s: %s", user, exc.response.get("error"))
+            return True
+        self._bots[user] = (time.monotonic(), bot)
+        return bot
+
+    async def groups_of(self, user: str) -> set[str]:
+        found = set()
+        for group in self.groups:
+            if user in await self._members_of(group):
+                found.add(group)
+        return found
+
+    async def _members_of(self, group: str) -> set[str]:
+        cached = self._members.get(group)
+        if cached and time.monotonic() - cached[0] < TTL:
+            return cached[1]
+        try:
+            resp = await self.client.usergroups_users_list(usergroup=group)
+            members = set(resp.get("users") or [])
+        except SlackApiError as exc:
+            log.warning("usergroups.users.list failed for %s: %s", group, exc.response.get("error"))
+            members = set()
+        self._members[group] = (time.monotonic(), members)
+        return members

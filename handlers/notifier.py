@@ -1,0 +1,305 @@
+"""The Slack `Notifier`: Block Kit messages in the task's thread, kept current with `chat.update`.
+
+One status message per task is updated at most once per `status_interval` (Slack allows
+about 50 `chat.update` a minute); a newer snapshot inside the interval replaces the
+pending one and is sent when the interval ends. Rate-limit (429) and server errors are
+retried by slack_sdk's retry handlers on the client. Arguments shown in Slack are
+redacted of secrets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.notifier import ApprovalView, StatusSnapshot
+from bot.tasks import Task
+from handlers import blocks as bk
+from tools.redact import redact
+
+log = logging.getLogger(__name__)
+
+StatusTsSink = Callable[[int, str], Awaitable[None]]
+
+
+def decision_line(view: ApprovalView) -> str:
+    icon = {"approved": "✅ Approved", "rejected": "❌ Rejected", "used": "✅ Approved",
+            "expired": "⌛ Expired"}.get(view.status, view.status)  # fmt: skip
+    who = f" by <@{view.decided_by}>" if view.decided_by else ""
+    when = (
+        f" at <!date^{int(view.decided_at)}^{{time}}|{time.ctime(view.decided_at)}>"
+        if view.decided_at
+        else ""
+    )
+    note = f"\n> {bk.escape(view.note)}" if view.note else ""
+    return f"{icon}{who}{when}{note}"
+
+
+class SlackNotifier:
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        *,
+        status_interval: float = 3.0,
+        on_status_ts: StatusTsSink | None = None,
+    ) -> None:
+        self.client = client
+        self.status_interval = status_interval
+        self.on_status_ts = on_status_ts
+        self._status_ts: dict[int, str] = {}
+        self._last_status: dict[int, float] = {}
+        self._pending: dict[int, tuple[Task, StatusSnapshot]] = {}
+        self._flushers: dict[int, asyncio.Task[None]] = {}
+        self._status_locks: dict[int, asyncio.Lock] = {}
+
+    async def post(
+        self, task: Task, text: str, blocks: list[dict[str, Any]] | None = None
+    ) -> str | None:
+        """Post in the task's thread; return the ts, or None when Slack refused it."""
+        try:
+            resp = await self.client.chat_postMessage(
+                channel=task.channel, thread_ts=task.thread_ts, text=text[:3000], blocks=blocks
+            )
+        except SlackApiError as exc:
+            log.warning("task %s: chat.postMessage failed: %s", task.ref, exc.response.get("error"))
+            return None
+        return str(resp["ts"])
+
+    async def update(
+        self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]] | None
+    ) -> bool:
+        try:
+            await self.client.chat_update(channel=channel, ts=ts, text=text[:3000], blocks=blocks)
+        except SlackApiError as exc:
+            log.warning("chat.update failed: %s", exc.response.get("error"))
+            return False
+        return True
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def acknowledged(self, task: Task) -> str | None:
+        try:
+            await self.client.reactions_add(
+                channel=task.channel, timestamp=task.message_ts, name="eyes"
+            )
+        except SlackApiError as exc:
+            if exc.response.get("error") != "already_reacted":
+                log.warning("task %s: reaction failed: %s", task.ref, exc.response.get("error"))
+        return await self.post(task, self.ack_text(task))
+
+    @staticmethod
+    def ack_text(task: Task) -> str:
+        who = f"`{task.coworker}`" if task.coworker else "routing…"
+        est = f"est. ~{task.estimate_min} min" if task.estimate_min else "estimate after planning"
+        return f"Got it: task {task.ref}, priority {task.priority_name}, assignee {who}, {est}."
+
+    async def plan(self, task: Task, plan: dict[str, Any], *, needs_approval: bool) -> str | None:
+        if task.ack_ts:
+            await self.update(task.channel, task.ack_ts, self.ack_text(task), None)
+        blocks = bk.plan_blocks(task.ref, plan, task.budget_usd, needs_approval, task.id)
+        return await self.post(task, f"Plan for {task.ref}: {plan.get('summary', '')}", blocks)
+
+    async def plan_decided(self, task: Task, *, decision: str, user: str) -> None:
+        if not task.plan_ts or not task.plan:
+            return
+        blocks = bk.plan_blocks(task.ref, task.plan, task.budget_usd, False, task.id)
+        blocks.append(bk.context(f"Plan {decision} by <@{user}>."))
+        await self.update(task.channel, task.plan_ts, f"Plan {decision}", blocks)
+
+    async def questions(self, task: Task, questions: list[str]) -> None:
+        lines = "\n".join(f"• {bk.escape(q)}" for q in questions)
+        text = f"Before I plan {task.ref}, a few questions (reply in this thread):\n{lines}"
+        await self.post(task, text, [bk.section(text)])
+
+    async def status(self, task: Task, snapshot: StatusSnapshot) -> None:
+        """Create or update the status message, at most once per interval per task."""
+        await self._set_assistant_status(task, snapshot)
+        wait = self.status_interval - (time.monotonic() - self._last_status.get(task.id, 0.0))
+        if wait > 0 and task.id in self._status_ts:
+            self._pending[task.id] = (task, snapshot)
+            if task.id not in self._flushers:
+                self._flushers[task.id] = asyncio.create_task(self._flush_later(task.id, wait))
+            return
+        await self._send_status(task, snapshot)
+
+    async def _flush_later(self, task_id: int, wait: float) -> None:
+        try:
+            await asyncio.sleep(wait)
+        finally:
+            self._flushers.pop(task_id, None)
+        pending = self._pending.pop(task_id, None)
+        if pending:
+            await self._send_status(*pending)
+
+    async def _send_status(self, task: Task, snap: StatusSnapshot) -> None:
+        lock = self._status_locks.setdefault(task.id, asyncio.Lock())
+        async with lock:
+            self._last_status[task.id] = time.monotonic()
+            text = self.status_text(task, snap)
+            ts = self._status_ts.get(task.id) or task.status_ts
+            if ts and await self.update(task.channel, ts, text, [bk.context(text)]):
+                self._status_ts[task.id] = ts
+                return
+            new_ts = await self.post(task, text, [bk.context(text)])
+            if new_ts:
+                self._status_ts[task.id] = new_ts
+                if self.on_status_ts:
+                    await self.on_status_ts(task.id, new_ts)
+
+    @staticmethod
+    def status_text(task: Task, s: StatusSnapshot) -> str:
+        steps = f"step {s.step}/{s.total_steps}" if s.total_steps else f"step {s.step}"
+        tools = f" · tools: {', '.join(f'`{t}`' for t in s.tools_used)}" if s.tools_used else ""
+        note = f" · {s.note}" if s.note else ""
+        return (f"{task.ref} · {s.state} · {steps}{tools} · "
+                f"${s.spent_usd:.2f} of ${s.budget_usd:.2f}{note}")  # fmt: skip
+
+    async def _set_assistant_status(self, task: Task, snap: StatusSnapshot) -> None:
+        if not task.assistant:
+            return
+        status = "is working…" if snap.state == "running" else ""
+        try:
+            await self.client.assistant_threads_setStatus(
+                channel_id=task.channel, thread_ts=task.thread_ts, status=status
+            )
+        except SlackApiError as exc:
+            log.info("assistant status not set: %s", exc.response.get("error"))
+
+    async def tool_notice(self, task: Task, tool: str, arguments: dict[str, Any]) -> None:
+        text = f"Ran `{tool}` with:\n{bk.code(redact(arguments), 1500)}"
+        await self.post(task, f"Ran {tool}", [bk.context(text)])
+
+    # -- approvals -------------------------------------------------------------------
+
+    def approval_blocks(
+        self, task: Task, view: ApprovalView, *, buttons: bool
+    ) -> list[dict[str, Any]]:
+        if view.kind == "budget":
+            head = f"*Budget reached* for {task.ref}. {bk.escape(view.reason)}"
+            blocks = [bk.section(head)]
+            approve = "Approve top-up"
+        else:
+            head = f"*Approval needed* for {task.ref}: `{view.tool}` (tier: {view.tier})"
+            why = f"*Why:* {bk.escape(view.reason)}" if view.reason else ""
+            if view.plan_step:
+                why += f"\n*Plan step:* {bk.escape(view.plan_step)}"
+            blocks = [bk.section(head)]
+            if why:
+                blocks.append(bk.section(why))
+            blocks.append(bk.section(f"*Arguments:*\n{bk.code(redact(view.arguments))}"))
+            if view.preview:
+                blocks.append(bk.section(f"*Dry-run preview:*\n{bk.code(view.preview)}"))
+            approve = "Approve"
+        if buttons:
+            v = str(view.approval_id)
+            blocks.append(bk.actions(
+                f"approval:{view.approval_id}",
+                bk.button(approve, "approval_approve", v, "primary"),
+                bk.button("Reject", "approval_reject", v, "danger"),
+            ))  # fmt: skip
+        else:
+            blocks.append(bk.context(decision_line(view)))
+        return blocks
+
+    async def approval_requested(self, task: Task, view: ApprovalView) -> str | None:
+        who = f"<@{task.delegator}>"
+        blocks = self.approval_blocks(task, view, buttons=True)
+        return await self.post(task, f"{who}: approval needed for {task.ref}", blocks)
+
+    async def approval_updated(
+        self, task: Task, view: ApprovalView, message_ts: str | None
+    ) -> None:
+        if message_ts:
+            blocks = self.approval_blocks(task, view, buttons=False)
+            await self.update(task.channel, message_ts, decision_line(view), blocks)
+
+    async def approval_escalated(self, task: Task, view: ApprovalView, people: list[str]) -> None:
+        mentions = " ".join(f"<@{p}>" for p in people)
+        await self.post(task, f"{mentions}: an approval for {task.ref} is overdue. Please decide.")
+        blocks = self.approval_blocks(task, view, buttons=True)
+        for person in people:
+            try:
+                dm = await self.client.conversations_open(users=person)
+                await self.client.chat_postMessage(
+                    channel=dm["channel"]["id"],
+                    text=f"Overdue approval for {task.ref}",
+                    blocks=blocks,
+                )
+            except SlackApiError as exc:
+                log.warning("escalation DM to %s failed: %s", person, exc.response.get("error"))
+
+    async def paused(self, task: Task, reason: str) -> None:
+        text = f"⏸ {reason} Resume with the button or `/coworker resume {task.ref}`."
+        await self.post(task, text, [
+            bk.section(text), bk.actions(f"resume:{task.id}", bk.button("Resume", "task_resume", str(task.id))),
+        ])  # fmt: skip
+
+    async def budget_exhausted(self, task: Task, partial: str | None) -> None:
+        intro = f"{task.ref} used its budget (${task.spent_usd:.2f} of ${task.budget_usd:.2f})."
+        if partial:
+            await self._post_markdown(task, f"{intro} Here is what I have so far:", partial)
+        else:
+            await self.post(task, intro)
+
+    # -- results ---------------------------------------------------------------------
+
+    async def deliver(self, task: Task, text: str, *, checks: list[str] | None = None) -> None:
+        feedback = bk.actions(
+            f"feedback:{task.id}",
+            bk.button("👍", "feedback_up", str(task.id)),
+            bk.button("👎", "feedback_down", str(task.id)),
+        )
+        extra = [bk.context("\n".join(checks))] if checks else []
+        if len(text) > bk.FILE_THRESHOLD:
+            await self._deliver_file(task, text, [*extra, feedback])
+            return
+        await self._post_markdown(task, f"Done: {task.ref}", text, [*extra, feedback])
+
+    async def _post_markdown(
+        self, task: Task, fallback: str, text: str, tail: list[dict[str, Any]] | None = None
+    ) -> None:
+        parts = bk.split_markdown(text, bk.MARKDOWN_LIMIT - 1000)
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            await self.post(
+                task,
+                f"{fallback} {part[:200]}",
+                [bk.markdown(part), *((tail or []) if last else [])],
+            )
+
+    async def _deliver_file(self, task: Task, text: str, tail: list[dict[str, Any]]) -> None:
+        summary = bk.split_markdown(text, 2500)[0]
+        try:
+            await self.client.files_upload_v2(
+                channel=task.channel, thread_ts=task.thread_ts, content=text,
+                filename=f"{task.ref}.md", title=f"{task.ref}: full answer",
+            )  # fmt: skip
+            note = "The full answer is attached as a file."
+        except SlackApiError as exc:
+            log.warning("task %s: file upload failed: %s", task.ref, exc.response.get("error"))
+            await self._post_markdown(task, f"Done: {task.ref}", text, tail)
+            return
+        await self.post(
+            task, f"Done: {task.ref}", [bk.markdown(summary + "\n\n…"), bk.context(note), *tail]
+        )
+
+    async def failed(self, task: Task, message: str) -> None:
+        await self.post(task, f"⚠️ {message}", [bk.section(f"⚠️ {message}")])
+
+    async def cancelled(self, task: Task, user: str | None) -> None:
+        by = f" by <@{user}>" if user else ""
+        await self.post(task, f"🛑 {task.ref} was cancelled{by}.")
+
+    async def note(self, task: Task, text: str) -> None:
+        await self.post(task, text)
+
+    async def close(self) -> None:
+        for job in list(self._flushers.values()):
+            job.cancel()
+        await asyncio.gather(*self._flushers.values(), return_exceptions=True)

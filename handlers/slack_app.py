@@ -1,0 +1,90 @@
+"""The Bolt app, its Web API client, and the two ways to connect (Socket Mode, HTTP).
+
+Every Web API call, `apps.connections.open` included, goes to `SLACK_API_URL` through one
+`AsyncWebClient` with slack_sdk's retry handlers (rate limits honour Retry-After; server
+and connection errors back off). HTTP mode serves `/slack/events` (signature verified by
+Bolt) and `/healthz`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 1024 * 1024
+
+
+def make_client(token: str, base_url: str) -> AsyncWebClient:
+    client = AsyncWebClient(token=token, base_url=base_url, timeout=30)
+    client.retry_handlers.extend([
+        AsyncRateLimitErrorRetryHandler(max_retry_count=5),
+        AsyncServerErrorRetryHandler(max_retry_count=3),
+        AsyncConnectionErrorRetryHandler(max_retry_count=3),
+    ])  # fmt: skip
+    return client
+
+
+def make_app(client: AsyncWebClient, signing_secret: str | None) -> AsyncApp:
+    app = AsyncApp(
+        client=client,
+        token=client.token,
+        signing_secret=signing_secret,
+        request_verification_enabled=signing_secret is not None,
+        process_before_response=False,
+    )
+
+    @app.error
+    async def on_error(error: Exception, body: dict[str, Any]) -> None:
+        # Logged with context for operators; users never see internals.
+        kind = body.get("type") if isinstance(body, dict) else None
+        event = (body.get("event") or {}).get("type") if isinstance(body, dict) else None
+        log.error(
+            "unhandled error in a Slack listener (type=%s event=%s)", kind, event, exc_info=error
+        )
+
+    return app
+
+
+async def socket_mode(app: AsyncApp, app_token: str) -> AsyncSocketModeHandler:
+    """Connect over Socket Mode (no public URL needed)."""
+    handler = AsyncSocketModeHandler(app, app_token)
+    await handler.connect_async()
+    return handler
+
+
+def http_app(app: AsyncApp, healthy: Callable[[], Awaitable[bool]]) -> web.Application:
+    """`POST /slack/events` for Events API, interactivity and commands; `GET /healthz`."""
+
+    async def events(request: web.Request) -> web.Response:
+        body = await request.text()
+        bolt_req = AsyncBoltRequest(
+            body=body, query=request.query_string, headers=dict(request.headers)
+        )
+        resp = await app.async_dispatch(bolt_req)
+        return web.Response(
+            status=resp.status, body=resp.body,
+            headers={k: v[0] for k, v in resp.headers.items() if v and k.lower() != "content-length"},
+        )  # fmt: skip
+
+    async def health(request: web.Request) -> web.Response:
+        ok = await healthy()
+        return web.json_response({"ok": ok}, status=200 if ok else 503)
+
+    web_app = web.Application(client_max_size=MAX_BODY)
+    web_app.router.add_post("/slack/events", events)
+    web_app.router.add_get("/healthz", health)
+    return web_app

@@ -1,0 +1,92 @@
+"""Modals: editing a plan, giving a reason for a rejection."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+
+from bot.errors import NotAllowed
+from bot.plans import Plan, render_plan
+from bot.tasks import Task
+
+log = logging.getLogger(__name__)
+
+
+def plan_edit_modal(task: Task) -> dict[str, Any]:
+    text = render_plan(Plan.model_validate(task.plan)) if task.plan else task.request
+    return {
+        "type": "modal",
+        "callback_id": "plan_edit",
+        "private_metadata": str(task.id),
+        "title": {"type": "plain_text", "text": f"Edit plan {task.ref}"[:24]},
+        "submit": {"type": "plain_text", "text": "Revise plan"},
+        "blocks": [{
+            "type": "input", "block_id": "plan",
+            "label": {"type": "plain_text", "text": "Plan"},
+            "element": {"type": "plain_text_input", "action_id": "text", "multiline": True,
+                        "initial_value": text[:3000], "max_length": 3000},
+        }],
+    }  # fmt: skip
+
+
+def reject_modal(approval_id: int) -> dict[str, Any]:
+    return {
+        "type": "modal",
+        "callback_id": "approval_reject",
+        "private_metadata": str(approval_id),
+        "title": {"type": "plain_text", "text": "Reject"},
+        "submit": {"type": "plain_text", "text": "Reject"},
+        "blocks": [{
+            "type": "input", "block_id": "reason", "optional": True,
+            "label": {"type": "plain_text", "text": "Reason (the coworker sees it)"},
+            "element": {"type": "plain_text_input", "action_id": "text", "multiline": True,
+                        "max_length": 1000},
+        }],
+    }  # fmt: skip
+
+
+def field(view: dict[str, Any], block: str) -> str:
+    value = (((view.get("state") or {}).get("values") or {}).get(block) or {}).get("text") or {}
+    return str(value.get("value") or "")
+
+
+def meta_id(view: dict[str, Any]) -> int | None:
+    raw = str(view.get("private_metadata") or "")
+    return int(raw) if raw.isdigit() else None
+
+
+async def submit_plan_edit(
+    ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], context: dict[str, Any]
+) -> None:
+    task_id, text = meta_id(view), field(view, "plan").strip()
+    if task_id is None or not text:
+        await ack(response_action="errors", errors={"plan": "Write the plan you want."})
+        return
+    await ack()
+    try:
+        await context["coworker"].delegation.edit_plan(task_id, body["user"]["id"], text)
+    except NotAllowed:
+        log.info("plan edit refused for %s", body["user"]["id"])
+
+
+async def submit_reject(
+    ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], context: dict[str, Any]
+) -> None:
+    await ack()
+    approval_id = meta_id(view)
+    if approval_id is None:
+        return
+    note = field(view, "reason").strip() or None
+    try:
+        await context["coworker"].delegation.decide(
+            approval_id, body["user"]["id"], approve=False, note=note
+        )
+    except NotAllowed:
+        log.info("rejection refused for %s", body["user"]["id"])
+
+
+def register(app: AsyncApp) -> None:
+    app.view("plan_edit")(submit_plan_edit)
+    app.view("approval_reject")(submit_reject)

@@ -1,0 +1,90 @@
+from pathlib import Path
+
+import pytest
+
+from bot.config import Config, load_config, parse_duration
+from bot.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "coworker.toml"
+    path.write_text(text)
+    return path
+
+
+def test_missing_file_means_defaults(tmp_path: Path) -> None:
+    config = load_config(tmp_path / "nope.toml")
+    assert config == Config()
+    assert config.approvals.timeout == 4 * 3600
+    assert config.plan_approval == "always"
+
+
+def test_design_example_loads(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+[models]
+fast = "claude-haiku-5-5"
+default = "claude-sonnet-5-5"
+best = "claude-opus-5-5"
+
+[budget]
+task_usd = 2.00
+
+[approvals]
+timeout = "4h"
+escalate_to = ["U0123ADMIN"]
+approvers = ["U0456LEAD"]
+
+[policy]
+default = "block"
+[policy.tools]
+"time__*" = "auto"
+"github__merge_pull_request" = "block"
+
+[[coworkers]]
+name = "dev"
+description = "Code review, bug triage, test coverage"
+tools = ["github__*", "git__*"]
+""",
+    )
+    config = load_config(path)
+    assert config.policy.tools["time__*"] == "auto"
+    assert config.coworker("dev") is not None
+    assert config.coworker("dev").tools == ["github__*", "git__*"]  # type: ignore[union-attr]
+    assert config.approvals.approvers == ["U0456LEAD"]
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ('[approvals]\ntimout = "4h"\n', "approvals.timout"),
+        ('[approvals]\ntimeout = "soon"\n', "approvals.timeout"),
+        ('[policy]\ndefault = "maybe"\n', "policy.default"),
+        ("[budget]\ntask_usd = -1\n", "budget.task_usd"),
+        ('[[coworkers]]\nname = "Dev Team"\n', "coworkers[0].name"),
+        ('[policy.tools]\n"x__*" = "sometimes"\n', "policy.tools.x__*"),
+        ("surprise = 1\n", "surprise"),
+    ],
+)
+def test_bad_key_or_value_names_file_and_key(tmp_path: Path, text: str, key: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.key == key
+    assert str(path) in str(info.value)
+    assert key in str(info.value)
+
+
+def test_invalid_toml_is_one_clear_error(tmp_path: Path) -> None:
+    path = write(tmp_path, "[approvals\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("4h", 14400), ("30s", 30), ("0.2s", 0.2), ("15m", 900), (5, 5), ("250ms", 0.25)],
+)
+def test_durations(value: object, seconds: float) -> None:
+    assert parse_duration(value) == pytest.approx(seconds)

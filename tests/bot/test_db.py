@@ -1,0 +1,46 @@
+import asyncio
+
+import pytest
+
+from bot.db import Database, sqlite_module
+
+
+async def test_sqlite_vec_and_fts5_through_the_apps_connection(db: Database) -> None:
+    assert str(await db.fetchval("SELECT vec_version()")).startswith("v")
+    await db.execute("CREATE VIRTUAL TABLE t_fts USING fts5(body)")
+    await db.execute("INSERT INTO t_fts (body) VALUES ('flaky test in CI'), ('deploy notes')")
+    rows = await db.fetchall("SELECT body FROM t_fts WHERE t_fts MATCH 'flaky'")
+    assert [r[0] for r in rows] == ["flaky test in CI"]
+    dist = await db.fetchval("SELECT vec_distance_l2('[1,0]', '[0,0]')")
+    assert dist == pytest.approx(1.0)
+
+
+async def test_pragmas(db: Database) -> None:
+    assert await db.fetchval("PRAGMA journal_mode") == "wal"
+    assert await db.fetchval("PRAGMA foreign_keys") == 1
+    assert await db.fetchval("PRAGMA busy_timeout") == 30000
+
+
+def test_module_can_load_extensions() -> None:
+    conn = sqlite_module().connect(":memory:")
+    assert hasattr(conn, "enable_load_extension")
+    conn.close()
+
+
+async def test_transaction_rolls_back_and_serializes(db: Database) -> None:
+    await db.execute("CREATE TABLE counter (n INTEGER)")
+    await db.execute("INSERT INTO counter VALUES (0)")
+
+    async def bump() -> None:
+        async with db.transaction() as tx:
+            n = await tx.fetchone("SELECT n FROM counter")
+            await asyncio.sleep(0)
+            await tx.execute("UPDATE counter SET n = ?", (n[0] + 1,))
+
+    await asyncio.gather(*(bump() for _ in range(20)))
+    assert await db.fetchval("SELECT n FROM counter") == 20
+    with pytest.raises(RuntimeError):
+        async with db.transaction() as tx:
+            await tx.execute("UPDATE counter SET n = 99")
+            raise RuntimeError("boom")
+    assert await db.fetchval("SELECT n FROM counter") == 20

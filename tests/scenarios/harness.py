@@ -1,0 +1,137 @@
+"""An end-to-end harness: the real app wired to the Slack and Anthropic stand-ins.
+
+`Harness.start()` writes config files, builds the app with `bot.app.build()` exactly as
+`python -m bot` does (only the URLs point at 127.0.0.1), starts the runner and connects over
+Socket Mode (or not, for HTTP-mode tests). Helpers send events and wait on observable
+effects with bounded waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bot.app import Coworker, build
+from bot.settings import Settings
+from bot.tasks import Task
+from tests.fakes.anthropic import FakeAnthropic
+from tests.fakes.slack import FakeSlack, app_mention, block_action, dm_message
+
+BOT_TOKEN = "xoxb-test-bot-token"
+APP_TOKEN = "xapp-test-app-token"
+SIGNING_SECRET = "test-signing-secret"
+FAST_CONFIG = """
+[runner]
+status_interval = "0.05s"
+"""
+
+
+@dataclass
+class Harness:
+    tmp: Path
+    config: str = ""
+    mcp: dict[str, Any] | None = None
+    socket_mode: bool = True
+    slack: FakeSlack = field(init=False)
+    anthropic: FakeAnthropic = field(init=False)
+    app: Coworker | None = None
+
+    async def __aenter__(self) -> Harness:
+        self.slack = FakeSlack(bot_token=BOT_TOKEN, app_token=APP_TOKEN)
+        await self.slack.start()
+        self.anthropic = FakeAnthropic()
+        await self.anthropic.start()
+        (self.tmp / "coworker.toml").write_text(FAST_CONFIG + self.config)
+        (self.tmp / ".mcp.json").write_text(json.dumps(self.mcp or {"mcpServers": {}}))
+        await self.start_app()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop_app()
+        await self.anthropic.close()
+        await self.slack.stop()
+
+    def settings(self) -> Settings:
+        return Settings(
+            slack_bot_token=BOT_TOKEN,
+            slack_app_token=APP_TOKEN if self.socket_mode else None,
+            slack_signing_secret=SIGNING_SECRET,
+            slack_api_url=self.slack.api_url,
+            anthropic_api_key="sk-ant-test-key",
+            anthropic_base_url=self.anthropic.base_url,
+            database_url=f"sqlite:///{self.tmp / 'coworker.db'}",
+            coworker_config=self.tmp / "coworker.toml",
+            coworker_mcp_config=self.tmp / ".mcp.json",
+        )  # type: ignore[call-arg]
+
+    async def start_app(self) -> Coworker:
+        """Build and start a fresh app process on the same database."""
+        connected = self.slack.connection_count
+        self.app = await build(self.settings())
+        await self.app.start()
+        if self.socket_mode:
+            await self.app.connect()
+            await self.slack.wait_connected(after=connected)
+        return self.app
+
+    async def stop_app(self) -> None:
+        if self.app is not None:
+            await self.app.stop()
+            self.app = None
+
+    # -- driving ---------------------------------------------------------------------
+
+    async def mention(
+        self, text: str, user: str = "U1", channel: str = "C1", **kw: Any
+    ) -> dict[str, Any]:
+        event = app_mention(text, user=user, channel=channel, **kw)
+        await self.slack.send_event(event)
+        return event
+
+    async def dm(
+        self, text: str, user: str = "U1", channel: str = "D1", **kw: Any
+    ) -> dict[str, Any]:
+        event = dm_message(text, user=user, channel=channel, **kw)
+        await self.slack.send_event(event)
+        return event
+
+    async def click(
+        self, action_id: str, value: str | int, user: str = "U1", channel: str = "C1", **kw: Any
+    ) -> str:
+        return await self.slack.send_interactive(
+            block_action(action_id, str(value), user=user, channel=channel, **kw)
+        )
+
+    # -- observing -------------------------------------------------------------------
+
+    @property
+    def coworker(self) -> Coworker:
+        assert self.app is not None
+        return self.app
+
+    async def task(self, task_id: int = 1) -> Task:
+        return await self.coworker.tasks.get(task_id)
+
+    async def wait_status(
+        self, status: str | tuple[str, ...], task_id: int = 1, timeout: float = 5.0
+    ) -> Task:
+        """Wait until the task reaches one of `status` (bounded)."""
+        wanted = (status,) if isinstance(status, str) else status
+        async with asyncio.timeout(timeout):
+            while True:
+                row = await self.coworker.db.fetchone(
+                    "SELECT status FROM tasks WHERE id = ?", (task_id,)
+                )
+                if row is not None and row[0] in wanted:
+                    return await self.task(task_id)
+                await asyncio.sleep(0.01)
+
+    def posted(self, channel: str | None = None) -> list[dict[str, Any]]:
+        return [m for m in self.slack.messages if channel is None or m.get("channel") == channel]
+
+    def texts(self) -> str:
+        """Everything the bot posted, text and blocks, as one string (for secret scans)."""
+        return json.dumps([c.params for c in self.slack.calls])

@@ -1,0 +1,123 @@
+"""Issue 4: from a Slack message to a planned, approved, executed and delivered task."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.fakes.slack import channel_message, view_submission
+from tests.scenarios.conftest import plan, tickets_mcp, tool_runs
+from tests.scenarios.harness import Harness
+
+
+def deliveries(h: Harness, needle: str) -> list[dict]:
+    return [m for m in h.slack.messages if needle in str(m.get("blocks") or m.get("text"))]
+
+
+async def test_mention_plan_approve_tool_answer(
+    make_harness: Callable[..., Harness], tmp_path: Path
+) -> None:
+    log = tmp_path / "tickets.log"
+    async with make_harness(mcp=tickets_mcp(log)) as h:
+        h.anthropic.enqueue_tool_use("submit_plan", plan(("Search tickets", ["tickets__search"])))
+        h.anthropic.enqueue_tool_use("tickets__search", {"query": "flaky"})
+        h.anthropic.enqueue_text("Found **2 tickets**: TCK-1 and TCK-2.")
+        event = await h.mention("find flaky test tickets")
+        task = await h.wait_status("awaiting_plan_approval")
+        plan_msgs = [m for m in h.slack.messages if "Plan for T-1" in (m.get("text") or "")]
+        assert plan_msgs and "tickets__search" in str(plan_msgs[0]["blocks"])
+        await h.click("plan_approve", task.id, user="U1", message_ts=task.plan_ts)
+        done = await h.wait_status("done")
+        assert tool_runs(log, "search") == [{"tool": "search", "args": {"query": "flaky"}}]
+        [answer] = deliveries(h, "Found **2 tickets**")
+        assert answer["thread_ts"] == event["ts"]
+        assert done.result == "Found **2 tickets**: TCK-1 and TCK-2."
+        act_request = h.anthropic.requests[1].body
+        assert any(t["name"] == "tickets__search" for t in act_request["tools"])
+
+
+async def test_same_through_a_dm(harness: Harness) -> None:
+    harness.anthropic.enqueue_tool_use("submit_plan", plan(("Answer directly", [])))
+    harness.anthropic.enqueue_text("Here is your answer.")
+    await harness.dm("what is our deploy process?", user="U2", channel="D9")
+    task = await harness.wait_status("awaiting_plan_approval")
+    assert task.channel == "D9" and task.delegator == "U2"
+    await harness.click("plan_approve", task.id, user="U2", channel="D9")
+    await harness.wait_status("done")
+    assert deliveries(harness, "Here is your answer.")[0]["channel"] == "D9"
+
+
+async def test_clarifying_question_answered_in_thread_continues_same_task(harness: Harness) -> None:
+    h = harness
+    h.anthropic.enqueue_tool_use("submit_plan", plan(questions=["Which repository?"]))
+    event = await h.mention("fix the flaky test")
+    await h.wait_status("waiting_input")
+    await h.slack.wait_for("chat.postMessage", lambda c: "Which repository?" in str(c.params))
+    h.anthropic.enqueue_tool_use("submit_plan", plan(("Fix it in api", [])))
+    await h.slack.send_event(
+        channel_message("the api repo", user="U1", channel="C1", thread_ts=event["ts"])
+    )
+    task = await h.wait_status("awaiting_plan_approval")
+    assert await h.coworker.db.fetchval("SELECT COUNT(*) FROM tasks") == 1
+    assert "the api repo" in task.request
+    assert "the api repo" in str(h.anthropic.requests[-1].body["messages"])
+
+
+async def test_edit_through_modal_revises_plan(harness: Harness) -> None:
+    h = harness
+    h.anthropic.enqueue_tool_use("submit_plan", plan(("Step A", [])))
+    await h.mention("write release notes")
+    task = await h.wait_status("awaiting_plan_approval")
+    await h.click("plan_edit", task.id, user="U1")
+    [opened] = await h.slack.wait_for("views.open")
+    assert opened.params["view"]["callback_id"] == "plan_edit"
+    h.anthropic.enqueue_tool_use("submit_plan", plan(("Step B only", [])))
+    await h.slack.send_interactive(view_submission(
+        "plan_edit", {"plan": {"text": "Only do step B"}}, user="U1", private_metadata=str(task.id)
+    ))  # fmt: skip
+    await h.slack.wait_for(
+        "chat.postMessage", lambda c: "Step B only" in str(c.params.get("blocks"))
+    )
+    revised = await h.wait_status("awaiting_plan_approval")
+    assert revised.plan is not None and revised.plan["steps"][0]["what"] == "Step B only"
+    assert "Only do step B" in str(h.anthropic.requests[-1].body["messages"])
+
+
+async def test_cancel_before_run(harness: Harness) -> None:
+    h = harness
+    h.anthropic.enqueue_tool_use("submit_plan", plan(("Step", [])))
+    await h.mention("something")
+    task = await h.wait_status("awaiting_plan_approval")
+    await h.click("task_cancel", task.id, user="U1")
+    await h.wait_status("cancelled")
+    await h.slack.wait_for("chat.postMessage", lambda c: "cancelled" in c.params.get("text", ""))
+    assert len(h.anthropic.requests) == 1
+
+
+async def test_someone_else_approving_changes_nothing(harness: Harness) -> None:
+    h = harness
+    h.anthropic.enqueue_tool_use("submit_plan", plan(("Step", [])))
+    await h.mention("something", user="U1")
+    task = await h.wait_status("awaiting_plan_approval")
+    await h.click("plan_approve", task.id, user="U666")
+    [eph] = await h.slack.wait_for("chat.postEphemeral")
+    assert eph.params["user"] == "U666" and "not yours" in eph.params["text"]
+    assert (await h.task(task.id)).status == "awaiting_plan_approval"
+
+
+async def test_follow_up_after_delivery_keeps_conversation(harness: Harness) -> None:
+    h = harness
+    h.anthropic.enqueue_tool_use("submit_plan", plan(("Answer", [])))
+    h.anthropic.enqueue_text("The capital is Paris.")
+    event = await h.mention("capital of France?")
+    task = await h.wait_status("awaiting_plan_approval")
+    await h.click("plan_approve", task.id)
+    await h.wait_status("done")
+    h.anthropic.enqueue_text("About 2.1 million people.")
+    await h.slack.send_event(
+        channel_message("and its population?", user="U1", channel="C1", thread_ts=event["ts"])
+    )
+    await h.slack.wait_for("chat.postMessage", lambda c: "2.1 million" in str(c.params))
+    last = h.anthropic.requests[-1].body["messages"]
+    assert "The capital is Paris." in str(last) and "and its population?" in str(last)
+    assert await h.coworker.db.fetchval("SELECT COUNT(*) FROM tasks") == 1

@@ -1,0 +1,47 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from bot.errors import ConfigError
+from tools.mcp_config import HttpServer, StdioServer, load_mcp_config
+
+
+def write(tmp_path: Path, data: object) -> Path:
+    path = tmp_path / ".mcp.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_standard_format_with_expansion(tmp_path: Path) -> None:
+    path = write(tmp_path, {"mcpServers": {
+        "github": {"command": "npx", "args": ["-y", "server-github"], "env": {"GITHUB_TOKEN": "${GH}"}},
+        "docs": {"type": "http", "url": "http://${HOST:-localhost}:9/mcp", "headers": {"Authorization": "Bearer ${DOCS}"}},
+    }})  # fmt: skip
+    servers = load_mcp_config(path, env={"GH": "ghp_x", "DOCS": "t0k"})
+    assert isinstance(servers["github"], StdioServer)
+    assert servers["github"].env == {"GITHUB_TOKEN": "ghp_x"}
+    assert isinstance(servers["docs"], HttpServer)
+    assert servers["docs"].url == "http://localhost:9/mcp"
+    assert servers["docs"].headers["Authorization"] == "Bearer t0k"
+
+
+def test_missing_variable_names_server_and_variable(tmp_path: Path) -> None:
+    path = write(tmp_path, {"mcpServers": {"gh": {"command": "x", "env": {"T": "${NOPE}"}}}})
+    with pytest.raises(ConfigError, match=r"mcpServers\.gh\.env\.T: environment variable NOPE"):
+        load_mcp_config(path, env={})
+
+
+def test_missing_command_or_url_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"mcpServers\.a\.command"):
+        load_mcp_config(write(tmp_path, {"mcpServers": {"a": {"args": []}}}), env={})
+    with pytest.raises(ConfigError, match=r"mcpServers\.b\.url"):
+        load_mcp_config(write(tmp_path, {"mcpServers": {"b": {"type": "http"}}}), env={})
+
+
+def test_invalid_json_and_missing_file(tmp_path: Path) -> None:
+    assert load_mcp_config(tmp_path / "absent.json") == {}
+    bad = tmp_path / ".mcp.json"
+    bad.write_text("{nope")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        load_mcp_config(bad)
