@@ -1,0 +1,359 @@
+"""The MCP gateway: every tool call the agent makes goes through here.
+
+    McpGateway.call(name, arguments, ctx)
+      ├─ journal: a call that already reached its server is answered from `tool_calls`
+      ├─ scope: `name` must be among the task's tools                      → denied
+      ├─ schema: arguments checked against the tool's inputSchema           → invalid
+      ├─ tier: from `[policy]` and the tool's annotations (tools/policy.py)
+      ├─ block tier: an approval for exactly this tool and these arguments,
+      │  consumed in the transaction that journals the call as started     → rejected
+      ├─ limits: rate window, concurrency, live connection, breaker         → unavailable
+      └─ the server, under `call_timeout`                                   → ok | error
+
+Servers come from `.mcp.json` (stdio and streamable HTTP) and from in-process `MCPServer`s
+(the built-in slack and memory servers). Each has a supervisor (tools/connection.py); a
+server that fails to start or dies is marked down with a reason and retried in the
+background, and never stops the bot or the other servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Mapping
+from fnmatch import fnmatchcase
+from typing import Any
+
+import mcp.types as mt
+from mcp.server.mcpserver import MCPServer
+
+from bot.config import Config
+from bot.db import Database
+from bot.errors import ConfigError, ToolDenied
+from tools.calls import CallContext, Outcome, ToolResult
+from tools.catalog import CatalogEntry, ServerStatus, ToolInfo, build_catalog
+from tools.connection import ServerConnection
+from tools.execute import precheck, run_on_server, unavailable
+from tools.journal import REACHED, CallRecord, JournalEntry, ToolJournal, args_hash
+from tools.limits import ServerGuard
+from tools.mcp_config import ServerSpec
+from tools.policy import ApprovalPolicy
+from tools.redact import redact, redact_text, secrets_in
+from tools.results import cut
+from tools.validation import problems
+
+__all__ = [
+    "CallContext", "JournalEntry", "McpGateway", "ServerStatus", "ToolInfo", "ToolResult",
+    "args_hash",
+]  # fmt: skip
+
+log = logging.getLogger(__name__)
+
+_STOP_GRACE = 15.0  # seconds; stdio shutdown is bounded by the SDK (about 6 s worst case)
+
+
+class McpGateway:
+    """Connections to every MCP server, the tool catalog, and the guarded call path."""
+
+    args_hash = staticmethod(args_hash)
+
+    def __init__(
+        self,
+        servers: dict[str, ServerSpec],
+        config: Config,
+        db: Database,
+        builtin: dict[str, MCPServer] | None = None,
+        *,
+        retry_initial: float = 0.5,
+        retry_max: float = 60.0,
+    ) -> None:
+        clash = set(servers) & set(builtin or {})
+        if clash:
+            name = sorted(clash)[0]
+            raise ConfigError(
+                f"MCP server name {name!r} is both built in and in .mcp.json",
+                path=".mcp.json",
+                key=f"mcpServers.{name}",
+            )
+        self._config = config.gateway
+        self._limit = config.gateway.result_max_chars
+        self._policy = ApprovalPolicy(config.policy)
+        self._dry_run = dict(config.policy.dry_run)
+        self._journal = ToolJournal(db)
+        specs: dict[str, ServerSpec | MCPServer] = {**servers, **(builtin or {})}
+        self._connections = {
+            name: ServerConnection(
+                name,
+                spec,
+                start_timeout=self._config.start_timeout,
+                on_tools=self._on_tools,
+                retry_initial=retry_initial,
+                retry_max=retry_max,
+            )
+            for name, spec in sorted(specs.items())
+        }
+        self._guards = {name: ServerGuard.for_server(name, self._config) for name in specs}
+        self._listings: dict[str, list[mt.Tool]] = {}
+        self._catalog: dict[str, CatalogEntry] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._running: set[str] = set()
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start every server concurrently; return once each is up or has failed once."""
+        for conn in self._connections.values():
+            self._tasks.append(asyncio.create_task(conn.run(), name=f"mcp:{conn.name}"))
+        await asyncio.gather(*(c.wait_first_attempt() for c in self._connections.values()))
+        down = [c.name for c in self._connections.values() if not c.up]
+        log.info(
+            "MCP gateway: %d servers up, %d down %s",
+            len(self._connections) - len(down),
+            len(down),
+            down or "",
+        )
+
+    async def stop(self) -> None:
+        """Close every connection and wait for the supervisors to finish."""
+        for conn in self._connections.values():
+            conn.stop()
+        tasks, self._tasks = self._tasks, []
+        if tasks:
+            done, pending = await asyncio.wait(tasks, timeout=_STOP_GRACE)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    log.error(
+                        "MCP supervisor %s failed", task.get_name(), exc_info=task.exception()
+                    )
+
+    # -- catalog -----------------------------------------------------------------------
+
+    def tools(self) -> list[ToolInfo]:
+        """Every known tool, by name (a down server's tools stay listed and answer unavailable)."""
+        return [entry.info for entry in self._catalog.values()]
+
+    def tool(self, name: str) -> ToolInfo | None:
+        entry = self._catalog.get(name)
+        return entry.info if entry else None
+
+    def servers(self) -> list[ServerStatus]:
+        """Every server: up or down and why, and its tools."""
+        return [
+            ServerStatus(
+                name=c.name,
+                transport=c.transport,
+                up=c.up,
+                reason=c.reason,
+                tools=[e.info for e in self._catalog.values() if e.info.server == c.name],
+            )
+            for c in self._connections.values()
+        ]
+
+    def _on_tools(self, server: str, tools: list[mt.Tool]) -> None:
+        self._listings[server] = tools
+        before = {n: e.info.tier for n, e in self._catalog.items() if e.info.server == server}
+        self._catalog = dict(sorted(build_catalog(self._listings, self._policy).items()))
+        after = {n: e.info.tier for n, e in self._catalog.items() if e.info.server == server}
+        if before and before != after:
+            log.info("MCP server %s: tools changed: %s", server, sorted(set(after) ^ set(before)))
+
+    # -- calls -------------------------------------------------------------------------
+
+    async def journaled(self, idempotency_key: str) -> JournalEntry | None:
+        """The journaled call under this key, if any (for an agent loop resuming a task)."""
+        return await self._journal.get(idempotency_key)
+
+    async def call(
+        self, name: str, arguments: Mapping[str, Any] | None, ctx: CallContext
+    ) -> ToolResult:
+        """Run one tool call through scope, schema, tier, approval, limits and the journal."""
+        t0 = time.perf_counter()
+        arguments = dict(arguments or {})
+        prior = await self._journal.get(ctx.idempotency_key)
+        if prior is not None and prior.args_hash != args_hash(name, arguments):
+            text = f"{name}: idempotency key {ctx.idempotency_key!r} was used for another call"
+            return _result(Outcome.refused("invalid", text), prior.tier, t0, self._limit)
+        if prior is not None and prior.status in REACHED:
+            return _replay(prior, self._limit)
+        if ctx.idempotency_key in self._running:
+            return _result(
+                Outcome.refused("started", f"{name}: this call is already running"),
+                prior.tier if prior else "block",
+                t0,
+                self._limit,
+            )
+        self._running.add(ctx.idempotency_key)
+        try:
+            return await self._call(name, arguments, ctx, prior, t0)
+        finally:
+            self._running.discard(ctx.idempotency_key)
+
+    async def _call(
+        self,
+        name: str,
+        arguments: dict[str, Any],
+        ctx: CallContext,
+        prior: JournalEntry | None,
+        t0: float,
+    ) -> ToolResult:
+        entry = self._catalog.get(name)
+        rec = self._record(name, entry, arguments, ctx)
+        # A call that started before an interruption keeps its 'started' row until it runs
+        # again, so "it may have run" is never overwritten by a later refusal.
+        in_doubt = prior is not None and prior.status == "started"
+        refusal = self._refusal(name, entry, arguments, ctx)
+        if refusal is not None or entry is None:
+            outcome = refusal or Outcome.refused("invalid", f"{name}: no such tool")
+            return await self._end_early(rec, outcome, arguments, t0, journal=not in_doubt)
+        rerun_needs_approval = in_doubt and not (prior and prior.tier == rec.tier == "auto")
+        if rerun_needs_approval and ctx.approval_id is None:
+            return _result(_in_doubt(name), rec.tier, t0, self._limit)
+        needs_approval = rec.tier == "block" or rerun_needs_approval
+        return await self._run(entry.info, rec, arguments, ctx, t0, needs_approval, in_doubt)
+
+    def _refusal(
+        self, name: str, entry: CatalogEntry | None, arguments: dict[str, Any], ctx: CallContext
+    ) -> Outcome | None:
+        """Why the call must stop before any server or approval is involved, if it must."""
+        if name not in ctx.allowed:
+            reason = "not among this task's tools (the coworker's tools or the delegator's role exclude it)"
+            return Outcome.refused("denied", str(ToolDenied(tool=name, reason=reason)))
+        if entry is None:
+            server = self._connections.get(name.split("__", 1)[0])
+            if server is not None and not server.up:
+                return unavailable(name, f"server {server.name} is down: {server.reason}")
+            return None
+        found = problems(entry.validator, arguments)
+        if found:
+            listed = "\n".join(f"- {p}" for p in found)
+            return Outcome.refused("invalid", f"{name}: invalid arguments, not sent:\n{listed}")
+        return self._dry_run_refusal(name, arguments, ctx)
+
+    def _dry_run_refusal(
+        self, name: str, arguments: dict[str, Any], ctx: CallContext
+    ) -> Outcome | None:
+        flag = next((arg for glob, arg in self._dry_run.items() if fnmatchcase(name, glob)), None)
+        if flag is None or ctx.dry_run_ok or arguments.get(flag):
+            return None
+        reason = f"must be run with {flag}=true first, and its result shown, before the real call"
+        return Outcome.refused("rejected", str(ToolDenied(tool=name, reason=reason)))
+
+    async def _run(
+        self,
+        info: ToolInfo,
+        rec: CallRecord,
+        arguments: dict[str, Any],
+        ctx: CallContext,
+        t0: float,
+        needs_approval: bool,
+        in_doubt: bool,
+    ) -> ToolResult:
+        conn, guard = self._connections[info.server], self._guards[info.server]
+        blocked = precheck(info, conn, guard, self._config.call_timeout)
+        if blocked is not None:
+            return await self._end_early(rec, blocked, arguments, t0, journal=not in_doubt)
+        approval_id = ctx.approval_id if needs_approval else None
+        if not needs_approval:
+            await self._journal.start(rec)
+        elif approval_id is None or not await self._journal.start_approved(rec, approval_id):
+            reason = await self._journal.approval_problem(approval_id, rec)
+            outcome = Outcome.refused("rejected", str(ToolDenied(tool=info.name, reason=reason)))
+            return await self._end_early(rec, outcome, arguments, t0, journal=not in_doubt)
+        outcome = await run_on_server(conn, guard, info, arguments, self._config.call_timeout)
+        if outcome.status == "unavailable" and approval_id is not None:
+            await self._journal.restore_approval(approval_id)
+        return await self._finish(rec, outcome, arguments, t0)
+
+    def _record(
+        self, name: str, entry: CatalogEntry | None, arguments: dict[str, Any], ctx: CallContext
+    ) -> CallRecord:
+        if entry is not None:
+            server, tier, source = entry.info.server, entry.info.tier, entry.info.tier_source
+        else:
+            server = name.split("__", 1)[0] if "__" in name else ""
+            tier, source = self._policy.resolve(name, None)
+        return CallRecord(
+            key=ctx.idempotency_key,
+            task_id=ctx.task_id,
+            step=ctx.step,
+            coworker=ctx.coworker,
+            delegator=ctx.delegator,
+            server=server,
+            tool=name,
+            arguments=json.dumps(redact(arguments), ensure_ascii=False, default=str),
+            args_hash=args_hash(name, arguments),
+            tier=tier,
+            tier_source=source,
+        )
+
+    async def _end_early(
+        self,
+        rec: CallRecord,
+        outcome: Outcome,
+        arguments: dict[str, Any],
+        t0: float,
+        *,
+        journal: bool = True,
+    ) -> ToolResult:
+        stored, _ = cut(
+            redact_text(outcome.text, secrets_in(arguments)), self._config.audit_max_chars
+        )
+        result = _result(outcome, rec.tier, t0, self._limit)
+        if journal:
+            await self._journal.record(rec, outcome.status, stored, duration_ms=result.duration_ms)
+        return result
+
+    async def _finish(
+        self, rec: CallRecord, outcome: Outcome, arguments: dict[str, Any], t0: float
+    ) -> ToolResult:
+        stored, _ = cut(
+            redact_text(outcome.text, secrets_in(arguments)), self._config.audit_max_chars
+        )
+        result = _result(outcome, rec.tier, t0, self._limit)
+        await self._journal.finish(
+            rec.key,
+            outcome.status,
+            stored,
+            is_error=outcome.is_error,
+            duration_ms=result.duration_ms,
+        )
+        return result
+
+
+def _result(outcome: Outcome, tier: str, t0: float, limit: int) -> ToolResult:
+    content, truncated = cut(outcome.text, limit)
+    duration_ms = (time.perf_counter() - t0) * 1000
+    return ToolResult(
+        content=content,
+        is_error=outcome.is_error,
+        tier=tier,
+        status=outcome.status,
+        duration_ms=round(duration_ms, 3),
+        truncated=truncated,
+    )
+
+
+def _replay(prior: JournalEntry, limit: int) -> ToolResult:
+    """A call that already reached its server: its recorded result, never a second run."""
+    content, truncated = cut(prior.content, limit)
+    return ToolResult(
+        content=content,
+        is_error=prior.is_error,
+        tier=prior.tier,
+        status=prior.status,
+        duration_ms=0.0,
+        truncated=truncated,
+    )
+
+
+def _in_doubt(name: str) -> Outcome:
+    text = (
+        f"{name}: this call started before an interruption and may or may not have run; "
+        "it is not read-only, so ask the delegator before running it again"
+    )
+    return Outcome.refused("started", text)
