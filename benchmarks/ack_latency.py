@@ -70,7 +70,7 @@ async def bare_bolt(slack: object, n: int) -> list[float]:
 async def main(n: int) -> None:
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
-        config = "[runner]\nmax_new_tasks_per_minute = 1000\n"
+        config = '[runner]\nmax_new_tasks_per_minute = 1000\nstatus_interval = "0.05s"\n'
         async with Harness(tmp=Path(tmp), config=config) as h:
             h.anthropic.responder = lambda body: tool_reply("submit_plan", PLAN)
             full = await measure(h.slack, n, "U")

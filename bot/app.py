@@ -17,8 +17,6 @@ from aiohttp import web
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
-from tools.builtin.slack import slack_server
-from tools.gateway import McpGateway
 
 from bot.agent import AgentLoop
 from bot.approvals import ApprovalService
@@ -41,6 +39,8 @@ from handlers.directory import SlackDirectory
 from handlers.notifier import SlackNotifier
 from handlers.slack_app import http_app, make_app, socket_mode
 from handlers.slack_app import make_client as make_slack_client
+from tools.builtin.slack import slack_server
+from tools.gateway import McpGateway
 from tools.mcp_config import load_mcp_config
 
 log = logging.getLogger(__name__)
@@ -110,6 +110,7 @@ class Coworker:
             await self._socket.close_async()
         if self._runner_http is not None:
             await self._runner_http.cleanup()
+        await self.delegation.inflight.drain()
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         await self.runner.stop()

@@ -14,6 +14,7 @@ from bot.approvals import ApprovalService, Decision, Directory
 from bot.clock import now
 from bot.config import Config
 from bot.errors import NotAllowed
+from bot.inflight import InFlight
 from bot.intake import IncomingMessage, Intake, IntakeResult
 from bot.notifier import Notifier
 from bot.runner import TaskRunner
@@ -41,9 +42,14 @@ class Delegation:
         self.notifier = notifier
         self.directory = directory
         self.config = config
+        self.inflight = InFlight()
 
     async def on_message(self, msg: IncomingMessage) -> IntakeResult:
         """A mention, DM or thread reply: create or continue a task, once per event."""
+        async with self.inflight:
+            return await self._on_message(msg)
+
+    async def _on_message(self, msg: IncomingMessage) -> IntakeResult:
         result = await self.intake.receive(msg)
         if result.kind == "created" and result.task is not None:
             ts = await self.notifier.acknowledged(result.task)

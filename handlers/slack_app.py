@@ -41,7 +41,6 @@ def make_client(token: str, base_url: str) -> AsyncWebClient:
 def make_app(client: AsyncWebClient, signing_secret: str | None) -> AsyncApp:
     app = AsyncApp(
         client=client,
-        token=client.token,
         signing_secret=signing_secret,
         request_verification_enabled=signing_secret is not None,
         process_before_response=False,

@@ -44,7 +44,8 @@ class Harness:
         await self.slack.start()
         self.anthropic = FakeAnthropic()
         await self.anthropic.start()
-        (self.tmp / "coworker.toml").write_text(FAST_CONFIG + self.config)
+        fast = "" if "[runner]" in self.config else FAST_CONFIG
+        (self.tmp / "coworker.toml").write_text(self.config + fast)
         (self.tmp / ".mcp.json").write_text(json.dumps(self.mcp or {"mcpServers": {}}))
         await self.start_app()
         return self

@@ -1,0 +1,209 @@
+"""Issue 4: restarts, long answers, Slack and Anthropic errors, concurrency, cancel, commands."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.fakes.anthropic import text_reply, tool_reply
+from tests.fakes.slack import slash_command
+from tests.scenarios.conftest import plan, tickets_mcp, tool_runs
+from tests.scenarios.harness import Harness
+
+NO_PLAN_APPROVAL = 'plan_approval = "never"\n'
+
+
+async def wait_for_journal(h: Harness, status: str = "ok", timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not await h.coworker.db.fetchval(
+            "SELECT COUNT(*) FROM tool_calls WHERE status = ?", (status,)
+        ):
+            await asyncio.sleep(0.01)
+
+
+async def test_restart_mid_task_finishes_and_tool_ran_once(
+    make_harness: Callable[..., Harness], tmp_path: Path
+) -> None:
+    log = tmp_path / "tickets.log"
+    async with make_harness(mcp=tickets_mcp(log), config=NO_PLAN_APPROVAL) as h:
+        h.anthropic.enqueue_tool_use("submit_plan", plan(("Search", ["tickets__search"])))
+        h.anthropic.enqueue_tool_use("tickets__search", {"query": "deploy"})
+        h.anthropic.enqueue_hang(30)  # the model call after the tool result never returns
+        await h.mention("what deploy tickets are open?")
+        await wait_for_journal(h)
+        await h.anthropic.wait_for_requests(3)
+        await h.stop_app()  # the process goes away mid-task
+        assert (await_status := await h_status(h, tmp_path)) == "running", await_status
+        h.anthropic.enqueue_text("TCK-2 slow deploy is open.")
+        await h.start_app()
+        done = await h.wait_status("done")
+        assert done.result == "TCK-2 slow deploy is open."
+        assert len(tool_runs(log, "search")) == 1
+        resumed = h.anthropic.requests[-1].body["messages"]
+        assert "2 tickets match 'deploy'" in str(resumed)
+
+
+async def h_status(h: Harness, tmp_path: Path) -> str:
+    from bot.db import Database
+
+    db = await Database.open(tmp_path / "coworker.db")
+    try:
+        return str(await db.fetchval("SELECT status FROM tasks WHERE id = 1"))
+    finally:
+        await db.close()
+
+
+async def test_long_answer_arrives_intact_as_a_file(make_harness: Callable[..., Harness]) -> None:
+    answer = "\n\n".join(f"## Part {i}\n" + ("word " * 120).strip() for i in range(46))
+    answer += "\n```python\n" + "print('x')\n" * 200 + "```\n"
+    assert len(answer) > 30_000
+    async with make_harness(config=NO_PLAN_APPROVAL) as h:
+        h.anthropic.enqueue_tool_use("submit_plan", plan(("Write", [])))
+        h.anthropic.enqueue_text(answer)
+        await h.mention("write the long report")
+        await h.wait_status("done")
+        await h.slack.wait_for("files.completeUploadExternal")
+        [stored] = list(h.slack.files.values())
+        text = stored.content.decode() if isinstance(stored.content, bytes) else stored.content
+        assert text == answer.strip()
+        errors = [c for c in h.slack.calls if c.response and not c.response.get("ok", True)]
+        assert errors == []
+
+
+async def test_medium_answer_is_split_without_breaking_code(
+    make_harness: Callable[..., Harness],
+) -> None:
+    answer = (
+        "Intro\n\n```\n" + "\n".join(f"line {i} " + "x" * 60 for i in range(150)) + "\n```\nEnd."
+    )
+    assert 10_000 < len(answer) <= 12_000
+    async with make_harness(config=NO_PLAN_APPROVAL) as h:
+        h.anthropic.enqueue_tool_use("submit_plan", plan(("Write", [])))
+        h.anthropic.enqueue_text(answer)
+        await h.mention("write it")
+        await h.wait_status("done")
+        parts = [
+            b["text"]
+            for m in h.slack.messages
+            for b in m.get("blocks") or []
+            if b["type"] == "markdown"
+        ]
+        joined = "".join(parts)
+        assert "line 0 " in joined and "line 149 " in joined and "End." in joined
+        assert all(p.count("```") % 2 == 0 for p in parts)
+        errors = [c for c in h.slack.calls if c.response and not c.response.get("ok", True)]
+        assert errors == []
+
+
+async def test_post_message_rate_limited_twice_still_delivers(
+    make_harness: Callable[..., Harness],
+) -> None:
+    async with make_harness(config=NO_PLAN_APPROVAL) as h:
+        h.anthropic.enqueue_tool_use("submit_plan", plan(("Answer", [])))
+        h.anthropic.enqueue_text("Delivered despite rate limits.")
+        h.slack.fail_next("chat.postMessage", times=2, status=429, retry_after=0)
+        await h.mention("hi")
+        await h.wait_status("done")
+        await h.slack.wait_for("chat.postMessage", lambda c: "Delivered despite" in str(c.params))
+        limited = [
+            c
+            for c in h.slack.calls_to("chat.postMessage")
+            if c.response and c.response.get("error") == "ratelimited"
+        ]
+        assert len(limited) == 2
+
+
+async def test_anthropic_overloaded_twice_still_completes(
+    make_harness: Callable[..., Harness],
+) -> None:
+    async with make_harness(config=NO_PLAN_APPROVAL) as h:
+        h.anthropic.enqueue_tool_use("submit_plan", plan(("Answer", [])))
+        h.anthropic.enqueue_error(529, "overloaded_error")
+        h.anthropic.enqueue_error(529, "overloaded_error")
+        h.anthropic.enqueue_text("Done after retries.")
+        await h.mention("hi")
+        done = await h.wait_status("done")
+        assert done.result == "Done after retries."
+        errors = await h.coworker.db.fetchval(
+            "SELECT COUNT(*) FROM llm_calls WHERE error IS NOT NULL"
+        )
+        assert errors == 0
+
+
+async def test_anthropic_failing_for_good_is_explained(
+    make_harness: Callable[..., Harness],
+) -> None:
+    async with make_harness(config=NO_PLAN_APPROVAL) as h:
+        h.anthropic.enqueue_tool_use("submit_plan", plan(("Answer", [])))
+        for _ in range(5):
+            h.anthropic.enqueue_error(500, "api_error", "internal detail sk-ant-secret-123")
+        await h.mention("hi")
+        failed = await h.wait_status("failed")
+        [msg] = await h.slack.wait_for(
+            "chat.postMessage", lambda c: "couldn't reach the model API" in str(c.params)
+        )
+        assert "resume T-1" in msg.params["text"]
+        assert "sk-ant-secret" not in h.texts() and "Traceback" not in h.texts()
+        assert failed.error == "model_unavailable"
+
+
+async def test_ten_tasks_with_concurrency_four(make_harness: Callable[..., Harness]) -> None:
+    config = NO_PLAN_APPROVAL + '[runner]\nconcurrency = 4\nstatus_interval = "0.05s"\n'
+    async with make_harness(config=config) as h:
+
+        def respond(body: dict) -> object:
+            if body.get("tool_choice", {}).get("name") == "submit_plan":
+                return tool_reply("submit_plan", plan(("Answer", [])))
+            return text_reply("ok")
+
+        h.anthropic.responder = respond
+        h.anthropic.latency = (0.02, 0.05)
+        for i in range(10):
+            await h.mention(f"task {i}", user=f"U{i}")
+        for task_id in range(1, 11):
+            await h.wait_status("done", task_id=task_id, timeout=20)
+        assert h.coworker.runner.peak == 4
+
+
+async def test_cancel_during_run_stops_it(make_harness: Callable[..., Harness]) -> None:
+    async with make_harness(config=NO_PLAN_APPROVAL) as h:
+        h.anthropic.enqueue_tool_use("submit_plan", plan(("Think hard", [])))
+        h.anthropic.enqueue_hang(30)
+        await h.mention("think about it")
+        await h.anthropic.wait_for_requests(2)
+        await h.slack.send_slash_command(slash_command("cancel T-1", user="U1"))
+        await h.wait_status("cancelled")
+        await h.slack.wait_for(
+            "chat.postMessage", lambda c: "T-1 was cancelled" in c.params.get("text", "")
+        )
+        async with asyncio.timeout(5):
+            while h.coworker.runner.active:
+                await asyncio.sleep(0.01)
+
+
+async def test_slash_commands_help_tasks_status(harness: Harness) -> None:
+    h = harness
+    h.anthropic.enqueue_tool_use("submit_plan", plan(("Step", [])))
+    await h.mention("summarize the incident", user="U1")
+    await h.wait_status("awaiting_plan_approval")
+    for text in ("help", "tasks", "status T-1", "status T-999", "frobnicate"):
+        await h.slack.send_slash_command(slash_command(text, user="U1"))
+    replies = await h.slack.wait_for("response_url", count=5)
+    bodies = [str(r.params.get("text")) for r in replies]
+    assert any("/coworker status T-42" in b for b in bodies)
+    assert any("`T-1` awaiting_plan_approval" in b for b in bodies)
+    assert any("can't find that task" in b for b in bodies)
+    assert any("don't know `frobnicate`" in b for b in bodies)
+
+
+async def test_app_home_shows_open_tasks(harness: Harness) -> None:
+    h = harness
+    h.anthropic.enqueue_tool_use("submit_plan", plan(("Step", [])))
+    await h.mention("summarize the incident", user="U1")
+    await h.wait_status("awaiting_plan_approval")
+    await h.slack.send_event(
+        {"type": "app_home_opened", "user": "U1", "channel": "D1", "tab": "home"}
+    )
+    await h.slack.wait_for("views.publish")
+    assert "T-1" in str(h.slack.home_views["U1"])
