@@ -173,48 +173,44 @@ class McpGateway:
     ) -> ToolResult:
         """Run one tool call through scope, schema, tier, approval, limits and the journal."""
         t0 = time.perf_counter()
-        arguments = dict(arguments or {})
+        key = ctx.idempotency_key
+        if key in self._running:
+            outcome = Outcome.refused("started", f"{name}: this call is already running")
+            return _result(outcome, self._tier_of(name), t0, self._limit)
+        self._running.add(key)
+        try:
+            return await self._call(name, dict(arguments or {}), ctx, t0)
+        finally:
+            self._running.discard(key)
+
+    async def _call(
+        self, name: str, arguments: dict[str, Any], ctx: CallContext, t0: float
+    ) -> ToolResult:
+        entry = self._catalog.get(name)
+        rec = self._record(name, entry, arguments, ctx)
+        refusal = self._refusal(name, entry, arguments, ctx)
+        # The common case, a new key for a call that needs no approval, costs one insert.
+        if entry and not refusal and rec.tier != "block" and await self._journal.claim(rec):
+            return await self._run(entry.info, rec, arguments, ctx, t0, claimed=True)
         prior = await self._journal.get(ctx.idempotency_key)
-        if prior is not None and prior.args_hash != args_hash(name, arguments):
+        if prior is not None and prior.args_hash != rec.args_hash:
             text = f"{name}: idempotency key {ctx.idempotency_key!r} was used for another call"
             return _result(Outcome.refused("invalid", text), prior.tier, t0, self._limit)
         if prior is not None and prior.status in REACHED:
             return _replay(prior, self._limit)
-        if ctx.idempotency_key in self._running:
-            return _result(
-                Outcome.refused("started", f"{name}: this call is already running"),
-                prior.tier if prior else "block",
-                t0,
-                self._limit,
-            )
-        self._running.add(ctx.idempotency_key)
-        try:
-            return await self._call(name, arguments, ctx, prior, t0)
-        finally:
-            self._running.discard(ctx.idempotency_key)
-
-    async def _call(
-        self,
-        name: str,
-        arguments: dict[str, Any],
-        ctx: CallContext,
-        prior: JournalEntry | None,
-        t0: float,
-    ) -> ToolResult:
-        entry = self._catalog.get(name)
-        rec = self._record(name, entry, arguments, ctx)
         # A call that started before an interruption keeps its 'started' row until it runs
         # again, so "it may have run" is never overwritten by a later refusal.
         in_doubt = prior is not None and prior.status == "started"
-        refusal = self._refusal(name, entry, arguments, ctx)
         if refusal is not None or entry is None:
             outcome = refusal or Outcome.refused("invalid", f"{name}: no such tool")
             return await self._end_early(rec, outcome, arguments, t0, journal=not in_doubt)
         rerun_needs_approval = in_doubt and not (prior and prior.tier == rec.tier == "auto")
         if rerun_needs_approval and ctx.approval_id is None:
             return _result(_in_doubt(name), rec.tier, t0, self._limit)
-        needs_approval = rec.tier == "block" or rerun_needs_approval
-        return await self._run(entry.info, rec, arguments, ctx, t0, needs_approval, in_doubt)
+        approval = rec.tier == "block" or rerun_needs_approval
+        return await self._run(
+            entry.info, rec, arguments, ctx, t0, approval=approval, in_doubt=in_doubt
+        )
 
     def _refusal(
         self, name: str, entry: CatalogEntry | None, arguments: dict[str, Any], ctx: CallContext
@@ -250,24 +246,33 @@ class McpGateway:
         arguments: dict[str, Any],
         ctx: CallContext,
         t0: float,
-        needs_approval: bool,
-        in_doubt: bool,
+        *,
+        claimed: bool = False,
+        approval: bool = False,
+        in_doubt: bool = False,
     ) -> ToolResult:
+        """Journal the call as started (consuming its approval), then run it on its server."""
         conn, guard = self._connections[info.server], self._guards[info.server]
         blocked = precheck(info, conn, guard, self._config.call_timeout)
         if blocked is not None:
             return await self._end_early(rec, blocked, arguments, t0, journal=not in_doubt)
-        approval_id = ctx.approval_id if needs_approval else None
-        if not needs_approval:
-            await self._journal.start(rec)
-        elif approval_id is None or not await self._journal.start_approved(rec, approval_id):
+        approval_id = ctx.approval_id if approval else None
+        if approval and (
+            approval_id is None or not await self._journal.start_approved(rec, approval_id)
+        ):
             reason = await self._journal.approval_problem(approval_id, rec)
             outcome = Outcome.refused("rejected", str(ToolDenied(tool=info.name, reason=reason)))
             return await self._end_early(rec, outcome, arguments, t0, journal=not in_doubt)
+        if not approval and not claimed:
+            await self._journal.start(rec)
         outcome = await run_on_server(conn, guard, info, arguments, self._config.call_timeout)
         if outcome.status == "unavailable" and approval_id is not None:
             await self._journal.restore_approval(approval_id)
         return await self._finish(rec, outcome, arguments, t0)
+
+    def _tier_of(self, name: str) -> str:
+        entry = self._catalog.get(name)
+        return entry.info.tier if entry else self._policy.resolve(name, None)[0]
 
     def _record(
         self, name: str, entry: CatalogEntry | None, arguments: dict[str, Any], ctx: CallContext

@@ -29,8 +29,9 @@ _COLUMNS = (
     "idempotency_key, task_id, step, coworker, delegator, server, tool, arguments, args_hash, "
     "tier, tier_source, status, result, is_error, approval_id, started_at, finished_at, duration_ms"
 )
-_UPSERT = f"""
-INSERT INTO tool_calls ({_COLUMNS}) VALUES ({", ".join("?" * 18)})
+_INSERT = f"INSERT INTO tool_calls ({_COLUMNS}) VALUES ({', '.join('?' * 18)})"
+_CLAIM = f"{_INSERT} ON CONFLICT (idempotency_key) DO NOTHING"
+_UPSERT = f"""{_INSERT}
 ON CONFLICT (idempotency_key) DO UPDATE SET
     task_id = excluded.task_id, step = excluded.step, coworker = excluded.coworker,
     delegator = excluded.delegator, server = excluded.server, tool = excluded.tool,
@@ -154,6 +155,11 @@ class ToolJournal:
     ) -> None:
         """Write a call that ends here, without reaching a server."""
         await self._db.execute(_UPSERT, rec.row(status, result, is_error, approval_id, duration_ms))
+
+    async def claim(self, rec: CallRecord) -> bool:
+        """Journal a call under a new key as started; False if the key is already journaled."""
+        changed = await self._db.execute(_CLAIM, rec.row("started", None, False, None, None))
+        return changed == 1
 
     async def start(self, rec: CallRecord) -> None:
         """Journal a call as started, before its server is contacted."""

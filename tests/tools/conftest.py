@@ -74,7 +74,7 @@ async def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> Non
     async def poll() -> None:
         # The condition belongs to another component (a server, the gateway's catalog) that
         # offers no event to wait on; a short poll under a hard bound is the honest wait.
-        while not predicate():  # noqa: ASYNC110
+        while not predicate():
             await asyncio.sleep(0.01)
 
     await asyncio.wait_for(poll(), timeout)

@@ -14,6 +14,7 @@ from tests.tools.conftest import (
     audit_text,
     config,
     ctx_for,
+    eventually,
 )
 from tests.tools.servers.recording import INJECTION, build_server
 from tools.gateway import McpGateway, args_hash
@@ -368,3 +369,15 @@ async def test_dry_run_first(make_gateway: GatewayFactory, recorder: Recorder) -
     assert done.content == "archived a"
     assert recorder.calls == [("archive", {"item": "a", "dry_run": True}),
                               ("archive", {"item": "a", "dry_run": False})]  # fmt: skip
+
+
+async def test_same_key_while_running_is_not_run_twice(
+    rec_gateway: McpGateway, recorder: Recorder
+) -> None:
+    ctx = ctx_for(rec_gateway)
+    first = asyncio.create_task(rec_gateway.call("rec__slow", {"seconds": 0.3}, ctx))
+    await eventually(lambda: recorder.tools() == ["slow"])
+    second = await asyncio.wait_for(rec_gateway.call("rec__slow", {"seconds": 0.3}, ctx), 5)
+    assert second.status == "started" and "already running" in second.content
+    assert (await asyncio.wait_for(first, 5)).status == "ok"
+    assert recorder.tools() == ["slow"]
