@@ -24,10 +24,11 @@ from bot.db import Database
 from bot.errors import BudgetExhausted
 from bot.llm import LLM, CallContext
 from bot.notifier import Notifier, StatusSnapshot
+from bot.orchestration import SUBMIT
 from bot.planner import coworker_for, describe_tools
 from bot.plans import Plan, render_plan
 from bot.tasks import Task, TaskStore
-from bot.toolbox import Toolbox, api_tools
+from bot.toolbox import Toolbox, Wait
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class Outcome:
     kind: str  # done | waiting | budget | failed
     text: str | None = None
     tools_used: list[str] = field(default_factory=list)
+    wait: Wait | None = None
 
 
 @dataclass
@@ -174,13 +176,15 @@ class AgentLoop:
                     return Outcome("done", text.strip(), used)
                 reason = "\n".join(b["text"] for b in last["content"] if b.get("type") == "text")
                 results = await self.toolbox.run_calls(task, state.step, calls, reason.strip())
-                if results is None:
+                if isinstance(results, Wait):
                     await self.checkpoint(task, state)
-                    return Outcome("waiting", None, used)
+                    return Outcome("waiting", None, used, wait=results)
                 used.extend(c["name"] for c in calls)
                 state.messages.append({"role": "user", "content": results})
                 state.step += 1
                 await self.checkpoint(task, state)
+                if submitted := self.submitted(task, calls, results):
+                    return Outcome("done", submitted, used)
                 await self.add_inputs(task, state)
                 await self.report(task, state, used)
                 continue
@@ -200,6 +204,9 @@ class AgentLoop:
             return Outcome("budget", last_text)
         if state.step >= self.config.runner.max_steps:
             return Outcome("done", (last_text or "") + "\n\n_(stopped at the step limit)_")
+        gate = await self.spend_gate(fresh, last_text)
+        if gate is not None:
+            return gate
         if not state.warned and spent >= budget * self.config.budget.wrap_up_at:
             state.messages[-1]["content"].append(
                 {"type": "text", "text": WRAP_UP.format(pct=100 * spent / budget)}
@@ -213,7 +220,7 @@ class AgentLoop:
         try:
             msg = await self.llm.create(
                 purpose="act", system=system, messages=state.messages,
-                tools=api_tools(tools), max_tokens=4096, ctx=ctx,
+                tools=self.toolbox.definitions(task, tools), max_tokens=4096, ctx=ctx,
             )  # fmt: skip
         except BudgetExhausted:
             return Outcome("budget", last_text)
@@ -225,6 +232,48 @@ class AgentLoop:
                 {"role": "user", "content": [{"type": "text", "text": "Continue."}]}
             )
         await self.checkpoint(task, state)
+        return None
+
+    async def spend_gate(self, task: Task, last_text: str | None) -> Outcome | None:
+        """A parent whose family spend crossed the threshold asks before going on."""
+        orchestrator = self.toolbox.orchestrator
+        if orchestrator is None or not await self.db.fetchval(
+            "SELECT 1 FROM spawns WHERE parent_id = ? LIMIT 1", (task.id,)
+        ):
+            return None
+        family = await orchestrator.family_spend(task.id)
+        threshold = self.config.orchestration.spend_threshold * task.budget_usd
+        if family < threshold:
+            return None
+        key = f"t{task.id}:spend"
+        row = await self.approvals.for_key(key)
+        if row is None:
+            await self.approvals.request(
+                task, kind="spend", key=key, tier="block",
+                reason=f"With its subtasks, {task.ref} has spent ${family:.2f} of its "
+                f"${task.budget_usd:.2f} budget. Go on?",
+            )  # fmt: skip
+            return Outcome("waiting", None, wait=Wait.APPROVAL)
+        if row["status"] == "pending":
+            return Outcome("waiting", None, wait=Wait.APPROVAL)
+        if row["status"] == "rejected":
+            return Outcome(
+                "done",
+                (last_text or "")
+                + "\n\n_(stopped: going on past the spend threshold was declined)_",
+            )
+        return None
+
+    @staticmethod
+    def submitted(
+        task: Task, calls: list[dict[str, Any]], results: list[dict[str, Any]]
+    ) -> str | None:
+        """A child that recorded its structured result is finished: its summary."""
+        if task.parent_id is None:
+            return None
+        for call, result in zip(calls, results, strict=True):
+            if call["name"] == SUBMIT and not result.get("is_error"):
+                return str(call["input"].get("summary") or "done")
         return None
 
     @staticmethod

@@ -28,6 +28,7 @@ from bot.intake import Intake
 from bot.lifecycle import TaskWork
 from bot.llm import LLM, make_client
 from bot.migrations import migrate
+from bot.orchestration import Orchestrator
 from bot.planner import Planner
 from bot.runner import TaskRunner
 from bot.scheduler import guarded, make_scheduler
@@ -168,13 +169,17 @@ async def build(settings: Settings) -> Coworker:
     )
     gateway = McpGateway(specs, config, db, builtin={"slack": slack_server(slack)})
     await gateway.start()
-    runner = TaskRunner(db, concurrency=config.runner.concurrency)
+    runner = TaskRunner(
+        db, concurrency=config.runner.concurrency, fanout=config.orchestration.fanout_concurrency
+    )
     approvals = ApprovalService(db, tasks, config, notifier, directory, runner.wake)
-    toolbox = Toolbox(gateway, approvals, notifier, directory, config)
+    orchestrator = Orchestrator(tasks, config, notifier, runner.wake)
+    toolbox = Toolbox(gateway, approvals, notifier, directory, config, orchestrator)
     agent = AgentLoop(db=db, tasks=tasks, llm=llm, toolbox=toolbox, approvals=approvals,
                       notifier=notifier, config=config)  # fmt: skip
     runner.work = TaskWork(tasks=tasks, planner=Planner(llm, config), agent=agent, toolbox=toolbox,
-                           approvals=approvals, notifier=notifier, config=config)  # fmt: skip
+                           approvals=approvals, notifier=notifier, config=config,
+                           orchestrator=orchestrator)  # fmt: skip
     delegation = Delegation(tasks=tasks, intake=Intake(tasks, config), approvals=approvals,
                             runner=runner, notifier=notifier, directory=directory, config=config)  # fmt: skip
     coworker = Coworker(

@@ -86,7 +86,6 @@ async def check_database(settings: Settings) -> list[str]:
 async def check_mcp(settings: Settings) -> list[str]:
     from tools.doctor import describe
     from tools.gateway import McpGateway
-
     from tools.mcp_config import load_mcp_config
 
     config = load_config(settings.coworker_config)

@@ -17,9 +17,10 @@ from bot.approvals import ApprovalService
 from bot.config import Config
 from bot.errors import BudgetExhausted, LLMUnavailable
 from bot.notifier import Notifier, StatusSnapshot
+from bot.orchestration import Orchestrator
 from bot.planner import Planner, PlanRejected
 from bot.tasks import Task, TaskStore
-from bot.toolbox import Toolbox
+from bot.toolbox import Toolbox, Wait
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ class TaskWork:
         notifier: Notifier,
         config: Config,
         memory: MemoryHooks | None = None,
+        orchestrator: Orchestrator | None = None,
     ) -> None:
         self.tasks = tasks
         self.planner = planner
@@ -72,6 +74,7 @@ class TaskWork:
         self.notifier = notifier
         self.config = config
         self.memory: MemoryHooks = memory or NoMemory()
+        self.orchestrator = orchestrator
 
     async def __call__(self, task: Task) -> None:
         try:
@@ -142,18 +145,35 @@ class TaskWork:
         await self.settle(task, outcome)
 
     async def settle(self, task: Task, outcome: Outcome) -> None:
-        if outcome.kind == "waiting":
+        if outcome.kind == "waiting" and outcome.wait is Wait.CHILDREN:
+            await self._wait_for_children(task)
+        elif outcome.kind == "waiting":
             await self._wait_for_approval(task)
         elif outcome.kind == "budget":
             await self._out_of_budget(task, outcome.text)
         else:
             await self._deliver(task, outcome)
 
+    async def _wait_for_children(self, task: Task) -> None:
+        if not await self.tasks.transition(task.id, "waiting_input", from_="running"):
+            return
+        children = await self.tasks.children(task.id)
+        if children and all(c.finished for c in children) and self.orchestrator is not None:
+            await self.orchestrator.child_finished(children[-1])
+
     async def _deliver(self, task: Task, outcome: Outcome) -> None:
         text = outcome.text or "I finished, but I have nothing to report."
         if not await self.tasks.transition(task.id, "done", from_="running", result=text):
             return
         fresh = await self.tasks.get(task.id)
+        if fresh.parent_id is not None:
+            await self.notifier.note(
+                fresh, f"✓ Subtask {fresh.ref} (`{fresh.coworker}`) done: {text[:300]}"
+            )
+            await self.memory.task_finished(fresh, "done", outcome.tools_used)
+            if self.orchestrator is not None:
+                await self.orchestrator.child_finished(fresh)
+            return
         await self.notifier.status(fresh, StatusSnapshot(
             state="done", step=fresh.steps, total_steps=fresh.steps,
             tools_used=sorted(set(outcome.tools_used)), spent_usd=fresh.spent_usd,
@@ -199,5 +219,8 @@ class TaskWork:
         if await self.tasks.transition(
             task.id, "failed", from_=("planning", "running"), error=code
         ):
-            await self.notifier.failed(await self.tasks.get(task.id), message)
-            await self.memory.task_finished(task, "failed", [])
+            fresh = await self.tasks.get(task.id)
+            await self.notifier.failed(fresh, message)
+            await self.memory.task_finished(fresh, "failed", [])
+            if fresh.parent_id is not None and self.orchestrator is not None:
+                await self.orchestrator.child_finished(fresh)

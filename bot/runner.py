@@ -22,7 +22,9 @@ CLAIM = """
 UPDATE tasks
    SET status = CASE status WHEN 'received' THEN 'planning' ELSE 'running' END,
        started_at = COALESCE(started_at, :now), updated_at = :now, attempts = attempts + 1
- WHERE id = (SELECT id FROM tasks WHERE status IN ('received', 'queued')
+ WHERE id = (SELECT id FROM tasks q WHERE status IN ('received', 'queued')
+                AND (q.parent_id IS NULL OR (SELECT COUNT(*) FROM tasks r
+                     WHERE r.parent_id = q.parent_id AND r.status = 'running') < :fanout)
               ORDER BY priority DESC, created_at, id LIMIT 1)
    AND status IN ('received', 'queued')
 RETURNING *
@@ -35,8 +37,10 @@ class TaskRunner:
         db: Database,
         work: Callable[[Task], Awaitable[None]] | None = None,
         concurrency: int = 4,
+        fanout: int = 3,
     ) -> None:
         self.db = db
+        self.fanout = fanout
         self.work = work
         self.concurrency = concurrency
         self.active: dict[int, asyncio.Task[None]] = {}
@@ -66,7 +70,7 @@ class TaskRunner:
         self._wake.set()
 
     async def claim(self) -> Task | None:
-        rows = await self.db.fetchall(CLAIM, {"now": now()})
+        rows = await self.db.fetchall(CLAIM, {"now": now(), "fanout": self.fanout})
         return Task.from_row(rows[0]) if rows else None
 
     async def _dispatch(self) -> None:

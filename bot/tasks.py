@@ -68,6 +68,10 @@ class Task:
     created_at: float = 0.0
     started_at: float | None = None
     finished_at: float | None = None
+    spawn_key: str | None = None
+    stage: int | None = None
+    structured_result: dict[str, Any] | None = None
+    checks: list[str] = field(default_factory=list)
 
     @property
     def ref(self) -> str:
@@ -87,6 +91,10 @@ class Task:
         for key in ("files", "links"):
             d[key] = json.loads(d[key] or "[]")
         d["plan"] = json.loads(d["plan"]) if d["plan"] else None
+        d["structured_result"] = (
+            json.loads(d["structured_result"]) if d.get("structured_result") else None
+        )
+        d["checks"] = json.loads(d["checks"]) if d.get("checks") else []
         for key in ("high_visibility", "assistant", "cancel_requested"):
             d[key] = bool(d[key])
         d.pop("updated_at", None)
@@ -128,8 +136,9 @@ class TaskStore:
         return Task.from_row(row) if row else None
 
     async def update(self, task_id: int, **fields: Any) -> None:
-        if "plan" in fields and fields["plan"] is not None:
-            fields["plan"] = json.dumps(fields["plan"])
+        for key in ("plan", "structured_result", "checks"):
+            if fields.get(key) is not None:
+                fields[key] = json.dumps(fields[key])
         fields["updated_at"] = now()
         sets = ", ".join(f"{k} = ?" for k in fields)
         await self.db.execute(f"UPDATE tasks SET {sets} WHERE id = ?", [*fields.values(), task_id])

@@ -10,22 +10,30 @@ tool, never from anything the model or a tool result says.
 from __future__ import annotations
 
 import logging
+from enum import Enum
 from typing import Any
-
-from tools.gateway import CallContext, McpGateway, ToolInfo, args_hash
-from tools.scope import allowed_globs, scope_tools
 
 from bot.approvals import ApprovalService, Directory
 from bot.config import Config
 from bot.notifier import Notifier
+from bot.orchestration import Orchestrator, is_orchestration, tool_definitions
 from bot.planner import coworker_for
 from bot.tasks import Task
+from tools.gateway import CallContext, McpGateway, ToolInfo, args_hash
+from tools.scope import allowed_globs, scope_tools
 
 log = logging.getLogger(__name__)
 
 FINAL = ("ok", "error", "denied", "invalid", "unavailable", "rejected")
 DEFAULT_REASON = "Needed for the current step of the plan."
 RERUN_REASON = "This call was started before a restart and may or may not have run. Run it again?"
+
+
+class Wait(Enum):
+    """Why a turn's tool calls cannot finish now."""
+
+    APPROVAL = "approval"
+    CHILDREN = "children"
 
 
 def api_tools(tools: list[ToolInfo]) -> list[dict[str, Any]] | None:
@@ -50,12 +58,23 @@ class Toolbox:
         notifier: Notifier,
         directory: Directory,
         config: Config,
+        orchestrator: Orchestrator | None = None,
     ) -> None:
         self.gateway = gateway
         self.approvals = approvals
         self.notifier = notifier
         self.directory = directory
         self.config = config
+        self.orchestrator = orchestrator
+
+    def definitions(self, task: Task, tools: list[ToolInfo]) -> list[dict[str, Any]] | None:
+        """Tool definitions for the model: the task's MCP tools plus orchestration tools."""
+        extra = (
+            tool_definitions(self.config, child=task.parent_id is not None)
+            if self.orchestrator
+            else []
+        )
+        return (api_tools(tools) or []) + extra or None
 
     async def for_task(self, task: Task) -> list[ToolInfo]:
         """Coworker scope ∩ delegator scope: never more than the delegator may use."""
@@ -66,14 +85,14 @@ class Toolbox:
 
     async def run_calls(
         self, task: Task, step: int, calls: list[dict[str, Any]], reason: str = ""
-    ) -> list[dict[str, Any]] | None:
-        """Results for every call of one model turn, or None when one waits for a person."""
+    ) -> list[dict[str, Any]] | Wait:
+        """Results for every call of one model turn, or why they must wait."""
         tools = {t.name: t for t in await self.for_task(task)}
         results = []
         for call in calls:
             result = await self.run_call(task, step, call, tools, reason)
-            if result is None:
-                return None
+            if isinstance(result, Wait):
+                return result
             results.append(result)
         return results
 
@@ -84,9 +103,12 @@ class Toolbox:
         call: dict[str, Any],
         tools: dict[str, ToolInfo],
         reason: str = "",
-    ) -> dict[str, Any] | None:
+    ) -> dict[str, Any] | Wait:
         key = f"t{task.id}:{call['id']}"
         name, args = call["name"], call.get("input") or {}
+        if is_orchestration(name) and self.orchestrator is not None:
+            handled = await self.orchestrator.handle(task, key, name, args)
+            return Wait.CHILDREN if handled is None else tool_result(call["id"], *handled)
         journal = await self.gateway.journaled(key)
         if journal is not None and journal.status in FINAL:
             return tool_result(call["id"], journal.content, journal.is_error)
@@ -98,7 +120,7 @@ class Toolbox:
             why = RERUN_REASON if interrupted else (reason or DEFAULT_REASON)
             decided = await self.approval_for(task, key, info, args, call, why, interrupted)
             if decided is None:
-                return None
+                return Wait.APPROVAL
             if isinstance(decided, dict):
                 return decided
             approval_id = decided

@@ -34,7 +34,8 @@ def incoming(
         return None
     if bot_user_id and user == bot_user_id:
         return None
-    text = event.get("text") if isinstance(event.get("text"), str) else ""
+    raw = event.get("text")
+    text: str = raw if isinstance(raw, str) else ""
     mention = mention or bool(bot_user_id and f"<@{bot_user_id}>" in text)
     files = [f for f in event.get("files") or [] if isinstance(f, dict)]
     thread_ts = event.get("thread_ts") if isinstance(event.get("thread_ts"), str) else None

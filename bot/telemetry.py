@@ -1,0 +1,156 @@
+"""Optional OpenTelemetry export: spans for task runs, model calls and tool calls.
+
+Off unless `OTEL_EXPORTER_OTLP_ENDPOINT` is set. Then `setup()` builds a tracer provider of
+our own (never the process-global one, which the Anthropic and MCP SDKs also read) that
+exports over OTLP/HTTP protobuf to `<endpoint>/v1/traces`. The OpenTelemetry SDK and
+exporter are imported inside `setup()` only, so a bot without the variable loads none of
+them (the `[otel]` extra installs them).
+
+Spans follow the OpenTelemetry GenAI semantic conventions:
+
+    invoke_agent <coworker>      one runner pass over a task (planning or acting)
+    ├── chat <model>             one Messages API call (bot/llm.py)
+    └── execute_tool <tool>      one MCP tool call (bot/toolbox.py)
+
+with `gen_ai.*` attributes (operation, provider, model, usage, finish reasons, tool name)
+plus a few `coworker.*` ones (task, purpose, dollars) that the conventions have no name for.
+When telemetry is off every helper yields a recorder that does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.trace import Span, Tracer
+
+log = logging.getLogger(__name__)
+
+PROVIDER = "anthropic"
+SERVICE_NAME = "coworker"
+SCOPE = "coworker"
+
+_provider: TracerProvider | None = None
+_tracer: Tracer | None = None
+
+
+def setup(endpoint: str | None) -> bool:
+    """Start exporting spans to `endpoint` (an OTLP/HTTP base URL); None turns export off."""
+    global _provider, _tracer
+    shutdown()
+    if not endpoint:
+        return False
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider(resource=Resource.create({"service.name": SERVICE_NAME}))
+    exporter = OTLPSpanExporter(endpoint=endpoint.rstrip("/") + "/v1/traces")
+    provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=1000))
+    _provider, _tracer = provider, provider.get_tracer(SCOPE)
+    log.info("exporting OpenTelemetry spans to %s", endpoint)
+    return True
+
+
+def enabled() -> bool:
+    return _tracer is not None
+
+
+def flush(timeout_ms: int = 5000) -> bool:
+    """Export the spans that are waiting; True when they all went out."""
+    return _provider.force_flush(timeout_ms) if _provider is not None else True
+
+
+def shutdown() -> None:
+    """Flush and stop the exporter (on app stop)."""
+    global _provider, _tracer
+    if _provider is not None:
+        _provider.shutdown()
+    _provider, _tracer = None, None
+
+
+class Recorder:
+    """Sets attributes on a span and marks it failed; does nothing when telemetry is off."""
+
+    def __init__(self, span: Span | None = None) -> None:
+        self.span = span
+
+    def set(self, key: str, value: Any) -> None:
+        if self.span is not None and value is not None:
+            self.span.set_attribute(key, value)
+
+    def usage(self, usage: Any, stop_reason: str | None, cost_usd: float) -> None:
+        """A model call's reported usage, the way the GenAI conventions name it."""
+        if self.span is None or usage is None:
+            return
+        cache_write = getattr(usage, "cache_creation_input_tokens", 0) or 0
+        cache_read = getattr(usage, "cache_read_input_tokens", 0) or 0
+        self.span.set_attributes({
+            # The conventions count cached tokens in input_tokens; Anthropic reports them apart.
+            "gen_ai.usage.input_tokens": usage.input_tokens + cache_write + cache_read,
+            "gen_ai.usage.output_tokens": usage.output_tokens,
+            "gen_ai.usage.cache_creation.input_tokens": cache_write,
+            "gen_ai.usage.cache_read.input_tokens": cache_read,
+            "coworker.cost_usd": cost_usd,
+        })  # fmt: skip
+        if stop_reason:
+            self.span.set_attribute("gen_ai.response.finish_reasons", [stop_reason])
+
+    def fail(self, error_type: str) -> None:
+        if self.span is None:
+            return
+        from opentelemetry.trace import StatusCode
+
+        self.span.set_attribute("error.type", error_type)
+        self.span.set_status(StatusCode.ERROR)
+
+
+@contextmanager
+def _span(name: str, kind: str, attributes: dict[str, Any]) -> Iterator[Recorder]:
+    if _tracer is None:
+        yield Recorder()
+        return
+    from opentelemetry.trace import SpanKind
+
+    attrs = {k: v for k, v in attributes.items() if v is not None}
+    with _tracer.start_as_current_span(
+        name, kind=getattr(SpanKind, kind), attributes=attrs, record_exception=False
+    ) as span:
+        recorder = Recorder(span)
+        try:
+            yield recorder
+        except BaseException as exc:
+            recorder.fail(type(exc).__name__)
+            raise
+
+
+def task_span(*, task_id: int, coworker: str, phase: str) -> AbstractContextManager[Recorder]:
+    """`invoke_agent <coworker>`: one runner pass over a task."""
+    return _span(f"invoke_agent {coworker}", "INTERNAL", {
+        "gen_ai.operation.name": "invoke_agent", "gen_ai.provider.name": PROVIDER,
+        "gen_ai.agent.name": coworker, "coworker.task": f"T-{task_id}", "coworker.phase": phase,
+    })  # fmt: skip
+
+
+def model_span(*, model: str, purpose: str, task_id: int | None, max_tokens: int) -> AbstractContextManager[Recorder]:
+    """`chat <model>`: one Messages API call."""
+    return _span(f"chat {model}", "CLIENT", {
+        "gen_ai.operation.name": "chat", "gen_ai.provider.name": PROVIDER,
+        "gen_ai.system": PROVIDER, "gen_ai.request.model": model,
+        "gen_ai.request.max_tokens": max_tokens, "coworker.purpose": purpose,
+        "coworker.task": f"T-{task_id}" if task_id is not None else None,
+    })  # fmt: skip
+
+
+def tool_span(*, tool: str, call_id: str | None, task_id: int | None) -> AbstractContextManager[Recorder]:
+    """`execute_tool <tool>`: one MCP tool call."""
+    return _span(f"execute_tool {tool}", "INTERNAL", {
+        "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": tool,
+        "gen_ai.tool.type": "extension", "gen_ai.tool.call.id": call_id,
+        "coworker.task": f"T-{task_id}" if task_id is not None else None,
+    })  # fmt: skip
