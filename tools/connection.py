@@ -128,10 +128,9 @@ class ServerConnection:
         """Connect and serve; return how long the connection was up and why it ended."""
         self._ended = asyncio.Event()
         started: list[float] = []
-        stderr = self._stderr = (
-            StderrTail(self.name) if isinstance(self.spec, StdioServer) else None
-        )
         try:
+            if isinstance(self.spec, StdioServer):
+                self._stderr = StderrTail(self.name)
             await self._connect_and_serve(started)
             reason = closed_reason(self.spec)
         except TimeoutError:
@@ -141,14 +140,20 @@ class ServerConnection:
             log.debug("MCP server %s failed", self.name, exc_info=True)
         finally:
             self.client = None
-            self._stderr = None
-            last = stderr.last() if stderr else None
-            if stderr:
-                stderr.close()
+            last = self._close_stderr()
         if last:
             reason = f"{reason} (stderr: {last})"
         up_for = time.monotonic() - started[0] if started else None
         return up_for, reason
+
+    def _close_stderr(self) -> str | None:
+        """Stop reading the server's stderr; return its last line."""
+        stderr, self._stderr = self._stderr, None
+        if stderr is None:
+            return None
+        last = stderr.last()
+        stderr.close()
+        return last
 
     async def _connect_and_serve(self, started: list[float]) -> None:
         with anyio.CancelScope(deadline=anyio.current_time() + self._start_timeout) as limit:

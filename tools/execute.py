@@ -15,6 +15,7 @@ import time
 from typing import Literal
 
 import anyio
+import httpx2
 import mcp.types as mt
 from mcp import Client
 from mcp.shared.exceptions import MCPError
@@ -31,6 +32,12 @@ from tools.results import result_text
 log = logging.getLogger(__name__)
 
 Health = Literal["healthy", "failed", "lost"]
+_TRANSPORT_ERRORS = (
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+    httpx2.TransportError,
+    OSError,
+)
 _LOST = "the connection to the server broke during the call; it may or may not have run"
 
 
@@ -123,9 +130,13 @@ async def _invoke(
             return Outcome.error(f"{info.name}: {_LOST}"), "lost"
         text = f"{info.name}: the server refused the call: {redact_text(exc.message)}"
         return Outcome.error(text), "healthy"
-    except Exception as exc:  # a misbehaving third-party server must not take the bot down
-        log.warning("MCP server %s: %s failed: %r", info.server, info.tool, exc)
+    except _TRANSPORT_ERRORS as exc:
+        log.warning("MCP server %s: connection failed during %s: %r", info.server, info.tool, exc)
         return Outcome.error(f"{info.name}: {_LOST} ({type(exc).__name__})"), "lost"
+    except Exception as exc:  # a misbehaving third-party server must not take the bot down
+        log.warning("MCP server %s: unreadable answer to %s: %r", info.server, info.tool, exc)
+        text = f"{info.name}: the server's answer could not be used ({type(exc).__name__})"
+        return Outcome.error(text), "failed"
     return _answer(result), "healthy"
 
 

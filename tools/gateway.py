@@ -104,6 +104,8 @@ class McpGateway:
 
     async def start(self) -> None:
         """Start every server concurrently; return once each is up or has failed once."""
+        if self._tasks:
+            raise RuntimeError("the MCP gateway is already started")
         for conn in self._connections.values():
             self._tasks.append(asyncio.create_task(conn.run(), name=f"mcp:{conn.name}"))
         await asyncio.gather(*(c.wait_first_attempt() for c in self._connections.values()))

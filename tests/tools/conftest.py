@@ -143,11 +143,11 @@ async def audit_text(db: Database) -> str:
 
 
 @asynccontextmanager
-async def serve_http(server: MCPServer) -> AsyncIterator[str]:
-    """Serve `server` over streamable HTTP on 127.0.0.1, a free port; yield its URL."""
+async def serve_http(server: MCPServer, port: int = 0) -> AsyncIterator[str]:
+    """Serve `server` over streamable HTTP on 127.0.0.1 (a free port by default); yield its URL."""
     app = server.streamable_http_app()
     web = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )
     task = asyncio.create_task(web.serve())
     try:
@@ -155,7 +155,8 @@ async def serve_http(server: MCPServer) -> AsyncIterator[str]:
         port = web.servers[0].sockets[0].getsockname()[1]
         yield f"http://127.0.0.1:{port}/mcp"
     finally:
-        web.should_exit = True
+        # Like a server that goes away: do not wait for clients' open streams to end.
+        web.should_exit = web.force_exit = True
         await asyncio.wait_for(task, 10)
 
 

@@ -144,6 +144,24 @@ async def test_streamable_http(make_gateway: GatewayFactory, recorder: Recorder)
         await gateway.stop()
 
 
+async def test_http_server_that_goes_away_and_comes_back(
+    make_gateway: GatewayFactory, recorder: Recorder
+) -> None:
+    async with serve_http(build_server(recorder, "web")) as url:
+        gateway = await make_gateway({"web": HttpServer(type="http", url=url)}, retry_initial=0.05)
+        assert (await gateway.call("web__echo", {"text": "1"}, ctx_for(gateway))).status == "ok"
+    gone = await asyncio.wait_for(gateway.call("web__echo", {"text": "2"}, ctx_for(gateway)), 10)
+    assert gone.is_error and gone.status in ("error", "unavailable")
+    await eventually(lambda: not gateway.servers()[0].up)
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    async with serve_http(build_server(recorder, "web"), port=port):
+        await eventually(lambda: gateway.servers()[0].up, 10)
+        back = await asyncio.wait_for(gateway.call("web__echo", {"text": "3"}, ctx_for(gateway)), 10)
+        assert back.status == "ok"
+        await gateway.stop()
+    assert recorder.calls == [("echo", {"text": "1"}), ("echo", {"text": "3"})]
+
+
 async def test_http_server_not_listening(make_gateway: GatewayFactory) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
