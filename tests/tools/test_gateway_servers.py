@@ -156,7 +156,9 @@ async def test_http_server_that_goes_away_and_comes_back(
     port = int(url.rsplit(":", 1)[1].split("/")[0])
     async with serve_http(build_server(recorder, "web"), port=port):
         await eventually(lambda: gateway.servers()[0].up, 10)
-        back = await asyncio.wait_for(gateway.call("web__echo", {"text": "3"}, ctx_for(gateway)), 10)
+        back = await asyncio.wait_for(
+            gateway.call("web__echo", {"text": "3"}, ctx_for(gateway)), 10
+        )
         assert back.status == "ok"
         await gateway.stop()
     assert recorder.calls == [("echo", {"text": "1"}), ("echo", {"text": "3"})]
