@@ -69,7 +69,6 @@ class ServerConnection:
         self.state = "starting"  # starting | up | down | stopped
         self.reason: str | None = "starting"
         self.client: Client | None = None
-        self.tools: list[mt.Tool] = []
         self._start_timeout = start_timeout
         self._on_tools = on_tools
         self._retry = (retry_initial, retry_max)
@@ -212,11 +211,10 @@ class ServerConnection:
             except (MCPError, TimeoutError) as exc:
                 log.warning("MCP server %s: re-listing tools failed: %s", self.name, exc)
                 continue
-            self.tools = tools
             self._on_tools(self.name, tools)
 
     def _mark_up(self, client: Client, tools: list[mt.Tool]) -> None:
-        self.client, self.tools = client, tools
+        self.client = client
         self.state, self.reason, self._last_reason = "up", None, None
         self._on_tools(self.name, tools)
         log.info("MCP server %s is up with %d tools", self.name, len(tools))

@@ -162,7 +162,8 @@ class McpGateway:
         self._catalog = dict(sorted(build_catalog(self._listings, self._policy).items()))
         after = {n: e.info.tier for n, e in self._catalog.items() if e.info.server == server}
         if before and before != after:
-            log.info("MCP server %s: tools changed: %s", server, sorted(set(after) ^ set(before)))
+            changed = sorted(n for n in set(before) | set(after) if before.get(n) != after.get(n))
+            log.info("MCP server %s: tools added, removed or re-tiered: %s", server, changed)
 
     # -- calls -------------------------------------------------------------------------
 
