@@ -149,18 +149,26 @@ class AgentLoop:
         inputs = await self.tasks.take_inputs(task.id)
         if not inputs:
             return
-        blocks = [{"type": "text", "text": f"<@{i['user']}> replied in the thread: {i['text']}"}
-                  for i in inputs]  # fmt: skip
+        for i in inputs:
+            self.add_text(state, f"<@{i['user']}> replied in the thread: {i['text']}")
+
+    @staticmethod
+    def add_text(state: State, text: str) -> None:
+        block = {"type": "text", "text": text}
         last = state.messages[-1]
         if last["role"] == "user":
-            last["content"].extend(blocks)
+            last["content"].append(block)
         else:
-            state.messages.append({"role": "user", "content": blocks})
+            state.messages.append({"role": "user", "content": [block]})
 
-    async def run(self, task: Task, memory: str | None = None) -> Outcome:
+    async def run(
+        self, task: Task, memory: str | None = None, feedback: str | None = None
+    ) -> Outcome:
         """Run the task until it finishes, waits for a person, or runs out of budget."""
         state = await self.load(task, memory)
         await self.add_inputs(task, state)
+        if feedback:
+            self.add_text(state, feedback)
         tools = await self.toolbox.for_task(task)
         coworker = coworker_for(self.config, task.coworker)
         system = ACT_PROMPT.format(

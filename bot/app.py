@@ -18,6 +18,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import telemetry
 from bot.agent import AgentLoop
 from bot.approvals import ApprovalService
 from bot.config import Config, load_config
@@ -35,6 +36,7 @@ from bot.scheduler import guarded, make_scheduler
 from bot.settings import Settings
 from bot.tasks import TaskStore
 from bot.toolbox import Toolbox
+from bot.validation import Validator
 from handlers import register_handlers
 from handlers.directory import SlackDirectory
 from handlers.notifier import SlackNotifier
@@ -115,6 +117,7 @@ class Coworker:
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         await self.runner.stop()
+        telemetry.shutdown()
         await self.notifier.close()
         await self.gateway.stop()
         await self.llm.client.close()
@@ -146,6 +149,7 @@ async def build(settings: Settings) -> Coworker:
     settings.require_slack()
     config = load_config(settings.coworker_config)
     specs = load_mcp_config(settings.coworker_mcp_config)
+    telemetry.setup(settings.otel_exporter_otlp_endpoint)
     db = await Database.open(settings.database_path)
     await migrate(db)
     assert settings.slack_bot_token is not None
@@ -179,7 +183,7 @@ async def build(settings: Settings) -> Coworker:
                       notifier=notifier, config=config)  # fmt: skip
     runner.work = TaskWork(tasks=tasks, planner=Planner(llm, config), agent=agent, toolbox=toolbox,
                            approvals=approvals, notifier=notifier, config=config,
-                           orchestrator=orchestrator)  # fmt: skip
+                           orchestrator=orchestrator, validator=Validator(llm, config))  # fmt: skip
     delegation = Delegation(tasks=tasks, intake=Intake(tasks, config), approvals=approvals,
                             runner=runner, notifier=notifier, directory=directory, config=config)  # fmt: skip
     coworker = Coworker(

@@ -12,6 +12,7 @@ import asyncio
 import logging
 from typing import Protocol
 
+from bot import telemetry
 from bot.agent import AgentLoop, Outcome
 from bot.approvals import ApprovalService
 from bot.config import Config
@@ -21,6 +22,7 @@ from bot.orchestration import Orchestrator
 from bot.planner import Planner, PlanRejected
 from bot.tasks import Task, TaskStore
 from bot.toolbox import Toolbox, Wait
+from bot.validation import Check, Validator, feedback
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,7 @@ class TaskWork:
         config: Config,
         memory: MemoryHooks | None = None,
         orchestrator: Orchestrator | None = None,
+        validator: Validator | None = None,
     ) -> None:
         self.tasks = tasks
         self.planner = planner
@@ -75,8 +78,13 @@ class TaskWork:
         self.config = config
         self.memory: MemoryHooks = memory or NoMemory()
         self.orchestrator = orchestrator
+        self.validator = validator
 
     async def __call__(self, task: Task) -> None:
+        with telemetry.task_span(task_id=task.id, coworker=task.coworker, phase=task.status):
+            await self._work(task)
+
+    async def _work(self, task: Task) -> None:
         try:
             if task.status == "planning":
                 await self.plan(task)
@@ -140,9 +148,37 @@ class TaskWork:
         memory = await self.memory.context_for(task) if task.steps == 0 else None
         try:
             outcome = await self.agent.run(task, memory)
+            if outcome.kind == "done" and task.parent_id is None:
+                outcome = await self.validate(task, outcome, memory)
         except BudgetExhausted:
             outcome = Outcome("budget", None)
         await self.settle(task, outcome)
+
+    async def validate(self, task: Task, outcome: Outcome, style: str | None) -> Outcome:
+        """Review or test the deliverable; send it back up to N times; record every check."""
+        if self.validator is None or (kind := self.validator.kind(task)) == "none":
+            return outcome
+        rounds = max(1, self.config.validation.review_rounds)
+        checks: list[Check] = []
+        for attempt in range(1, rounds + 1):
+            if kind == "written":
+                checks = [await self.validator.review(task, outcome.text or "", style)]
+            else:
+                checks = await self.validator.code(task)
+            await self.tasks.log(task.id, "check", detail=[c.line() for c in checks])
+            if all(c.passed for c in checks) or attempt == rounds:
+                break
+            revised = await self.agent.run(task, feedback=feedback(checks))
+            if revised.kind != "done":
+                return revised
+            outcome = Outcome("done", revised.text, outcome.tools_used + revised.tools_used)
+        lines = [c.line() for c in checks]
+        if not all(c.passed for c in checks):
+            lines.append(
+                f"Still open after {rounds} round(s): posted as is, please check the points above."
+            )
+        await self.tasks.update(task.id, checks=lines)
+        return outcome
 
     async def settle(self, task: Task, outcome: Outcome) -> None:
         if outcome.kind == "waiting" and outcome.wait is Wait.CHILDREN:
@@ -179,7 +215,7 @@ class TaskWork:
             tools_used=sorted(set(outcome.tools_used)), spent_usd=fresh.spent_usd,
             budget_usd=fresh.budget_usd,
         ))  # fmt: skip
-        await self.notifier.deliver(fresh, text)
+        await self.notifier.deliver(fresh, text, checks=fresh.checks or None)
         await self.memory.task_finished(fresh, "done", outcome.tools_used)
 
     async def _wait_for_approval(self, task: Task) -> None:

@@ -1,0 +1,109 @@
+"""Checks a deliverable passes before a person sees it.
+
+- written content: a review call (the `review` purpose, routed to another tier than the
+  acting call) against the request, the team's style facts from memory, and whether internal data
+  is cited; failures go back to the model for revision;
+- code: the commands of `[validation.code]` (lint, type check, tests) run in the configured
+  working directory with a timeout; failures go back with their output.
+
+Each check's outcome is a `Check`, recorded on the task and shown with the deliverable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from pydantic import BaseModel, Field, ValidationError
+
+from bot.config import Config
+from bot.llm import LLM, CallContext
+from bot.tasks import Task
+
+log = logging.getLogger(__name__)
+OUTPUT_LIMIT = 4000
+
+REVIEW_PROMPT = """You review a deliverable before a person sees it. Pass it only if:
+1. it fully answers the request;
+2. it follows the team's style facts given below, if any;
+3. every claim about internal data (tickets, metrics, code, people) names its source.
+Report each problem as one short, actionable sentence."""
+
+
+class Review(BaseModel):
+    passed: bool
+    issues: list[str] = Field(default_factory=list, max_length=20)
+
+
+REVIEW_TOOL = {
+    "name": "submit_review",
+    "description": "Submit the review verdict and the problems found.",
+    "input_schema": Review.model_json_schema(),
+}
+
+
+@dataclass
+class Check:
+    name: str
+    passed: bool
+    detail: str = ""
+
+    def line(self) -> str:
+        mark = "✅" if self.passed else "⚠️"
+        return f"{mark} {self.name}" + (
+            f": {self.detail}" if self.detail and not self.passed else ""
+        )
+
+
+class Validator:
+    def __init__(self, llm: LLM, config: Config) -> None:
+        self.llm = llm
+        self.config = config
+
+    def kind(self, task: Task) -> str:
+        deliverable = (task.plan or {}).get("deliverable", "answer")
+        if deliverable == "code" and self.config.validation.code.commands:
+            return "code"
+        return "written" if deliverable == "written" else "none"
+
+    async def review(self, task: Task, draft: str, style: str | None) -> Check:
+        """A review call on the draft; the verdict is a forced tool call."""
+        msg = await self.llm.create(
+            purpose="review", system=REVIEW_PROMPT, context=style,
+            messages=[{"role": "user", "content": f"Request:\n{task.request}\n\nDeliverable:\n{draft}"}],
+            tools=[REVIEW_TOOL], tool_choice={"type": "tool", "name": "submit_review"},
+            max_tokens=1000,
+            ctx=CallContext(task_id=task.id, budget_usd=task.budget_usd),
+        )  # fmt: skip
+        block = next((b for b in msg.content if b.type == "tool_use"), None)
+        try:
+            verdict = Review.model_validate(block.input if block else {})
+        except ValidationError:
+            return Check("review", False, "the reviewer gave no usable verdict")
+        return Check("review", verdict.passed, "; ".join(verdict.issues))
+
+    async def code(self, task: Task) -> list[Check]:
+        """Run each configured command; a failure carries its (cut) output."""
+        cfg = self.config.validation.code
+        return [await self._run(cmd, cfg.workdir, cfg.timeout) for cmd in cfg.commands]
+
+    async def _run(self, command: str, workdir: str, timeout: float) -> Check:
+        proc = await asyncio.create_subprocess_shell(
+            command, cwd=workdir, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        )
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            return Check(command, False, f"timed out after {timeout:.0f}s")
+        text = out.decode(errors="replace")[-OUTPUT_LIMIT:]
+        return Check(command, proc.returncode == 0, text.strip())
+
+
+def feedback(checks: list[Check]) -> str:
+    """What the model is told when checks fail."""
+    lines = [f"- {c.name}: {c.detail or 'failed'}" for c in checks if not c.passed]
+    return "Your deliverable did not pass these checks. Fix them and give the full revised " \
+           "deliverable:\n" + "\n".join(lines)  # fmt: skip

@@ -1,0 +1,111 @@
+"""Issue 8: deliverables are checked before a person sees them."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tests.fakes.anthropic import Reply, text_reply, tool_reply
+from tests.scenarios.conftest import plan
+from tests.scenarios.harness import Harness
+
+
+def planned(deliverable: str) -> dict[str, Any]:
+    return {**plan(("Write it", [])), "deliverable": deliverable}
+
+
+def responder(
+    drafts: list[str], verdicts: list[dict[str, Any]], deliverable: str = "written"
+) -> Callable[[dict[str, Any]], Reply]:
+    def respond(body: dict[str, Any]) -> Reply:
+        choice = body.get("tool_choice", {}).get("name")
+        if choice == "submit_plan":
+            return tool_reply("submit_plan", planned(deliverable))
+        if choice == "submit_review":
+            return tool_reply("submit_review", verdicts.pop(0))
+        return text_reply(drafts.pop(0))
+
+    return respond
+
+
+async def test_draft_failing_review_is_revised(make_harness: Callable[..., Harness]) -> None:
+    drafts = ["Draft one, no sources.", "Draft two, citing TCK-1 (source: tracker)."]
+    verdicts = [
+        {"passed": False, "issues": ["cite the source of the ticket numbers"]},
+        {"passed": True},
+    ]
+    async with make_harness(config='plan_approval = "never"\n') as h:
+        h.anthropic.responder = responder(drafts, verdicts)
+        await h.mention("write the weekly summary")
+        done = await h.wait_status("done")
+        assert done.result == "Draft two, citing TCK-1 (source: tracker)."
+        reviews = [
+            r.body
+            for r in h.anthropic.requests
+            if r.body.get("tool_choice", {}).get("name") == "submit_review"
+        ]
+        assert len(reviews) == 2
+        revision_request = [
+            r.body
+            for r in h.anthropic.requests
+            if "did not pass these checks" in str(r.body["messages"])
+        ]
+        assert "cite the source of the ticket numbers" in str(revision_request[0]["messages"][-1])
+        assert done.checks == ["✅ review"]
+        await h.slack.wait_for(
+            "chat.postMessage", lambda c: "✅ review" in str(c.params.get("blocks"))
+        )
+
+
+async def test_still_failing_after_three_rounds_is_posted_with_open_issues(
+    make_harness: Callable[..., Harness],
+) -> None:
+    drafts = ["v1", "v2", "v3"]
+    verdicts = [{"passed": False, "issues": [f"problem {i}"]} for i in range(3)]
+    async with make_harness(config='plan_approval = "never"\n') as h:
+        h.anthropic.responder = responder(drafts, verdicts)
+        await h.mention("write the weekly summary")
+        done = await h.wait_status("done")
+        assert done.result == "v3"
+        assert done.checks[0] == "⚠️ review: problem 2"
+        assert "Still open after 3 round(s)" in done.checks[-1]
+        [post] = await h.slack.wait_for(
+            "chat.postMessage", lambda c: "problem 2" in str(c.params.get("blocks"))
+        )
+        assert "v3" in str(post.params["blocks"])
+
+
+async def test_code_validation_runs_commands_feeds_back_and_stops_after_three(
+    make_harness: Callable[..., Harness], tmp_path: Path
+) -> None:
+    counter = tmp_path / "runs.txt"
+    script = tmp_path / "check.py"
+    script.write_text(
+        "import pathlib, sys\n"
+        f"p = pathlib.Path({str(counter)!r})\n"
+        "n = int(p.read_text()) + 1 if p.exists() else 1\n"
+        "p.write_text(str(n))\n"
+        "print(f'E501 line too long (run {n})')\n"
+        "sys.exit(1)\n"
+    )
+    config = (
+        'plan_approval = "never"\n[validation.code]\n'
+        f'commands = ["{sys.executable} {script}"]\nworkdir = "{tmp_path}"\ntimeout = "20s"\n'
+    )
+    async with make_harness(config=config) as h:
+        h.anthropic.responder = responder(["code v1", "code v2", "code v3"], [], deliverable="code")
+        await h.mention("fix the lint errors")
+        done = await h.wait_status("done", timeout=15)
+        assert counter.read_text() == "3"
+        assert done.result == "code v3"
+        feedbacks = [
+            r.body
+            for r in h.anthropic.requests
+            if "did not pass these checks" in str(r.body["messages"])
+        ]
+        assert len(feedbacks) == 2 and "E501 line too long (run 1)" in str(
+            feedbacks[0]["messages"][-1]
+        )
+        assert "E501" in done.checks[0] and "Still open after 3" in done.checks[-1]
