@@ -1,9 +1,20 @@
 """The one module that talks to the Anthropic Messages API.
 
-It owns routing (purpose → tier → model, with per-coworker and per-purpose overrides),
-prompt caching (a `cache_control` breakpoint after the stable prefix: tools and system
-prompt; per-task memory goes after it), retries (the SDK's, with backoff on 429/529/5xx),
-dollars from reported usage, and the call log: one `llm_calls` row per call, errors too.
+It owns routing, prompt caching, retries (the SDK's, with backoff on 429/529/5xx), dollars
+from reported usage, the call log (one `llm_calls` row per call, errors too) and the
+model-call span when OpenTelemetry export is on (`bot/telemetry.py`).
+
+Routing: every call names its purpose. `[routing]` may send a purpose to another tier;
+otherwise `DEFAULT_ROUTES` decides, and a `final_draft` of a high-visibility task (`!visible`
+or urgent) goes to the best tier. A coworker's `models` table then maps a purpose or a tier
+to a model id or to another tier; tiers resolve through `[models]`.
+
+Caching: the API caches up to each `cache_control` breakpoint, in the order tools, system,
+messages. The stable prefix (tool definitions and the system prompt) ends at the first
+breakpoint, so every task of a coworker shares it; per-task memory (`context`) follows it.
+Multi-turn purposes (`act`, `review`) also mark the end of the conversation, so each turn
+reads the previous turn's prefix from the cache and pays full price only for what is new.
+`LLM(caching=False)` sends no breakpoints (the cost benchmark's baseline).
 """
 
 from __future__ import annotations
@@ -16,14 +27,15 @@ from typing import Any
 import anthropic
 from anthropic.types import Message
 
+from bot import telemetry
 from bot.clock import now
-from bot.config import Config, CoworkerConfig, Price
+from bot.config import Config, CoworkerConfig, ModelTier, Price
 from bot.db import Database
 from bot.errors import BudgetExhausted, LLMUnavailable
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ROUTES: dict[str, str] = {
+DEFAULT_ROUTES: dict[str, ModelTier] = {
     "classify": "fast",
     "route": "fast",
     "extract": "fast",
@@ -35,6 +47,8 @@ DEFAULT_ROUTES: dict[str, str] = {
     "final_draft": "default",
 }
 TIERS = ("fast", "default", "best")
+MULTI_TURN = frozenset({"act", "review"})  # purposes whose conversation grows call by call
+CACHE = {"type": "ephemeral"}
 
 
 @dataclass
@@ -65,22 +79,45 @@ def cost_usd(price: Price | None, usage: Any) -> float:
 class LLM:
     """Routed, budgeted, logged access to Claude."""
 
-    def __init__(self, client: anthropic.AsyncAnthropic, config: Config, db: Database) -> None:
+    def __init__(
+        self,
+        client: anthropic.AsyncAnthropic,
+        config: Config,
+        db: Database,
+        *,
+        caching: bool = True,
+    ) -> None:
         self.client = client
         self.config = config
         self.db = db
+        self.caching = caching
+
+    def tier_for(self, purpose: str, ctx: CallContext | None = None) -> str:
+        """The tier for `purpose` before coworker overrides.
+
+        Raises:
+            ValueError: `purpose` is not one of `DEFAULT_ROUTES`.
+        """
+        if purpose not in DEFAULT_ROUTES:
+            raise ValueError(f"unknown model-call purpose {purpose!r}")
+        configured = self.config.routing.get(purpose)  # type: ignore[call-overload]
+        if configured is not None:
+            return str(configured)
+        if purpose == "final_draft" and ctx is not None and ctx.high_visibility:
+            return "best"
+        return DEFAULT_ROUTES[purpose]
 
     def model_for(self, purpose: str, ctx: CallContext | None = None) -> str:
         """The model id for `purpose`, after per-purpose and per-coworker overrides."""
-        ctx = ctx or CallContext()
-        tier = self.config.routing.get(purpose) or DEFAULT_ROUTES.get(purpose, "default")  # type: ignore[call-overload]
-        if purpose == "final_draft" and ctx.high_visibility and purpose not in self.config.routing:
-            tier = "best"
-        overrides = ctx.coworker.models if ctx.coworker else {}
-        choice = overrides.get(purpose) or overrides.get(tier) or tier
-        return getattr(self.config.models, choice) if choice in TIERS else choice
+        tier = self.tier_for(purpose, ctx)
+        overrides = ctx.coworker.models if ctx is not None and ctx.coworker else {}
+        choice = overrides.get(purpose, tier)
+        if choice in TIERS:  # a tier, possibly remapped by the coworker
+            choice = overrides.get(choice, choice)
+        return str(getattr(self.config.models, choice)) if choice in TIERS else choice
 
     async def spent(self, task_id: int) -> float:
+        """Dollars the task's model calls have cost so far."""
         value = await self.db.fetchval(
             "SELECT COALESCE(SUM(cost_usd), 0) FROM llm_calls WHERE task_id = ?", (task_id,)
         )
@@ -116,8 +153,10 @@ class LLM:
         params: dict[str, Any] = {
             "model": model,
             "max_tokens": max_tokens,
-            "system": system_blocks(system, context),
-            "messages": messages,
+            "system": system_blocks(system, context, cache=self.caching),
+            "messages": (
+                mark_last_block(messages) if self.caching and purpose in MULTI_TURN else messages
+            ),
         }
         if tools:
             params["tools"] = tools
@@ -125,15 +164,23 @@ class LLM:
             params["tool_choice"] = tool_choice
         if temperature is not None:
             params["temperature"] = temperature
-        started = time.perf_counter()
-        try:
-            message = await self.client.messages.create(**params)
-        except anthropic.APIError as exc:
-            status = getattr(exc, "status_code", None)
-            await self._log(ctx, purpose, model, None, started, None, type(exc).__name__)
-            log.warning("model call failed task=%s purpose=%s: %s", ctx.task_id, purpose, exc)
-            raise LLMUnavailable(f"{type(exc).__name__} from the model API", status=status) from exc
-        await self._log(ctx, purpose, model, message.usage, started, message.stop_reason, None)
+        with telemetry.model_span(
+            model=model, purpose=purpose, task_id=ctx.task_id, max_tokens=max_tokens
+        ) as span:
+            started = time.perf_counter()
+            try:
+                message = await self.client.messages.create(**params)
+            except anthropic.APIError as exc:
+                error = type(exc).__name__
+                span.fail(error)
+                await self._log(ctx, purpose, model, None, started, None, error)
+                log.warning("model call failed task=%s purpose=%s: %s", ctx.task_id, purpose, exc)
+                status = getattr(exc, "status_code", None)
+                raise LLMUnavailable(f"{error} from the model API", status=status) from exc
+            cost = await self._log(
+                ctx, purpose, model, message.usage, started, message.stop_reason, None
+            )
+            span.response(message, cost)
         return message
 
     async def _log(
@@ -145,7 +192,7 @@ class LLM:
         started: float,
         stop_reason: str | None,
         error: str | None,
-    ) -> None:
+    ) -> float:
         cost = cost_usd(self.config.price(model), usage)
         await self.db.execute(
             "INSERT INTO llm_calls (task_id, coworker, purpose, model, input_tokens,"
@@ -171,17 +218,33 @@ class LLM:
             await self.db.execute(
                 "UPDATE tasks SET spent_usd = spent_usd + ? WHERE id = ?", (cost, ctx.task_id)
             )
+        return cost
 
 
-def system_blocks(system: str, context: str | None) -> list[dict[str, Any]]:
+def system_blocks(system: str, context: str | None, *, cache: bool = True) -> list[dict[str, Any]]:
     """The system prompt as blocks: the stable prefix is cached; per-task context follows."""
-    blocks: list[dict[str, Any]] = [
-        {"type": "text", "text": system or "You are a helpful coworker.",
-         "cache_control": {"type": "ephemeral"}},
-    ]  # fmt: skip
+    stable: dict[str, Any] = {"type": "text", "text": system or "You are a helpful coworker."}
+    if cache:
+        stable["cache_control"] = CACHE
+    blocks = [stable]
     if context:
         blocks.append({"type": "text", "text": context})
     return blocks
+
+
+def mark_last_block(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A copy of `messages` with a cache breakpoint on the last block (the caller's is untouched)."""
+    if not messages:
+        return messages
+    last = messages[-1]
+    content = last["content"]
+    blocks = [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
+    if not blocks or blocks[-1].get("type") in ("thinking", "redacted_thinking"):
+        return messages
+    if blocks[-1].get("type") == "text" and not blocks[-1].get("text"):
+        return messages  # the API refuses cache_control on an empty text block
+    blocks[-1] = {**blocks[-1], "cache_control": CACHE}
+    return [*messages[:-1], {**last, "content": blocks}]
 
 
 def text_of(message: Message) -> str:

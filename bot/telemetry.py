@@ -79,18 +79,23 @@ class Recorder:
 
     def __init__(self, span: Span | None = None) -> None:
         self.span = span
+        self.failed = False
 
     def set(self, key: str, value: Any) -> None:
         if self.span is not None and value is not None:
             self.span.set_attribute(key, value)
 
-    def usage(self, usage: Any, stop_reason: str | None, cost_usd: float) -> None:
-        """A model call's reported usage, the way the GenAI conventions name it."""
-        if self.span is None or usage is None:
+    def response(self, message: Any, cost_usd: float) -> None:
+        """A model reply's id, model, finish reason and usage, as the GenAI conventions name them."""
+        if self.span is None:
             return
+        usage = message.usage
         cache_write = getattr(usage, "cache_creation_input_tokens", 0) or 0
         cache_read = getattr(usage, "cache_read_input_tokens", 0) or 0
         self.span.set_attributes({
+            "gen_ai.response.id": message.id,
+            "gen_ai.response.model": message.model,
+            "gen_ai.response.finish_reasons": [message.stop_reason or "unknown"],
             # The conventions count cached tokens in input_tokens; Anthropic reports them apart.
             "gen_ai.usage.input_tokens": usage.input_tokens + cache_write + cache_read,
             "gen_ai.usage.output_tokens": usage.output_tokens,
@@ -98,12 +103,12 @@ class Recorder:
             "gen_ai.usage.cache_read.input_tokens": cache_read,
             "coworker.cost_usd": cost_usd,
         })  # fmt: skip
-        if stop_reason:
-            self.span.set_attribute("gen_ai.response.finish_reasons", [stop_reason])
 
     def fail(self, error_type: str) -> None:
-        if self.span is None:
+        """Mark the span failed with `error.type` (the first failure wins)."""
+        if self.span is None or self.failed:
             return
+        self.failed = True
         from opentelemetry.trace import StatusCode
 
         self.span.set_attribute("error.type", error_type)
@@ -137,7 +142,9 @@ def task_span(*, task_id: int, coworker: str, phase: str) -> AbstractContextMana
     })  # fmt: skip
 
 
-def model_span(*, model: str, purpose: str, task_id: int | None, max_tokens: int) -> AbstractContextManager[Recorder]:
+def model_span(
+    *, model: str, purpose: str, task_id: int | None, max_tokens: int
+) -> AbstractContextManager[Recorder]:
     """`chat <model>`: one Messages API call."""
     return _span(f"chat {model}", "CLIENT", {
         "gen_ai.operation.name": "chat", "gen_ai.provider.name": PROVIDER,
@@ -147,7 +154,9 @@ def model_span(*, model: str, purpose: str, task_id: int | None, max_tokens: int
     })  # fmt: skip
 
 
-def tool_span(*, tool: str, call_id: str | None, task_id: int | None) -> AbstractContextManager[Recorder]:
+def tool_span(
+    *, tool: str, call_id: str | None, task_id: int | None
+) -> AbstractContextManager[Recorder]:
     """`execute_tool <tool>`: one MCP tool call."""
     return _span(f"execute_tool {tool}", "INTERNAL", {
         "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": tool,
