@@ -13,6 +13,7 @@ import logging
 from enum import Enum
 from typing import Any
 
+from bot import telemetry
 from bot.approvals import ApprovalService, Directory
 from bot.config import Config
 from bot.notifier import Notifier
@@ -113,12 +114,21 @@ class Toolbox:
         if journal is not None and journal.status in FINAL:
             return tool_result(call["id"], journal.content, journal.is_error)
         info = tools.get(name)
-        tier = info.tier if info else "block"
+        tier = self.gateway.effective_tier(name, args) if info else "block"
         interrupted = journal is not None and journal.status == "started"
         approval_id = None
-        if info is not None and (tier == "block" or (interrupted and tier != "auto")):
+        preview = await self.dry_run_preview(task, name, args)
+        flag = self.gateway.dry_run_flag(name)
+        dry_run_missing = flag is not None and not args.get(flag) and preview is None
+        if (
+            info is not None
+            and not dry_run_missing
+            and (tier == "block" or (interrupted and tier != "auto"))
+        ):
             why = RERUN_REASON if interrupted else (reason or DEFAULT_REASON)
-            decided = await self.approval_for(task, key, info, args, call, why, interrupted)
+            decided = await self.approval_for(
+                task, key, info, args, call, why, interrupted, preview
+            )
             if decided is None:
                 return Wait.APPROVAL
             if isinstance(decided, dict):
@@ -127,8 +137,12 @@ class Toolbox:
         ctx = CallContext(
             task_id=task.id, step=step, coworker=task.coworker, delegator=task.delegator,
             idempotency_key=key, allowed=set(tools), approval_id=approval_id,
+            dry_run_ok=preview is not None,
         )  # fmt: skip
-        result = await self.gateway.call(name, args, ctx)
+        with telemetry.tool_span(tool=name, call_id=call["id"], task_id=task.id) as span:
+            result = await self.gateway.call(name, args, ctx)
+            if result.is_error:
+                span.fail("tool_error")
         if tier == "notify" and not result.is_error:
             await self.notifier.tool_notice(task, name, args)
         return tool_result(call["id"], result.content, result.is_error)
@@ -142,6 +156,7 @@ class Toolbox:
         call: dict[str, Any],
         reason: str,
         interrupted: bool,
+        preview: str | None = None,
     ) -> int | dict[str, Any] | None:
         """The approved approval id, a rejection result, or None while it is pending."""
         akey = f"{key}:rerun" if interrupted else key
@@ -150,7 +165,7 @@ class Toolbox:
             await self.approvals.request(
                 task, kind="tool", key=akey, tool=info.name, arguments=args,
                 args_hash=args_hash(info.name, args), tier=info.tier, reason=reason,
-                plan_step=self.plan_step(task, info.name),
+                plan_step=self.plan_step(task, info.name), preview=preview,
             )  # fmt: skip
             return None
         if row["status"] == "rejected":
@@ -167,6 +182,18 @@ class Toolbox:
         if row["status"] == "used" and not interrupted:
             return await self.approval_for(task, key, info, args, call, RERUN_REASON, True)
         return None
+
+    async def dry_run_preview(self, task: Task, name: str, args: dict[str, Any]) -> str | None:
+        """For the real call of a write tool: the result of this task's dry run of it, if any."""
+        flag = self.gateway.dry_run_flag(name)
+        if flag is None or args.get(flag):
+            return None
+        row = await self.approvals.db.fetchone(
+            "SELECT result FROM tool_calls WHERE task_id = ? AND tool = ? AND status = 'ok'"
+            " AND json_extract(arguments, ?) IN (1, 'true') ORDER BY id DESC LIMIT 1",
+            (task.id, name, f"$.{flag}"),
+        )
+        return None if row is None else str(row["result"])
 
     @staticmethod
     def plan_step(task: Task, tool: str) -> str | None:

@@ -233,10 +233,23 @@ class McpGateway:
             return Outcome.refused("invalid", f"{name}: invalid arguments, not sent:\n{listed}")
         return self._dry_run_refusal(name, arguments, ctx)
 
+    def dry_run_flag(self, name: str) -> str | None:
+        """The argument that makes `name` a dry run, if `[policy] dry_run` marks it a write."""
+        return next((arg for glob, arg in self._dry_run.items() if fnmatchcase(name, glob)), None)
+
+    def is_dry_run(self, name: str, arguments: Mapping[str, Any]) -> bool:
+        flag = self.dry_run_flag(name)
+        return flag is not None and bool(arguments.get(flag))
+
+    def effective_tier(self, name: str, arguments: Mapping[str, Any]) -> str:
+        """The tier this exact call runs under: a write tool's dry run needs no approval."""
+        tier = self._tier_of(name)
+        return "notify" if tier == "block" and self.is_dry_run(name, arguments) else tier
+
     def _dry_run_refusal(
         self, name: str, arguments: dict[str, Any], ctx: CallContext
     ) -> Outcome | None:
-        flag = next((arg for glob, arg in self._dry_run.items() if fnmatchcase(name, glob)), None)
+        flag = self.dry_run_flag(name)
         if flag is None or ctx.dry_run_ok or arguments.get(flag):
             return None
         reason = f"must be run with {flag}=true first, and its result shown, before the real call"
@@ -285,6 +298,8 @@ class McpGateway:
         else:
             server = name.split("__", 1)[0] if "__" in name else ""
             tier, source = self._policy.resolve(name, None)
+        if tier == "block" and self.is_dry_run(name, arguments):
+            tier, source = "notify", f"{source}; a dry run (preview) needs no approval"
         return CallRecord(
             key=ctx.idempotency_key,
             task_id=ctx.task_id,

@@ -109,3 +109,35 @@ async def test_code_validation_runs_commands_feeds_back_and_stops_after_three(
             feedbacks[0]["messages"][-1]
         )
         assert "E501" in done.checks[0] and "Still open after 3" in done.checks[-1]
+
+
+async def test_write_tool_needs_a_dry_run_whose_preview_is_in_the_approval(
+    make_harness: Callable[..., Harness], tmp_path: Path
+) -> None:
+    from tests.scenarios.conftest import tickets_mcp, tool_runs
+
+    log = tmp_path / "t.log"
+    config = 'plan_approval = "never"\n[policy.dry_run]\n"tickets__delete_tickets" = "dry_run"\n'
+    async with make_harness(mcp=tickets_mcp(log), config=config) as h:
+        h.anthropic.enqueue_tool_use("submit_plan", plan(("Clean up", ["tickets__delete_tickets"])))
+        h.anthropic.enqueue_tool_use("tickets__delete_tickets", {"query": "stale"})
+        h.anthropic.enqueue_tool_use("tickets__delete_tickets", {"query": "stale", "dry_run": True})
+        h.anthropic.enqueue_tool_use("tickets__delete_tickets", {"query": "stale"})
+        await h.mention("delete the stale tickets")
+        await h.wait_status("waiting_approval")
+        refused = str(h.anthropic.requests[2].body["messages"][-1])
+        assert "dry_run=true first" in refused
+        assert tool_runs(log) == [
+            {"tool": "delete_tickets", "args": {"query": "stale", "dry_run": True}}
+        ]
+        [ask] = await h.slack.wait_for(
+            "chat.postMessage", lambda c: "approval needed" in c.params.get("text", "")
+        )
+        assert "Dry-run preview" in str(ask.params["blocks"]) and "would delete 3 tickets" in str(
+            ask.params["blocks"]
+        )
+        approval = await h.coworker.db.fetchval("SELECT id FROM approvals")
+        h.anthropic.enqueue_text("Deleted 3 stale tickets.")
+        await h.click("approval_approve", approval, user="U1")
+        await h.wait_status("done")
+        assert [r["args"]["dry_run"] for r in tool_runs(log)] == [True, False]

@@ -43,5 +43,13 @@ def comment(ticket: str, text: str) -> str:
     return f"commented on {ticket}"
 
 
+@server.tool()
+def delete_tickets(query: str, dry_run: bool = False) -> str:
+    """Delete the tickets matching a query (a write: `[policy] dry_run` makes it preview first)."""
+    record("delete_tickets", {"query": query, "dry_run": dry_run})
+    verb = "would delete" if dry_run else "deleted"
+    return f"{verb} 3 tickets matching '{query}': TCK-1, TCK-2, TCK-3"
+
+
 if __name__ == "__main__":
     server.run("stdio")
