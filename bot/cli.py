@@ -145,4 +145,9 @@ async def dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return await doctor(settings)
     if args.command == "migrate":
         return await run_migrate(settings)
+    if args.command == "report":
+        from bot.reports import report_command
+
+        print(await report_command(settings.database_path, days=args.days, task=args.task))
+        return 0
     raise CoworkerError(f"`{args.command}` is not available yet")
