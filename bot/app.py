@@ -117,7 +117,7 @@ class Coworker:
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         await self.runner.stop()
-        telemetry.shutdown()
+        await telemetry.close()
         await self.notifier.close()
         await self.gateway.stop()
         await self.llm.client.close()

@@ -12,7 +12,7 @@ to a model id or to another tier; tiers resolve through `[models]`.
 Caching: the API caches up to each `cache_control` breakpoint, in the order tools, system,
 messages. The stable prefix (tool definitions and the system prompt) ends at the first
 breakpoint, so every task of a coworker shares it; per-task memory (`context`) follows it.
-Multi-turn purposes (`act`, `review`) also mark the end of the conversation, so each turn
+The multi-turn purpose (`act`) also marks the end of the conversation, so each turn
 reads the previous turn's prefix from the cache and pays full price only for what is new.
 `LLM(caching=False)` sends no breakpoints (the cost benchmark's baseline).
 """
@@ -47,7 +47,7 @@ DEFAULT_ROUTES: dict[str, ModelTier] = {
     "final_draft": "default",
 }
 TIERS = ("fast", "default", "best")
-MULTI_TURN = frozenset({"act", "review"})  # purposes whose conversation grows call by call
+MULTI_TURN = frozenset({"act"})  # purposes whose conversation grows call by call
 CACHE = {"type": "ephemeral"}
 
 

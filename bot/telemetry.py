@@ -19,6 +19,7 @@ When telemetry is off every helper yields a recorder that does nothing.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -66,8 +67,14 @@ def flush(timeout_ms: int = 5000) -> bool:
     return _provider.force_flush(timeout_ms) if _provider is not None else True
 
 
+async def close() -> None:
+    """Flush and stop the exporter without blocking the event loop (on app stop)."""
+    if _provider is not None:
+        await asyncio.to_thread(shutdown)
+
+
 def shutdown() -> None:
-    """Flush and stop the exporter (on app stop)."""
+    """Flush and stop the exporter; blocks while the last spans are sent."""
     global _provider, _tracer
     if _provider is not None:
         _provider.shutdown()
