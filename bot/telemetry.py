@@ -143,6 +143,7 @@ def _span(name: str, kind: str, attributes: dict[str, Any]) -> Iterator[Recorder
 
 def task_span(*, task_id: int, coworker: str, phase: str) -> AbstractContextManager[Recorder]:
     """`invoke_agent <coworker>`: one runner pass over a task."""
+    coworker = coworker or "coworker"  # not routed yet
     return _span(f"invoke_agent {coworker}", "INTERNAL", {
         "gen_ai.operation.name": "invoke_agent", "gen_ai.provider.name": PROVIDER,
         "gen_ai.agent.name": coworker, "coworker.task": f"T-{task_id}", "coworker.phase": phase,
