@@ -1,4 +1,6 @@
-"""The App Home tab: my tasks, approvals waiting for me, and (with memory) facts to review."""
+"""The App Home tab: my tasks, approvals waiting for me, spend and outcomes, and (with
+memory) facts to review. The spend section is `bot.reports`' summary of the viewer's own
+tasks, plus the team's for admins (a `[roles.*]` with `admin = true`)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.reports import Summary, home_summaries, money, summary_rows
 from handlers import blocks as bk
 from handlers.commands import task_line
 
@@ -37,9 +40,32 @@ async def home_view(svc: Any, user: str) -> dict[str, Any]:
             bk.button("Approve", "approval_approve", str(row["id"]), "primary"),
             bk.button("Reject", "approval_reject", str(row["id"]), "danger"),
         ))  # fmt: skip
+    blocks.extend(await spend_blocks(svc, user))
     for extra in getattr(svc, "home_sections", []):
         blocks.extend(await extra(user))
     return {"type": "home", "blocks": blocks[:100]}
+
+
+async def spend_blocks(svc: Any, user: str) -> list[dict[str, Any]]:
+    """Spend and outcomes of the viewer's tasks (and the team's, for admins)."""
+    blocks: list[dict[str, Any]] = []
+    for title, summary in await home_summaries(svc.db, svc.config, svc.directory, user):
+        blocks.append({"type": "header", "text": {"type": "plain_text", "text": title}})
+        blocks.append(summary_block(summary))
+    return blocks
+
+
+def summary_block(summary: Summary) -> dict[str, Any]:
+    lines = [f"*{metric.capitalize()}:* {value}" for metric, value in summary_rows(summary)]
+    if summary.by_model:
+        lines.append("*By model:* " + ", ".join(
+            f"`{c.name}` {money(c.cost_usd)}" for c in summary.by_model
+        ))  # fmt: skip
+    if summary.user is None and summary.by_coworker:
+        lines.append("*By coworker:* " + ", ".join(
+            f"{bk.escape(c.name)} {money(c.cost_usd)}" for c in summary.by_coworker
+        ))  # fmt: skip
+    return bk.section("\n".join(lines))
 
 
 async def publish_home(client: AsyncWebClient, svc: Any, user: str) -> None:
