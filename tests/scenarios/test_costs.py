@@ -10,6 +10,7 @@ import pytest
 
 from bot import telemetry
 from tests.bot.test_telemetry import OtlpCollector, attributes
+from tests.fakes.anthropic import tool_reply
 from tests.scenarios.conftest import plan, tickets_mcp, tool_runs
 from tests.scenarios.harness import Harness
 
@@ -170,3 +171,23 @@ async def test_a_task_exports_task_model_and_tool_spans(
     chat = next(s for s in children if s.name.startswith("chat"))
     assert attributes(chat)["coworker.task"] == "T-1"
     assert attributes(chat)["gen_ai.usage.input_tokens"] > 0
+
+
+async def test_budget_comes_from_the_task_flag_the_coworker_or_the_default(
+    make_harness: Callable[..., Harness],
+) -> None:
+    config = '[budget]\ntask_usd = 1.5\n[[coworkers]]\nname = "dev"\nbudget_usd = 3.0\n'
+    async with make_harness(config=config) as h:
+        h.anthropic.responder = lambda body: tool_reply("submit_plan", plan(("Answer", [])))
+        await h.mention("dev: fix the flaky test", user="U1")
+        await h.mention("summarize the incident !budget 0.25", user="U2")
+        await h.mention("summarize the incident", user="U3")
+        budgets = []
+        for task_id in (1, 2, 3):
+            task = await h.wait_status("awaiting_plan_approval", task_id=task_id)
+            budgets.append(task.budget_usd)
+        assert budgets == [3.0, 0.25, 1.5]
+        [shown] = await h.slack.wait_for(
+            "chat.postMessage", lambda c: "Plan for T-2" in str(c.params.get("text"))
+        )
+        assert "budget $0.25" in str(shown.params["blocks"])
