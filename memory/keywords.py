@@ -28,20 +28,24 @@ def tokens(text: str) -> list[str]:
     return [w for w in _WORD.findall(text.lower()) if w not in STOP_WORDS]
 
 
-def fts_query(text: str) -> str | None:
-    """An FTS5 MATCH expression: each distinct token quoted, OR-ed; None if nothing is left."""
-    unique = list(dict.fromkeys(tokens(text)))[:MAX_QUERY_TOKENS]
-    if not unique:
-        return None
-    return " OR ".join('"' + t.replace('"', '""') + '"' for t in unique)
+def query_terms(text: str) -> list[str]:
+    """The distinct tokens of `text`, in order, at most MAX_QUERY_TOKENS."""
+    return list(dict.fromkeys(tokens(text)))[:MAX_QUERY_TOKENS]
+
+
+def quoted(term: str) -> str:
+    """A term as an FTS5 string, which FTS5 never reads as syntax."""
+    return '"' + term.replace('"', '""') + '"'
+
+
+def any_of(terms: list[str]) -> str:
+    return " OR ".join(map(quoted, terms))
 
 
 def fts_all_words(text: str) -> str | None:
     """An FTS5 MATCH expression requiring every token (for `/coworker forget <text>`)."""
-    unique = list(dict.fromkeys(tokens(text)))[:MAX_QUERY_TOKENS]
-    if not unique:
-        return None
-    return " AND ".join('"' + t.replace('"', '""') + '"' for t in unique)
+    terms = query_terms(text)
+    return " AND ".join(map(quoted, terms)) if terms else None
 
 
 def normalised(text: str) -> str:

@@ -1,9 +1,14 @@
 """Typed memory records: what a memory is, what adding one takes, and who may see it.
 
 Visibility is a `Scope`: a task in project P delegated by user U sees team memories, P's
-memories and U's own. Each memory has one scope key ("team", "project:P", "user:U"); the
-vector index stores a 64-bit hash of it as an integer metadata column, because vec0 filters
-integers inside the KNN scan far faster than long text values.
+memories and U's own. Each memory has one scope key ("team", "project:P", "user:U"), and
+the indexes filter on values derived from it:
+  * `scope_id`, a 64-bit hash: a vec0 integer metadata column (vec0 compares integers inside
+    the KNN scan far faster than long text values);
+  * `shard`, the vec0 partition key: the scope id for team and project memories, and one of
+    `USER_SHARDS` buckets for user memories (a partition per user would reserve a vector
+    chunk per user, mostly empty; one for all users would make every search scan them all);
+  * `scope_tag`, a single FTS5 token, so keyword search filters by scope inside FTS5.
 """
 
 from __future__ import annotations
@@ -43,6 +48,20 @@ def scope_id(key: str) -> int:
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
 
 
+USER_SHARDS = 16
+
+
+def shard(key: str) -> int:
+    """The vec0 partition a scope key's vectors live in."""
+    sid = scope_id(key)
+    return 1 + sid % USER_SHARDS if key.startswith("user:") else sid
+
+
+def scope_tag(key: str) -> str:
+    """The FTS5 token for a scope key (digits only, so no stemmer touches it)."""
+    return f"scope{scope_id(key) & 0xFFFF_FFFF_FFFF_FFFF}"
+
+
 @dataclass(frozen=True)
 class Scope:
     """What one task may recall: team memories, its project's, and its user's own."""
@@ -60,6 +79,9 @@ class Scope:
 
     def ids(self) -> list[int]:
         return [scope_id(k) for k in self.keys()]
+
+    def tags(self) -> list[str]:
+        return [scope_tag(k) for k in self.keys()]
 
     def sql(self, alias: str = "memories") -> tuple[str, list[Any]]:
         """A WHERE fragment (and its parameters) selecting the visible rows."""
@@ -118,6 +140,7 @@ class MemoryDraft(BaseModel):
         values = self.model_dump()
         for name in _JSON_FIELDS:
             values[name] = json.dumps(values[name])
+        values["scope_tag"] = scope_tag(self.scope_key)
         return values
 
 

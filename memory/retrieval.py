@@ -1,10 +1,10 @@
 """Recall: hybrid vector + keyword search within a scope, and the context block for a task.
 
-`recall()` runs two searches over what the scope may see and fuses them:
+`recall()` runs two searches over what the scope may see, in one hop to the database
+thread, and fuses them:
   * vector KNN in memory_vec, with scope, kind and status filtered inside the scan (vec0
     metadata columns), so it returns `depth` rows however few memories are in scope;
-  * FTS5 bm25 over memories_fts joined to memories, scope in the WHERE (FTS5 returns every
-    match, so filtering there loses nothing).
+  * FTS5 bm25 over memories_fts, the scope ANDed into the FTS5 query (`memory.keyword_index`).
 The rankings are merged by reciprocal rank fusion and weighted by recency and importance
 (`memory.scoring`). Without an embedder, or when the query cannot be embedded, the keyword
 side alone answers. Rows are checked against the scope again after loading: a stale index
@@ -14,14 +14,14 @@ entry can cost a result, never leak one.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
 from bot import clock
-from memory.keywords import fts_query
-from memory.records import Kind, Memory, Scope, Status
+from memory.records import Kind, Memory, Scope, Status, scope_key
 from memory.scoring import retrieval_weight, rrf
 from memory.vector_index import MAX_K
 
@@ -54,6 +54,28 @@ def _depth(k: int) -> int:
     return min(max(3 * k, 30), MAX_K)
 
 
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    """The columns ranking needs, so only the final `k` rows are loaded in full."""
+
+    id: int
+    kind: str
+    scope_key: str
+    status: str
+    importance: float
+    created_at: float
+    last_used_at: float | None
+    use_count: int
+
+    COLUMNS: ClassVar[str] = (
+        "id, kind, scope, project, user_id, status, importance, created_at, last_used_at, use_count"
+    )
+
+    @classmethod
+    def from_row(cls, r: Any) -> _Candidate:
+        return cls(r[0], r[1], scope_key(r[2], r[3], r[4]), r[5], r[6], r[7], r[8], r[9])
+
+
 async def recall(
     store: MemoryStore,
     query: str,
@@ -67,28 +89,43 @@ async def recall(
     if k <= 0:
         return []
     depth = _depth(k)
-    vector_ids: list[int] = []
-    if (blob := await store.vectors.embed_query(query)) is not None:
-        nearest = await store.vectors.nearest(
-            blob, depth, scope_ids=scope.ids(), kind=kind, statuses=statuses
+    blob = await store.vectors.embed_query(query)
+
+    def search(conn: Any) -> tuple[dict[int, float], list[_Candidate]]:
+        vector_ids = []
+        if blob is not None:
+            nearest = store.vectors.nearest_on(conn, blob, depth, scope=scope, kind=kind,
+                                               statuses=statuses)  # fmt: skip
+            vector_ids = [memory_id for memory_id, _ in nearest]
+        keyword_ids = store.keywords.ranking_on(
+            conn, query, scope, kind=kind, statuses=statuses, limit=depth,
+            allow_common=blob is None,
+        )  # fmt: skip
+        fused = rrf(vector_ids, keyword_ids)
+        if not fused:
+            return fused, []
+        marks = ",".join("?" * len(fused))
+        rows = conn.execute(
+            f"SELECT {_Candidate.COLUMNS} FROM memories WHERE id IN ({marks})", list(fused)
         )
-        vector_ids = [memory_id for memory_id, _ in nearest]
-    keyword_ids = await keyword_ranking(store, query, scope, kind, statuses, depth)
-    fused = rrf(vector_ids, keyword_ids)
-    loaded = await store.get_many(list(fused))
-    now = clock.now()
-    half_life = store.config.half_life_days
-    results = []
-    for memory_id, relevance in fused.items():
-        memory = loaded.get(memory_id)
-        if memory is None or memory.status not in statuses or not scope.allows(memory):
-            continue
-        if kind is not None and memory.kind != kind:
-            continue
-        score = relevance * retrieval_weight(memory, now, half_life)
-        results.append(memory.model_copy(update={"score": score}))
-    results.sort(key=lambda m: m.score or 0.0, reverse=True)
-    return results[:k]
+        return fused, [_Candidate.from_row(r) for r in rows]
+
+    fused, candidates = await store.db.run_sync(search)
+    now, half_life, visible = clock.now(), store.config.half_life_days, set(scope.keys())
+    ranked = sorted(
+        (
+            (fused[c.id] * retrieval_weight(c, now, half_life), c.id)
+            for c in candidates
+            if c.status in statuses and c.scope_key in visible and kind in (None, c.kind)
+        ),
+        reverse=True,
+    )[:k]
+    loaded = await store.get_many([memory_id for _, memory_id in ranked])
+    return [
+        loaded[memory_id].model_copy(update={"score": score})
+        for score, memory_id in ranked
+        if memory_id in loaded and scope.allows(loaded[memory_id])
+    ]
 
 
 async def keyword_ranking(
@@ -100,21 +137,9 @@ async def keyword_ranking(
     limit: int,
 ) -> list[int]:
     """Memory ids by bm25 (best first) among those `scope` may see."""
-    match = fts_query(query)
-    if match is None:
-        return []
-    where, params = scope.sql("m")
-    sql = (
-        "SELECT m.id FROM memories_fts JOIN memories m ON m.id = memories_fts.rowid"
-        f" WHERE memories_fts MATCH ? AND {where}"
-        f" AND m.status IN ({','.join('?' * len(statuses))})"
+    return await store.keywords.ranking(
+        query, scope, kind=kind, statuses=statuses, limit=limit, allow_common=store.keyword_only
     )
-    args: list[Any] = [match, *params, *statuses]
-    if kind is not None:
-        sql += " AND m.kind = ?"
-        args.append(kind)
-    rows = await store.db.fetchall(sql + " ORDER BY bm25(memories_fts) LIMIT ?", [*args, limit])
-    return [r[0] for r in rows]
 
 
 async def similar(
@@ -130,7 +155,7 @@ async def similar(
     blob = await store.vectors.embed_query(text)
     if blob is None:
         return []
-    return await store.vectors.nearest(blob, k, scope_ids=scope.ids(), kind=kind,
+    return await store.vectors.nearest(blob, k, scope=scope, kind=kind,
                                        statuses=statuses)  # fmt: skip
 
 

@@ -14,11 +14,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-
-from memory.records import Memory
+from typing import Protocol
 
 RRF_K = 60
 DAY = 86_400.0
+
+
+class Usage(Protocol):
+    """What scoring reads of a memory (a `Memory`, or a lighter row during recall)."""
+
+    @property
+    def importance(self) -> float: ...
+    @property
+    def created_at(self) -> float: ...
+    @property
+    def last_used_at(self) -> float | None: ...
+    @property
+    def use_count(self) -> int: ...
 
 
 def rrf(*rankings: Sequence[int]) -> dict[int, float]:
@@ -30,7 +42,7 @@ def rrf(*rankings: Sequence[int]) -> dict[int, float]:
     return fused
 
 
-def recency(memory: Memory, now: float, half_life_days: float) -> float:
+def recency(memory: Usage, now: float, half_life_days: float) -> float:
     """1 when just used, halving every `half_life_days` since the last use (or creation)."""
     last = memory.last_used_at or memory.created_at
     age_days = max(0.0, now - last) / DAY
@@ -42,7 +54,7 @@ def use_factor(use_count: int) -> float:
     return 1.0 + math.log1p(max(0, use_count))
 
 
-def retrieval_weight(memory: Memory, now: float, half_life_days: float) -> float:
+def retrieval_weight(memory: Usage, now: float, half_life_days: float) -> float:
     """Multiplier on a memory's fused relevance: within [0.25, 1.5 × (1 + 0.1 ln(1+uses))]."""
     fresh = 0.5 + 0.5 * recency(memory, now, half_life_days)
     important = 0.5 + memory.importance
@@ -50,6 +62,6 @@ def retrieval_weight(memory: Memory, now: float, half_life_days: float) -> float
     return fresh * important * used
 
 
-def decay_score(memory: Memory, now: float, half_life_days: float) -> float:
+def decay_score(memory: Usage, now: float, half_life_days: float) -> float:
     """importance × recency × use factor: what `archive_stale` compares to `archive_below`."""
     return memory.importance * recency(memory, now, half_life_days) * use_factor(memory.use_count)

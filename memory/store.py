@@ -25,6 +25,7 @@ from bot.db import Database
 from memory import retrieval
 from memory.embeddings import Embedder
 from memory.errors import EmbeddingUnavailable
+from memory.keyword_index import KeywordIndex
 from memory.keywords import fts_all_words
 from memory.records import (
     EXTRA_FIELDS,
@@ -36,8 +37,7 @@ from memory.records import (
     Status,
     scope_key,
 )
-from memory.records import scope_id as scope_hash
-from memory.vector_index import DELETE_SQL, INSERT_SQL, STATUS_SQL, UPDATE_SQL, VectorIndex
+from memory.vector_index import DELETE_SQL, INSERT_SQL, STATUS_SQL, VectorIndex, vector_row
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 #: SQLite's cache roughly halves KNN time at 100k memories. Upper bound, not an allocation.
 MMAP_BYTES = 1 << 30
 
-_COLUMNS = tuple(MemoryDraft.model_fields) + ("embedded_by", "created_at", "updated_at")
+_COLUMNS = (*MemoryDraft.model_fields, "scope_tag", "embedded_by", "created_at", "updated_at")
 _INSERT_MEMORY = (
     f"INSERT INTO memories ({', '.join(_COLUMNS)}) VALUES ({', '.join(':' + c for c in _COLUMNS)})"
 )
@@ -72,7 +72,7 @@ def _insert_rows(
             if blob is not None:
                 conn.execute(
                     INSERT_SQL,
-                    (memory_id, blob, draft.kind, scope_hash(draft.scope_key), draft.status),
+                    vector_row(memory_id, blob, draft.kind, draft.scope_key, draft.status),
                 )
             ids.append(memory_id)
     except BaseException:
@@ -89,6 +89,7 @@ class MemoryStore:
         self.db = db
         self.config = config
         self.vectors = VectorIndex(db, embedder)
+        self.keywords = KeywordIndex(db)
 
     @property
     def keyword_only(self) -> bool:
@@ -159,7 +160,8 @@ class MemoryStore:
         if current is None:
             return None
         draft = current.draft(**changes)
-        values = {k: v for k, v in draft.columns().items() if k in changes}
+        columns = set(changes) | ({"scope_tag"} if _SCOPE_FIELDS & set(changes) else set())
+        values = {k: v for k, v in draft.columns().items() if k in columns}
         values["updated_at"] = clock.now()
         new_content = draft.content != current.content
         blob = (await self._embed_or_none([draft.content]))[0] if new_content else None
@@ -172,11 +174,10 @@ class MemoryStore:
             if self.vectors.exists and new_content:
                 await tx.execute(DELETE_SQL, (memory_id,))
                 if blob is not None:
-                    key = scope_hash(draft.scope_key)
-                    await tx.execute(INSERT_SQL, (memory_id, blob, draft.kind, key, current.status))
+                    row = vector_row(memory_id, blob, draft.kind, draft.scope_key, current.status)
+                    await tx.execute(INSERT_SQL, row)
             elif self.vectors.exists and _SCOPE_FIELDS & set(changes):
-                await tx.execute(UPDATE_SQL, (scope_hash(draft.scope_key), current.status,
-                                              memory_id))  # fmt: skip
+                await self.vectors.move(tx, memory_id, draft.kind, draft.scope_key, current.status)
             if new_content and (old := self.vectors.cache_hash(current.content)):
                 await tx.execute("DELETE FROM embedding_cache WHERE hash = ?", (old,))
         return await self.get(memory_id)
@@ -279,9 +280,10 @@ class MemoryStore:
                 )  # fmt: skip
                 if now is None or now["content"] != row["content"]:
                     continue
-                key = scope_hash(scope_key(now["scope"], now["project"], now["user_id"]))
+                key = scope_key(now["scope"], now["project"], now["user_id"])
                 await tx.execute(DELETE_SQL, (row["id"],))
-                await tx.execute(INSERT_SQL, (row["id"], blob, now["kind"], key, now["status"]))
+                await tx.execute(INSERT_SQL, vector_row(row["id"], blob, now["kind"], key,
+                                                        now["status"]))  # fmt: skip
                 await tx.execute("UPDATE memories SET embedded_by = ? WHERE id = ?",
                                  (self.vectors.signature, row["id"]))  # fmt: skip
                 stored += 1

@@ -7,9 +7,12 @@ provider, model or dimension changes, the table is recreated empty and every mem
 re-embedded in the background (`MemoryStore.reembed_all()`), so vectors of different models
 never mix. Until that finishes, recall still works on keywords for the rows not yet done.
 
-Scope, kind and status are vec0 metadata columns (kind is the partition key), so filters
-apply inside the KNN scan: `k` rows come back however few memories are in scope. A WHERE on
-a joined table would filter after the scan and silently return fewer.
+Scope filters apply inside the KNN scan, so `k` rows come back however few memories are in
+scope (a WHERE on a joined table would filter after the scan and silently return fewer):
+the table is partitioned by `shard` (see `memory.records`) and kind, a scoped search runs
+one KNN per visible shard and merges them by distance, and scope id and status are metadata
+columns filtered during each scan. Partitioning matters for speed: vec0 reads every vector
+chunk of the partitions it scans, whatever the metadata filters say.
 
 Vectors are L2-normalised before they are stored, so vec0's default L2 distance ranks like
 cosine and `cosine = 1 - d² / 2`.
@@ -26,24 +29,33 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from bot.db import Database
+from bot.db import Database, Tx
 from memory.embeddings import Embedder, l2_normalised
 from memory.errors import EmbeddingUnavailable
-from memory.records import Kind, Status
+from memory.records import Kind, Scope, Status, scope_id, shard
 
 log = logging.getLogger(__name__)
 
 TABLE = "memory_vec"
 META_KEY = "vector_index"
+LAYOUT = 4  # bump when the vec0 columns change: the table is rebuilt and re-embedded
 MAX_K = 4096  # vec0's limit on k
+CHUNK_SIZE = 128  # vectors per chunk; each partition reserves at least one chunk
 _QUERY_CACHE = 256
 
 INSERT_SQL = (
-    f"INSERT INTO {TABLE} (memory_id, embedding, kind, scope_id, status) VALUES (?, ?, ?, ?, ?)"
+    f"INSERT INTO {TABLE} (memory_id, embedding, shard, scope_id, kind, status)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
 )
 DELETE_SQL = f"DELETE FROM {TABLE} WHERE memory_id = ?"
-UPDATE_SQL = f"UPDATE {TABLE} SET scope_id = ?, status = ? WHERE memory_id = ?"
 STATUS_SQL = f"UPDATE {TABLE} SET status = ? WHERE memory_id = ?"
+
+
+def vector_row(
+    memory_id: int, blob: bytes, kind: str, key: str, status: str
+) -> tuple[int, bytes, int, int, str, str]:
+    """INSERT_SQL parameters for a memory with scope key `key`."""
+    return (memory_id, blob, shard(key), scope_id(key), kind, status)
 
 
 def to_blob(vector: list[float]) -> bytes:
@@ -88,7 +100,8 @@ class VectorIndex:
         except EmbeddingUnavailable as exc:
             log.warning("memory: %s; recall is keyword-only until restart", exc)
             return False
-        wanted = {"provider": self.embedder.name, "model": self.embedder.model, "dim": dim}
+        wanted = {"provider": self.embedder.name, "model": self.embedder.model, "dim": dim,
+                  "layout": LAYOUT}  # fmt: skip
         self.signature = f"{wanted['provider']}:{wanted['model']}:{dim}"
         self._cache_provider = f"{wanted['provider']}:{wanted['model']}"
         rebuilt = recorded != wanted or not self.exists
@@ -113,9 +126,11 @@ class VectorIndex:
                 f"CREATE VIRTUAL TABLE {TABLE} USING vec0("
                 " memory_id INTEGER PRIMARY KEY,"
                 f" embedding FLOAT[{int(wanted['dim'])}],"
+                " shard INTEGER PARTITION KEY,"
                 " kind TEXT PARTITION KEY,"
                 " scope_id INTEGER,"
-                " status TEXT)"
+                " status TEXT,"
+                f" chunk_size = {CHUNK_SIZE})"
             )
             await tx.execute(
                 "INSERT INTO memory_meta (key, value) VALUES (?, ?)"
@@ -191,21 +206,51 @@ class VectorIndex:
         blob: bytes,
         k: int,
         *,
-        scope_ids: list[int],
+        scope: Scope,
         kind: Kind | None = None,
         statuses: tuple[Status, ...] = ("active",),
     ) -> list[tuple[int, float]]:
-        """(memory id, cosine similarity) of the `k` nearest memories passing the filters."""
+        """(memory id, cosine similarity) of the `k` nearest memories `scope` may see."""
+        if not self.ready or k <= 0:
+            return []
+        hits: list[tuple[int, float]] = await self.db.run_sync(
+            lambda conn: self.nearest_on(conn, blob, k, scope=scope, kind=kind, statuses=statuses)
+        )
+        return hits
+
+    def nearest_on(
+        self,
+        conn: Any,
+        blob: bytes,
+        k: int,
+        *,
+        scope: Scope,
+        kind: Kind | None,
+        statuses: tuple[Status, ...],
+    ) -> list[tuple[int, float]]:
+        """`nearest()` on the database thread: one KNN per visible shard, merged by distance."""
         if not self.ready or k <= 0:
             return []
         sql = (
             f"SELECT memory_id, distance FROM {TABLE} WHERE embedding MATCH ? AND k = ?"
-            f" AND scope_id IN ({','.join('?' * len(scope_ids))})"
+            " AND shard = ? AND scope_id = ?"
             f" AND status IN ({','.join('?' * len(statuses))})"
         )
-        params: list[Any] = [blob, min(k, MAX_K), *scope_ids, *statuses]
         if kind is not None:
             sql += " AND kind = ?"
-            params.append(kind)
-        rows = await self.db.fetchall(sql, params)
-        return [(r[0], cosine(r[1])) for r in rows if not math.isnan(r[1])]
+        found: list[tuple[int, float]] = []
+        for key in scope.keys():
+            params: list[Any] = [blob, min(k, MAX_K), shard(key), scope_id(key), *statuses]
+            if kind is not None:
+                params.append(kind)
+            found += [(r[0], r[1]) for r in conn.execute(sql, params)]
+        found.sort(key=lambda hit: hit[1])
+        return [(memory_id, cosine(d)) for memory_id, d in found[:k] if not math.isnan(d)]
+
+    async def move(self, tx: Tx, memory_id: int, kind: str, key: str, status: str) -> None:
+        """Re-file a memory's vector under a new scope (vec0 cannot update a partition key)."""
+        row = await tx.fetchone(f"SELECT embedding FROM {TABLE} WHERE memory_id = ?",
+                                (memory_id,))  # fmt: skip
+        if row is not None:
+            await tx.execute(DELETE_SQL, (memory_id,))
+            await tx.execute(INSERT_SQL, vector_row(memory_id, row[0], kind, key, status))

@@ -4,7 +4,9 @@
 -- Three indexes cover `memories`:
 --   * memories_fts, an FTS5 external-content index kept in step by the triggers below;
 --     'secure-delete' makes a deleted row's tokens leave the index itself, so forgetting is
---     real deletion and not a tombstone;
+--     real deletion and not a tombstone. Its second column, scope_tag, holds one token per
+--     scope (written by memory/records.py), so a scoped keyword search is an FTS5 AND
+--     inside the index rather than a join over every match;
 --   * memory_vec, a sqlite-vec vec0 table. Its dimension depends on the embeddings
 --     provider, so memory/vector_index.py creates it at start-up (the one CREATE outside
 --     migrations) and records the provider in memory_meta;
@@ -19,6 +21,7 @@ CREATE TABLE memories (
     -- the owner of a user-scoped memory; for other scopes, who it came from
     user_id         TEXT,
     content         TEXT    NOT NULL CHECK (length(content) > 0),
+    scope_tag       TEXT    NOT NULL,
     source_task     INTEGER REFERENCES tasks(id) ON DELETE SET NULL,
     permalink       TEXT,
     -- facts proposed by consolidation: JSON list of the episode ids they came from
@@ -53,6 +56,7 @@ CREATE UNIQUE INDEX memories_episode_task ON memories (source_task)
 
 CREATE VIRTUAL TABLE memories_fts USING fts5(
     content,
+    scope_tag,
     content = 'memories',
     content_rowid = 'id',
     tokenize = 'porter unicode61 remove_diacritics 2'
@@ -60,16 +64,20 @@ CREATE VIRTUAL TABLE memories_fts USING fts5(
 INSERT INTO memories_fts (memories_fts, rank) VALUES ('secure-delete', 1);
 
 CREATE TRIGGER memories_fts_insert AFTER INSERT ON memories BEGIN
-    INSERT INTO memories_fts (rowid, content) VALUES (new.id, new.content);
+    INSERT INTO memories_fts (rowid, content, scope_tag)
+    VALUES (new.id, new.content, new.scope_tag);
 END;
 
 CREATE TRIGGER memories_fts_delete AFTER DELETE ON memories BEGIN
-    INSERT INTO memories_fts (memories_fts, rowid, content) VALUES ('delete', old.id, old.content);
+    INSERT INTO memories_fts (memories_fts, rowid, content, scope_tag)
+    VALUES ('delete', old.id, old.content, old.scope_tag);
 END;
 
-CREATE TRIGGER memories_fts_update AFTER UPDATE OF content ON memories BEGIN
-    INSERT INTO memories_fts (memories_fts, rowid, content) VALUES ('delete', old.id, old.content);
-    INSERT INTO memories_fts (rowid, content) VALUES (new.id, new.content);
+CREATE TRIGGER memories_fts_update AFTER UPDATE OF content, scope_tag ON memories BEGIN
+    INSERT INTO memories_fts (memories_fts, rowid, content, scope_tag)
+    VALUES ('delete', old.id, old.content, old.scope_tag);
+    INSERT INTO memories_fts (rowid, content, scope_tag)
+    VALUES (new.id, new.content, new.scope_tag);
 END;
 
 CREATE TABLE memory_meta (

@@ -132,7 +132,7 @@ async def test_openai_compatible_provider_against_local_server(
         await store.add("fact", "Vacation requests go to HR", "team")
         hits = await store.vectors.nearest(
             await store.vectors.embed_query("where are the grafana dashboards") or b"", 1,
-            scope_ids=Scope().ids(),
+            scope=Scope(),
         )  # fmt: skip
         assert hits[0][0] == fact
     finally:

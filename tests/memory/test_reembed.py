@@ -55,7 +55,7 @@ async def test_switching_dimension_rebuilds_and_reembeds(
     assert await db.fetchval("SELECT count(*) FROM memory_vec") == len(ids) + 1
     blob = await second.vectors.embed_query("where does terraform keep state")
     assert blob is not None and len(blob) == 64 * 4
-    nearest = await second.vectors.nearest(blob, 1, scope_ids=Scope().ids())
+    nearest = await second.vectors.nearest(blob, 1, scope=Scope())
     assert nearest[0][0] == target
     assert await second.prepare() is False  # same provider again: nothing to do
 

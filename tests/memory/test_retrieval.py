@@ -9,7 +9,8 @@ import pytest
 from bot.config import MemoryConfig
 from bot.db import Database
 from memory.embeddings import load_embedder
-from memory.records import MemoryDraft, Scope
+from memory.keyword_index import COMMON_MIN
+from memory.records import MemoryDraft, Scope, shard
 from memory.retrieval import keyword_ranking, retrieve_for_task
 from memory.store import MemoryStore
 
@@ -52,7 +53,7 @@ async def test_k_results_when_95_percent_are_out_of_scope(store: MemoryStore) ->
     scope = Scope(project="alpha", user_id="U9")
     nearest = await store.vectors.nearest(
         await store.vectors.embed_query("deployment release checklist") or b"", 10,
-        scope_ids=scope.ids(), kind="fact",
+        scope=scope, kind="fact",
     )  # fmt: skip
     assert len(nearest) == 10
     results = await store.recall("deployment release checklist", scope, kind="fact", k=10)
@@ -132,3 +133,31 @@ async def test_keyword_ranking_ignores_fts_syntax_in_queries(keyword_store: Memo
                                 ("active",), 5)  # fmt: skip
     assert len(ids) == 1
     assert await keyword_ranking(keyword_store, "the of and", Scope(), None, ("active",), 5) == []
+
+
+async def test_users_sharing_a_vector_shard_stay_apart(store: MemoryStore) -> None:
+    users = [f"U{i:03d}" for i in range(40)]  # more users than shards: some must share one
+    assert len({shard(f"user:{u}") for u in users}) < len(users)
+    await store.add_many([
+        MemoryDraft(kind="fact", content=f"my locker code is {i}{i}{i}", scope="user", user_id=u)
+        for i, u in enumerate(users)
+    ])  # fmt: skip
+    for i, user in enumerate(users):
+        hits = await store.recall("what is my locker code", Scope(user_id=user), k=5)
+        assert [m.user_id for m in hits] == [user], user
+        assert hits[0].content.endswith(f"{i}{i}{i}")
+
+
+async def test_common_terms_do_not_drown_the_keyword_side(
+    store: MemoryStore, keyword_store: MemoryStore
+) -> None:
+    drafts = [MemoryDraft(kind="episode", content=f"Request: routine report {i}", scope="team")
+              for i in range(COMMON_MIN + 50)]  # fmt: skip
+    await store.add_many(drafts)
+    rare = await store.add("episode", "Request: feed the zebra", "team")
+    hybrid = await keyword_ranking(store, "request zebra", Scope(), "episode", ("active",), 30)
+    assert hybrid == [rare]  # "request" is in every episode: dropped, not ranked
+    assert await keyword_ranking(store, "request", Scope(), None, ("active",), 30) == []
+    # without vectors, a query of common words still gets an answer
+    assert len(await keyword_ranking(keyword_store, "routine report", Scope(), None,
+                                     ("active",), 30)) == 30  # fmt: skip
