@@ -36,7 +36,7 @@ from bot.config import MemoryConfig  # noqa: E402
 from bot.db import Database  # noqa: E402
 from bot.migrations import migrate  # noqa: E402
 from memory.embeddings import HashedNgramEmbedder  # noqa: E402
-from memory.records import MemoryDraft, Scope, scope_id  # noqa: E402
+from memory.records import Kind, MemoryDraft, Scope, scope_id  # noqa: E402
 from memory.retrieval import keyword_ranking, retrieve_for_task  # noqa: E402
 from memory.store import MemoryStore  # noqa: E402
 
@@ -67,7 +67,7 @@ def corpus(n: int, rng: np.random.Generator) -> tuple[list[str], list[MemoryDraf
     drafts = []
     for i, text in enumerate(texts):
         roll = rng.random()
-        kind = "fact" if rng.random() < 0.2 else "episode"
+        kind: Kind = "fact" if rng.random() < 0.2 else "episode"
         if roll < 0.05:
             draft = MemoryDraft(kind=kind, content=text, scope="team")
         elif roll < 0.80:
