@@ -32,6 +32,8 @@ class Directory(Protocol):
 
     async def groups_of(self, user: str) -> set[str]: ...
 
+    async def in_channel(self, user: str, channel: str) -> bool: ...
+
 
 @dataclass
 class Decision:

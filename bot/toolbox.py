@@ -107,6 +107,8 @@ class Toolbox:
     ) -> dict[str, Any] | Wait:
         key = f"t{task.id}:{call['id']}"
         name, args = call["name"], call.get("input") or {}
+        if (refusal := await self.beyond_delegator(task, name, args)) is not None:
+            return tool_result(call["id"], refusal, True)
         if is_orchestration(name) and self.orchestrator is not None:
             handled = await self.orchestrator.handle(task, key, name, args)
             return Wait.CHILDREN if handled is None else tool_result(call["id"], *handled)
@@ -181,6 +183,19 @@ class Toolbox:
             return int(row["id"])
         if row["status"] == "used" and not interrupted:
             return await self.approval_for(task, key, info, args, call, RERUN_REASON, True)
+        return None
+
+    async def beyond_delegator(self, task: Task, name: str, args: dict[str, Any]) -> str | None:
+        """Built-in Slack reads stay within what the delegator can see; why not, if not."""
+        if not name.startswith("slack__"):
+            return None
+        channel = args.get("channel")
+        if isinstance(channel, str) and channel != task.channel:
+            if not await self.directory.in_channel(task.delegator, channel):
+                return f"{name}: <@{task.delegator}> is not a member of {channel}, so this task may not read it."
+        file_id = args.get("file_id")
+        if isinstance(file_id, str) and file_id not in {f.get("id") for f in task.files}:
+            return f"{name}: only files shared with the request can be read."
         return None
 
     async def dry_run_preview(self, task: Task, name: str, args: dict[str, Any]) -> str | None:

@@ -25,6 +25,7 @@ class SlackDirectory:
         self.bot_user_id = bot_user_id
         self._bots: dict[str, tuple[float, bool]] = {}
         self._members: dict[str, tuple[float, set[str]]] = {}
+        self._channels: dict[str, tuple[float, set[str]]] = {}
 
     async def is_bot(self, user: str) -> bool:
         if user == self.bot_user_id or user.startswith("B"):
@@ -64,3 +65,26 @@ class SlackDirectory:
             members = set()
         self._members[group] = (time.monotonic(), members)
         return members
+
+    async def in_channel(self, user: str, channel: str) -> bool:
+        """Whether `user` is a member of `channel` (unknown → False, the safe side)."""
+        cached = self._channels.get(channel)
+        if not cached or time.monotonic() - cached[0] >= TTL:
+            members: set[str] = set()
+            try:
+                cursor = None
+                while True:
+                    resp = await self.client.conversations_members(
+                        channel=channel, cursor=cursor, limit=1000
+                    )
+                    members.update(resp.get("members") or [])
+                    cursor = (resp.get("response_metadata") or {}).get("next_cursor")
+                    if not cursor:
+                        break
+            except SlackApiError as exc:
+                log.warning(
+                    "conversations.members failed for %s: %s", channel, exc.response.get("error")
+                )
+            cached = (time.monotonic(), members)
+            self._channels[channel] = cached
+        return user in cached[1]

@@ -323,6 +323,7 @@ class FakeSlack:
         self.home_views: dict[str, dict[str, Any]] = {}
         self.users: dict[str, dict[str, Any]] = {}
         self.channels: dict[str, dict[str, Any]] = {}
+        self.channel_members: dict[str, list[str]] = {}
         self.usergroups: dict[str, list[str]] = {}
         self.missing_channels: set[str] = set()
         self.missing_users: set[str] = set()
@@ -351,6 +352,7 @@ class FakeSlack:
             "conversations.replies": self._conversations_replies,
             "conversations.history": self._conversations_history,
             "conversations.info": self._conversations_info,
+            "conversations.members": self._conversations_members,
             "conversations.open": self._conversations_open,
             "users.info": self._users_info,
             "usergroups.users.list": self._usergroups_users_list,
@@ -455,6 +457,7 @@ class FakeSlack:
         """Register a channel for ``conversations.info``; returns the channel object."""
         channel = self._channel_object(id, name or id.lower(), is_private, is_member)
         self.channels[id] = channel
+        self.channel_members.setdefault(id, [])
         return channel
 
     def add_usergroup(self, id: str, users: list[str]) -> None:
@@ -511,7 +514,7 @@ class FakeSlack:
         method: str,
         predicate: Callable[[Call], bool] | None = None,
         count: int = 1,
-        timeout: float = 5.0,  # noqa: ASYNC109
+        timeout: float = 5.0,
     ) -> list[Call]:
         """Wait until ``count`` calls of ``method`` matching ``predicate`` were recorded."""
 
@@ -533,7 +536,7 @@ class FakeSlack:
 
     async def wait_connected(
         self,
-        timeout: float = 5.0,  # noqa: ASYNC109
+        timeout: float = 5.0,
         *,
         after: int = 0,
     ) -> int:
@@ -578,7 +581,7 @@ class FakeSlack:
         payload = self._with_local_response_url(payload)
         return await self._send_envelope("slash_commands", payload, accepts_response_payload=True)
 
-    async def wait_for_ack(self, envelope_id: str, timeout: float = 5.0) -> Ack:  # noqa: ASYNC109
+    async def wait_for_ack(self, envelope_id: str, timeout: float = 5.0) -> Ack:
         """Wait for the app to acknowledge an envelope."""
         await self._wait_until(
             lambda: envelope_id in self.acks,
@@ -786,6 +789,14 @@ class FakeSlack:
         if not channel_id:
             raise SlackError("channel_not_found")
         return {"channel": self._channel_info(channel_id)}
+
+    def _conversations_members(self, p: dict[str, Any]) -> dict[str, Any]:
+        channel_id = p.get("channel")
+        if not channel_id or channel_id in self.missing_channels:
+            raise SlackError("channel_not_found")
+        members = self.channel_members.get(channel_id, [])
+        page, meta = _paginate(members, p)
+        return {"members": page, **meta}
 
     def _conversations_open(self, p: dict[str, Any]) -> dict[str, Any]:
         if p.get("channel"):
@@ -1152,7 +1163,7 @@ class FakeSlack:
     async def _wait_until(
         self,
         ready: Callable[[], bool],
-        timeout: float,  # noqa: ASYNC109
+        timeout: float,
         describe: Callable[[], str],
     ) -> None:
         try:

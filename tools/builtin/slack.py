@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import Annotated, Any
 
+import aiohttp
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
@@ -27,6 +28,9 @@ Ts = Annotated[
     str, Field(description="message timestamp of the thread's parent, e.g. 1712345678.000100")
 ]
 UserId = Annotated[str, Field(description="Slack user id, e.g. U0123ABCD")]
+FileId = Annotated[str, Field(description="Slack file id, e.g. F0123ABCD")]
+MAX_FILE_BYTES = 512 * 1024
+TEXT_TYPES = ("text/", "application/json", "application/xml", "application/x-yaml")
 Limit = Annotated[int, Field(ge=1, le=200, description="how many messages, newest first")]
 
 
@@ -49,6 +53,17 @@ def slack_server(
     async def lookup_user(user_id: UserId) -> dict[str, Any]:
         return _user((await _slack(client.users_info(user=user_id))).get("user", {}))
 
+    @server.tool(annotations=READ_ONLY, description="Read a text file shared with the request.")
+    async def read_file(file_id: FileId) -> dict[str, Any]:
+        info: dict[str, Any] = (await _slack(client.files_info(file=file_id))).get("file", {})
+        mimetype = str(info.get("mimetype") or "")
+        if not mimetype.startswith(TEXT_TYPES):
+            raise ToolError(
+                f"{info.get('name')} is {mimetype or 'binary'}; only text files can be read"
+            )
+        content = await _download(str(info.get("url_private") or ""), client.token or "")
+        return {"name": info.get("name"), "mimetype": mimetype, "content": content}
+
     @server.tool(description="Post a message in a channel as Coworker.")
     async def post_message(
         channel: Channel, text: Annotated[str, Field(min_length=1)]
@@ -69,6 +84,25 @@ async def _slack(call: Awaitable[AsyncSlackResponse]) -> AsyncSlackResponse:
         raise ToolError(f"Slack said: {code or f'HTTP {exc.response.status_code}'}") from None
     except (SlackClientError, OSError) as exc:
         raise ToolError(f"Slack could not be reached ({type(exc).__name__})") from None
+
+
+async def _download(url: str, token: str) -> str:
+    """A file's text with the bot token (capped); errors name only the HTTP status."""
+    if not url:
+        raise ToolError("the file has no download URL")
+    timeout = aiohttp.ClientTimeout(total=30)
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.get(url, headers={"Authorization": f"Bearer {token}"}) as resp,
+        ):
+            if resp.status != 200:
+                raise ToolError(f"Slack answered HTTP {resp.status} for the file")
+            data = await resp.content.read(MAX_FILE_BYTES + 1)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise ToolError(f"the file could not be downloaded ({type(exc).__name__})") from None
+    text = data[:MAX_FILE_BYTES].decode("utf-8", errors="replace")
+    return text + ("\n[… cut at 512 KB]" if len(data) > MAX_FILE_BYTES else "")
 
 
 def _messages(response: AsyncSlackResponse) -> list[dict[str, Any]]:
