@@ -3,8 +3,11 @@
 Off unless `OTEL_EXPORTER_OTLP_ENDPOINT` is set. Then `setup()` builds a tracer provider of
 our own (never the process-global one, which the Anthropic and MCP SDKs also read) that
 exports over OTLP/HTTP protobuf to `<endpoint>/v1/traces`. The OpenTelemetry SDK and
-exporter are imported inside `setup()` only, so a bot without the variable loads none of
-them (the `[otel]` extra installs them).
+exporter are imported inside `setup()` only, so a bot without the variable loads neither
+(the `[otel]` extra installs them); this module imports no OpenTelemetry at all until then.
+(The Anthropic and MCP SDKs import the OpenTelemetry *API* package on their own.) The
+exporter's other `OTEL_EXPORTER_OTLP_*` variables (headers, timeout, compression) and
+`OTEL_SERVICE_NAME` apply as usual.
 
 Spans follow the OpenTelemetry GenAI semantic conventions:
 
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
@@ -50,7 +54,8 @@ def setup(endpoint: str | None) -> bool:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    provider = TracerProvider(resource=Resource.create({"service.name": SERVICE_NAME}))
+    name = os.environ.get("OTEL_SERVICE_NAME") or SERVICE_NAME
+    provider = TracerProvider(resource=Resource.create({"service.name": name}))
     exporter = OTLPSpanExporter(endpoint=endpoint.rstrip("/") + "/v1/traces")
     provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=1000))
     _provider, _tracer = provider, provider.get_tracer(SCOPE)
@@ -87,10 +92,6 @@ class Recorder:
     def __init__(self, span: Span | None = None) -> None:
         self.span = span
         self.failed = False
-
-    def set(self, key: str, value: Any) -> None:
-        if self.span is not None and value is not None:
-            self.span.set_attribute(key, value)
 
     def response(self, message: Any, cost_usd: float) -> None:
         """A model reply's id, model, finish reason and usage, as the GenAI conventions name them."""
