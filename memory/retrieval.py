@@ -3,7 +3,8 @@
 `recall()` runs two searches over what the scope may see, in one hop to the database
 thread, and fuses them:
   * vector KNN in memory_vec, with scope, kind and status filtered inside the scan (vec0
-    metadata columns), so it returns `depth` rows however few memories are in scope;
+    partitions and metadata columns, `memory.vector_index`), so it returns `depth` rows
+    however few memories are in scope;
   * FTS5 bm25 over memories_fts, the scope ANDed into the FTS5 query (`memory.keyword_index`).
 The rankings are merged by reciprocal rank fusion and weighted by recency and importance
 (`memory.scoring`). Without an embedder, or when the query cannot be embedded, the keyword
@@ -178,31 +179,34 @@ async def retrieve_for_task(store: MemoryStore, request: str, scope: Scope) -> R
 def render(
     facts: list[Memory], episodes: list[Memory], max_chars: int
 ) -> tuple[str, list[Memory], list[Memory]]:
-    """The context block and the facts and episodes that fit in `max_chars`."""
+    """The context block and the facts and episodes that fit in `max_chars`.
+
+    Items go in by relevance; the first that does not fit is cut short if enough room is
+    left to be useful, and the rest are left out.
+    """
     sections = [
         ("Facts the team has confirmed (most relevant first):", facts, _fact_line),
         ("Similar past tasks (most relevant first):", episodes, _episode_lines),
     ]
-    lines: list[str] = []
-    used: list[list[Memory]] = [[], []]
+    blocks: list[str] = []
+    used: tuple[list[Memory], list[Memory]] = ([], [])
     remaining = max_chars
     for (header, memories, fmt), chosen in zip(sections, used, strict=True):
-        if not memories or remaining < len(header) + _MIN_ITEM_CHARS:
-            continue
-        block = [header]
-        remaining -= len(header) + 1
+        room = remaining - len(header) - 2  # its newline, and the blank line between sections
+        items = []
         for memory in memories:
             item = fmt(memory)
-            if len(item) + 1 > remaining:
-                if remaining < _MIN_ITEM_CHARS:
+            if len(item) + 1 > room:
+                if room < _MIN_ITEM_CHARS:
                     break
-                item = item[: remaining - 2] + "…"
-            block.append(item)
+                item = item[: room - 2] + "…"
+            items.append(item)
             chosen.append(memory)
-            remaining -= len(item) + 1
-        if chosen:
-            lines += [*block, ""]
-    return "\n".join(lines).strip(), used[0], used[1]
+            room -= len(item) + 1
+        if items:
+            blocks.append("\n".join([header, *items]))
+            remaining -= len(blocks[-1]) + 2
+    return "\n\n".join(blocks), used[0], used[1]
 
 
 def _where(memory: Memory) -> str:

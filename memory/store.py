@@ -7,7 +7,7 @@ a network call); if it fails the row is stored without a vector, `embedded_by` s
 and `reembed_all()` fills it in later. Without an embedder everything works on keywords.
 
 Forgetting deletes the row, its FTS5 tokens (secure-delete), its vector and its cached
-embedding. Archiving only hides a memory from recall; `set_status(id, "active")` restores it.
+embedding. Archiving only hides a memory from recall (`memory.decay.restore` undoes it).
 """
 
 from __future__ import annotations
@@ -260,7 +260,9 @@ class MemoryStore:
                 break
             last_id = rows[-1]["id"]
             try:
-                blobs = await self.vectors.embed_documents([r["content"] for r in rows])
+                blobs = await self.vectors.embed_documents(
+                    [r["content"] for r in rows], background=True
+                )
             except EmbeddingUnavailable as exc:
                 log.warning("memory: re-embedding stopped after %d memories: %s", done, exc)
                 break
@@ -311,6 +313,8 @@ class MemoryStore:
 
     async def find(self, text: str, scope: Scope, *, limit: int = 10) -> builtins.list[Memory]:
         """Memories `scope` may see that contain `text`, or all its words (for forget)."""
+        if not text.strip():
+            return []
         where, params = scope.sql("m")
         rows = await self.db.fetchall(
             f"SELECT m.* FROM memories m WHERE {where} AND instr(lower(m.content), lower(?)) > 0"
@@ -321,8 +325,9 @@ class MemoryStore:
         if len(found) < limit and (match := fts_all_words(text)):
             rows = await self.db.fetchall(
                 f"SELECT m.* FROM memories_fts JOIN memories m ON m.id = memories_fts.rowid"
-                f" WHERE memories_fts MATCH ? AND {where} ORDER BY bm25(memories_fts) LIMIT ?",
-                [match, *params, limit],
+                f" WHERE memories_fts MATCH ? AND {where}"
+                " ORDER BY bm25(memories_fts, 1.0, 0.0) LIMIT ?",
+                [f"content : ({match})", *params, limit],
             )
             for r in rows:
                 found.setdefault(r["id"], Memory.from_row(r))

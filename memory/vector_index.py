@@ -20,6 +20,7 @@ cosine and `cosine = 1 - d² / 2`.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -42,6 +43,9 @@ LAYOUT = 4  # bump when the vec0 columns change: the table is rebuilt and re-emb
 MAX_K = 4096  # vec0's limit on k
 CHUNK_SIZE = 128  # vectors per chunk; each partition reserves at least one chunk
 _QUERY_CACHE = 256
+#: A task start waits at most this long for its query embedding, then goes keyword-only.
+QUERY_TIMEOUT = 10.0
+PAUSE_AFTER_FAILURE = 60.0
 
 INSERT_SQL = (
     f"INSERT INTO {TABLE} (memory_id, embedding, shard, scope_id, kind, status)"
@@ -83,8 +87,11 @@ class VectorIndex:
         self.ready = False
         #: "provider:model:dim" written into memories.embedded_by
         self.signature: str | None = None
+        #: why vectors are off although an embedder is configured (for `doctor`)
+        self.problem: str | None = None
         self._cache_provider: str | None = None
         self._queries: OrderedDict[str, bytes] = OrderedDict()
+        self._paused_until = 0.0
 
     async def prepare(self) -> bool:
         """Check or (re)build memory_vec for the embedder; True if it was rebuilt."""
@@ -96,8 +103,10 @@ class VectorIndex:
         if self.embedder is None:
             return False
         try:
-            dim = self.embedder.dim or len((await self.embedder.embed(["dimension probe"]))[0])
+            # Also loads a local model, and finds a wrong key or URL now, not at the first task.
+            dim = len((await self.embedder.embed(["dimension probe"]))[0])
         except EmbeddingUnavailable as exc:
+            self.problem = str(exc)
             log.warning("memory: %s; recall is keyword-only until restart", exc)
             return False
         wanted = {"provider": self.embedder.name, "model": self.embedder.model, "dim": dim,
@@ -146,8 +155,21 @@ class VectorIndex:
         """The embedding_cache key of `text` for the provider that built the index."""
         return _hash(self._cache_provider, text) if self._cache_provider else None
 
-    async def embed_documents(self, texts: list[str]) -> list[bytes]:
+    def _pause(self, exc: BaseException) -> None:
+        """After a failure, skip the provider for a while rather than make every task wait."""
+        self._paused_until = time.monotonic() + PAUSE_AFTER_FAILURE
+        log.warning("memory: embeddings failed (%s); keyword-only for %.0f s",
+                    exc or type(exc).__name__, PAUSE_AFTER_FAILURE)  # fmt: skip
+
+    @property
+    def paused(self) -> bool:
+        return time.monotonic() < self._paused_until
+
+    async def embed_documents(self, texts: list[str], *, background: bool = False) -> list[bytes]:
         """Normalised float32 blobs for `texts`, from the cache where possible.
+
+        After a recent failure the provider is not called (unless `background`, for the
+        re-embedding job, which may wait for it).
 
         Raises:
             EmbeddingUnavailable: the provider failed (the caller stores without a vector).
@@ -159,7 +181,13 @@ class VectorIndex:
         found = await self._cached(hashes)
         missing = [i for i, h in enumerate(hashes) if h not in found]
         if missing:
-            vectors = await self.embedder.embed([texts[i] for i in missing])
+            if self.paused and not background:
+                raise EmbeddingUnavailable("paused after a failure", provider=self.embedder.name)
+            try:
+                vectors = await self.embedder.embed([texts[i] for i in missing])
+            except EmbeddingUnavailable as exc:
+                self._pause(exc)
+                raise
             now = time.time()
             rows = []
             for i, vector in zip(missing, vectors, strict=True):
@@ -191,10 +219,13 @@ class VectorIndex:
         if (blob := self._queries.get(text)) is not None:
             self._queries.move_to_end(text)
             return blob
+        if self.paused:
+            return None
         try:
-            (vector,) = await self.embedder.embed([text], query=True)
-        except EmbeddingUnavailable as exc:
-            log.warning("memory: query embedding failed (%s); keyword-only for this query", exc)
+            async with asyncio.timeout(QUERY_TIMEOUT):
+                (vector,) = await self.embedder.embed([text], query=True)
+        except (EmbeddingUnavailable, TimeoutError) as exc:
+            self._pause(exc)
             return None
         blob = self._queries[text] = to_blob(vector)
         if len(self._queries) > _QUERY_CACHE:

@@ -24,8 +24,10 @@ class FlakyEmbedder(HashedNgramEmbedder):
     def __init__(self) -> None:
         super().__init__()
         self.down = False
+        self.calls = 0
 
     async def embed(self, texts: list[str], *, query: bool = False) -> list[list[float]]:
+        self.calls += 1
         if self.down:
             raise EmbeddingUnavailable("down", provider=self.name)
         return await super().embed(texts, query=query)
@@ -75,3 +77,24 @@ async def test_rows_stored_while_the_provider_is_down_are_embedded_later(
     assert await store.reembed_all() == 1
     assert await db.fetchval("SELECT count(*) FROM memory_vec WHERE memory_id = ?",
                              (memory_id,)) == 1  # fmt: skip
+
+
+async def test_a_failing_provider_is_paused_instead_of_slowing_every_task(
+    db: Database, memory_config: MemoryConfig
+) -> None:
+    embedder = FlakyEmbedder()
+    store = MemoryStore(db, embedder, memory_config)
+    await store.prepare()
+    fact = await store.add("fact", "invoices go out on the first", "team")
+    embedder.down = True
+    calls = embedder.calls
+    assert [m.id for m in await store.recall("when do invoices go out", Scope())] == [fact]
+    assert embedder.calls == calls + 1 and store.vectors.paused
+    # while paused: recall and add go keyword-only without waiting on the provider
+    assert [m.id for m in await store.recall("invoices first of month", Scope())] == [fact]
+    later = await store.add("fact", "refunds go out on the fifth", "team")
+    assert embedder.calls == calls + 1
+    assert (await store.get(later)).embedded_by is None  # type: ignore[union-attr]
+    # the background job may still try, and fills the gap once the provider is back
+    embedder.down = False
+    assert await store.reembed_all() == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
@@ -10,8 +11,8 @@ from bot.config import MemoryConfig
 from bot.db import Database
 from memory.embeddings import load_embedder
 from memory.keyword_index import COMMON_MIN
-from memory.records import MemoryDraft, Scope, shard
-from memory.retrieval import keyword_ranking, retrieve_for_task
+from memory.records import Memory, MemoryDraft, Scope, shard
+from memory.retrieval import CHARS_PER_TOKEN, keyword_ranking, render, retrieve_for_task
 from memory.store import MemoryStore
 
 DAY = 86_400
@@ -161,3 +162,20 @@ async def test_common_terms_do_not_drown_the_keyword_side(
     # without vectors, a query of common words still gets an answer
     assert len(await keyword_ranking(keyword_store, "routine report", Scope(), None,
                                      ("active",), 30)) == 30  # fmt: skip
+
+
+@pytest.mark.parametrize("budget", [0, 10, 50, 120, 400, 1000])
+def test_render_never_exceeds_the_budget(budget: int) -> None:
+    now = time.time()
+    common: dict[str, Any] = dict(scope="team", project=None, user_id=None, source_task=None, permalink=None,
+                  sources=[], importance=0.5, status="active", outcome="done", feedback=None,
+                  correction=None, tools_used=[], duration_s=None, cost_usd=None,
+                  consolidated_at=None, decided_by=None, embedded_by=None, created_at=now,
+                  updated_at=now, last_used_at=None, use_count=0, archived_at=None)  # fmt: skip
+    facts = [Memory(id=i, kind="fact", content="fact " * 40, **common) for i in range(5)]
+    episodes = [Memory(id=10 + i, kind="episode", content="step\n" * 80, **common)
+                for i in range(10)]  # fmt: skip
+    text, used_facts, used_episodes = render(facts, episodes, budget * CHARS_PER_TOKEN)
+    assert len(text) <= budget * CHARS_PER_TOKEN
+    assert bool(text) == bool(used_facts or used_episodes)
+    assert all(f"[fact {m.id}]" in text for m in used_facts)

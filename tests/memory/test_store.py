@@ -84,6 +84,7 @@ async def test_find_matches_substring_or_all_words_within_scope(store: MemorySto
     found = await store.find("staging deploys", Scope(project="web", user_id="U1"))
     assert {m.id for m in found} == {a, b}
     assert [m.id for m in await store.find("approval from dana", Scope())] == [a]
+    assert await store.find("  ", Scope(project="web")) == []
 
 
 async def test_set_status_is_conditional_and_list_filters(store: MemoryStore) -> None:
