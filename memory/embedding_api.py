@@ -14,6 +14,7 @@ import logging
 import random
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -47,6 +48,14 @@ def embeddings_url(base: str) -> str:
     return base + "/v1/embeddings"
 
 
+def _loggable(url: str) -> str:
+    """The URL without credentials or query string, which may carry a key."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
 class EmbeddingAPI:
     """JSON POSTs to one embeddings endpoint, with retries, timeouts and key-free logs."""
 
@@ -63,6 +72,7 @@ class EmbeddingAPI:
     ) -> None:
         self.provider = provider
         self.url = url
+        self._where = _loggable(url)
         self._key = api_key
         self._attempts = attempts
         self._backoff = backoff
@@ -83,7 +93,7 @@ class EmbeddingAPI:
                 response = await self._client.post(self.url, json=payload)
             except httpx.TransportError as exc:
                 log.warning("%s embeddings: %s on attempt %d (%s)", self.provider,
-                            type(exc).__name__, attempt, self.url)  # fmt: skip
+                            type(exc).__name__, attempt, self._where)  # fmt: skip
                 if attempt == self._attempts:
                     raise EmbeddingUnavailable(
                         f"{self.provider} embeddings: {type(exc).__name__}", provider=self.provider
@@ -96,7 +106,7 @@ class EmbeddingAPI:
                           len(payload.get("input", ())), elapsed_ms)  # fmt: skip
                 return self._json(response)
             log.warning("%s embeddings: HTTP %d on attempt %d (%s): %s", self.provider,
-                        response.status_code, attempt, self.url, self._excerpt(response))  # fmt: skip
+                        response.status_code, attempt, self._where, self._excerpt(response))  # fmt: skip
             if response.status_code not in _RETRY_STATUS or attempt == self._attempts:
                 raise EmbeddingUnavailable(
                     f"{self.provider} embeddings: HTTP {response.status_code}",

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ConfigDict
 
 from bot import clock
+from memory.errors import EmbeddingUnavailable
 from memory.records import Kind, Memory, Scope, Status, scope_key
 from memory.scoring import retrieval_weight, rrf
 from memory.vector_index import MAX_K
@@ -152,12 +153,18 @@ async def similar(
     statuses: tuple[Status, ...] = ("active", "proposed"),
     k: int = 5,
 ) -> list[tuple[int, float]]:
-    """(id, cosine similarity) of the nearest memories by vector; [] when keyword-only."""
-    blob = await store.vectors.embed_query(text)
-    if blob is None:
+    """(id, cosine similarity) of the memories nearest to `text`; [] without vectors.
+
+    `text` is embedded as a document, not a query: this compares like with like (for
+    duplicates), and the vector is cached for when `text` is stored.
+    """
+    if store.keyword_only:
         return []
-    return await store.vectors.nearest(blob, k, scope=scope, kind=kind,
-                                       statuses=statuses)  # fmt: skip
+    try:
+        (blob,) = await store.vectors.embed_documents([text])
+    except EmbeddingUnavailable:
+        return []
+    return await store.vectors.nearest(blob, k, scope=scope, kind=kind, statuses=statuses)
 
 
 async def retrieve_for_task(store: MemoryStore, request: str, scope: Scope) -> RecalledContext:
