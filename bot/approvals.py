@@ -146,7 +146,8 @@ class ApprovalService:
         if row["kind"] == "budget" and approve:
             base = self.config.budget.task_usd
             await self.tasks.update(task.id, budget_usd=task.budget_usd + base)
-            await self.tasks.transition(task.id, "queued", from_=("paused",))
+            to = "queued" if task.plan else "received"  # ran out while planning: plan again
+            await self.tasks.transition(task.id, to, from_=("paused",))
         elif row["kind"] == "budget":
             await self.tasks.transition(task.id, "done", from_=("paused",))
         else:

@@ -93,6 +93,8 @@ class TaskWork:
         except asyncio.CancelledError:
             await self._stopped(task)
             raise
+        except BudgetExhausted:  # while planning (acting turns it into an outcome)
+            await self._out_of_budget(task, None)
         except LLMUnavailable:
             await self._fail(task, MODEL_DOWN.format(ref=task.ref), "model_unavailable")
         except Exception:
@@ -236,7 +238,7 @@ class TaskWork:
         ))  # fmt: skip
 
     async def _out_of_budget(self, task: Task, partial: str | None) -> None:
-        if not await self.tasks.transition(task.id, "paused", from_="running"):
+        if not await self.tasks.transition(task.id, "paused", from_=("planning", "running")):
             return
         fresh = await self.tasks.get(task.id)
         await self.notifier.budget_exhausted(fresh, partial)

@@ -191,3 +191,23 @@ async def test_budget_comes_from_the_task_flag_the_coworker_or_the_default(
             "chat.postMessage", lambda c: "Plan for T-2" in str(c.params.get("text"))
         )
         assert "budget $0.25" in str(shown.params["blocks"])
+
+
+async def test_budget_running_out_while_planning_pauses_and_a_top_up_plans_again(
+    make_harness: Callable[..., Harness],
+) -> None:
+    config = BUDGET_CONFIG.replace("task_usd = 1.0", "task_usd = 0.25")
+    async with make_harness(config=config) as h:
+        h.anthropic.enqueue_tool_use("submit_plan", {"steps": "not a list"}, usage=CALL)
+        await h.mention("find the flaky tests")  # an invalid plan that spends $0.30 of $0.25
+        await h.wait_status("paused")
+        assert len(h.anthropic.requests) == 1  # the retry is not made
+        await h.slack.wait_for("chat.postMessage", lambda c: "used its budget" in str(c.params))
+        approval = await h.coworker.db.fetchone("SELECT * FROM approvals WHERE kind = 'budget'")
+        cheap = {"input_tokens": 10}
+        h.anthropic.enqueue_tool_use("submit_plan", plan(("Answer", [])), usage=cheap)
+        h.anthropic.enqueue_text("Found them.", usage=cheap)
+        await h.click("approval_approve", approval["id"], user="U1")
+        done = await h.wait_status("done")
+        assert done.result == "Found them." and done.budget_usd == pytest.approx(0.5)
+        assert "submit_plan" in str(h.anthropic.requests[1].body.get("tool_choice"))
