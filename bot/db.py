@@ -129,12 +129,13 @@ class Database:
             return int(cur.lastrowid or 0)
 
     async def fetchone(self, sql: str, params: Params = ()) -> Any:
-        async with self._lock, self._conn.execute(sql, params) as cur:
-            return await cur.fetchone()
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Any]:
-        async with self._lock, self._conn.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        # One hop to the connection's thread (execute, fetch and close together).
+        async with self._lock:
+            return list(await self._conn.execute_fetchall(sql, params))
 
     async def fetchval(self, sql: str, params: Params = ()) -> Any:
         row = await self.fetchone(sql, params)

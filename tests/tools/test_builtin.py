@@ -78,6 +78,7 @@ async def test_slack_server_tools_and_tiers(
     assert tiers == {
         "slack__read_thread": ("auto", "annotation readOnlyHint"),
         "slack__channel_history": ("auto", "annotation readOnlyHint"),
+        "slack__read_file": ("auto", "annotation readOnlyHint"),
         "slack__lookup_user": ("auto", "annotation readOnlyHint"),
         "slack__post_message": ("block", "default"),
     }
