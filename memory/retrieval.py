@@ -179,7 +179,8 @@ async def retrieve_for_task(store: MemoryStore, request: str, scope: Scope) -> R
     await store.mark_used([m.id for m in used_facts + used_episodes])
     return RecalledContext(
         episodes=used_episodes, facts=used_facts, text=text,
-        tokens=math.ceil(len(text) / CHARS_PER_TOKEN), keyword_only=store.keyword_only,
+        tokens=math.ceil(len(text) / CHARS_PER_TOKEN),
+        keyword_only=store.keyword_only or store.vectors.paused,
     )  # fmt: skip
 
 

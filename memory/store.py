@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 #: vec0 scans are memory-bound; reading through mmap instead of copying pages into
 #: SQLite's cache roughly halves KNN time at 100k memories. Upper bound, not an allocation.
 MMAP_BYTES = 1 << 30
+#: Per-connection settings memory relies on. `secure_delete = FAST` zeroes deleted rows in
+#: their pages (no extra I/O), so a forgotten text is gone from the file, not just unlinked.
+CONNECTION_PRAGMAS = {"mmap_size": MMAP_BYTES, "secure_delete": "FAST"}
 
 _COLUMNS = (*MemoryDraft.model_fields, "scope_tag", "embedded_by", "created_at", "updated_at")
 _INSERT_MEMORY = (
@@ -101,8 +104,8 @@ class MemoryStore:
         Returns True when some memories lack a vector from the current provider; then run
         `reembed_all()` as a background task.
         """
-        if await self.db.fetchval("PRAGMA mmap_size") == 0:
-            await self.db.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
+        for name, value in CONNECTION_PRAGMAS.items():
+            await self.db.execute(f"PRAGMA {name} = {value}")
         await self.vectors.prepare()
         return self.vectors.ready and await self.pending_embeddings() > 0
 

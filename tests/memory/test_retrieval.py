@@ -18,13 +18,16 @@ from memory.store import MemoryStore
 DAY = 86_400
 
 
-async def test_project_fact_reaches_its_project_only(store: MemoryStore) -> None:
+async def test_project_fact_reaches_its_project_only(any_store: MemoryStore) -> None:
+    store = any_store
     fact = await store.add("fact", "Payments deploys need a feature flag", "project",
                            project="payments")  # fmt: skip
-    same = await store.recall("how do payments deploys work", Scope(project="payments"))
-    other = await store.recall("how do payments deploys work", Scope(project="mobile"))
-    assert [m.id for m in same] == [fact]
-    assert other == []
+    request = "how do payments deploys work"
+    same = await retrieve_for_task(store, request, Scope(project="payments", user_id="U1"))
+    other = await retrieve_for_task(store, request, Scope(project="mobile", user_id="U1"))
+    assert [m.id for m in same.facts] == [fact] and "feature flag" in same.text
+    assert other.facts == [] and other.text == ""
+    assert await store.recall(request, Scope()) == []  # a task outside any project
 
 
 async def test_user_memory_never_reaches_another_user(any_store: MemoryStore) -> None:

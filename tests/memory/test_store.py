@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import pydantic
 import pytest
 
@@ -107,3 +110,14 @@ async def test_update_scope_moves_the_vector_metadata(store: MemoryStore) -> Non
         memory_id
     ]
     assert await store.update(9999, importance=0.1) is None
+
+
+async def test_forgotten_text_is_gone_from_the_database_file(store: MemoryStore) -> None:
+    for i in range(30):
+        await store.add("fact", f"filler fact {i} about the build farm", "team")
+    secret = await store.add("fact", "the door code is zqx-4471-kappa", "team")
+    await store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    await store.forget(secret)
+    await store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = await asyncio.to_thread(Path(store.db.path).read_bytes)
+    assert b"zqx-4471-kappa" not in data and b"4471" not in data
