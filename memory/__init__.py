@@ -2,10 +2,14 @@
 
 Start-up (in the composition function):
 
-    embedder, warning = load_embedder(config.memory, os.environ)
+    embedder, warning = load_embedder(config.memory, os.environ)   # warning -> log, doctor
     store = MemoryStore(db, embedder, config.memory)
-    if await store.prepare():
+    if await store.prepare():              # builds or checks the vector index
         background.add(asyncio.create_task(store.reembed_all()))
+
+Per task: `retrieve_for_task()` at the start, `record_episode()` at the end,
+`apply_feedback()` on 👍 / 👎. Scheduled: `consolidation.propose_facts()` (daily),
+`decay.archive_stale()` and `decay.purge_archived()` (weekly), `backup.nightly_backup()`.
 
 Nothing here imports Slack or an LLM client: fact extraction is a function passed in.
 """

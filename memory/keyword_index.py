@@ -1,12 +1,13 @@
 """Keyword search: FTS5 bm25 within a scope, without the terms too common to rank.
 
-The search runs on the database thread (`Database.run_sync`) so that recall can do its
-vector and keyword searches in one hop. The scope filter runs inside FTS5: each row's `scope_tag` column holds one token for its
-scope, and the query ANDs the content terms with the scope's tags, so FTS5 only ranks rows
-the scope may see. Kind and status are then checked on the joined row.
+The search runs on the database thread (`Database.run_sync`), so recall does its vector
+and keyword searches in one hop. The scope filter runs inside FTS5: each row's `scope_tag`
+column holds one token for its scope, and the query ANDs the content terms with the
+scope's tags, so FTS5 only ranks rows the scope may see. Kind and status are then checked
+on the joined row.
 
-A term found in more than `COMMON_FRACTION` of memories has an IDF near zero, so it barely
-moves bm25, yet it makes FTS5 walk and rank most of the index (episode labels such as
+A term found in more than `COMMON_FRACTION` of memories has a low IDF, so it moves bm25
+little, yet it makes FTS5 walk and rank a large part of the index (episode labels such as
 "request" or "outcome" are in every episode). Such terms are dropped from the query. A term
 is tested with `LIMIT 1 OFFSET cap`, whose cost is bounded by the cap, and the answer is
 cached for `TTL` seconds. When every term is common, the keyword side abstains if vectors

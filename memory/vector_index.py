@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 TABLE = "memory_vec"
 META_KEY = "vector_index"
-LAYOUT = 4  # bump when the vec0 columns change: the table is rebuilt and re-embedded
+LAYOUT = 1  # bump when the vec0 columns change: the table is rebuilt and re-embedded
 MAX_K = 4096  # vec0's limit on k
 CHUNK_SIZE = 128  # vectors per chunk; each partition reserves at least one chunk
 _QUERY_CACHE = 256
