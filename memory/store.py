@@ -314,6 +314,10 @@ class MemoryStore:
         """The `k` active memories most relevant to `query` that `scope` may see."""
         return await retrieval.recall(self, query, scope, kind=kind, k=k)
 
+    async def retrieve_for_task(self, request: str, scope: Scope) -> retrieval.RecalledContext:
+        """Episodes and facts for a new task, rendered within the token budget; marks them used."""
+        return await retrieval.retrieve_for_task(self, request, scope)
+
     async def find(self, text: str, scope: Scope, *, limit: int = 10) -> builtins.list[Memory]:
         """Memories `scope` may see that contain `text`, or all its words (for forget)."""
         if not text.strip():
