@@ -163,6 +163,12 @@ class Toolbox:
         """The approved approval id, a rejection result, or None while it is pending."""
         akey = f"{key}:rerun" if interrupted else key
         row = await self.approvals.for_key(akey)
+        rerun = 1
+        while interrupted and row is not None and row["status"] == "used":
+            # The approved re-run was interrupted too: it needs a new decision.
+            rerun += 1
+            akey = f"{key}:rerun{rerun}"
+            row = await self.approvals.for_key(akey)
         if row is None or (row["status"] == "pending" and row["message_ts"] is None):
             await self.approvals.request(
                 task, kind="tool", key=akey, tool=info.name, arguments=args,
