@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -73,9 +74,11 @@ class OtlpCollector:
         return [attributes(r.resource) for req in self.requests for r in req.resource_spans]
 
     async def wait_for(self, names: list[str], timeout: float = 10.0) -> list[Any]:
-        """Flush the exporter (in a thread: it posts back to this loop) until `names` arrived."""
+        """Flush the exporter (in a thread: it posts back to this loop) until spans with
+        `names` arrived (a name listed twice waits for two)."""
+        wanted = Counter(names)
         async with asyncio.timeout(timeout):
-            while not all(n in [s.name for s in self.spans()] for n in names):
+            while Counter(s.name for s in self.spans()) & wanted != wanted:
                 await asyncio.to_thread(telemetry.flush)
                 await asyncio.sleep(0.01)
         return self.spans()

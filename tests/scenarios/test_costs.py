@@ -150,7 +150,9 @@ async def test_a_task_exports_task_model_and_tool_spans(
             await h.mention("find the flaky tests")
             await h.wait_status("done")
             spans = await collector.wait_for(
-                ["invoke_agent coworker", "chat claude-sonnet-5-5", "execute_tool tickets__search"]
+                ["invoke_agent coworker"] * 2
+                + ["chat claude-sonnet-5-5"] * 3
+                + ["execute_tool tickets__search"]
             )
     finally:
         await telemetry.close()
@@ -203,6 +205,7 @@ async def test_budget_running_out_while_planning_pauses_and_a_top_up_plans_again
         await h.wait_status("paused")
         assert len(h.anthropic.requests) == 1  # the retry is not made
         await h.slack.wait_for("chat.postMessage", lambda c: "used its budget" in str(c.params))
+        await h.slack.wait_for("chat.postMessage", lambda c: "Budget reached" in str(c.params))
         approval = await h.coworker.db.fetchone("SELECT * FROM approvals WHERE kind = 'budget'")
         cheap = {"input_tokens": 10}
         h.anthropic.enqueue_tool_use("submit_plan", plan(("Answer", [])), usage=cheap)
