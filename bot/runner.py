@@ -3,7 +3,7 @@
 Work is claimed by a conditional update (the row count says who won), highest priority
 first, then oldest. `received` tasks are claimed for planning, `queued` ones for acting.
 On start, tasks left `planning` or `running` by a crash go back to the queue and resume
-from their checkpoint.
+from their checkpoint, as do tasks whose approval was decided just before a crash.
 """
 
 from __future__ import annotations
@@ -55,6 +55,13 @@ class TaskRunner:
         )
         moved += await self.db.execute(
             "UPDATE tasks SET status = 'received', updated_at = ? WHERE status = 'planning'",
+            (now(),),
+        )
+        # Decided between the approval's update and the task's transition: go on.
+        moved += await self.db.execute(
+            "UPDATE tasks SET status = 'queued', updated_at = ? WHERE status = 'waiting_approval'"
+            " AND NOT EXISTS (SELECT 1 FROM approvals a WHERE a.task_id = tasks.id"
+            " AND a.status IN ('pending', 'expired'))",
             (now(),),
         )
         if moved:
