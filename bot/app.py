@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,7 @@ from bot.runner import TaskRunner
 from bot.scheduler import guarded, make_scheduler
 from bot.settings import Settings
 from bot.tasks import TaskStore
+from bot.team_memory import TeamMemory
 from bot.toolbox import Toolbox
 from bot.validation import Validator
 from handlers import register_handlers
@@ -42,6 +44,8 @@ from handlers.directory import SlackDirectory
 from handlers.notifier import SlackNotifier
 from handlers.slack_app import http_app, make_app, socket_mode
 from handlers.slack_app import make_client as make_slack_client
+from memory import MemoryStore, load_embedder
+from tools.builtin.memory import memory_server
 from tools.builtin.slack import slack_server
 from tools.gateway import McpGateway
 from tools.mcp_config import load_mcp_config
@@ -69,7 +73,9 @@ class Coworker:
     team_id: str | None = None
     bot_user_id: str | None = None
     home_sections: list[Any] = field(default_factory=list)
+    memory: TeamMemory | None = None
     scheduler: Any = None
+    background: set[asyncio.Task[Any]] = field(default_factory=set)
     _socket: Any = None
     _site: Any = None
     _runner_http: Any = None
@@ -82,7 +88,29 @@ class Coworker:
             guarded("approval_sweep", self.approvals.sweep), "interval",
             seconds=self.config.approvals.sweep_interval,
         )  # fmt: skip
+        if self.memory is not None:
+            jobs = self.memory_jobs()
+            self.scheduler.add_job(jobs["consolidate"], "cron", hour=3, minute=0)
+            self.scheduler.add_job(jobs["decay"], "cron", day_of_week="sun", hour=4)
+            self.scheduler.add_job(jobs["backup"], "cron", hour=2, minute=30)
+            if await self.memory.store.prepare():
+                job = asyncio.create_task(self.memory.store.reembed_all(), name="reembed")
+                self.background.add(job)
+                job.add_done_callback(self.background.discard)
         self.scheduler.start()
+
+    def memory_jobs(self) -> dict[str, Any]:
+        assert self.memory is not None
+        memory = self.memory
+
+        async def consolidate() -> None:
+            await self.notifier.facts_proposed(await memory.consolidate())
+
+        return {
+            "consolidate": guarded("memory_consolidation", consolidate),
+            "decay": guarded("memory_decay", memory.decay),
+            "backup": guarded("nightly_backup", memory.backup),
+        }
 
     async def connect(self) -> None:
         """Connect to Slack: Socket Mode with an app token, else HTTP on PORT."""
@@ -144,6 +172,14 @@ async def identify(client: AsyncWebClient) -> tuple[str | None, str | None]:
     return resp.get("user_id"), resp.get("team_id")
 
 
+def build_memory(config: Config, db: Database, llm: LLM, tasks: TaskStore) -> TeamMemory:
+    """The memory store with the configured embeddings (keyword-only if they cannot load)."""
+    embedder, warning = load_embedder(config.memory, os.environ)
+    if warning:
+        log.warning("%s", warning)
+    return TeamMemory(MemoryStore(db, embedder, config.memory), llm, tasks, config, warning=warning)
+
+
 async def build(settings: Settings) -> Coworker:
     """Build and wire every part; nothing connects to Slack until `connect()`."""
     settings.require_slack()
@@ -169,9 +205,13 @@ async def build(settings: Settings) -> Coworker:
         await tasks.update(task_id, status_ts=ts)
 
     notifier = SlackNotifier(
-        slack, status_interval=config.runner.status_interval, on_status_ts=remember_status
-    )
-    gateway = McpGateway(specs, config, db, builtin={"slack": slack_server(slack)})
+        slack, status_interval=config.runner.status_interval, on_status_ts=remember_status,
+        reviewers=config.memory.reviewers,
+    )  # fmt: skip
+    memory = build_memory(config, db, llm, tasks)
+    builtin = {"slack": slack_server(slack),
+               "memory": memory_server(memory.tool_remember, memory.tool_recall)}  # fmt: skip
+    gateway = McpGateway(specs, config, db, builtin=builtin)
     await gateway.start()
     runner = TaskRunner(
         db, concurrency=config.runner.concurrency, fanout=config.orchestration.fanout_concurrency
@@ -183,13 +223,15 @@ async def build(settings: Settings) -> Coworker:
                       notifier=notifier, config=config)  # fmt: skip
     runner.work = TaskWork(tasks=tasks, planner=Planner(llm, config), agent=agent, toolbox=toolbox,
                            approvals=approvals, notifier=notifier, config=config,
-                           orchestrator=orchestrator, validator=Validator(llm, config))  # fmt: skip
+                           orchestrator=orchestrator, validator=Validator(llm, config),
+                           memory=memory)  # fmt: skip
     delegation = Delegation(tasks=tasks, intake=Intake(tasks, config), approvals=approvals,
-                            runner=runner, notifier=notifier, directory=directory, config=config)  # fmt: skip
+                            runner=runner, notifier=notifier, directory=directory, config=config,
+                            memory=memory)  # fmt: skip
     coworker = Coworker(
         settings=settings, config=config, db=db, slack=slack, app=app, llm=llm, gateway=gateway,
         tasks=tasks, approvals=approvals, runner=runner, delegation=delegation, notifier=notifier,
-        directory=directory, team_id=team_id, bot_user_id=bot_user_id,
+        directory=directory, team_id=team_id, bot_user_id=bot_user_id, memory=memory,
     )  # fmt: skip
     register_handlers(app, coworker)
     return coworker

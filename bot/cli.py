@@ -104,6 +104,20 @@ async def check_mcp(settings: Settings) -> list[str]:
     return lines or ["MCP: no servers configured in .mcp.json"]
 
 
+async def check_memory(settings: Settings) -> list[str]:
+    import os
+
+    from memory import load_embedder
+
+    config = load_config(settings.coworker_config)
+    embedder, warning = load_embedder(config.memory, os.environ)
+    if warning:
+        return [f"memory: {warning}"]
+    if embedder is None:
+        return ['memory: keyword-only search (memory.embeddings = "none")']
+    return [f"memory: embeddings by {embedder.name} ({embedder.model})"]
+
+
 CHECKS: list[tuple[str, Check]] = [
     ("settings", check_settings),
     ("config", check_config),
@@ -111,6 +125,7 @@ CHECKS: list[tuple[str, Check]] = [
     ("slack", check_slack),
     ("anthropic", check_anthropic),
     ("mcp", check_mcp),
+    ("memory", check_memory),
 ]
 
 
@@ -150,4 +165,39 @@ async def dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
         print(await report_command(settings.database_path, days=args.days, task=args.task))
         return 0
-    raise CoworkerError(f"`{args.command}` is not available yet")
+    if args.command == "backup":
+        return await run_backup(settings, args.path)
+    if args.command == "memory":
+        return await run_memory_job(settings, args.action)
+    raise CoworkerError(f"unknown command {args.command}")
+
+
+async def run_backup(settings: Settings, path: str) -> int:
+    """A consistent copy of the database, safe while the bot runs (SQLite's backup API)."""
+    from memory.backup import backup_to
+
+    db = await Database.open(settings.database_path)
+    try:
+        written = await backup_to(db, path)
+    finally:
+        await db.close()
+    print(f"backup written to {written}")
+    return 0
+
+
+async def run_memory_job(settings: Settings, action: str) -> int:
+    """`memory consolidate` proposes facts and posts them for review; `memory decay` archives."""
+    from bot.app import build
+
+    coworker = await build(settings)
+    try:
+        assert coworker.memory is not None
+        if action == "consolidate":
+            proposals = await coworker.memory.consolidate()
+            await coworker.notifier.facts_proposed(proposals)
+            print(f"{len(proposals)} fact(s) proposed for review")
+        else:
+            print(f"{await coworker.memory.decay()} memory(ies) archived")
+    finally:
+        await coworker.stop()
+    return 0

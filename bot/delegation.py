@@ -34,6 +34,7 @@ class Delegation:
         notifier: Notifier,
         directory: Directory,
         config: Config,
+        memory: Any = None,
     ) -> None:
         self.tasks = tasks
         self.intake = intake
@@ -43,6 +44,7 @@ class Delegation:
         self.directory = directory
         self.config = config
         self.inflight = InFlight()
+        self.memory = memory
 
     async def on_message(self, msg: IncomingMessage) -> IntakeResult:
         """A mention, DM or thread reply: create or continue a task, once per event."""
@@ -52,6 +54,8 @@ class Delegation:
     async def _on_message(self, msg: IncomingMessage) -> IntakeResult:
         result = await self.intake.receive(msg)
         if result.kind == "created" and result.task is not None:
+            if self.memory is not None and (est := await self.memory.estimate_minutes(result.task)):
+                result.task.estimate_min = est
             ts = await self.notifier.acknowledged(result.task)
             await self.tasks.update(result.task.id, ack_ts=ts)
             await self.tasks.log(result.task.id, "created", actor=msg.user)
@@ -129,8 +133,14 @@ class Delegation:
         return await self.approvals.decide(approval_id, user, approve=approve, note=note)
 
     async def feedback(self, task_id: int, user: str, value: int) -> None:
+        """👍 / 👎 from the delegator (others' votes are ignored); it updates the episode too."""
+        task = await self.tasks.get(task_id)
+        if user != task.delegator:
+            raise NotAllowed(user=user, action=f"rate {task.ref}")
         await self.tasks.update(task_id, feedback=value)
         await self.tasks.log(task_id, "feedback", actor=user, detail={"value": value, "at": now()})
+        if self.memory is not None:
+            await self.memory.feedback(task_id, value)
 
     async def status_of(self, task_id: int) -> tuple[Task, list[dict[str, Any]]]:
         return await self.tasks.get(task_id), await self.tasks.events(task_id)

@@ -8,10 +8,12 @@
     ├── NotAllowed             this person may not do that (approve, edit, cancel)
     ├── BudgetExhausted        the task spent its budget
     ├── LLMUnavailable         the model API failed after retries
-    └── ToolError              a tool call could not be made
-        ├── ToolDenied         the task may not use this tool
-        ├── ToolInvalid        arguments do not match the tool's input schema
-        └── ToolUnavailable    the server is down or its circuit breaker is open
+    ├── ToolError              a tool call could not be made
+    │   ├── ToolDenied         the task may not use this tool
+    │   ├── ToolInvalid        arguments do not match the tool's input schema
+    │   └── ToolUnavailable    the server is down or its circuit breaker is open
+    ├── EmbeddingUnavailable   (memory.errors) the embeddings provider failed; keyword-only
+    └── BackupFailed           (memory.errors) a backup could not be written
 
 Context travels in keyword-only fields so that the edge (a Slack handler, the CLI) can
 build a short, safe message without showing `str(exception)` to users.

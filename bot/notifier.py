@@ -94,3 +94,6 @@ class Notifier(Protocol):
 
     async def note(self, task: Task, text: str) -> None:
         """A short line in the thread."""
+
+    async def facts_proposed(self, proposals: list[Any]) -> None:
+        """Ask people to review proposed facts (Approve / Edit / Reject)."""

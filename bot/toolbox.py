@@ -37,13 +37,32 @@ class Wait(Enum):
     CHILDREN = "children"
 
 
+#: Arguments Coworker fills in itself for built-in tools; hidden from the model.
+INJECTED = {"memory__": "task_id"}
+
+
 def api_tools(tools: list[ToolInfo]) -> list[dict[str, Any]] | None:
     """Tool definitions for the Messages API."""
     return [
         {"name": t.name, "description": (t.description or "")[:1024],
-         "input_schema": t.input_schema or {"type": "object"}}
+         "input_schema": model_schema(t)}
         for t in tools
     ] or None  # fmt: skip
+
+
+def model_schema(tool: ToolInfo) -> dict[str, Any]:
+    schema = dict(tool.input_schema or {"type": "object"})
+    hidden = next((arg for prefix, arg in INJECTED.items() if tool.name.startswith(prefix)), None)
+    if hidden and hidden in schema.get("properties", {}):
+        schema["properties"] = {k: v for k, v in schema["properties"].items() if k != hidden}
+        schema["required"] = [r for r in schema.get("required", []) if r != hidden]
+    return schema
+
+
+def inject(task: Task, name: str, args: dict[str, Any]) -> dict[str, Any]:
+    """Set the arguments only Coworker may set (whatever the model sent)."""
+    hidden = next((arg for prefix, arg in INJECTED.items() if name.startswith(prefix)), None)
+    return {**args, hidden: task.id} if hidden else args
 
 
 def tool_result(tool_use_id: str, content: str, is_error: bool) -> dict[str, Any]:
@@ -106,7 +125,8 @@ class Toolbox:
         reason: str = "",
     ) -> dict[str, Any] | Wait:
         key = f"t{task.id}:{call['id']}"
-        name, args = call["name"], call.get("input") or {}
+        name = call["name"]
+        args = inject(task, name, call.get("input") or {})
         if (refusal := await self.beyond_delegator(task, name, args)) is not None:
             return tool_result(call["id"], refusal, True)
         if is_orchestration(name) and self.orchestrator is not None:

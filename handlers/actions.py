@@ -126,7 +126,57 @@ async def open_reject(
     await _run(body, context, client, call)
 
 
+def fact_action(approve: bool) -> Any:
+    async def listener(
+        ack: AsyncAck, body: dict[str, Any], context: dict[str, Any], client: AsyncWebClient
+    ) -> None:
+        await ack()
+
+        async def call(svc: Any, fact_id: int, user: str) -> None:
+            fact = await svc.memory.decide_fact(fact_id, user, approve=approve)
+            line = f"{'✅ Approved' if fact else '❌ Rejected'} by <@{user}>"
+            message = body.get("message") or {}
+            channel = (body.get("channel") or {}).get("id")
+            if channel and message.get("ts"):
+                await svc.notifier.fact_decided(
+                    channel, message["ts"], fact.content if fact else "", line
+                )
+
+        await _run(body, context, client, call)
+
+    return listener
+
+
+async def open_fact_edit(
+    ack: AsyncAck, body: dict[str, Any], context: dict[str, Any], client: AsyncWebClient
+) -> None:
+    await ack()
+
+    async def call(svc: Any, fact_id: int, user: str) -> None:
+        if not svc.memory.may_review(user):
+            raise NotAllowed(user=user, action="review facts")
+        fact = await svc.memory.store.get(fact_id)
+        if fact is not None:
+            await client.views_open(
+                trigger_id=body["trigger_id"], view=views.fact_edit_modal(fact.id, fact.content)
+            )
+
+    await _run(body, context, client, call)
+
+
+async def _forget(svc: Any, fact_id: int, user: str) -> None:
+    forgotten = await svc.memory.forget(str(fact_id), user, None)
+    if forgotten:
+        from handlers.home import publish_home
+
+        await publish_home(svc.slack, svc, user)
+
+
 def register(app: AsyncApp) -> None:
+    app.action("fact_approve")(fact_action(True))
+    app.action("fact_reject")(fact_action(False))
+    app.action("fact_edit")(open_fact_edit)
+    app.action("fact_forget")(simple(_forget))
     app.action("plan_approve")(simple(_approve_plan))
     app.action("plan_edit")(open_plan_edit)
     app.action("task_cancel")(simple(_cancel))

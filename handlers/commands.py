@@ -11,6 +11,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
 from bot.errors import CoworkerError, NotAllowed, TaskNotFound
 from bot.tasks import Task, parse_task_ref
+from bot.team_memory import describe
 from handlers.responses import NOT_YOURS
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,35 @@ async def cmd_resume(svc: Any, user: str, arg: str, cmd: dict[str, Any]) -> str:
     return f"Resuming T-{task_id}." if done else f"T-{task_id} is not paused or failed."
 
 
+async def cmd_remember(svc: Any, user: str, arg: str, cmd: dict[str, Any]) -> str:
+    if not arg.removeprefix("--team").removeprefix("--me").strip():
+        return "What should I remember? For example `/coworker remember deploys freeze on Fridays`."
+    fact = await svc.memory.remember(arg, user, cmd.get("channel_id"))
+    return f"Remembered {describe(fact)}"
+
+
+async def cmd_forget(svc: Any, user: str, arg: str, cmd: dict[str, Any]) -> str:
+    if not arg:
+        return "What should I forget? Give a fact id (`/coworker forget 12`) or some of its words."
+    forgotten = await svc.memory.forget(arg, user, cmd.get("channel_id"))
+    if not forgotten:
+        return "I found nothing like that in what you can see."
+    return "Forgot, from every index:\n" + "\n".join(f"• {describe(m)}" for m in forgotten)
+
+
+async def cmd_memory(svc: Any, user: str, arg: str, cmd: dict[str, Any]) -> str:
+    facts = await svc.memory.listing(user, cmd.get("channel_id"))
+    if not facts:
+        return "I know no facts in this scope yet. Teach me with `/coworker remember …`."
+    return "*What I know here*\n" + "\n".join(f"• {describe(m)}" for m in facts)
+
+
+async def cmd_budget(svc: Any, user: str, arg: str, cmd: dict[str, Any]) -> str:
+    mine, _ = await svc.delegation.tasks_for(user)
+    spent = sum(t.spent_usd for t in mine)
+    return f"Your last {len(mine)} task(s) spent ${spent:.2f}. `python -m bot report` has the team view."
+
+
 async def cmd_help(svc: Any, user: str, arg: str, cmd: dict[str, Any]) -> str:
     return HELP
 
@@ -84,6 +114,10 @@ COMMANDS: dict[str, Callable[[Any, str, str, dict[str, Any]], Awaitable[str]]] =
     "status": cmd_status,
     "cancel": cmd_cancel,
     "resume": cmd_resume,
+    "remember": cmd_remember,
+    "forget": cmd_forget,
+    "memory": cmd_memory,
+    "budget": cmd_budget,
 }
 
 

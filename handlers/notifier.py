@@ -48,8 +48,10 @@ class SlackNotifier:
         *,
         status_interval: float = 3.0,
         on_status_ts: StatusTsSink | None = None,
+        reviewers: list[str] | None = None,
     ) -> None:
         self.client = client
+        self.reviewers = reviewers or []
         self.status_interval = status_interval
         self.on_status_ts = on_status_ts
         self._status_ts: dict[int, str] = {}
@@ -298,6 +300,39 @@ class SlackNotifier:
 
     async def note(self, task: Task, text: str) -> None:
         await self.post(task, text)
+
+    def fact_blocks(self, fact_id: int, text: str) -> list[dict[str, Any]]:
+        v = str(fact_id)
+        return [
+            bk.section(f"*Proposed fact* (from what I learned):\n>{bk.escape(text)}"),
+            bk.actions(
+                f"fact:{fact_id}",
+                bk.button("Approve", "fact_approve", v, "primary"),
+                bk.button("Edit", "fact_edit", v),
+                bk.button("Reject", "fact_reject", v, "danger"),
+            ),
+        ]
+
+    async def facts_proposed(self, proposals: list[Any]) -> None:
+        """Post each proposal to its project's channel, or DM the reviewers."""
+        for p in proposals:
+            targets = [p.channel] if p.channel else list(self.reviewers)
+            for target in targets:
+                try:
+                    channel = target
+                    if target.startswith(("U", "W")):
+                        channel = (await self.client.conversations_open(users=target))["channel"][
+                            "id"
+                        ]
+                    await self.client.chat_postMessage(
+                        channel=channel, text="Proposed fact to review",
+                        blocks=self.fact_blocks(p.fact.id, p.fact.content),
+                    )  # fmt: skip
+                except SlackApiError as exc:
+                    log.warning("fact review post failed: %s", exc.response.get("error"))
+
+    async def fact_decided(self, channel: str, ts: str, text: str, line: str) -> None:
+        await self.update(channel, ts, line, [bk.section(f">{bk.escape(text)}"), bk.context(line)])
 
     async def close(self) -> None:
         for job in list(self._flushers.values()):

@@ -47,6 +47,22 @@ def reject_modal(approval_id: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def fact_edit_modal(fact_id: int, text: str) -> dict[str, Any]:
+    return {
+        "type": "modal",
+        "callback_id": "fact_edit",
+        "private_metadata": str(fact_id),
+        "title": {"type": "plain_text", "text": "Edit fact"},
+        "submit": {"type": "plain_text", "text": "Approve"},
+        "blocks": [{
+            "type": "input", "block_id": "fact",
+            "label": {"type": "plain_text", "text": "Fact"},
+            "element": {"type": "plain_text_input", "action_id": "text", "multiline": True,
+                        "initial_value": text[:3000], "max_length": 3000},
+        }],
+    }  # fmt: skip
+
+
 def field(view: dict[str, Any], block: str) -> str:
     value = (((view.get("state") or {}).get("values") or {}).get(block) or {}).get("text") or {}
     return str(value.get("value") or "")
@@ -87,6 +103,23 @@ async def submit_reject(
         log.info("rejection refused for %s", body["user"]["id"])
 
 
+async def submit_fact_edit(
+    ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], context: dict[str, Any]
+) -> None:
+    fact_id, text = meta_id(view), field(view, "fact").strip()
+    if fact_id is None or not text:
+        await ack(response_action="errors", errors={"fact": "Write the fact."})
+        return
+    await ack()
+    try:
+        await context["coworker"].memory.decide_fact(
+            fact_id, body["user"]["id"], approve=True, edited=text
+        )
+    except NotAllowed:
+        log.info("fact edit refused for %s", body["user"]["id"])
+
+
 def register(app: AsyncApp) -> None:
+    app.view("fact_edit")(submit_fact_edit)
     app.view("plan_edit")(submit_plan_edit)
     app.view("approval_reject")(submit_reject)

@@ -41,12 +41,8 @@ from memory.vector_index import DELETE_SQL, INSERT_SQL, STATUS_SQL, VectorIndex,
 
 log = logging.getLogger(__name__)
 
-#: vec0 scans are memory-bound; reading through mmap instead of copying pages into
-#: SQLite's cache roughly halves KNN time at 100k memories. Upper bound, not an allocation.
-MMAP_BYTES = 1 << 30
-#: Per-connection settings memory relies on. `secure_delete = FAST` zeroes deleted rows in
-#: their pages (no extra I/O), so a forgotten text is gone from the file, not just unlinked.
-CONNECTION_PRAGMAS = {"mmap_size": MMAP_BYTES, "secure_delete": "FAST"}
+# `mmap_size` and `secure_delete = FAST`, which memory relies on, are set on every
+# connection in bot/db.py.
 
 _COLUMNS = (*MemoryDraft.model_fields, "scope_tag", "embedded_by", "created_at", "updated_at")
 _INSERT_MEMORY = (
@@ -104,8 +100,6 @@ class MemoryStore:
         Returns True when some memories lack a vector from the current provider; then run
         `reembed_all()` as a background task.
         """
-        for name, value in CONNECTION_PRAGMAS.items():
-            await self.db.execute(f"PRAGMA {name} = {value}")
         await self.vectors.prepare()
         return self.vectors.ready and await self.pending_embeddings() > 0
 

@@ -129,12 +129,15 @@ async def test_slack_errors_are_short_and_safe(
 
 async def test_memory_server(make_gateway: GatewayFactory) -> None:
     saved: list[tuple[str, str]] = []
+    asked_by: list[int] = []
 
-    async def remember(content: str, scope: str) -> int:
+    async def remember(task_id: int, content: str, scope: str) -> int:
+        asked_by.append(task_id)
         saved.append((content, scope))
         return len(saved)
 
-    async def recall(query: str, limit: int) -> list[dict[str, Any]]:
+    async def recall(task_id: int, query: str, limit: int) -> list[dict[str, Any]]:
+        asked_by.append(task_id)
         return [{"fact": c, "scope": s} for c, s in saved if query in c][:limit]
 
     gateway = await make_gateway(builtin={"memory": memory_server(remember, recall)})
@@ -150,6 +153,7 @@ async def test_memory_server(make_gateway: GatewayFactory) -> None:
         "memory__remember", {"content": "x", "scope": "galaxy"}, ctx_for(gateway)
     )
     assert bad.status == "invalid" and "$.scope" in bad.content
-    found = await gateway.call("memory__recall", {"query": "CI"}, ctx_for(gateway))
+    found = await gateway.call("memory__recall", {"query": "CI", "task_id": 7}, ctx_for(gateway))
     assert json.loads(found.content) == [{"fact": "CI runs on Buildkite", "scope": "project"}]
     assert saved == [("CI runs on Buildkite", "project")]
+    assert asked_by == [0, 7]

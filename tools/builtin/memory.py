@@ -16,8 +16,11 @@ from mcp.server.mcpserver import MCPServer
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
-Remember = Callable[[str, str], Awaitable[Any]]
-Recall = Callable[[str, int], Awaitable[Any]]
+Remember = Callable[[int, str, str], Awaitable[Any]]
+Recall = Callable[[int, str, int], Awaitable[Any]]
+#: Which task is asking. Coworker's toolbox sets it on every call (whatever the model sent)
+#: and hides it from the model, so a task can only read and write within its own scope.
+TaskId = Annotated[int, Field(ge=0, description="set by Coworker; do not send")]
 Scope = Literal["team", "project", "user"]
 
 READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False)
@@ -25,7 +28,8 @@ ADDITIVE = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_wo
 
 
 def memory_server(remember: Remember, recall: Recall, *, name: str = "memory") -> MCPServer:
-    """An in-process MCP server over `remember(content, scope)` and `recall(query, limit)`."""
+    """An in-process MCP server over `remember(task_id, content, scope)` and
+    `recall(task_id, query, limit)`."""
     server = MCPServer(name, instructions="Team memory: facts and past tasks Coworker has learned.")
 
     @server.tool(
@@ -35,9 +39,10 @@ def memory_server(remember: Remember, recall: Recall, *, name: str = "memory") -
     )
     async def remember_fact(
         content: Annotated[str, Field(min_length=1, max_length=4000)],
-        scope: Annotated[Scope, Field(description="who the fact is for")] = "team",
+        scope: Annotated[Scope, Field(description="who the fact is for")] = "project",
+        task_id: TaskId = 0,
     ) -> str:
-        saved = await remember(content, scope)
+        saved = await remember(task_id, content, scope)
         return "remembered" if saved is None else f"remembered ({saved})"
 
     @server.tool(
@@ -48,8 +53,9 @@ def memory_server(remember: Remember, recall: Recall, *, name: str = "memory") -
     async def recall_facts(
         query: Annotated[str, Field(min_length=1)],
         limit: Annotated[int, Field(ge=1, le=50)] = 5,
+        task_id: TaskId = 0,
     ) -> str:
-        found = await recall(query, limit)
+        found = await recall(task_id, query, limit)
         return (
             found if isinstance(found, str) else json.dumps(found, ensure_ascii=False, default=str)
         )
