@@ -152,6 +152,8 @@ class TaskWork:
             outcome = await self.agent.run(task, memory)
             if outcome.kind == "done" and task.parent_id is None:
                 outcome = await self.validate(task, outcome, memory)
+            if outcome.kind == "done" and task.high_visibility and self.validator is not None:
+                outcome.text = await self.validator.polish(task, outcome.text or "")
         except BudgetExhausted:
             outcome = Outcome("budget", None)
         await self.settle(task, outcome)

@@ -43,7 +43,7 @@ DEFAULT_ROUTES: dict[str, ModelTier] = {
     "consolidate": "fast",
     "plan": "default",
     "act": "default",
-    "review": "default",
+    "review": "fast",  # checked on another tier than the one that wrote it
     "final_draft": "default",
 }
 TIERS = ("fast", "default", "best")
@@ -133,7 +133,6 @@ class LLM:
         tools: list[dict[str, Any]] | None = None,
         tool_choice: dict[str, Any] | None = None,
         max_tokens: int = 4096,
-        temperature: float | None = None,
         ctx: CallContext | None = None,
     ) -> Message:
         """One Messages API call, cached, charged to the task and logged.
@@ -162,8 +161,6 @@ class LLM:
             params["tools"] = tools
         if tool_choice:
             params["tool_choice"] = tool_choice
-        if temperature is not None:
-            params["temperature"] = temperature
         with telemetry.model_span(
             model=model, purpose=purpose, task_id=ctx.task_id, max_tokens=max_tokens
         ) as span:

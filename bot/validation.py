@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pydantic import BaseModel, Field, ValidationError
 
 from bot.config import Config
-from bot.llm import LLM, CallContext
+from bot.errors import BudgetExhausted
+from bot.llm import LLM, CallContext, text_of
 from bot.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,11 @@ REVIEW_PROMPT = """You review a deliverable before a person sees it. Pass it onl
 2. it follows the team's style facts given below, if any;
 3. every claim about internal data (tickets, metrics, code, people) names its source.
 Report each problem as one short, actionable sentence."""
+
+
+POLISH_PROMPT = """You edit a deliverable that many people will read. Make it clear and
+well structured for that audience. Keep every fact, number, link and source exactly; add
+nothing new. Reply with the final deliverable only, in Markdown."""
 
 
 class Review(BaseModel):
@@ -82,6 +88,18 @@ class Validator:
         except ValidationError:
             return Check("review", False, "the reviewer gave no usable verdict")
         return Check("review", verdict.passed, "; ".join(verdict.issues))
+
+    async def polish(self, task: Task, draft: str) -> str:
+        """The final draft of a high-visibility task, on the `final_draft` route (best tier)."""
+        ctx = CallContext(task_id=task.id, budget_usd=task.budget_usd, high_visibility=True)
+        try:
+            msg = await self.llm.create(
+                purpose="final_draft", system=POLISH_PROMPT, max_tokens=8000, ctx=ctx,
+                messages=[{"role": "user", "content": f"Request:\n{task.request}\n\nDraft:\n{draft}"}],
+            )  # fmt: skip
+        except BudgetExhausted:
+            return draft
+        return text_of(msg) or draft
 
     async def code(self, task: Task) -> list[Check]:
         """Run each configured command; a failure carries its (cut) output."""

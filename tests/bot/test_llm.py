@@ -35,7 +35,7 @@ def llm_for(config: Config | None = None, **kw: Any) -> LLM:
     ("purpose", "model"),
     [
         ("classify", FAST), ("route", FAST), ("extract", FAST), ("summarize", FAST),
-        ("consolidate", FAST), ("plan", DEFAULT), ("act", DEFAULT), ("review", DEFAULT),
+        ("consolidate", FAST), ("plan", DEFAULT), ("act", DEFAULT), ("review", FAST),
         ("final_draft", DEFAULT),
     ],
 )  # fmt: skip
@@ -87,7 +87,7 @@ def test_coworker_overrides_by_purpose_and_by_tier() -> None:
     assert llm.model_for("plan", ctx) == BEST  # purpose -> tier
     assert llm.model_for("act", ctx) == "my-fine-tune"  # purpose -> model id
     assert llm.model_for("classify", ctx) == DEFAULT  # tier -> model id
-    assert llm.model_for("review", ctx) == DEFAULT  # untouched
+    assert llm.model_for("final_draft", ctx) == DEFAULT  # untouched
     assert llm.model_for("classify") == FAST  # only for this coworker
 
 

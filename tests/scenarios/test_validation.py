@@ -141,3 +141,16 @@ async def test_write_tool_needs_a_dry_run_whose_preview_is_in_the_approval(
         await h.click("approval_approve", approval, user="U1")
         await h.wait_status("done")
         assert [r["args"]["dry_run"] for r in tool_runs(log)] == [True, False]
+
+
+async def test_high_visibility_final_draft_goes_to_the_best_model(make_harness: Callable[..., Harness]) -> None:
+    async with make_harness(config='plan_approval = "never"\n') as h:
+        h.anthropic.enqueue_tool_use("submit_plan", plan(("Write", [])))
+        h.anthropic.enqueue_text("rough draft")
+        h.anthropic.enqueue_text("Polished announcement.")
+        await h.mention("!visible write the launch announcement")
+        done = await h.wait_status("done")
+        assert done.result == "Polished announcement."
+        final = h.anthropic.requests[-1].body
+        assert final["model"] == "claude-opus-5-5" and "rough draft" in str(final["messages"])
+        assert h.anthropic.requests[1].body["model"] == "claude-sonnet-5-5"
