@@ -149,6 +149,38 @@ class TeamMemory:
         scope = self.scope_for(user, channel)
         return await self.store.list(scope, kind="fact", status=status, limit=30)
 
+    async def projects_of(self, user: str, directory: Any) -> list[str]:
+        """Projects whose channel this person is in."""
+        found = [p for c, p in self.config.projects.items() if await directory.in_channel(user, c)]
+        return list(dict.fromkeys(found))
+
+    async def forget_from_home(self, fact_id: int, user: str, directory: Any) -> bool:
+        """The App Home's Forget button: any fact the person can see there."""
+        fact = await self.store.get(fact_id)
+        if fact is None:
+            return False
+        scopes = [Scope(None, user)] + [
+            Scope(p, None) for p in await self.projects_of(user, directory)
+        ]
+        if not any(self.sees(scope, fact) for scope in scopes):
+            raise NotAllowed(user=user, action=f"forget fact {fact_id}")
+        return await self.store.forget(fact_id)
+
+    async def home_facts(self, user: str, directory: Any) -> tuple[list[Memory], list[Memory]]:
+        """(active facts the person can see, proposals they may review) for the App Home.
+
+        Project facts show only for projects whose channel the person is in.
+        """
+        projects = [
+            p for c, p in self.config.projects.items() if await directory.in_channel(user, c)
+        ]
+        facts = await self.store.list(Scope(None, user), kind="fact", limit=20)
+        for project in dict.fromkeys(projects):
+            facts += await self.store.list(Scope(project, None), kind="fact", limit=10)
+        unique = list({f.id: f for f in facts}.values())
+        proposed = await self.store.list(None, kind="fact", status="proposed", limit=10)
+        return unique, proposed if self.may_review(user) else []
+
     # -- review -----------------------------------------------------------------------
 
     def may_review(self, user: str) -> bool:

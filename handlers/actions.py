@@ -165,8 +165,7 @@ async def open_fact_edit(
 
 
 async def _forget(svc: Any, fact_id: int, user: str) -> None:
-    forgotten = await svc.memory.forget(str(fact_id), user, None)
-    if forgotten:
+    if await svc.memory.forget_from_home(fact_id, user, svc.directory):
         from handlers.home import publish_home
 
         await publish_home(svc.slack, svc, user)

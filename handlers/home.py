@@ -12,6 +12,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.reports import Summary, home_summaries, money, summary_rows
+from bot.team_memory import describe
 from handlers import blocks as bk
 from handlers.commands import task_line
 
@@ -41,9 +42,29 @@ async def home_view(svc: Any, user: str) -> dict[str, Any]:
             bk.button("Reject", "approval_reject", str(row["id"]), "danger"),
         ))  # fmt: skip
     blocks.extend(await spend_blocks(svc, user))
+    if getattr(svc, "memory", None) is not None:
+        blocks.extend(await memory_blocks(svc, user))
     for extra in getattr(svc, "home_sections", []):
         blocks.extend(await extra(user))
     return {"type": "home", "blocks": blocks[:100]}
+
+
+async def memory_blocks(svc: Any, user: str) -> list[dict[str, Any]]:
+    """Facts this person can see, by scope, with Forget buttons; and the review queue."""
+    facts, proposed = await svc.memory.home_facts(user, svc.directory)
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": "What I know"}}
+    ]
+    if not facts:
+        blocks.append(bk.section("No facts yet. Teach me with `/coworker remember …`."))
+    for fact in facts[:10]:
+        blocks.append({**bk.section(bk.escape(describe(fact))), "accessory": bk.button(
+            "Forget", "fact_forget", str(fact.id), "danger")})  # fmt: skip
+    if proposed:
+        blocks.append({"type": "header", "text": {"type": "plain_text", "text": "Facts to review"}})
+    for fact in proposed[:5]:
+        blocks.extend(svc.notifier.fact_blocks(fact.id, fact.content))
+    return blocks
 
 
 async def spend_blocks(svc: Any, user: str) -> list[dict[str, Any]]:

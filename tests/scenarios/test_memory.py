@@ -172,3 +172,24 @@ async def test_episode_recorded_and_feedback_updates_it(
         updated = await until(lambda: h.coworker.db.fetchone(sql + " AND feedback = 1"))
         assert updated["importance"] > row["importance"]
         assert (await h.task(1)).feedback == 1
+
+
+async def test_app_home_shows_facts_by_scope_with_forget_and_the_review_queue(make_harness: Callable[..., Harness]) -> None:
+    async with make_harness(config=CONFIG) as h:
+        h.slack.add_channel("C1", "payments")
+        h.slack.channel_members["C1"] = ["ULEAD"]
+        memory = h.coworker.memory
+        assert memory is not None
+        await command(h, "remember payments deploys need the PCI checklist", user="ULEAD", channel="C1")
+        await command(h, "remember search reindexes nightly", user="U1", channel="C2")
+        proposed = await memory.store.add("fact", "Ledger uses Postgres 16", "project", project="payments", status="proposed")
+        await h.slack.send_event({"type": "app_home_opened", "user": "ULEAD", "channel": "D1", "tab": "home"})
+        await h.slack.wait_for("views.publish")
+        view = str(h.slack.home_views["ULEAD"])
+        assert "PCI checklist" in view and "reindexes nightly" not in view  # not in C2
+        assert "Facts to review" in view and "Ledger uses Postgres 16" in view and "fact_forget" in view
+        fact_id = (await memory.listing("ULEAD", "C1"))[0].id
+        await h.slack.send_interactive(block_action("fact_forget", str(fact_id), user="ULEAD", channel="D1"))
+        await h.slack.wait_for("views.publish", count=2)
+        assert "PCI checklist" not in str(h.slack.home_views["ULEAD"])
+        assert await memory.store.get(proposed) is not None
