@@ -172,13 +172,14 @@ class Orchestrator:
         remaining = max(parent.budget_usd - await self.family_spend(parent.id), 0.01)
         share = remaining / (len(stages) + 1)
         first = stages[:1] if kind == "pipeline" else stages
+        journal = await self.journal_of(parent.id)
         async with self.db.transaction() as tx:
             await tx.execute(
                 "INSERT INTO spawns (key, parent_id, kind, stages, created_at) VALUES (?,?,?,?,?)",
                 (key, parent.id, kind, json.dumps([s.model_dump() for s in stages]), now()),
             )
             ids = [
-                await self._create_child(tx, parent, key, i, s, share, None)
+                await self._create_child(tx, parent, key, i, s, share, None, journal)
                 for i, s in enumerate(first)
             ]
         refs = ", ".join(f"T-{i}" for i in ids)
@@ -196,12 +197,15 @@ class Orchestrator:
         stage: Stage,
         budget: float,
         previous: AgentResult | None,
+        journal: str = "",
     ) -> int:
         request = stage.objective
         if stage.context:
             request += f"\n\nContext:\n{stage.context}"
         if previous is not None:
             request += f"\n\nResult of the previous stage:\n{previous.model_dump_json(indent=1)}"
+        if journal:
+            request += f"\n\nWhat {parent.ref} has done so far (its tool journal):\n{journal}"
         return await self.tasks.create(
             tx, status="queued", parent_id=parent.id, priority=parent.priority,
             coworker=stage.coworker, delegator=parent.delegator, team_id=parent.team_id,
@@ -211,6 +215,18 @@ class Orchestrator:
             plan=json.dumps({"summary": stage.objective, "steps": [], "estimate_minutes": 5,
                              "questions": [], "deliverable": "answer"}),
         )  # fmt: skip
+
+    async def journal_of(self, task_id: int, limit: int = 30) -> str:
+        """A hand-off carries the parent's journal: each tool call, its arguments, its result."""
+        rows = await self.db.fetchall(
+            "SELECT tool, arguments, status, result FROM tool_calls WHERE task_id = ?"
+            " ORDER BY id DESC LIMIT ?",
+            (task_id, limit),
+        )
+        return "\n".join(
+            f"- {r['tool']}({r['arguments'][:300]}) → {r['status']}: {(r['result'] or '')[:500]}"
+            for r in reversed(rows)
+        )
 
     async def family_spend(self, task_id: int) -> float:
         """Dollars spent by a task and all its descendants."""
