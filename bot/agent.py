@@ -60,6 +60,8 @@ class State:
     messages: list[dict[str, Any]]
     step: int
     warned: bool = False
+    #: Whether this task has handed work to others (then its spend gate applies).
+    spawned: bool | None = None
 
 
 def block_dict(block: Any) -> dict[str, Any]:
@@ -212,7 +214,7 @@ class AgentLoop:
             return Outcome("budget", last_text)
         if state.step >= self.config.runner.max_steps:
             return Outcome("done", (last_text or "") + "\n\n_(stopped at the step limit)_")
-        gate = await self.spend_gate(fresh, last_text)
+        gate = await self.spend_gate(fresh, state, last_text)
         if gate is not None:
             return gate
         if not state.warned and spent >= budget * self.config.budget.wrap_up_at:
@@ -223,7 +225,7 @@ class AgentLoop:
         trim_tool_output(state.messages, self.config.runner.working_memory_tokens)
         ctx = CallContext(
             task_id=task.id, coworker=coworker, budget_usd=budget,
-            high_visibility=task.high_visibility,
+            high_visibility=task.high_visibility, spent_usd=spent,
         )  # fmt: skip
         try:
             msg = await self.llm.create(
@@ -242,12 +244,16 @@ class AgentLoop:
         await self.checkpoint(task, state)
         return None
 
-    async def spend_gate(self, task: Task, last_text: str | None) -> Outcome | None:
+    async def spend_gate(self, task: Task, state: State, last_text: str | None) -> Outcome | None:
         """A parent whose family spend crossed the threshold asks before going on."""
         orchestrator = self.toolbox.orchestrator
-        if orchestrator is None or not await self.db.fetchval(
-            "SELECT 1 FROM spawns WHERE parent_id = ? LIMIT 1", (task.id,)
-        ):
+        if orchestrator is None:
+            return None
+        if state.spawned is None:  # once per run: a spawn ends the run
+            state.spawned = bool(await self.db.fetchval(
+                "SELECT 1 FROM spawns WHERE parent_id = ? LIMIT 1", (task.id,)
+            ))  # fmt: skip
+        if not state.spawned:
             return None
         family = await orchestrator.family_spend(task.id)
         threshold = self.config.orchestration.spend_threshold * task.budget_usd

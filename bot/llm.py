@@ -59,6 +59,8 @@ class CallContext:
     coworker: CoworkerConfig | None = None
     high_visibility: bool = False
     budget_usd: float | None = None
+    #: What the task has spent, when the caller just read it (saves a query per call).
+    spent_usd: float | None = None
 
 
 def cost_usd(price: Price | None, usage: Any) -> float:
@@ -143,7 +145,7 @@ class LLM:
         """
         ctx = ctx or CallContext()
         if ctx.task_id is not None and ctx.budget_usd is not None:
-            spent = await self.spent(ctx.task_id)
+            spent = ctx.spent_usd if ctx.spent_usd is not None else await self.spent(ctx.task_id)
             if spent >= ctx.budget_usd:
                 raise BudgetExhausted(
                     task_id=ctx.task_id, spent_usd=spent, budget_usd=ctx.budget_usd

@@ -192,6 +192,11 @@ class TaskStore:
 
     async def take_inputs(self, task_id: int) -> list[dict[str, Any]]:
         """Pending thread replies for a task, marked consumed in the same transaction."""
+        pending = await self.db.fetchval(
+            "SELECT 1 FROM task_inputs WHERE task_id = ? AND consumed = 0 LIMIT 1", (task_id,)
+        )
+        if not pending:  # the common case: no transaction needed
+            return []
         async with self.db.transaction() as tx:
             rows = await tx.fetchall(
                 "SELECT id, user, text, ts FROM task_inputs WHERE task_id = ? AND consumed = 0"

@@ -103,6 +103,9 @@ async def test_consolidation_review_approve_and_reject(
         await run_task(h, "migrate the payments ledger", user="U1", channel="C1", task_id=1)
         memory = h.coworker.memory
         assert memory is not None
+        await until(
+            lambda: h.coworker.db.fetchval("SELECT COUNT(*) FROM memories WHERE kind = 'episode'")
+        )
         h.anthropic.enqueue_tool_use(
             "submit_facts", {"facts": ["The ledger uses Postgres 16", "Migrations run on Tuesdays"]}
         )
@@ -128,6 +131,10 @@ async def test_consolidation_review_approve_and_reject(
         assert statuses == {"The ledger uses Postgres 16": "active"}
         # The same facts again: the approved one is a duplicate, the rejected one stays rejected.
         await run_task(h, "migrate the payments ledger again", user="U1", channel="C1", task_id=2)
+        episodes = (
+            "SELECT COUNT(*) FROM memories WHERE kind = 'episode' AND consolidated_at IS NULL"
+        )
+        await until(lambda: h.coworker.db.fetchval(episodes))
         h.anthropic.enqueue_tool_use(
             "submit_facts", {"facts": ["The ledger uses Postgres 16", "Migrations run on Tuesdays"]}
         )
@@ -161,6 +168,9 @@ async def test_episode_recorded_and_feedback_updates_it(
 ) -> None:
     async with make_harness(config=CONFIG) as h:
         await run_task(h, "summarize the payments incident", user="U1", channel="C1", task_id=1)
+        await until(
+            lambda: h.coworker.db.fetchval("SELECT COUNT(*) FROM memories WHERE kind = 'episode'")
+        )
         row = await h.coworker.db.fetchone(
             "SELECT content, importance, project FROM memories WHERE kind = 'episode'"
         )
@@ -174,22 +184,79 @@ async def test_episode_recorded_and_feedback_updates_it(
         assert (await h.task(1)).feedback == 1
 
 
-async def test_app_home_shows_facts_by_scope_with_forget_and_the_review_queue(make_harness: Callable[..., Harness]) -> None:
+async def test_app_home_shows_facts_by_scope_with_forget_and_the_review_queue(
+    make_harness: Callable[..., Harness],
+) -> None:
     async with make_harness(config=CONFIG) as h:
         h.slack.add_channel("C1", "payments")
         h.slack.channel_members["C1"] = ["ULEAD"]
         memory = h.coworker.memory
         assert memory is not None
-        await command(h, "remember payments deploys need the PCI checklist", user="ULEAD", channel="C1")
+        await command(
+            h, "remember payments deploys need the PCI checklist", user="ULEAD", channel="C1"
+        )
         await command(h, "remember search reindexes nightly", user="U1", channel="C2")
-        proposed = await memory.store.add("fact", "Ledger uses Postgres 16", "project", project="payments", status="proposed")
-        await h.slack.send_event({"type": "app_home_opened", "user": "ULEAD", "channel": "D1", "tab": "home"})
+        proposed = await memory.store.add(
+            "fact", "Ledger uses Postgres 16", "project", project="payments", status="proposed"
+        )
+        await h.slack.send_event(
+            {"type": "app_home_opened", "user": "ULEAD", "channel": "D1", "tab": "home"}
+        )
         await h.slack.wait_for("views.publish")
         view = str(h.slack.home_views["ULEAD"])
         assert "PCI checklist" in view and "reindexes nightly" not in view  # not in C2
-        assert "Facts to review" in view and "Ledger uses Postgres 16" in view and "fact_forget" in view
+        assert (
+            "Facts to review" in view
+            and "Ledger uses Postgres 16" in view
+            and "fact_forget" in view
+        )
         fact_id = (await memory.listing("ULEAD", "C1"))[0].id
-        await h.slack.send_interactive(block_action("fact_forget", str(fact_id), user="ULEAD", channel="D1"))
+        await h.slack.send_interactive(
+            block_action("fact_forget", str(fact_id), user="ULEAD", channel="D1")
+        )
         await h.slack.wait_for("views.publish", count=2)
         assert "PCI checklist" not in str(h.slack.home_views["ULEAD"])
         assert await memory.store.get(proposed) is not None
+
+
+async def test_fact_remembered_in_a_task_reaches_a_later_related_task(
+    make_harness: Callable[..., Harness],
+) -> None:
+    async with make_harness(config=CONFIG) as h:
+        h.anthropic.enqueue_tool_use("submit_plan", plan(("Remember", ["memory__remember"])))
+        h.anthropic.enqueue_tool_use(
+            "memory__remember",
+            {"content": "Refunds over $500 need Finance sign-off", "task_id": 999},
+        )
+        h.anthropic.enqueue_text("Noted.")
+        await h.mention(
+            "remember: refunds over $500 need Finance sign-off", user="U1", channel="C1"
+        )
+        await h.wait_status("done", task_id=1)
+        act_tools = next(
+            r.body["tools"]
+            for r in h.anthropic.requests
+            if r.body.get("tools") and not r.body.get("tool_choice")
+        )
+        remember_schema = next(t for t in act_tools if t["name"] == "memory__remember")[
+            "input_schema"
+        ]
+        assert "task_id" not in remember_schema["properties"]
+        fact = await until(
+            lambda: h.coworker.db.fetchone(
+                "SELECT id, status, project, source_task FROM memories WHERE kind = 'fact'"
+            )
+        )
+        assert (fact["status"], fact["project"], fact["source_task"]) == ("proposed", "payments", 1)
+        await h.slack.send_interactive(
+            block_action("fact_approve", str(fact["id"]), user="ULEAD", channel="C1")
+        )
+        await until(
+            lambda: h.coworker.db.fetchval(
+                "SELECT 1 FROM memories WHERE kind = 'fact' AND status = 'active'"
+            )
+        )
+        related = await run_task(h, "issue a $700 refund", user="U2", channel="C1", task_id=2)
+        assert "Finance sign-off" in related
+        elsewhere = await run_task(h, "issue a $700 refund", user="U2", channel="C2", task_id=3)
+        assert "Finance sign-off" not in elsewhere
