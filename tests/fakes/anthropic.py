@@ -508,7 +508,7 @@ class FakeAnthropic:
     def last_request(self) -> Request:
         return self.requests[-1]
 
-    async def wait_for_requests(self, n: int, timeout: float = 5.0) -> list[Request]:  # noqa: ASYNC109
+    async def wait_for_requests(self, n: int, timeout: float = 5.0) -> list[Request]:
         """Wait until at least ``n`` message requests arrived; returns them all."""
         async with self._arrived:
             try:

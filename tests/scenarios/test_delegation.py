@@ -23,7 +23,9 @@ async def test_mention_plan_approve_tool_answer(
         h.anthropic.enqueue_tool_use("tickets__search", {"query": "flaky"})
         h.anthropic.enqueue_text("Found **2 tickets**: TCK-1 and TCK-2.")
         event = await h.mention("find flaky test tickets")
-        [posted] = await h.slack.wait_for("chat.postMessage", lambda c: "Plan for T-1" in c.params.get("text", ""))
+        [posted] = await h.slack.wait_for(
+            "chat.postMessage", lambda c: "Plan for T-1" in c.params.get("text", "")
+        )
         assert "tickets__search" in str(posted.params["blocks"])
         task = await h.wait_status("awaiting_plan_approval")
         await h.click("plan_approve", task.id, user="U1", message_ts=posted.response["ts"])

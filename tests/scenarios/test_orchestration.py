@@ -241,13 +241,20 @@ async def test_restart_while_children_run_completes_with_each_result_once(
         assert await h.coworker.db.fetchval("SELECT COUNT(*) FROM tasks WHERE parent_id = 1") == 2
 
 
-async def test_hand_off_carries_the_parents_journal(make_harness: Callable[..., Harness], tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_hand_off_carries_the_parents_journal(
+    make_harness: Callable[..., Harness], tmp_path
+) -> None:  # type: ignore[no-untyped-def]
     from tests.scenarios.conftest import tickets_mcp
 
     script = Script()
     script.add("lead", tool_reply("tickets__search", {"query": "login"}))
-    script.add("lead", tool_reply("team__delegate", {"coworker": "dev", "objective": "fix the login test"}))
-    script.add("dev", lambda body: text_reply("saw: " + str("flaky login test" in str(body["messages"][0]))))
+    script.add(
+        "lead", tool_reply("team__delegate", {"coworker": "dev", "objective": "fix the login test"})
+    )
+    script.add(
+        "dev",
+        lambda body: text_reply("saw: " + str("flaky login test" in str(body["messages"][0]))),
+    )
     script.add("lead", text_reply("done"))
     config = TEAM + '[policy.tools]\n"tickets__search" = "auto"\n'
     async with make_harness(config=config, mcp=tickets_mcp(tmp_path / "t.log")) as h:

@@ -143,7 +143,9 @@ async def test_write_tool_needs_a_dry_run_whose_preview_is_in_the_approval(
         assert [r["args"]["dry_run"] for r in tool_runs(log)] == [True, False]
 
 
-async def test_high_visibility_final_draft_goes_to_the_best_model(make_harness: Callable[..., Harness]) -> None:
+async def test_high_visibility_final_draft_goes_to_the_best_model(
+    make_harness: Callable[..., Harness],
+) -> None:
     async with make_harness(config='plan_approval = "never"\n') as h:
         h.anthropic.enqueue_tool_use("submit_plan", plan(("Write", [])))
         h.anthropic.enqueue_text("rough draft")
