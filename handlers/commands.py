@@ -59,20 +59,23 @@ async def cmd_status(svc: Any, user: str, arg: str, cmd: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-async def cmd_cancel(svc: Any, user: str, arg: str, cmd: dict[str, Any]) -> str:
+async def _on_task(
+    arg: str, verb: str, act: Callable[[int], Awaitable[bool]], ok: str, no: str
+) -> str:
     task_id = parse_task_ref(arg)
     if task_id is None:
-        return "Which task? For example `/coworker cancel T-42`."
-    done = await svc.delegation.cancel(task_id, user)
-    return f"Cancelled T-{task_id}." if done else f"T-{task_id} is already finished."
+        return f"Which task? For example `/coworker {verb} T-42`."
+    return (ok if await act(task_id) else no).format(ref=f"T-{task_id}")
+
+
+async def cmd_cancel(svc: Any, user: str, arg: str, cmd: dict[str, Any]) -> str:
+    return await _on_task(arg, "cancel", lambda t: svc.delegation.cancel(t, user),
+                          "Cancelled {ref}.", "{ref} is already finished.")  # fmt: skip
 
 
 async def cmd_resume(svc: Any, user: str, arg: str, cmd: dict[str, Any]) -> str:
-    task_id = parse_task_ref(arg)
-    if task_id is None:
-        return "Which task? For example `/coworker resume T-42`."
-    done = await svc.delegation.resume(task_id, user)
-    return f"Resuming T-{task_id}." if done else f"T-{task_id} is not paused or failed."
+    return await _on_task(arg, "resume", lambda t: svc.delegation.resume(t, user),
+                          "Resuming {ref}.", "{ref} is not paused or failed.")  # fmt: skip
 
 
 async def cmd_remember(svc: Any, user: str, arg: str, cmd: dict[str, Any]) -> str:

@@ -14,53 +14,47 @@ from bot.tasks import Task
 log = logging.getLogger(__name__)
 
 
+def text_modal(
+    callback_id: str,
+    target: int,
+    *,
+    title: str,
+    submit: str,
+    block_id: str,
+    label: str,
+    initial: str | None = None,
+    optional: bool = False,
+    max_length: int = 3000,
+) -> dict[str, Any]:
+    """A modal with one multiline text input; `private_metadata` carries the target id."""
+    element: dict[str, Any] = {"type": "plain_text_input", "action_id": "text",
+                               "multiline": True, "max_length": max_length}  # fmt: skip
+    if initial:
+        element["initial_value"] = initial[:max_length]
+    return {
+        "type": "modal", "callback_id": callback_id, "private_metadata": str(target),
+        "title": {"type": "plain_text", "text": title[:24]},
+        "submit": {"type": "plain_text", "text": submit},
+        "blocks": [{"type": "input", "block_id": block_id, "optional": optional,
+                    "label": {"type": "plain_text", "text": label}, "element": element}],
+    }  # fmt: skip
+
+
 def plan_edit_modal(task: Task) -> dict[str, Any]:
     text = render_plan(Plan.model_validate(task.plan)) if task.plan else task.request
-    return {
-        "type": "modal",
-        "callback_id": "plan_edit",
-        "private_metadata": str(task.id),
-        "title": {"type": "plain_text", "text": f"Edit plan {task.ref}"[:24]},
-        "submit": {"type": "plain_text", "text": "Revise plan"},
-        "blocks": [{
-            "type": "input", "block_id": "plan",
-            "label": {"type": "plain_text", "text": "Plan"},
-            "element": {"type": "plain_text_input", "action_id": "text", "multiline": True,
-                        "initial_value": text[:3000], "max_length": 3000},
-        }],
-    }  # fmt: skip
+    return text_modal("plan_edit", task.id, title=f"Edit plan {task.ref}", submit="Revise plan",
+                      block_id="plan", label="Plan", initial=text)  # fmt: skip
 
 
 def reject_modal(approval_id: int) -> dict[str, Any]:
-    return {
-        "type": "modal",
-        "callback_id": "approval_reject",
-        "private_metadata": str(approval_id),
-        "title": {"type": "plain_text", "text": "Reject"},
-        "submit": {"type": "plain_text", "text": "Reject"},
-        "blocks": [{
-            "type": "input", "block_id": "reason", "optional": True,
-            "label": {"type": "plain_text", "text": "Reason (the coworker sees it)"},
-            "element": {"type": "plain_text_input", "action_id": "text", "multiline": True,
-                        "max_length": 1000},
-        }],
-    }  # fmt: skip
+    return text_modal("approval_reject", approval_id, title="Reject", submit="Reject",
+                      block_id="reason", label="Reason (the coworker sees it)", optional=True,
+                      max_length=1000)  # fmt: skip
 
 
 def fact_edit_modal(fact_id: int, text: str) -> dict[str, Any]:
-    return {
-        "type": "modal",
-        "callback_id": "fact_edit",
-        "private_metadata": str(fact_id),
-        "title": {"type": "plain_text", "text": "Edit fact"},
-        "submit": {"type": "plain_text", "text": "Approve"},
-        "blocks": [{
-            "type": "input", "block_id": "fact",
-            "label": {"type": "plain_text", "text": "Fact"},
-            "element": {"type": "plain_text_input", "action_id": "text", "multiline": True,
-                        "initial_value": text[:3000], "max_length": 3000},
-        }],
-    }  # fmt: skip
+    return text_modal("fact_edit", fact_id, title="Edit fact", submit="Approve",
+                      block_id="fact", label="Fact", initial=text)  # fmt: skip
 
 
 def field(view: dict[str, Any], block: str) -> str:
