@@ -80,3 +80,16 @@ async def serve_http(h: Harness) -> str:
     await h.coworker.connect()
     port = h.coworker._runner_http.addresses[0][1]
     return f"http://127.0.0.1:{port}/slack/events"
+
+
+async def test_healthz_reports_database_and_slack(make_harness: Callable[..., Harness]) -> None:
+    import aiohttp
+
+    async with make_harness(socket_mode=False) as h:
+        url = (await serve_http(h)).replace("/slack/events", "/healthz")
+        async with aiohttp.ClientSession() as session:
+            async with session.get(url) as resp:
+                assert resp.status == 200 and (await resp.json()) == {"ok": True}
+            h.slack.fail_next("auth.test", times=10, status=200, error="invalid_auth")
+            async with session.get(url) as resp:
+                assert resp.status == 503
