@@ -93,3 +93,13 @@ async def test_healthz_reports_database_and_slack(make_harness: Callable[..., Ha
             h.slack.fail_next("auth.test", times=10, status=200, error="invalid_auth")
             async with session.get(url) as resp:
                 assert resp.status == 503
+
+
+async def test_assistant_thread_started_gets_suggested_prompts(harness: Harness) -> None:
+    from tests.fakes.slack import assistant_thread_started
+
+    await harness.slack.send_event(
+        assistant_thread_started(user="U1", channel="D1", thread_ts="9.0")
+    )
+    [call] = await harness.slack.wait_for("assistant.threads.setSuggestedPrompts")
+    assert call.params["thread_ts"] == "9.0" and len(call.params["prompts"]) >= 1
