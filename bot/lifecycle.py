@@ -203,10 +203,10 @@ class TaskWork:
 
     async def _deliver(self, task: Task, outcome: Outcome) -> None:
         text = outcome.text or "I finished, but I have nothing to report."
-        if not await self.tasks.transition(task.id, "done", from_="running", result=text):
-            return
-        fresh = await self.tasks.get(task.id)
-        if fresh.parent_id is not None:
+        if task.parent_id is not None:
+            if not await self.tasks.transition(task.id, "done", from_="running", result=text):
+                return
+            fresh = await self.tasks.get(task.id)
             await self.notifier.note(
                 fresh, f"✓ Subtask {fresh.ref} (`{fresh.coworker}`) done: {text[:300]}"
             )
@@ -214,13 +214,20 @@ class TaskWork:
             if self.orchestrator is not None:
                 await self.orchestrator.child_finished(fresh)
             return
+        fresh = await self.tasks.get(task.id)
+        if fresh.status != "running":
+            return
+        # Post, then record done: a crash in between posts it again on resume, where the
+        # other order could leave a task done whose deliverable nobody ever saw.
         await self.notifier.status(fresh, StatusSnapshot(
             state="done", step=fresh.steps, total_steps=fresh.steps,
             tools_used=sorted(set(outcome.tools_used)), spent_usd=fresh.spent_usd,
             budget_usd=fresh.budget_usd,
         ))  # fmt: skip
         await self.notifier.deliver(fresh, text, checks=fresh.checks or None)
-        await self.memory.task_finished(fresh, "done", outcome.tools_used)
+        if not await self.tasks.transition(task.id, "done", from_="running", result=text):
+            return
+        await self.memory.task_finished(await self.tasks.get(task.id), "done", outcome.tools_used)
 
     async def _wait_for_approval(self, task: Task) -> None:
         if not await self.tasks.transition(task.id, "waiting_approval", from_="running"):
