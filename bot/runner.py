@@ -44,6 +44,9 @@ class TaskRunner:
         self.work = work
         self.concurrency = concurrency
         self.active: dict[int, asyncio.Task[None]] = {}
+        # Every job, also one still finishing a task that another job has claimed again
+        # (planning posts its plan after queueing the task): stop() waits for all of them.
+        self._jobs: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
         self.peak = 0
@@ -93,6 +96,8 @@ class TaskRunner:
     def _spawn(self, task: Task) -> None:
         job = asyncio.create_task(self._run(task), name=f"task-{task.id}")
         self.active[task.id] = job
+        self._jobs.add(job)
+        job.add_done_callback(self._jobs.discard)
         self.peak = max(self.peak, len(self.active))
 
     async def _run(self, task: Task) -> None:
@@ -104,7 +109,8 @@ class TaskRunner:
         except Exception:
             log.exception("task %s: unexpected error in the runner", task.id)
         finally:
-            self.active.pop(task.id, None)
+            if self.active.get(task.id) is asyncio.current_task():
+                del self.active[task.id]
             self.wake()
 
     def stop_task(self, task_id: int) -> bool:
@@ -127,7 +133,7 @@ class TaskRunner:
             self._loop.cancel()
             await asyncio.gather(self._loop, return_exceptions=True)
             self._loop = None
-        jobs = list(self.active.values())
+        jobs = list(self._jobs)
         for job in jobs:
             job.cancel()
         await asyncio.gather(*jobs, return_exceptions=True)
