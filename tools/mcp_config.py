@@ -122,6 +122,10 @@ def load_mcp_config(path: Path, env: Mapping[str, str] | None = None) -> dict[st
         raise ConfigError(
             f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno})", path=str(path)
         ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid JSON (not UTF-8 text)", path=str(path)) from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid JSON (nested too deeply)", path=str(path)) from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}", path=str(path)) from None
     return parse_mcp_config(data, env=env, path=str(path))
