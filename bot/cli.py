@@ -9,7 +9,7 @@ import anthropic
 from slack_sdk.errors import SlackApiError
 
 from bot.config import load_config
-from bot.db import Database
+from bot.db import Database, sqlite_module
 from bot.errors import CoworkerError
 from bot.llm import make_client
 from bot.migrations import applied, discover, migrate
@@ -179,6 +179,8 @@ async def run_backup(settings: Settings, path: str) -> int:
     db = await Database.open(settings.database_path)
     try:
         written = await backup_to(db, path)
+    except (OSError, sqlite_module().Error) as exc:  # a full disk, a path that cannot be written
+        raise CoworkerError(f"backup to {path} failed: {exc}") from None
     finally:
         await db.close()
     print(f"backup written to {written}")
