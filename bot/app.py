@@ -9,6 +9,7 @@ stopped. Tests call `build()` with stand-in URLs and drive the same object.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 from dataclasses import dataclass, field
@@ -154,6 +155,9 @@ class Coworker:
     async def serve_forever(self) -> None:
         await self.start()
         await self.connect()
+        # Everything built so far lives as long as the process: keep it out of the cyclic
+        # collector's generations, so collections stay short and do not stall acks.
+        gc.freeze()
         try:
             await asyncio.Event().wait()
         finally:
