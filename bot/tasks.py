@@ -26,10 +26,19 @@ PRIORITIES = ("low", "normal", "high", "urgent")
 _TASK_REF = re.compile(r"^\s*T-?(\d+)\s*$", re.IGNORECASE)
 
 
+MAX_ID = 2**63 - 1  # SQLite's largest INTEGER: a larger number is no row's id
+
+
+def parse_id(text: str) -> int | None:
+    """A row id written in decimal digits, or None (not a number, or too large for SQLite)."""
+    text = text.strip()
+    return int(text) if text.isdecimal() and int(text) <= MAX_ID else None
+
+
 def parse_task_ref(text: str) -> int | None:
     """`T-42`, `t42` or `42` → 42."""
     m = _TASK_REF.match(text) or re.match(r"^\s*(\d+)\s*$", text)
-    return int(m.group(1)) if m else None
+    return parse_id(m.group(1)) if m else None
 
 
 @dataclass

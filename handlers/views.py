@@ -9,7 +9,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot.errors import NotAllowed
 from bot.plans import Plan, render_plan
-from bot.tasks import Task
+from bot.tasks import Task, parse_id
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def field(view: dict[str, Any], block: str) -> str:
 
 def meta_id(view: dict[str, Any]) -> int | None:
     raw = str(view.get("private_metadata") or "")
-    return int(raw) if raw.isdigit() else None
+    return parse_id(raw)
 
 
 async def submit_plan_edit(
