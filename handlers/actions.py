@@ -15,6 +15,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import CoworkerError, NotAllowed
+from bot.tasks import parse_id
 from handlers import views
 from handlers.responses import NOT_YOURS, ephemeral
 
@@ -25,7 +26,7 @@ def action_value(body: dict[str, Any]) -> int | None:
     """The id carried in the clicked button's value, or None if it is not one."""
     try:
         value = body["actions"][0]["value"]
-        return int(value) if str(value).isdigit() else None
+        return parse_id(str(value))
     except (KeyError, IndexError, TypeError):
         return None
 
