@@ -24,3 +24,4 @@ def register_handlers(app: AsyncApp, services: Any) -> None:
     app.middleware(inject)
     for surface in (events, messages, actions, views, commands, home):
         surface.register(app)
+    actions.register_fallback(app)

@@ -8,6 +8,7 @@ nothing because the services use conditional updates.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
@@ -172,6 +173,13 @@ async def _forget(svc: Any, fact_id: int, user: str) -> None:
         await publish_home(svc.slack, svc, user)
 
 
+async def unknown_action(ack: AsyncAck, body: dict[str, Any]) -> None:
+    """A button this version does not know (an old message's): ack it, do nothing."""
+    await ack()
+    action = ((body.get("actions") or [{}])[0] or {}).get("action_id")
+    log.info("ignored unknown action %r", str(action)[:60])
+
+
 def register(app: AsyncApp) -> None:
     app.action("fact_approve")(fact_action(True))
     app.action("fact_reject")(fact_action(False))
@@ -185,3 +193,8 @@ def register(app: AsyncApp) -> None:
     app.action("approval_reject")(open_reject)
     app.action("feedback_up")(simple(_feedback_up))
     app.action("feedback_down")(simple(_feedback_down))
+
+
+def register_fallback(app: AsyncApp) -> None:
+    """Ack buttons no surface handles; registered after every surface (first match wins)."""
+    app.action(re.compile(".*"))(unknown_action)
