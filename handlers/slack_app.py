@@ -26,6 +26,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 log = logging.getLogger(__name__)
 
 MAX_BODY = 1024 * 1024
+# What Bolt raises parsing a body that is not a Slack payload (before or after checking
+# its signature): the request is refused with 400 and nothing is acted on.
+UNREADABLE = (ValueError, TypeError, AttributeError, KeyError, IndexError)
 
 
 def make_client(token: str, base_url: str) -> AsyncWebClient:
@@ -69,11 +72,15 @@ def http_app(app: AsyncApp, healthy: Callable[[], Awaitable[bool]]) -> web.Appli
     """`POST /slack/events` for Events API, interactivity and commands; `GET /healthz`."""
 
     async def events(request: web.Request) -> web.Response:
-        body = await request.text()
-        bolt_req = AsyncBoltRequest(
-            body=body, query=request.query_string, headers=dict(request.headers)
-        )
-        resp = await app.async_dispatch(bolt_req)
+        try:
+            body = (await request.read()).decode("utf-8")
+            bolt_req = AsyncBoltRequest(
+                body=body, query=request.query_string, headers=dict(request.headers)
+            )
+            resp = await app.async_dispatch(bolt_req)
+        except UNREADABLE as exc:
+            log.warning("refused a request Bolt cannot read: %s", type(exc).__name__)
+            return web.Response(status=400, text="bad request")
         return web.Response(
             status=resp.status, body=resp.body,
             headers={k: v[0] for k, v in resp.headers.items() if v and k.lower() != "content-length"},
