@@ -7,7 +7,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
-from bot.errors import NotAllowed
+from bot.errors import CoworkerError
 from bot.plans import Plan, render_plan
 from bot.tasks import Task, parse_id
 
@@ -77,7 +77,7 @@ async def submit_plan_edit(
     await ack()
     try:
         await context["coworker"].delegation.edit_plan(task_id, body["user"]["id"], text)
-    except NotAllowed:
+    except CoworkerError:  # not theirs to decide, or no such task or fact
         log.info("plan edit refused for %s", body["user"]["id"])
 
 
@@ -93,7 +93,7 @@ async def submit_reject(
         await context["coworker"].delegation.decide(
             approval_id, body["user"]["id"], approve=False, note=note
         )
-    except NotAllowed:
+    except CoworkerError:  # not theirs to decide, or no such task or fact
         log.info("rejection refused for %s", body["user"]["id"])
 
 
@@ -109,7 +109,7 @@ async def submit_fact_edit(
         await context["coworker"].memory.decide_fact(
             fact_id, body["user"]["id"], approve=True, edited=text
         )
-    except NotAllowed:
+    except CoworkerError:  # not theirs to decide, or no such task or fact
         log.info("fact edit refused for %s", body["user"]["id"])
 
 
