@@ -21,7 +21,7 @@ from bot.clock import now
 from bot.config import Config
 from bot.errors import NotAllowed
 from bot.llm import LLM
-from bot.tasks import Task, TaskStore
+from bot.tasks import Task, TaskStore, parse_id
 from memory import (
     EpisodeInput,
     MemoryStore,
@@ -132,8 +132,8 @@ class TeamMemory:
     async def forget(self, ref: str, user: str, channel: str | None) -> list[Memory]:
         """`/coworker forget <id or text>`: real deletion of what this person may see."""
         scope = self.scope_for(user, channel)
-        if m := _REF.match(ref):
-            found = await self.store.get(int(m.group(1)))
+        if (m := _REF.match(ref)) and (fact_id := parse_id(m.group(1))) is not None:
+            found = await self.store.get(fact_id)
             targets = [found] if found is not None and self.sees(scope, found) else []
         else:
             targets = await self.store.find(ref, scope, limit=5)
