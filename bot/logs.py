@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 
-_SECRET = re.compile(
-    r"(xox[abposr]-[A-Za-z0-9-]+|xapp-[A-Za-z0-9-]+|sk-[A-Za-z0-9_-]{8,}|"
-    r"(?i:bearer)\s+[A-Za-z0-9._~+/=-]{8,})"
-)
+from tools.redact import redact_text
+
+# Libraries that log whole requests, SQL parameters or tool payloads at DEBUG: what a
+# task's tools and model see (secrets in arguments included) stays out of the log.
+PAYLOAD_LOGGERS = ("aiosqlite", "anthropic", "mcp")
 
 
 def scrub(text: str) -> str:
-    return _SECRET.sub("[redacted]", text)
+    """`text` with credential-shaped strings (Slack, Anthropic, GitHub, AWS, …) replaced."""
+    return redact_text(text)
 
 
 class ScrubbingFormatter(logging.Formatter):
@@ -29,5 +30,5 @@ def setup(level: str | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level or os.environ.get("LOG_LEVEL", "INFO"))
-    for noisy in ("slack_bolt", "slack_sdk", "httpx", "httpx2", "apscheduler"):
+    for noisy in ("slack_bolt", "slack_sdk", "httpx", "httpx2", "apscheduler", *PAYLOAD_LOGGERS):
         logging.getLogger(noisy).setLevel(logging.WARNING)
