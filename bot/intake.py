@@ -104,13 +104,12 @@ class Intake:
             existing = await self.tasks.find_by_thread(msg.channel, msg.thread_ts)
         if existing is None and not (msg.mention or msg.is_dm):
             return IntakeResult("ignored")
-        if existing is None and await self._over_rate(msg.user):
-            if await self._record_only(msg):
-                return IntakeResult("rate_limited")
-            return IntakeResult("duplicate")
         async with self.db.transaction() as tx:
             if not await self._record(tx, msg):
                 return IntakeResult("duplicate")
+            # Counted in the transaction that creates: a burst cannot slip past the limit.
+            if existing is None and await self._over_rate(tx, msg.user):
+                return IntakeResult("rate_limited")
             if existing is not None:
                 await self._continue(tx, existing, msg)
                 task_id, kind = existing.id, "continued"
@@ -131,16 +130,12 @@ class Intake:
         )
         return cur.rowcount == 1
 
-    async def _record_only(self, msg: IncomingMessage) -> bool:
-        async with self.db.transaction() as tx:
-            return await self._record(tx, msg)
-
-    async def _over_rate(self, user: str) -> bool:
-        count = await self.db.fetchval(
+    async def _over_rate(self, tx: Tx, user: str) -> bool:
+        row = await tx.fetchone(
             "SELECT COUNT(*) FROM tasks WHERE delegator = ? AND created_at > ? AND parent_id IS NULL",
             (user, now() - 60),
         )
-        return int(count or 0) >= self.config.runner.max_new_tasks_per_minute
+        return int(row[0] or 0) >= self.config.runner.max_new_tasks_per_minute
 
     async def _create(self, tx: Tx, msg: IncomingMessage, parsed: ParsedRequest) -> int:
         files = [
