@@ -61,6 +61,9 @@ class Delegation:
             await self.tasks.log(result.task.id, "created", actor=msg.user)
         elif result.kind == "continued" and result.task is not None:
             await self.tasks.log(result.task.id, "reply", actor=msg.user)
+        elif result.kind == "rate_limited":
+            limit = self.config.runner.max_new_tasks_per_minute
+            await self.notifier.rate_limited(msg.channel, msg.thread_ts or msg.ts, msg.user, limit)
         if result.kind in ("created", "continued"):
             self.runner.wake()
         return result

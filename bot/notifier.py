@@ -95,5 +95,8 @@ class Notifier(Protocol):
     async def note(self, task: Task, text: str) -> None:
         """A short line in the thread."""
 
+    async def rate_limited(self, channel: str, thread_ts: str, user: str, limit: int) -> None:
+        """Tell only `user` that a new request was not started: `limit` a minute reached."""
+
     async def facts_proposed(self, proposals: list[Any]) -> None:
         """Ask people to review proposed facts (Approve / Edit / Reject)."""

@@ -301,6 +301,16 @@ class SlackNotifier:
     async def note(self, task: Task, text: str) -> None:
         await self.post(task, text)
 
+    async def rate_limited(self, channel: str, thread_ts: str, user: str, limit: int) -> None:
+        text = (f"You've started {limit} tasks in the last minute, so I didn't start this one. "
+                "Please ask again in a minute.")  # fmt: skip
+        try:
+            await self.client.chat_postEphemeral(
+                channel=channel, user=user, text=text, thread_ts=thread_ts
+            )
+        except SlackApiError as exc:
+            log.info("rate-limit notice to %s failed: %s", user, exc.response.get("error"))
+
     def fact_blocks(self, fact_id: int, text: str) -> list[dict[str, Any]]:
         v = str(fact_id)
         return [
