@@ -166,12 +166,20 @@ class Intake:
         return (cw.budget_usd if cw and cw.budget_usd else None) or self.config.budget.task_usd
 
     async def _continue(self, tx: Tx, task: Task, msg: IncomingMessage) -> None:
-        """A reply in the thread: an answer, a plan comment, news for a running task, or a follow-up."""
+        """A reply in the thread: an answer, a plan comment, news for a running task, or a follow-up.
+
+        Only the delegator and configured approvers steer a task: anyone else's reply is kept
+        for the record but never reaches the model (it runs with the delegator's tools) and
+        changes no state.
+        """
         text = _MENTION.sub("", msg.text).strip()
+        steers = msg.user == task.delegator or msg.user in self.config.approvals.approvers
         await tx.execute(
-            "INSERT INTO task_inputs (task_id, user, text, ts, at) VALUES (?, ?, ?, ?, ?)",
-            (task.id, msg.user, text, msg.ts, now()),
+            "INSERT INTO task_inputs (task_id, user, text, ts, at, consumed) VALUES (?, ?, ?, ?, ?, ?)",
+            (task.id, msg.user, text, msg.ts, now(), int(not steers)),
         )
+        if not steers:
+            return
         to = None
         if task.status in ("waiting_input", "awaiting_plan_approval") and task.plan is None:
             to = "received"

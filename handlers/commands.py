@@ -79,6 +79,7 @@ async def cmd_resume(svc: Any, user: str, arg: str, cmd: dict[str, Any]) -> str:
 
 
 async def cmd_remember(svc: Any, user: str, arg: str, cmd: dict[str, Any]) -> str:
+    arg = "".join(ch for ch in arg if ch.isprintable()).strip()
     if not arg.removeprefix("--team").removeprefix("--me").strip():
         return "What should I remember? For example `/coworker remember deploys freeze on Fridays`."
     fact = await svc.memory.remember(arg, user, cmd.get("channel_id"))

@@ -464,8 +464,6 @@ async def test_task_numbers_too_large_get_a_plain_answer(make_harness: Any) -> N
         assert sum("Which task?" in t for t in texts) == 3, texts
 
 
-@pytest.mark.xfail(reason="memory: a fact of only control characters fails a CHECK constraint "
-                   "(reported; memory/ is another engineer's)", strict=False)  # fmt: skip
 async def test_remember_with_nothing_visible_is_refused_politely(make_harness: Any) -> None:
     async with make_harness(config=CONFIG) as h:
         envelope = await h.slack.send_slash_command(slash_command("remember \x00\u202e", user="U1"))

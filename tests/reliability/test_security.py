@@ -16,8 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from bot.db import sqlite_module
 from tests.fakes.anthropic import FakeAnthropic, Reply, error_reply
 from tests.fakes.slack import FakeSlack, app_mention, block_action, channel_message
@@ -209,8 +207,6 @@ async def test_the_limit_on_new_tasks_holds_and_the_person_is_told(
         assert [r[0] for r in owners] == ["U1", "U1", "U2"]
 
 
-@pytest.mark.xfail(reason="open question for the lead: anyone's reply in a finished task's "
-                   "thread reopens it, and the follow-up runs with the delegator's tools", strict=False)  # fmt: skip
 async def test_a_strangers_reply_does_not_reopen_a_finished_task(
     make_harness: Callable[..., Harness],
 ) -> None:
