@@ -132,7 +132,16 @@ class Orchestrator:
                 return f"Refused: {exc}", True
             await self._spawn(task, key, name.removeprefix(PREFIX), stages)
             return None
-        return await self._gather(spawn)
+        gathered = await self._gather(spawn)
+        if gathered is None and spawn["kind"] == "pipeline":
+            await self._resume_pipeline(spawn, task)
+        return gathered
+
+    async def _resume_pipeline(self, spawn: Any, parent: Task) -> None:
+        """A stage finished but the next was never started (a crash in between): start it."""
+        children = await self._children(spawn["key"])
+        if children and all(c.status == "done" for c in children):
+            await self._next_stage(spawn, parent, children[-1])
 
     def _stages(self, name: str, args: dict[str, Any]) -> list[Stage]:
         try:

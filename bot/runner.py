@@ -67,6 +67,14 @@ class TaskRunner:
             " AND a.status IN ('pending', 'expired'))",
             (now(),),
         )
+        # A parent whose subtasks all finished just before a crash, before it was woken.
+        moved += await self.db.execute(
+            "UPDATE tasks SET status = 'queued', updated_at = ? WHERE status = 'waiting_input'"
+            " AND EXISTS (SELECT 1 FROM spawns s WHERE s.parent_id = tasks.id)"
+            " AND NOT EXISTS (SELECT 1 FROM tasks c WHERE c.parent_id = tasks.id"
+            " AND c.status NOT IN ('done', 'failed', 'cancelled'))",
+            (now(),),
+        )
         if moved:
             log.info("resuming %d interrupted task(s)", moved)
         return moved

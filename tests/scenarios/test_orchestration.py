@@ -267,3 +267,36 @@ async def test_hand_off_carries_the_parents_journal(
         await start(h, script)
         await h.wait_status("done", task_id=1, timeout=10)
         assert (await h.task(2)).result == "saw: True"
+
+
+async def test_parent_wakes_after_a_crash_between_child_done_and_wake(
+    make_harness: Callable[..., Harness],
+) -> None:
+    gate = asyncio.Event()
+
+    async def slow(body: dict[str, Any]) -> Reply:
+        await gate.wait()
+        return text_reply("never used")
+
+    script = Script()
+    script.add("lead", tool_reply("team__delegate", {"coworker": "dev", "objective": "check it"}))
+    script.add("lead", lambda body: text_reply("parent saw: " + results_in(body)[0]["status"]))
+    async with make_harness(config=TEAM) as h:
+
+        async def responder(body: dict[str, Any]) -> Reply:
+            return await slow(body) if Script.who(body) == "dev" else await script(body)
+
+        h.anthropic.responder = responder
+        await h.mention("lead: check it all")
+        await h.wait_status("running", task_id=2, timeout=10)
+        await h.stop_app()
+        gate.set()
+        # The crash window: the child was recorded done, the parent was never woken.
+        from bot.db import Database
+
+        db = await Database.open(h.tmp / "coworker.db")
+        await db.execute("UPDATE tasks SET status = 'done', result = 'checked' WHERE id = 2")
+        await db.close()
+        await h.start_app()
+        parent = await h.wait_status("done", task_id=1, timeout=10)
+        assert parent.result == "parent saw: done"
