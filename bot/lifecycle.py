@@ -197,9 +197,8 @@ class TaskWork:
     async def _wait_for_children(self, task: Task) -> None:
         if not await self.tasks.transition(task.id, "waiting_input", from_="running"):
             return
-        children = await self.tasks.children(task.id)
-        if children and all(c.finished for c in children) and self.orchestrator is not None:
-            await self.orchestrator.child_finished(children[-1])
+        if self.orchestrator is not None:  # they may have finished while we were settling
+            await self.orchestrator.wake_if_gathered(task.id)
 
     async def _deliver(self, task: Task, outcome: Outcome) -> None:
         text = outcome.text or "I finished, but I have nothing to report."

@@ -297,9 +297,20 @@ class Orchestrator:
         if spawn["kind"] == "pipeline" and child.status == "done":
             if await self._next_stage(spawn, parent, child):
                 return
-        if await self._gather(spawn) is not None:
-            if await self.tasks.transition(parent.id, "queued", from_="waiting_input"):
-                self.wake()
+        await self.wake_if_gathered(parent.id)
+
+    async def wake_if_gathered(self, parent_id: int) -> bool:
+        """Queue a waiting parent once the spawn it waits on (its newest) has every result."""
+        spawn = await self.db.fetchone(
+            "SELECT * FROM spawns WHERE parent_id = ? ORDER BY created_at DESC, rowid DESC LIMIT 1",
+            (parent_id,),
+        )
+        if spawn is None or await self._gather(spawn) is None:
+            return False
+        if not await self.tasks.transition(parent_id, "queued", from_="waiting_input"):
+            return False
+        self.wake()
+        return True
 
     async def _retry(self, child: Task, parent: Task) -> bool:
         failures = sum(1 for e in await self.tasks.events(child.id) if e["kind"] == "status:failed")
