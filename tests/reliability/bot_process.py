@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -109,3 +110,57 @@ def bot_env(slack: Any, anthropic: Any, tmp: Path, **extra: str) -> dict[str, st
         "COWORKER_MCP_CONFIG": str(tmp / ".mcp.json"),
         **extra,
     }
+
+
+EFFECTS_SERVER = Path(__file__).parent / "servers" / "effects.py"
+
+
+class ChildBotRun:
+    """What the crash and load runs share: stand-ins, the bot child, a read-only view.
+
+    Subclasses set `self.slack` and `self.anthropic` (not started) before `launch()`.
+    """
+
+    tmp: Path
+    slack: Any
+    anthropic: Any
+    bot: BotProcess | None = None
+    _db: Any = None
+
+    @property
+    def effects_log(self) -> Path:
+        return self.tmp / "effects.log"
+
+    async def launch(self, config: str, tool_delay: tuple[float, float] | None) -> None:
+        """Start the stand-ins, write the config files, and prepare the bot (not started)."""
+        await self.slack.start()
+        await self.anthropic.start()
+        (self.tmp / "coworker.toml").write_text(config)
+        delay = {"EFFECTS_DELAY": f"{tool_delay[0]},{tool_delay[1]}"} if tool_delay else {}
+        (self.tmp / ".mcp.json").write_text(json.dumps({"mcpServers": {"effects": {
+            "command": sys.executable, "args": [str(EFFECTS_SERVER)],
+            "env": {"EFFECTS_LOG": str(self.effects_log), **delay},
+        }}}))  # fmt: skip
+        env = bot_env(self.slack, self.anthropic, self.tmp)
+        self.bot = BotProcess(env=env, cwd=self.tmp, log=self.tmp / "bot.log")
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.bot is not None:
+            await self.bot.kill()
+        if self._db is not None:
+            self._db.close()
+        await self.anthropic.close()
+        await self.slack.stop()
+
+    def db(self) -> Any:
+        """A read-only connection to the bot's database, from outside the bot."""
+        if self._db is None:
+            from bot.db import sqlite_module
+
+            path = self.tmp / "coworker.db"
+            self._db = sqlite_module().connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        return self._db
+
+    def val(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        row = self.db().execute(sql, params).fetchone()
+        return None if row is None else row[0]

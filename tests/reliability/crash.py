@@ -22,23 +22,19 @@ calls put to the delegator, and the time to resume: from a restart to the next n
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import re
 import statistics
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from bot.db import sqlite_module
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.slack import FakeSlack, app_mention, block_action, view_submission
-from tests.reliability.bot_process import BotProcess, bot_env
+from tests.reliability.bot_process import ChildBotRun
 from tests.reliability.script import file_and_link, job_of, runs, scripted
 
-SERVER = Path(__file__).parent / "servers" / "effects.py"
 DELEGATOR = "UDELEGATOR"
 SIDE_EFFECTS = ("create_ticket", "comment")
 CONFIG = """plan_approval = "never"
@@ -101,7 +97,7 @@ class CrashReport:
         ]
 
 
-class CrashRun:
+class CrashRun(ChildBotRun):
     """One crash-recovery run against a bot child process."""
 
     def __init__(
@@ -119,14 +115,11 @@ class CrashRun:
         self.report = CrashReport(seed=seed)
         self.jitter = jitter
         self.latency = latency
-        self.effects_log = tmp / "effects.log"
         self.slack = FakeSlack(
             bot_token="xoxb-crash-bot", app_token="xapp-crash-app",
             latency=(0.002, 0.02) if latency else None,
         )  # fmt: skip
         self.anthropic = FakeAnthropic()
-        self.bot: BotProcess | None = None
-        self._db: Any = None
         self._clicked: dict[int, tuple[float, int]] = {}
         self._watchers: list[asyncio.Task[None]] = []
         self._next_job = 1
@@ -134,40 +127,11 @@ class CrashRun:
     # -- set-up ------------------------------------------------------------------------
 
     async def __aenter__(self) -> CrashRun:
-        await self.slack.start()
-        await self.anthropic.start()
+        await self.launch(CONFIG, (0.05, 0.3) if self.latency else None)
         self.anthropic.responder = scripted(file_and_link)
         if self.latency:
             self.anthropic.latency = (0.05, 0.3)
-        (self.tmp / "coworker.toml").write_text(CONFIG)
-        delay = {"EFFECTS_DELAY": "0.05,0.3"} if self.latency else {}
-        (self.tmp / ".mcp.json").write_text(json.dumps({"mcpServers": {"effects": {
-            "command": sys.executable, "args": [str(SERVER)],
-            "env": {"EFFECTS_LOG": str(self.effects_log), **delay},
-        }}}))  # fmt: skip
-        env = bot_env(self.slack, self.anthropic, self.tmp)
-        self.bot = BotProcess(env=env, cwd=self.tmp, log=self.tmp / "bot.log")
         return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self.bot is not None:
-            await self.bot.kill()
-        if self._db is not None:
-            self._db.close()
-        await self.anthropic.close()
-        await self.slack.stop()
-
-    # -- observing the database (read-only, from outside the bot) ------------------------
-
-    def db(self) -> Any:
-        if self._db is None:
-            path = self.tmp / "coworker.db"
-            self._db = sqlite_module().connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-        return self._db
-
-    def val(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
-        row = self.db().execute(sql, params).fetchone()
-        return None if row is None else row[0]
 
     def work(self) -> int:
         """New rows in llm_calls and tool_calls: what 'resumed' means."""

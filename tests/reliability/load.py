@@ -16,21 +16,16 @@ tasks run, a person asks `/coworker status` four times a second: those acks are 
 from __future__ import annotations
 
 import asyncio
-import json
 import re
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from bot.db import sqlite_module
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.slack import FakeSlack, app_mention, slash_command
-from tests.reliability.bot_process import BotProcess, bot_env
+from tests.reliability.bot_process import ChildBotRun
 from tests.reliability.script import look_and_note, runs, scripted
 
-SERVER = Path(__file__).parent / "servers" / "effects.py"
 CONFIG = """plan_approval = "never"
 [runner]
 status_interval = "1s"
@@ -93,7 +88,7 @@ class LoadReport:
         ]
 
 
-class LoadRun:
+class LoadRun(ChildBotRun):
     def __init__(
         self,
         tmp: Path,
@@ -109,43 +104,17 @@ class LoadRun:
         self.model_latency = model_latency
         self.tool_latency = tool_latency
         self.concurrency = concurrency
-        self.effects_log = tmp / "effects.log"
         self.slack = FakeSlack(
             bot_token="xoxb-load-bot", app_token="xapp-load-app", latency=(0.002, 0.01)
         )
         self.anthropic = FakeAnthropic()
-        self.bot: BotProcess | None = None
-        self._db: Any = None
 
     async def __aenter__(self) -> LoadRun:
-        await self.slack.start()
-        await self.anthropic.start()
+        config = CONFIG.replace("[runner]\n", f"[runner]\nconcurrency = {self.concurrency}\n")
+        await self.launch(config, self.tool_latency)
         self.anthropic.responder = scripted(look_and_note)
         self.anthropic.latency = self.model_latency
-        config = CONFIG.replace("[runner]\n", f"[runner]\nconcurrency = {self.concurrency}\n")
-        (self.tmp / "coworker.toml").write_text(config)
-        lo, hi = self.tool_latency
-        (self.tmp / ".mcp.json").write_text(json.dumps({"mcpServers": {"effects": {
-            "command": sys.executable, "args": [str(SERVER)],
-            "env": {"EFFECTS_LOG": str(self.effects_log), "EFFECTS_DELAY": f"{lo},{hi}"},
-        }}}))  # fmt: skip
-        env = bot_env(self.slack, self.anthropic, self.tmp)
-        self.bot = BotProcess(env=env, cwd=self.tmp, log=self.tmp / "bot.log")
         return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self.bot is not None:
-            await self.bot.kill()
-        if self._db is not None:
-            self._db.close()
-        await self.anthropic.close()
-        await self.slack.stop()
-
-    def val(self, sql: str) -> Any:
-        if self._db is None:
-            path = self.tmp / "coworker.db"
-            self._db = sqlite_module().connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-        return self._db.execute(sql).fetchone()[0]
 
     async def run(self, timeout: float = 300) -> LoadReport:
         assert self.bot is not None
