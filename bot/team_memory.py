@@ -183,6 +183,9 @@ class TeamMemory:
 
     # -- review -----------------------------------------------------------------------
 
+    async def fact(self, fact_id: int) -> Memory | None:
+        return await self.store.get(fact_id)
+
     def may_review(self, user: str) -> bool:
         reviewers = self.config.memory.reviewers + self.config.approvals.approvers
         return not reviewers or user in reviewers

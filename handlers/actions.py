@@ -157,7 +157,7 @@ async def open_fact_edit(
     async def call(svc: Any, fact_id: int, user: str) -> None:
         if not svc.memory.may_review(user):
             raise NotAllowed(user=user, action="review facts")
-        fact = await svc.memory.store.get(fact_id)
+        fact = await svc.memory.fact(fact_id)
         if fact is not None:
             await client.views_open(
                 trigger_id=body["trigger_id"], view=views.fact_edit_modal(fact.id, fact.content)
