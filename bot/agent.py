@@ -1,11 +1,13 @@
 """The agent loop: model turns and tool calls, checkpointed after every step.
 
-A run starts from the task's checkpoint (or a fresh conversation), takes any thread
-replies that arrived, and alternates: model turn → tool calls → tool results. After each
-model turn and each set of tool results the conversation is saved, so a restart resumes
-where it stopped. Tool calls carry an idempotency key (`t<task>:<tool_use_id>`); a call
-whose result is journaled is never run again, and one that started without a result is
-re-run only when it is auto tier, otherwise the delegator is asked first.
+A run starts from the task's checkpoint (or a fresh conversation) and alternates: model
+turn → tool calls → tool results. Thread replies that arrived join the conversation before
+the next model turn. After each model turn the conversation is saved, in one transaction
+with the step count and the replies it took in, so a restart resumes where it stopped.
+Tool calls carry an idempotency key (`t<task>:<tool_use_id>`) and the gateway journals
+each result before the loop sees it: a restart after the tools ran replays the turn's
+calls from the journal instead of running them again, and a call that started without a
+result is re-run only when it is auto tier, otherwise the delegator is asked first.
 
 The loop returns an `Outcome`; the runner turns it into a task state.
 """
@@ -62,6 +64,16 @@ class State:
     warned: bool = False
     #: Whether this task has handed work to others (then its spend gate applies).
     spawned: bool | None = None
+    #: Thread replies added to the conversation, marked taken by the next checkpoint.
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+    #: Characters of the conversation as JSON: the last checkpoint plus what followed.
+    chars: int = 0
+    #: The task row as the last model turn read it, and its spend after that turn.
+    task: Task | None = None
+    spent_usd: float = 0.0
+    #: Whether the last assistant turn came from the model in this run (its tool calls
+    #: are new), rather than from the checkpoint (they may already be journaled).
+    fresh: bool = False
 
 
 def block_dict(block: Any) -> dict[str, Any]:
@@ -75,6 +87,17 @@ def block_dict(block: Any) -> dict[str, Any]:
 
 def estimate_tokens(messages: list[dict[str, Any]]) -> int:
     return len(json.dumps(messages)) // 4
+
+
+def pending_calls(message: dict[str, Any]) -> bool:
+    """Whether `message` is a model turn whose tool calls still need their results."""
+    return message["role"] == "assistant" and any(
+        b.get("type") == "tool_use" for b in message["content"]
+    )
+
+
+def chars(value: Any) -> int:
+    return len(json.dumps(value))
 
 
 def trim_tool_output(messages: list[dict[str, Any]], budget: int) -> None:
@@ -126,37 +149,48 @@ class AgentLoop:
         if row is not None:
             data = json.loads(row["messages"])
             return State(
-                messages=data["messages"], step=row["step"], warned=data.get("warned", False)
-            )
+                messages=data["messages"], step=row["step"], warned=data.get("warned", False),
+                chars=len(row["messages"]), spent_usd=task.spent_usd,
+            )  # fmt: skip
         plan = Plan.model_validate(task.plan) if task.plan else None
         text = first_request(task, plan)
         if memory:
             text += "\n\n" + memory
-        return State(
-            messages=[{"role": "user", "content": [{"type": "text", "text": text}]}], step=0
-        )
+        messages = [{"role": "user", "content": [{"type": "text", "text": text}]}]
+        return State(messages=messages, step=0, chars=chars(messages), spent_usd=task.spent_usd)
 
     async def checkpoint(self, task: Task, state: State) -> None:
+        """Save the conversation, the step count and the replies taken in, together."""
         payload = json.dumps({"messages": state.messages, "warned": state.warned})
-        await self.db.execute(
-            "INSERT INTO checkpoints (task_id, step, messages, updated_at) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT(task_id) DO UPDATE SET step = excluded.step,"
-            " messages = excluded.messages, updated_at = excluded.updated_at",
-            (task.id, state.step, payload, now()),
-        )
-        await self.tasks.update(task.id, steps=state.step)
+        statements: list[tuple[str, Any]] = [
+            (
+                "INSERT INTO checkpoints (task_id, step, messages, updated_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT(task_id) DO UPDATE SET step = excluded.step,"
+                " messages = excluded.messages, updated_at = excluded.updated_at",
+                (task.id, state.step, payload, now()),
+            ),
+            ("UPDATE tasks SET steps = ?, updated_at = ? WHERE id = ?",
+             (state.step, now(), task.id)),
+        ]  # fmt: skip
+        if state.inputs:
+            statements.append(self.tasks.inputs_taken(task.id, state.inputs))
+        await self.db.batch(*statements)
+        state.inputs = []
+        state.chars = len(payload)
 
     async def add_inputs(self, task: Task, state: State) -> None:
-        """Thread replies that arrived since the last step join the conversation."""
-        inputs = await self.tasks.take_inputs(task.id)
-        if not inputs:
-            return
+        """Thread replies that arrived join the conversation (taken at the next checkpoint)."""
+        inputs = await self.tasks.pending_inputs(task.id)
+        taken = {i["id"] for i in state.inputs}
         for i in inputs:
-            self.add_text(state, f"<@{i['user']}> replied in the thread: {i['text']}")
+            if i["id"] not in taken:
+                state.inputs.append(i)
+                self.add_text(state, f"<@{i['user']}> replied in the thread: {i['text']}")
 
     @staticmethod
     def add_text(state: State, text: str) -> None:
         block = {"type": "text", "text": text}
+        state.chars += chars(block)
         last = state.messages[-1]
         if last["role"] == "user":
             last["content"].append(block)
@@ -168,7 +202,8 @@ class AgentLoop:
     ) -> Outcome:
         """Run the task until it finishes, waits for a person, or runs out of budget."""
         state = await self.load(task, memory)
-        await self.add_inputs(task, state)
+        if not pending_calls(state.messages[-1]):  # else they are answered first
+            await self.add_inputs(task, state)  # e.g. a follow-up after delivery
         if feedback:
             self.add_text(state, feedback)
         tools = await self.toolbox.for_task(task)
@@ -185,17 +220,19 @@ class AgentLoop:
                     text = "\n".join(b["text"] for b in last["content"] if b.get("type") == "text")
                     return Outcome("done", text.strip(), used)
                 reason = "\n".join(b["text"] for b in last["content"] if b.get("type") == "text")
-                results = await self.toolbox.run_calls(task, state.step, calls, reason.strip())
-                if isinstance(results, Wait):
-                    await self.checkpoint(task, state)
+                results = await self.toolbox.run_calls(
+                    task, state.step, calls, reason.strip(), tools=tools, fresh=state.fresh
+                )
+                if isinstance(results, Wait):  # the checkpoint holds this turn already
                     return Outcome("waiting", None, used, wait=results)
                 used.extend(c["name"] for c in calls)
                 state.messages.append({"role": "user", "content": results})
+                state.chars += chars(results)
                 state.step += 1
-                await self.checkpoint(task, state)
+                # No checkpoint here: the journal holds these results, and a restart
+                # replays them from it (see the module docstring).
                 if submitted := self.submitted(task, calls, results):
                     return Outcome("done", submitted, used)
-                await self.add_inputs(task, state)
                 await self.report(task, state, used)
                 continue
             outcome = await self.model_turn(task, state, system, tools, coworker)
@@ -206,9 +243,10 @@ class AgentLoop:
     async def model_turn(
         self, task: Task, state: State, system: str, tools: list[Any], coworker: Any
     ) -> Outcome | None:
-        fresh = await self.tasks.get(task.id)
+        fresh, inputs_pending = await self.tasks.get_for_turn(task.id)
+        state.task = fresh
         budget = fresh.budget_usd
-        spent = await self.llm.spent(task.id)
+        spent = state.spent_usd = fresh.spent_usd  # the sum of its model calls (LLM._log)
         last_text = self.last_text(state)
         if spent >= budget:
             return Outcome("budget", last_text)
@@ -222,7 +260,10 @@ class AgentLoop:
                 {"type": "text", "text": WRAP_UP.format(pct=100 * spent / budget)}
             )
             state.warned = True
-        trim_tool_output(state.messages, self.config.runner.working_memory_tokens)
+        if inputs_pending:
+            await self.add_inputs(task, state)
+        if state.chars // 4 > self.config.runner.working_memory_tokens:
+            trim_tool_output(state.messages, self.config.runner.working_memory_tokens)
         ctx = CallContext(
             task_id=task.id, coworker=coworker, budget_usd=budget,
             high_visibility=task.high_visibility, spent_usd=spent,
@@ -234,9 +275,11 @@ class AgentLoop:
             )  # fmt: skip
         except BudgetExhausted:
             return Outcome("budget", last_text)
+        state.spent_usd = ctx.spent_usd if ctx.spent_usd is not None else spent
         state.messages.append(
             {"role": "assistant", "content": [block_dict(b) for b in msg.content]}
         )
+        state.fresh = True
         if msg.stop_reason == "max_tokens" and not any(b.type == "tool_use" for b in msg.content):
             state.messages.append(
                 {"role": "user", "content": [{"type": "text", "text": "Continue."}]}
@@ -300,13 +343,14 @@ class AgentLoop:
         return None
 
     async def report(self, task: Task, state: State, used: list[str]) -> None:
-        fresh = await self.tasks.get(task.id)
+        """The status after a step, from what the last model turn read (no query)."""
+        fresh = state.task or task
         total = len(fresh.plan["steps"]) if fresh.plan and fresh.plan.get("steps") else 0
         await self.notifier.status(
             fresh,
             StatusSnapshot(
                 state="running", step=state.step, total_steps=max(total, state.step),
-                tools_used=sorted(set(used)), spent_usd=fresh.spent_usd,
-                budget_usd=fresh.budget_usd, tokens=estimate_tokens(state.messages),
+                tools_used=sorted(set(used)), spent_usd=state.spent_usd,
+                budget_usd=fresh.budget_usd, tokens=state.chars // 4,
             ),
         )  # fmt: skip

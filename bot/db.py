@@ -146,6 +146,29 @@ class Database:
         row = await self.fetchone(sql, params)
         return None if row is None else row[0]
 
+    async def batch(self, *statements: tuple[str, Params]) -> list[Any]:
+        """Run `statements` in one transaction and one hop to the connection's thread.
+
+        For the writes a step makes together (a checkpoint and its counters, a model call and
+        its spend): all or none are applied, for the cost of one round trip. Each statement
+        answers its rows if it returns any (`RETURNING`, `SELECT`), else its row count.
+        """
+
+        def run(conn: Any) -> list[Any]:
+            out: list[Any] = []
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, params in statements:
+                    cur = conn.execute(sql, params)
+                    out.append(cur.fetchall() if cur.description else cur.rowcount)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return out
+
+        return list(await self.run_sync(run))
+
     async def run_sync(self, fn: Any) -> Any:
         """Run `fn(raw_sqlite_connection)` on the connection's thread (backup, bulk work)."""
         async with self._lock:

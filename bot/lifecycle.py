@@ -102,11 +102,11 @@ class TaskWork:
             await self._fail(task, INTERNAL.format(ref=task.ref), "internal_error")
 
     async def plan(self, task: Task) -> None:
-        inputs = await self.tasks.take_inputs(task.id)
+        inputs = await self.tasks.pending_inputs(task.id)
         if inputs:
             extra = "\n".join(f"<@{i['user']}> added: {i['text']}" for i in inputs)
             task.request = f"{task.request}\n\n{extra}"
-            await self.tasks.update(task.id, request=task.request)
+            await self.tasks.add_to_request(task.id, task.request, inputs)
         if not task.coworker:
             task.coworker = await self.planner.route(task.request, task)
             await self.tasks.update(task.id, coworker=task.coworker)

@@ -59,7 +59,8 @@ class CallContext:
     coworker: CoworkerConfig | None = None
     high_visibility: bool = False
     budget_usd: float | None = None
-    #: What the task has spent, when the caller just read it (saves a query per call).
+    #: What the task has spent, when the caller just read it (saves a query per call);
+    #: after the call, the task's new total (its `tasks.spent_usd`, this call included).
     spent_usd: float | None = None
 
 
@@ -193,30 +194,40 @@ class LLM:
         error: str | None,
     ) -> float:
         cost = cost_usd(self.config.price(model), usage)
-        await self.db.execute(
+        row = (
+            ctx.task_id,
+            ctx.coworker.name if ctx.coworker else None,
+            purpose,
+            model,
+            getattr(usage, "input_tokens", 0) or 0,
+            getattr(usage, "output_tokens", 0) or 0,
+            getattr(usage, "cache_creation_input_tokens", 0) or 0,
+            getattr(usage, "cache_read_input_tokens", 0) or 0,
+            cost,
+            (time.perf_counter() - started) * 1000,
+            stop_reason,
+            error,
+            now(),
+        )
+        insert = (
             "INSERT INTO llm_calls (task_id, coworker, purpose, model, input_tokens,"
             " output_tokens, cache_write_tokens, cache_read_tokens, cost_usd, latency_ms,"
-            " stop_reason, error, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " stop_reason, error, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+        )
+        if ctx.task_id is None:
+            await self.db.execute(insert, row)
+            return cost
+        # The call's row and the task's running total change together, so `tasks.spent_usd`
+        # is always the sum of its calls and the loop reads its spend with the task row.
+        _, total = await self.db.batch(
+            (insert, row),
             (
-                ctx.task_id,
-                ctx.coworker.name if ctx.coworker else None,
-                purpose,
-                model,
-                getattr(usage, "input_tokens", 0) or 0,
-                getattr(usage, "output_tokens", 0) or 0,
-                getattr(usage, "cache_creation_input_tokens", 0) or 0,
-                getattr(usage, "cache_read_input_tokens", 0) or 0,
-                cost,
-                (time.perf_counter() - started) * 1000,
-                stop_reason,
-                error,
-                now(),
+                "UPDATE tasks SET spent_usd = spent_usd + ? WHERE id = ? RETURNING spent_usd",
+                (cost, ctx.task_id),
             ),
         )
-        if ctx.task_id is not None and cost:
-            await self.db.execute(
-                "UPDATE tasks SET spent_usd = spent_usd + ? WHERE id = ?", (cost, ctx.task_id)
-            )
+        if total:
+            ctx.spent_usd = float(total[0][0])
         return cost
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.clock import now
-from bot.db import Database, Tx
+from bot.db import Database, Params, Tx
 from bot.errors import TaskNotFound
 
 OPEN = ("received", "planning", "awaiting_plan_approval", "queued", "running",
@@ -172,12 +172,6 @@ class TaskStore:
             await self.log(task_id, f"status:{to}")
         return changed == 1
 
-    async def add_spend(self, task_id: int, usd: float) -> None:
-        await self.db.execute(
-            "UPDATE tasks SET spent_usd = spent_usd + ?, updated_at = ? WHERE id = ?",
-            (usd, now(), task_id),
-        )
-
     async def log(
         self, task_id: int, kind: str, actor: str | None = None, detail: Any = None
     ) -> None:
@@ -199,25 +193,49 @@ class TaskStore:
             (task_id, user, text, ts, now()),
         )
 
-    async def take_inputs(self, task_id: int) -> list[dict[str, Any]]:
-        """Pending thread replies for a task, marked consumed in the same transaction."""
-        pending = await self.db.fetchval(
-            "SELECT 1 FROM task_inputs WHERE task_id = ? AND consumed = 0 LIMIT 1", (task_id,)
+    async def pending_inputs(self, task_id: int) -> list[dict[str, Any]]:
+        """Thread replies not yet taken into the task, oldest first.
+
+        They stay pending until the write that keeps them (the agent's checkpoint, the
+        planner's request) also runs `inputs_taken(...)`, so a crash in between loses none.
+        """
+        rows = await self.db.fetchall(
+            "SELECT id, user, text, ts FROM task_inputs WHERE task_id = ? AND consumed = 0"
+            " ORDER BY id",
+            (task_id,),
         )
-        if not pending:  # the common case: no transaction needed
-            return []
-        async with self.db.transaction() as tx:
-            rows = await tx.fetchall(
-                "SELECT id, user, text, ts FROM task_inputs WHERE task_id = ? AND consumed = 0"
-                " ORDER BY id",
-                (task_id,),
-            )
-            if rows:
-                await tx.execute(
-                    "UPDATE task_inputs SET consumed = 1 WHERE task_id = ? AND consumed = 0",
-                    (task_id,),
-                )
         return [dict(r) for r in rows]
+
+    @staticmethod
+    def inputs_taken(task_id: int, inputs: list[dict[str, Any]]) -> tuple[str, Params]:
+        """The statement marking `inputs` taken, for the transaction that keeps them."""
+        return (
+            "UPDATE task_inputs SET consumed = 1 WHERE task_id = ? AND consumed = 0 AND id <= ?",
+            (task_id, max(i["id"] for i in inputs)),
+        )
+
+    async def get_for_turn(self, task_id: int) -> tuple[Task, bool]:
+        """The task, and whether thread replies are waiting for it: one query per turn."""
+        row = await self.db.fetchone(
+            "SELECT *, EXISTS(SELECT 1 FROM task_inputs i WHERE i.task_id = tasks.id"
+            " AND i.consumed = 0) AS inputs_pending FROM tasks WHERE id = ?",
+            (task_id,),
+        )
+        if row is None:
+            raise TaskNotFound(task_id=task_id)
+        d = dict(row)
+        pending = bool(d.pop("inputs_pending"))
+        return Task.from_row(d), pending
+
+    async def add_to_request(
+        self, task_id: int, request: str, inputs: list[dict[str, Any]]
+    ) -> None:
+        """Replace the request with one that includes `inputs`, and mark those taken."""
+        await self.db.batch(
+            ("UPDATE tasks SET request = ?, updated_at = ? WHERE id = ?",
+             (request, now(), task_id)),
+            self.inputs_taken(task_id, inputs),
+        )  # fmt: skip
 
     async def list_for(self, user: str, *, open_only: bool = False, limit: int = 20) -> list[Task]:
         where = "delegator = ?"

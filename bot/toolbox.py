@@ -104,13 +104,25 @@ class Toolbox:
         return scope_tools(self.gateway.tools(), coworker.tools, delegator)
 
     async def run_calls(
-        self, task: Task, step: int, calls: list[dict[str, Any]], reason: str = ""
+        self,
+        task: Task,
+        step: int,
+        calls: list[dict[str, Any]],
+        reason: str = "",
+        *,
+        tools: list[ToolInfo] | None = None,
+        fresh: bool = False,
     ) -> list[dict[str, Any]] | Wait:
-        """Results for every call of one model turn, or why they must wait."""
-        tools = {t.name: t for t in await self.for_task(task)}
+        """Results for every call of one model turn, or why they must wait.
+
+        `tools` is the task's scope if the caller has it; `fresh` says the turn came from
+        the model just now, so no call of it can be journaled yet (the gateway's journal
+        insert still refuses a key used before).
+        """
+        scope = {t.name: t for t in (tools if tools is not None else await self.for_task(task))}
         results = []
         for call in calls:
-            result = await self.run_call(task, step, call, tools, reason)
+            result = await self.run_call(task, step, call, scope, reason, fresh=fresh)
             if isinstance(result, Wait):
                 return result
             results.append(result)
@@ -123,6 +135,8 @@ class Toolbox:
         call: dict[str, Any],
         tools: dict[str, ToolInfo],
         reason: str = "",
+        *,
+        fresh: bool = False,
     ) -> dict[str, Any] | Wait:
         key = f"t{task.id}:{call['id']}"
         name = call["name"]
@@ -132,7 +146,7 @@ class Toolbox:
         if is_orchestration(name) and self.orchestrator is not None:
             handled = await self.orchestrator.handle(task, key, name, args)
             return Wait.CHILDREN if handled is None else tool_result(call["id"], *handled)
-        journal = await self.gateway.journaled(key)
+        journal = None if fresh else await self.gateway.journaled(key)
         if journal is not None and journal.status in FINAL:
             return tool_result(call["id"], journal.content, journal.is_error)
         info = tools.get(name)
