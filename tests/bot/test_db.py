@@ -44,3 +44,23 @@ async def test_transaction_rolls_back_and_serializes(db: Database) -> None:
             await tx.execute("UPDATE counter SET n = 99")
             raise RuntimeError("boom")
     assert await db.fetchval("SELECT n FROM counter") == 20
+
+
+async def test_batch_is_one_transaction_and_answers_each_statement(db: Database) -> None:
+    await db.execute("CREATE TABLE spend (task INTEGER PRIMARY KEY, usd REAL NOT NULL)")
+    await db.execute("INSERT INTO spend VALUES (1, 0.5)")
+    changed, returned = await db.batch(
+        ("INSERT INTO spend VALUES (?, ?)", (2, 1.0)),
+        ("UPDATE spend SET usd = usd + ? WHERE task = ? RETURNING usd", (0.25, 1)),
+    )
+    assert changed == 1 and [tuple(r) for r in returned] == [(0.75,)]
+    with pytest.raises(sqlite_module().IntegrityError):
+        await db.batch(
+            ("UPDATE spend SET usd = 9 WHERE task = 1", ()),
+            ("INSERT INTO spend VALUES (2, 3.0)", ()),  # duplicate key: all or nothing
+        )
+    rows = await db.fetchall("SELECT task, usd FROM spend ORDER BY task")
+    assert [tuple(r) for r in rows] == [(1, 0.75), (2, 1.0)]
+    async with db.transaction() as tx:  # the connection is usable again, outside a transaction
+        await tx.execute("DELETE FROM spend WHERE task = 2")
+    assert await db.fetchval("SELECT COUNT(*) FROM spend") == 1

@@ -213,6 +213,11 @@ async def test_second_turn_reads_the_cache_and_the_log_has_it(
     assert rows[1]["latency_ms"] > 0
     spent = await db.fetchval("SELECT spent_usd FROM tasks WHERE id = ?", (task,))
     assert spent == pytest.approx(rows[0]["cost_usd"] + rows[1]["cost_usd"])
+    fake.enqueue_text("Still done.")
+    ctx = CallContext(task_id=task, budget_usd=2.0, spent_usd=spent)
+    await llm.create(purpose="act", system=SYSTEM, messages=messages, ctx=ctx)
+    total = await db.fetchval("SELECT SUM(cost_usd) FROM llm_calls WHERE task_id = ?", (task,))
+    assert ctx.spent_usd == pytest.approx(total) and ctx.spent_usd > spent  # the new total
 
 
 async def test_single_shot_purposes_cache_only_the_stable_prefix(

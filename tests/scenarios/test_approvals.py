@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.fakes.slack import slash_command, view_submission
+from tests.fakes.slack import channel_message, slash_command, view_submission
 from tests.scenarios.conftest import plan, tickets_mcp, tool_runs
 from tests.scenarios.harness import Harness
 
@@ -56,6 +56,33 @@ async def test_approved_by_delegator_runs_once(
             "SELECT status, decided_by FROM approvals WHERE id = ?", (approval["id"],)
         )
         assert tuple(row) == ("used", "U1")
+
+
+async def test_a_reply_while_a_call_waits_joins_after_its_result(
+    make_harness: Callable[..., Harness], tmp_path: Path
+) -> None:
+    log = tmp_path / "t.log"
+    async with make_harness(mcp=tickets_mcp(log), config=CONFIG) as h:
+        approval = await start_block_call(h)
+        thread = (await h.task()).thread_ts
+        reply = channel_message("label it flaky-test too", user="U1", thread_ts=thread)
+        await h.slack.wait_for_ack(await h.slack.send_event(reply))
+        async with asyncio.timeout(5):
+            while not await h.coworker.db.fetchval("SELECT COUNT(*) FROM task_inputs"):
+                await asyncio.sleep(0.01)
+        h.anthropic.enqueue_text("Filed TCK-99, labelled flaky-test.")
+        await h.click("approval_approve", approval["id"], user="U1")
+        await h.wait_status("done")
+        # The API needs every tool_use answered by the next user turn: the reply follows
+        # the call's result there, rather than standing between the two.
+        *_, call, answer = h.anthropic.requests[-1].body["messages"]
+        assert [b["type"] for b in call["content"]] == ["text", "tool_use"]
+        assert [b["type"] for b in answer["content"]] == ["tool_result", "text"]
+        assert answer["content"][0]["tool_use_id"] == call["content"][1]["id"]
+        assert "label it flaky-test too" in answer["content"][1]["text"]
+        assert len(tool_runs(log, "create_ticket")) == 1
+        taken = await h.coworker.db.fetchval("SELECT consumed FROM task_inputs")
+        assert taken == 1
 
 
 async def test_stranger_is_refused_and_nothing_runs(
