@@ -13,6 +13,7 @@ import gc
 import logging
 import os
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -26,6 +27,7 @@ from bot.approvals import ApprovalService
 from bot.config import Config, load_config
 from bot.db import Database
 from bot.delegation import Delegation
+from bot.delivery import SWEEP_SECONDS, Delivery
 from bot.errors import SettingsError
 from bot.intake import Intake
 from bot.lifecycle import TaskWork
@@ -75,6 +77,7 @@ class Coworker:
     bot_user_id: str | None = None
     home_sections: list[Any] = field(default_factory=list)
     memory: TeamMemory | None = None
+    delivery: Delivery | None = None
     scheduler: Any = None
     background: set[asyncio.Task[Any]] = field(default_factory=set)
     _socket: Any = None
@@ -89,6 +92,11 @@ class Coworker:
             guarded("approval_sweep", self.approvals.sweep), "interval",
             seconds=self.config.approvals.sweep_interval,
         )  # fmt: skip
+        if self.delivery is not None:  # at start (a crash may have cut one off), then often
+            self.scheduler.add_job(
+                guarded("delivery_sweep", self.delivery.sweep), "interval",
+                seconds=SWEEP_SECONDS, next_run_time=datetime.now(),
+            )  # fmt: skip
         if self.memory is not None:
             jobs = self.memory_jobs()
             self.scheduler.add_job(jobs["consolidate"], "cron", hour=3, minute=0)
@@ -225,10 +233,11 @@ async def build(settings: Settings) -> Coworker:
     toolbox = Toolbox(gateway, approvals, notifier, directory, config, orchestrator)
     agent = AgentLoop(db=db, tasks=tasks, llm=llm, toolbox=toolbox, approvals=approvals,
                       notifier=notifier, config=config)  # fmt: skip
+    delivery = Delivery(tasks, notifier)
     runner.work = TaskWork(tasks=tasks, planner=Planner(llm, config), agent=agent, toolbox=toolbox,
                            approvals=approvals, notifier=notifier, config=config,
                            orchestrator=orchestrator, validator=Validator(llm, config),
-                           memory=memory)  # fmt: skip
+                           memory=memory, delivery=delivery)  # fmt: skip
     delegation = Delegation(tasks=tasks, intake=Intake(tasks, config), approvals=approvals,
                             runner=runner, notifier=notifier, directory=directory, config=config,
                             memory=memory)  # fmt: skip
@@ -236,6 +245,7 @@ async def build(settings: Settings) -> Coworker:
         settings=settings, config=config, db=db, slack=slack, app=app, llm=llm, gateway=gateway,
         tasks=tasks, approvals=approvals, runner=runner, delegation=delegation, notifier=notifier,
         directory=directory, team_id=team_id, bot_user_id=bot_user_id, memory=memory,
+        delivery=delivery,
     )  # fmt: skip
     register_handlers(app, coworker)
     return coworker

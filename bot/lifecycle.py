@@ -16,6 +16,7 @@ from bot import telemetry
 from bot.agent import AgentLoop, Outcome
 from bot.approvals import ApprovalService
 from bot.config import Config
+from bot.delivery import Delivery
 from bot.errors import BudgetExhausted, LLMUnavailable
 from bot.notifier import Notifier, StatusSnapshot
 from bot.orchestration import Orchestrator
@@ -68,8 +69,10 @@ class TaskWork:
         memory: MemoryHooks | None = None,
         orchestrator: Orchestrator | None = None,
         validator: Validator | None = None,
+        delivery: Delivery | None = None,
     ) -> None:
         self.tasks = tasks
+        self.delivery = delivery or Delivery(tasks, notifier)
         self.planner = planner
         self.agent = agent
         self.toolbox = toolbox
@@ -216,17 +219,20 @@ class TaskWork:
         fresh = await self.tasks.get(task.id)
         if fresh.status != "running":
             return
-        # Post, then record done: a crash in between posts it again on resume, where the
-        # other order could leave a task done whose deliverable nobody ever saw.
         await self.notifier.status(fresh, StatusSnapshot(
             state="done", step=fresh.steps, total_steps=fresh.steps,
             tools_used=sorted(set(outcome.tools_used)), spent_usd=fresh.spent_usd,
             budget_usd=fresh.budget_usd,
         ))  # fmt: skip
-        await self.notifier.deliver(fresh, text, checks=fresh.checks or None)
-        if not await self.tasks.transition(task.id, "done", from_="running", result=text):
+        # Record done with the result, then post it: if the post does not get through (or
+        # the process stops in between), the delivery sweep posts it from the row.
+        if not await self.tasks.transition(
+            task.id, "done", from_="running", result=text, delivered_at=None
+        ):
             return
-        await self.memory.task_finished(await self.tasks.get(task.id), "done", outcome.tools_used)
+        done = await self.tasks.get(task.id)
+        await self.delivery.post(done)
+        await self.memory.task_finished(done, "done", outcome.tools_used)
 
     async def _wait_for_approval(self, task: Task) -> None:
         if not await self.tasks.transition(task.id, "waiting_approval", from_="running"):

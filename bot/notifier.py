@@ -83,8 +83,12 @@ class Notifier(Protocol):
     async def budget_exhausted(self, task: Task, partial: str | None) -> None:
         """Post what the task has, say the budget ran out, offer a top-up."""
 
-    async def deliver(self, task: Task, text: str, *, checks: list[str] | None = None) -> None:
-        """Post the deliverable, split at Slack's limits, with feedback buttons."""
+    async def deliver(self, task: Task, text: str, *, checks: list[str] | None = None) -> bool:
+        """Post the deliverable, split at Slack's limits, with feedback buttons.
+
+        True when Slack took every part; False (logged) when it refused or could not be
+        reached, so the caller can post it again later.
+        """
 
     async def failed(self, task: Task, message: str) -> None:
         """Explain in the thread that the task failed and what the user can do."""

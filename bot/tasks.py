@@ -81,6 +81,7 @@ class Task:
     stage: int | None = None
     structured_result: dict[str, Any] | None = None
     checks: list[str] = field(default_factory=list)
+    delivered_at: float | None = None
 
     @property
     def ref(self) -> str:
@@ -236,6 +237,15 @@ class TaskStore:
              (request, now(), task_id)),
             self.inputs_taken(task_id, inputs),
         )  # fmt: skip
+
+    async def undelivered(self, *, since: float) -> list[Task]:
+        """Top-level tasks done since `since` whose deliverable has not reached Slack."""
+        rows = await self.db.fetchall(
+            "SELECT * FROM tasks WHERE status = 'done' AND delivered_at IS NULL"
+            " AND parent_id IS NULL AND finished_at > ? ORDER BY id",
+            (since,),
+        )
+        return [Task.from_row(r) for r in rows]
 
     async def list_for(self, user: str, *, open_only: bool = False, limit: int = 20) -> list[Task]:
         where = "delegator = ?"

@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -63,13 +64,20 @@ class SlackNotifier:
     async def post(
         self, task: Task, text: str, blocks: list[dict[str, Any]] | None = None
     ) -> str | None:
-        """Post in the task's thread; return the ts, or None when Slack refused it."""
+        """Post in the task's thread; the ts, or None when Slack refused it or was unreachable.
+
+        slack_sdk's retry handlers have already retried rate limits, server errors and
+        dropped connections by the time this gives up.
+        """
         try:
             resp = await self.client.chat_postMessage(
                 channel=task.channel, thread_ts=task.thread_ts, text=text[:3000], blocks=blocks
             )
         except SlackApiError as exc:
             log.warning("task %s: chat.postMessage failed: %s", task.ref, exc.response.get("error"))
+            return None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("task %s: Slack unreachable: %s", task.ref, type(exc).__name__)
             return None
         return str(resp["ts"])
 
@@ -251,7 +259,7 @@ class SlackNotifier:
 
     # -- results ---------------------------------------------------------------------
 
-    async def deliver(self, task: Task, text: str, *, checks: list[str] | None = None) -> None:
+    async def deliver(self, task: Task, text: str, *, checks: list[str] | None = None) -> bool:
         feedback = bk.actions(
             f"feedback:{task.id}",
             bk.button("👍", "feedback_up", str(task.id)),
@@ -259,23 +267,26 @@ class SlackNotifier:
         )
         extra = [bk.context("\n".join(checks))] if checks else []
         if len(text) > bk.FILE_THRESHOLD:
-            await self._deliver_file(task, text, [*extra, feedback])
-            return
-        await self._post_markdown(task, f"Done: {task.ref}", text, [*extra, feedback])
+            return await self._deliver_file(task, text, [*extra, feedback])
+        return await self._post_markdown(task, f"Done: {task.ref}", text, [*extra, feedback])
 
     async def _post_markdown(
         self, task: Task, fallback: str, text: str, tail: list[dict[str, Any]] | None = None
-    ) -> None:
+    ) -> bool:
+        """Post `text` in parts; False as soon as one does not get through."""
         parts = bk.split_markdown(text, bk.MARKDOWN_LIMIT - 1000)
         for i, part in enumerate(parts):
             last = i == len(parts) - 1
-            await self.post(
+            ts = await self.post(
                 task,
                 f"{fallback} {part[:200]}",
                 [bk.markdown(part), *((tail or []) if last else [])],
             )
+            if ts is None:
+                return False
+        return True
 
-    async def _deliver_file(self, task: Task, text: str, tail: list[dict[str, Any]]) -> None:
+    async def _deliver_file(self, task: Task, text: str, tail: list[dict[str, Any]]) -> bool:
         summary = bk.split_markdown(text, 2500)[0]
         try:
             await self.client.files_upload_v2(
@@ -285,11 +296,14 @@ class SlackNotifier:
             note = "The full answer is attached as a file."
         except SlackApiError as exc:
             log.warning("task %s: file upload failed: %s", task.ref, exc.response.get("error"))
-            await self._post_markdown(task, f"Done: {task.ref}", text, tail)
-            return
-        await self.post(
+            return await self._post_markdown(task, f"Done: {task.ref}", text, tail)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("task %s: Slack unreachable: %s", task.ref, type(exc).__name__)
+            return False
+        ts = await self.post(
             task, f"Done: {task.ref}", [bk.markdown(summary + "\n\n…"), bk.context(note), *tail]
         )
+        return ts is not None
 
     async def failed(self, task: Task, message: str) -> None:
         await self.post(task, f"⚠️ {message}", [bk.section(f"⚠️ {message}")])

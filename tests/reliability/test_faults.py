@@ -20,7 +20,7 @@ import pytest
 
 from bot.config import load_config
 from bot.errors import ConfigError
-from tests.fakes.anthropic import Reply, error_reply
+from tests.fakes.anthropic import Reply, error_reply, text_reply
 from tests.fakes.slack import slash_command
 from tests.reliability.bot_process import REPO
 from tests.reliability.conftest import effects_mcp, until
@@ -33,6 +33,7 @@ from tests.reliability.script import (
     runs,
     scripted,
 )
+from tests.scenarios.conftest import plan
 from tests.scenarios.harness import Harness
 from tools.mcp_config import load_mcp_config
 
@@ -86,6 +87,36 @@ async def test_slack_429_and_5xx_bursts_lose_no_message(
             )
         for job in (1, 2):
             assert runs(log, "comment", job) == 1
+
+
+async def test_a_deliverable_slack_refuses_is_posted_by_the_sweep(
+    make_harness: Callable[..., Harness],
+) -> None:
+    async with make_harness(config=NO_PLAN_APPROVAL) as h:
+        answer = asyncio.Event()
+
+        async def final(body: dict[str, Any]) -> Reply:
+            await answer.wait()
+            return text_reply("job-1: the deploy is slow because of the cache miss.")
+
+        h.anthropic.enqueue_tool_use("submit_plan", plan(("Answer", [])))
+        h.anthropic.responder = final
+        await start_jobs(h, 1)
+        await h.anthropic.wait_for_requests(2)
+        # Slack answers the deliverable's post with an error slack_sdk does not retry.
+        h.slack.fail_next("chat.postMessage", times=1, status=200, error="fatal_error")
+        answer.set()
+        task = await h.wait_status("done", timeout=10)
+        await until(lambda: h.slack.calls_to("chat.postMessage")[-1].response, what="the post")
+        assert not delivered(h, 1) and task.delivered_at is None
+        assert task.result == "job-1: the deploy is slow because of the cache miss."
+
+        assert await h.coworker.delivery.sweep() == 1  # Slack is back
+        assert delivered(h, 1)
+        assert (await h.task()).delivered_at is not None
+        assert await h.coworker.delivery.sweep() == 0  # posted once, not again
+        posts = [c for c in h.slack.calls_to("chat.postMessage") if "Done: T-1" in str(c.params)]
+        assert [bool(c.response and c.response["ok"]) for c in posts] == [False, True]
 
 
 async def test_slack_errors_while_a_plan_is_posted_leave_no_stray_work(
