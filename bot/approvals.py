@@ -21,7 +21,7 @@ from bot.db import Database
 from bot.errors import NotAllowed
 from bot.notifier import ApprovalView, Notifier
 from bot.tasks import Task, TaskStore
-from tools.redact import redact
+from tools.redact import redact, redact_text
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,8 @@ class ApprovalService:
             "INSERT OR IGNORE INTO approvals (task_id, kind, idempotency_key, tool, args_hash,"
             " arguments, reason, tier, channel, requested_at, deadline)"
             " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (task.id, kind, key, tool, args_hash, json.dumps(redact(arguments or {})), reason, tier,
+            (task.id, kind, key, tool, args_hash, json.dumps(redact(arguments or {})),
+             redact_text(reason), tier,
              task.channel, t, t + self.config.approvals.timeout),
         )  # fmt: skip
         row = await (self.for_key(key) if key else self.get(inserted))

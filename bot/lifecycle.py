@@ -24,6 +24,7 @@ from bot.planner import Planner, PlanRejected
 from bot.tasks import Task, TaskStore
 from bot.toolbox import Toolbox, Wait
 from bot.validation import Check, Validator, feedback
+from tools.redact import redact_text
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +205,8 @@ class TaskWork:
             await self.orchestrator.wake_if_gathered(task.id)
 
     async def _deliver(self, task: Task, outcome: Outcome) -> None:
-        text = outcome.text or "I finished, but I have nothing to report."
+        # The result is kept and shown (thread, App Home, reports): no credential in it.
+        text = redact_text(outcome.text or "I finished, but I have nothing to report.")
         if task.parent_id is not None:
             if not await self.tasks.transition(task.id, "done", from_="running", result=text):
                 return

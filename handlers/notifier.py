@@ -22,7 +22,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.notifier import ApprovalView, StatusSnapshot
 from bot.tasks import Task
 from handlers import blocks as bk
-from tools.redact import redact
+from tools.redact import redact, redact_text
 
 log = logging.getLogger(__name__)
 
@@ -290,7 +290,7 @@ class SlackNotifier:
         summary = bk.split_markdown(text, 2500)[0]
         try:
             await self.client.files_upload_v2(
-                channel=task.channel, thread_ts=task.thread_ts, content=text,
+                channel=task.channel, thread_ts=task.thread_ts, content=redact_text(text),
                 filename=f"{task.ref}.md", title=f"{task.ref}: full answer",
             )  # fmt: skip
             note = "The full answer is attached as a file."

@@ -23,6 +23,8 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
+from tools.redact import redact
+
 log = logging.getLogger(__name__)
 
 MAX_BODY = 1024 * 1024
@@ -31,8 +33,36 @@ MAX_BODY = 1024 * 1024
 UNREADABLE = (ValueError, TypeError, AttributeError, KeyError, IndexError)
 
 
+#: Web API methods that put text in front of people; what they send is redacted first.
+POSTING = ("chat.", "views.", "files.completeUploadExternal", "assistant.threads.")
+
+
+class RedactingWebClient(AsyncWebClient):
+    """`AsyncWebClient` that scrubs credential-shaped strings from everything it posts.
+
+    Model output, tool results and previews can echo a token; whatever path a message
+    takes to Slack (notifier, handlers, the built-in `slack__post_message` tool), the
+    credential is replaced by "[redacted]" on the way out (`tools.redact`).
+    """
+
+    async def api_call(
+        self,
+        api_method: str,
+        *,
+        json: dict[str, Any] | None = None,
+        data: Any = None,
+        params: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        if api_method.startswith(POSTING):
+            json = redact(json) if json is not None else None
+            data = redact(data) if isinstance(data, dict) else data
+            params = redact(params) if params is not None else None
+        return await super().api_call(api_method, json=json, data=data, params=params, **kwargs)
+
+
 def make_client(token: str, base_url: str) -> AsyncWebClient:
-    client = AsyncWebClient(token=token, base_url=base_url, timeout=30)
+    client = RedactingWebClient(token=token, base_url=base_url, timeout=30)
     client.retry_handlers.extend([
         AsyncRateLimitErrorRetryHandler(max_retry_count=5),
         AsyncServerErrorRetryHandler(max_retry_count=3),

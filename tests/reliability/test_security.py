@@ -50,12 +50,18 @@ def leaky(job: int) -> list[tuple[str, dict[str, Any]]]:
 
 
 def leaky_model(body: dict[str, Any]) -> Reply:
-    """job-1 calls the leaky tools; job-2's acting call fails with a secret in the error."""
+    """job-1 calls the leaky tools and writes secrets into its own text (the reason an
+    approval shows, the deliverable); job-2's acting call fails with a secret in the error."""
     job = job_of(json.dumps(body["messages"][0]))
     acting = (body.get("tool_choice") or {}).get("name") != "submit_plan"
     if job == 2 and acting:
         return error_reply(400, "invalid_request_error", f"bad key {API_KEY}", should_retry=False)
-    return scripted(leaky)(body)
+    reply = scripted(leaky)(body)
+    if acting:
+        for block in reply.content:
+            if block["type"] == "text":
+                block["text"] += f" (using {GITHUB} and Bearer {BOT_TOKEN})"
+    return reply
 
 
 def scan(text: str) -> list[str]:
@@ -104,6 +110,8 @@ async def test_secrets_never_reach_logs_audit_rows_or_slack(tmp_path: Path) -> N
             await bot.kill()
     assert runs(tmp_path / "effects.log", "create_ticket", 1) == 1  # the flow really ran
     assert "failed" in tables["tasks"] and "[redacted]" in tables["tool_calls"]
+    posted = json.dumps([c.params for c in slack.calls])
+    assert "finished: all steps done. (using [redacted]" in posted  # the deliverable, scrubbed
     leaks = {where: found for where, text in {
         "bot log": bot.log_text(),
         "Slack calls": json.dumps([c.params for c in slack.calls]),
