@@ -208,7 +208,11 @@ async def build(settings: Settings) -> Coworker:
     )
     app = make_app(slack, None if settings.socket_mode else secret)
     api_key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else None
-    llm = LLM(make_client(api_key, settings.anthropic_base_url), config, db)
+    client = make_client(
+        api_key, settings.anthropic_base_url,
+        max_retries=config.runner.model_retries, timeout=config.runner.model_timeout,
+    )  # fmt: skip
+    llm = LLM(client, config, db)
     tasks = TaskStore(db)
     groups = {m for role in config.roles.values() for m in role.members if m.startswith("S")}
     directory = SlackDirectory(slack, groups, bot_user_id)

@@ -105,6 +105,10 @@ class RunnerConfig(_Section):
     working_memory_tokens: int = Field(default=50_000, ge=1000)
     status_interval: Duration = 3
     max_new_tasks_per_minute: int = Field(default=10, ge=1)
+    #: One Messages API request's time limit, and how often the SDK retries a failed one
+    #: (429, 529, 5xx, timeouts, dropped connections) with back-off.
+    model_timeout: Duration = 120
+    model_retries: int = Field(default=4, ge=0, le=10)
 
 
 class GatewayServerLimits(_Section):

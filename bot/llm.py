@@ -263,9 +263,9 @@ def text_of(message: Message) -> str:
 
 
 def make_client(
-    api_key: str | None, base_url: str | None, *, max_retries: int = 4
+    api_key: str | None, base_url: str | None, *, max_retries: int = 4, timeout: float = 120
 ) -> anthropic.AsyncAnthropic:
     """The Anthropic client with the SDK's retries (429, 529, 5xx, connection errors)."""
     return anthropic.AsyncAnthropic(
-        api_key=api_key or "missing", base_url=base_url, max_retries=max_retries, timeout=120
+        api_key=api_key or "missing", base_url=base_url, max_retries=max_retries, timeout=timeout
     )

@@ -200,9 +200,9 @@ async def test_anthropic_down_for_one_task_is_explained_and_resumes(
 async def test_anthropic_timeouts_are_retried_or_explained(
     make_harness: Callable[..., Harness], tmp_path: Path
 ) -> None:
-    async with make_harness(config=NO_PLAN_APPROVAL) as h:
-        # The production client waits 120 s; the same client with a short timeout.
-        h.coworker.llm.client = h.coworker.llm.client.with_options(timeout=0.5, max_retries=1)
+    config = NO_PLAN_APPROVAL + '[runner]\nmodel_timeout = "0.5s"\nmodel_retries = 1\n'
+    async with make_harness(config=config) as h:
+        assert h.coworker.llm.client.timeout == 0.5 and h.coworker.llm.client.max_retries == 1
         script = scripted(lambda job: [])
         hangs = {1: 2, 2: 1}  # job-1 hangs on both tries; job-2 on its first only
 
