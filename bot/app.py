@@ -29,6 +29,7 @@ from bot.db import Database
 from bot.delegation import Delegation
 from bot.delivery import SWEEP_SECONDS, Delivery
 from bot.errors import SettingsError
+from bot.inbox import Inbox
 from bot.intake import Intake
 from bot.lifecycle import TaskWork
 from bot.llm import LLM, make_client
@@ -87,12 +88,13 @@ class Coworker:
     async def start(self) -> None:
         """Start background work: the runner and the scheduled jobs."""
         await self.runner.start()
+        await self.delegation.replay_inbox()
         self.scheduler = make_scheduler()
         self.scheduler.add_job(
             guarded("approval_sweep", self.approvals.sweep), "interval",
             seconds=self.config.approvals.sweep_interval,
         )  # fmt: skip
-        if self.delivery is not None:  # at start (a crash may have cut one off), then often
+        if self.delivery is not None:  # at start (Slack may have refused one), then often
             self.scheduler.add_job(
                 guarded("delivery_sweep", self.delivery.sweep), "interval",
                 seconds=SWEEP_SECONDS, next_run_time=datetime.now(),
@@ -244,7 +246,7 @@ async def build(settings: Settings) -> Coworker:
                            memory=memory, delivery=delivery)  # fmt: skip
     delegation = Delegation(tasks=tasks, intake=Intake(tasks, config), approvals=approvals,
                             runner=runner, notifier=notifier, directory=directory, config=config,
-                            memory=memory)  # fmt: skip
+                            memory=memory, inbox=Inbox(db))  # fmt: skip
     coworker = Coworker(
         settings=settings, config=config, db=db, slack=slack, app=app, llm=llm, gateway=gateway,
         tasks=tasks, approvals=approvals, runner=runner, delegation=delegation, notifier=notifier,

@@ -14,6 +14,7 @@ from bot.approvals import ApprovalService, Decision, Directory
 from bot.clock import now
 from bot.config import Config
 from bot.errors import NotAllowed
+from bot.inbox import Inbox
 from bot.inflight import InFlight
 from bot.intake import IncomingMessage, Intake, IntakeResult
 from bot.notifier import Notifier
@@ -35,7 +36,9 @@ class Delegation:
         directory: Directory,
         config: Config,
         memory: Any = None,
+        inbox: Inbox | None = None,
     ) -> None:
+        self.inbox = inbox
         self.tasks = tasks
         self.intake = intake
         self.approvals = approvals
@@ -46,10 +49,28 @@ class Delegation:
         self.inflight = InFlight()
         self.memory = memory
 
+    async def keep(self, msg: IncomingMessage) -> None:
+        """Write `msg` down before Slack is acknowledged (see `bot.inbox`)."""
+        if self.inbox is not None:
+            await self.inbox.keep(msg)
+
     async def on_message(self, msg: IncomingMessage) -> IntakeResult:
         """A mention, DM or thread reply: create or continue a task, once per event."""
         async with self.inflight:
-            return await self._on_message(msg)
+            result = await self._on_message(msg)
+            if self.inbox is not None:
+                await self.inbox.done(msg.event_id)
+            return result
+
+    async def replay_inbox(self) -> int:
+        """Handle the messages a stop cut off between acknowledgement and intake."""
+        if self.inbox is None:
+            return 0
+        left = await self.inbox.left_over()
+        for msg in left:
+            log.info("inbox: handling Slack event %s left from before the restart", msg.event_id)
+            await self.on_message(msg)
+        return len(left)
 
     async def _on_message(self, msg: IncomingMessage) -> IntakeResult:
         result = await self.intake.receive(msg)

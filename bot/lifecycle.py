@@ -15,6 +15,7 @@ from typing import Protocol
 from bot import telemetry
 from bot.agent import AgentLoop, Outcome
 from bot.approvals import ApprovalService
+from bot.clock import now
 from bot.config import Config
 from bot.delivery import Delivery
 from bot.errors import BudgetExhausted, LLMUnavailable
@@ -226,15 +227,15 @@ class TaskWork:
             tools_used=sorted(set(outcome.tools_used)), spent_usd=fresh.spent_usd,
             budget_usd=fresh.budget_usd,
         ))  # fmt: skip
-        # Record done with the result, then post it: if the post does not get through (or
-        # the process stops in between), the delivery sweep posts it from the row.
+        # Post, then record done: a stop in between resumes the task and posts it again,
+        # and a post Slack did not take is left for the delivery sweep (bot.delivery).
+        posted = await self.delivery.send(fresh, text)
         if not await self.tasks.transition(
-            task.id, "done", from_="running", result=text, delivered_at=None
-        ):
+            task.id, "done", from_="running", result=text,
+            delivered_at=now() if posted else None,
+        ):  # fmt: skip
             return
-        done = await self.tasks.get(task.id)
-        await self.delivery.post(done)
-        await self.memory.task_finished(done, "done", outcome.tools_used)
+        await self.memory.task_finished(await self.tasks.get(task.id), "done", outcome.tools_used)
 
     async def _wait_for_approval(self, task: Task) -> None:
         if not await self.tasks.transition(task.id, "waiting_approval", from_="running"):

@@ -247,6 +247,13 @@ class TaskStore:
         )
         return [Task.from_row(r) for r in rows]
 
+    async def mark_delivered(self, task_id: int) -> None:
+        await self.db.execute(
+            "UPDATE tasks SET delivered_at = ? WHERE id = ? AND status = 'done'"
+            " AND delivered_at IS NULL",
+            (now(), task_id),
+        )
+
     async def list_for(self, user: str, *, open_only: bool = False, limit: int = 20) -> list[Task]:
         where = "delegator = ?"
         if open_only:

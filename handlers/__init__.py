@@ -22,6 +22,7 @@ def register_handlers(app: AsyncApp, services: Any) -> None:
         await next()
 
     app.middleware(inject)
+    app.middleware(messages.keep_before_ack)
     for surface in (events, messages, actions, views, commands, home):
         surface.register(app)
     actions.register_fallback(app)
