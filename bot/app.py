@@ -14,6 +14,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -29,7 +30,7 @@ from bot.db import Database
 from bot.delegation import Delegation
 from bot.delivery import SWEEP_SECONDS, Delivery
 from bot.errors import SettingsError
-from bot.inbox import Inbox
+from bot.inbox import PRUNE_SECONDS, Inbox
 from bot.intake import Intake
 from bot.lifecycle import TaskWork
 from bot.llm import LLM, make_client
@@ -94,6 +95,11 @@ class Coworker:
             guarded("approval_sweep", self.approvals.sweep), "interval",
             seconds=self.config.approvals.sweep_interval,
         )  # fmt: skip
+        if self.delegation.inbox is not None:
+            self.scheduler.add_job(
+                guarded("inbox_prune", self.delegation.inbox.prune), "interval",
+                seconds=PRUNE_SECONDS,
+            )  # fmt: skip
         if self.delivery is not None:  # at start (Slack may have refused one), then often
             self.scheduler.add_job(
                 guarded("delivery_sweep", self.delivery.sweep), "interval",
@@ -160,6 +166,8 @@ class Coworker:
         await self.notifier.close()
         await self.gateway.stop()
         await self.llm.client.close()
+        if self.delegation.inbox is not None:
+            self.delegation.inbox.close()
         await self.db.close()
 
     async def serve_forever(self) -> None:
@@ -172,6 +180,13 @@ class Coworker:
             await asyncio.Event().wait()
         finally:
             await self.stop()
+
+
+def inbox_for(db: Database) -> Inbox | None:
+    """The inbox file beside the database file (none for an in-memory database)."""
+    if db.path == ":memory:":
+        return None
+    return Inbox(Path(db.path).with_name(Path(db.path).name + ".inbox.jsonl"), db)
 
 
 async def identify(client: AsyncWebClient) -> tuple[str | None, str | None]:
@@ -246,7 +261,7 @@ async def build(settings: Settings) -> Coworker:
                            memory=memory, delivery=delivery)  # fmt: skip
     delegation = Delegation(tasks=tasks, intake=Intake(tasks, config), approvals=approvals,
                             runner=runner, notifier=notifier, directory=directory, config=config,
-                            memory=memory, inbox=Inbox(db))  # fmt: skip
+                            memory=memory, inbox=inbox_for(db))  # fmt: skip
     coworker = Coworker(
         settings=settings, config=config, db=db, slack=slack, app=app, llm=llm, gateway=gateway,
         tasks=tasks, approvals=approvals, runner=runner, delegation=delegation, notifier=notifier,

@@ -49,18 +49,15 @@ class Delegation:
         self.inflight = InFlight()
         self.memory = memory
 
-    async def keep(self, msg: IncomingMessage) -> None:
-        """Write `msg` down before Slack is acknowledged (see `bot.inbox`)."""
-        if self.inbox is not None:
-            await self.inbox.keep(msg)
+    def keep(self, msg: IncomingMessage) -> None:
+        """Write a message intake may act on down before Slack is acknowledged (`bot.inbox`)."""
+        if self.inbox is not None and (msg.mention or msg.is_dm or msg.thread_ts):
+            self.inbox.keep(msg)
 
     async def on_message(self, msg: IncomingMessage) -> IntakeResult:
         """A mention, DM or thread reply: create or continue a task, once per event."""
         async with self.inflight:
-            result = await self._on_message(msg)
-            if self.inbox is not None:
-                await self.inbox.done(msg.event_id)
-            return result
+            return await self._on_message(msg)
 
     async def replay_inbox(self) -> int:
         """Handle the messages a stop cut off between acknowledgement and intake."""
@@ -70,6 +67,7 @@ class Delegation:
         for msg in left:
             log.info("inbox: handling Slack event %s left from before the restart", msg.event_id)
             await self.on_message(msg)
+        await self.inbox.prune()
         return len(left)
 
     async def _on_message(self, msg: IncomingMessage) -> IntakeResult:

@@ -58,7 +58,7 @@ async def keep_before_ack(body: dict[str, Any], context: dict[str, Any], next: A
         mention = event["type"] == "app_mention"
         msg = incoming(body, event, context.get("bot_user_id"), mention=mention)
         if msg is not None:
-            await context["coworker"].delegation.keep(msg)
+            context["coworker"].delegation.keep(msg)
     await next()
 
 
