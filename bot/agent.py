@@ -85,10 +85,6 @@ def block_dict(block: Any) -> dict[str, Any]:
     return dict(block.model_dump(exclude_none=True))
 
 
-def estimate_tokens(messages: list[dict[str, Any]]) -> int:
-    return len(json.dumps(messages)) // 4
-
-
 def pending_calls(message: dict[str, Any]) -> bool:
     """Whether `message` is a model turn whose tool calls still need their results."""
     return message["role"] == "assistant" and any(
@@ -100,16 +96,22 @@ def chars(value: Any) -> int:
     return len(json.dumps(value))
 
 
-def trim_tool_output(messages: list[dict[str, Any]], budget: int) -> None:
-    """Replace the oldest tool results with a marker until the conversation fits `budget`."""
+def trim_tool_output(messages: list[dict[str, Any]], budget: int) -> int:
+    """Replace the oldest tool results with a marker until the conversation fits `budget`.
+
+    The last exchange is never trimmed. Returns the conversation's size in characters after.
+    """
+    size = chars(messages)
     for msg in messages[:-2]:
-        if estimate_tokens(messages) <= budget:
-            return
+        if size // 4 <= budget:
+            break
         if msg["role"] != "user" or not isinstance(msg["content"], list):
             continue
         for block in msg["content"]:
             if block.get("type") == "tool_result" and block.get("content") != TRIMMED:
+                size -= chars(block["content"]) - chars(TRIMMED)
                 block["content"] = TRIMMED
+    return size
 
 
 def first_request(task: Task, plan: Plan | None) -> str:
@@ -263,7 +265,7 @@ class AgentLoop:
         if inputs_pending:
             await self.add_inputs(task, state)
         if state.chars // 4 > self.config.runner.working_memory_tokens:
-            trim_tool_output(state.messages, self.config.runner.working_memory_tokens)
+            state.chars = trim_tool_output(state.messages, self.config.runner.working_memory_tokens)
         ctx = CallContext(
             task_id=task.id, coworker=coworker, budget_usd=budget,
             high_visibility=task.high_visibility, spent_usd=spent,

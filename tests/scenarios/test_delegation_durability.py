@@ -8,11 +8,14 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from bot.agent import TRIMMED
 from bot.db import sqlite_module
 from handlers.messages import incoming
-from tests.fakes.anthropic import text_reply, tool_reply
+from tests.fakes.anthropic import Reply, text_reply, tool_reply
 from tests.fakes.slack import app_mention, event_callback, slash_command
+from tests.reliability.conftest import effects_mcp
 from tests.scenarios.conftest import plan, tickets_mcp, tool_runs
 from tests.scenarios.harness import Harness
 
@@ -107,6 +110,35 @@ async def test_a_message_acknowledged_just_before_a_crash_is_handled_at_start(
     await h.start_app()  # and the inbox line it left is recognised as handled
     assert await h.coworker.db.fetchval("SELECT COUNT(*) FROM tasks") == 1
     assert inbox_lines(h) == []
+
+
+async def test_old_tool_output_gives_way_when_working_memory_is_full(
+    make_harness: Callable[..., Harness], tmp_path: Path
+) -> None:
+    config = NO_PLAN_APPROVAL + "[runner]\nworking_memory_tokens = 1000\n"
+
+    def model(body: dict[str, Any]) -> Reply:
+        if (body.get("tool_choice") or {}).get("name") == "submit_plan":
+            return tool_reply("submit_plan", plan(("Read", ["effects__echo"])))
+        n = str(body["messages"]).count("'tool_result'")
+        if n < 4:
+            return tool_reply("effects__echo", {"text": f"page {n} " + "x" * 1500})
+        return text_reply("Read all four pages.")
+
+    async with make_harness(mcp=effects_mcp(tmp_path / "e.log"), config=config) as h:
+        h.anthropic.responder = model
+        await h.mention("job-1: read the four pages")
+        done = await h.wait_status("done")
+        assert done.result == "Read all four pages."
+        results = [
+            [b["content"] for m in r.body["messages"] if m["role"] == "user"
+             for b in m["content"] if isinstance(b, dict) and b.get("type") == "tool_result"]
+            for r in h.anthropic.requests[1:]
+        ]  # fmt: skip
+        last = results[-1]
+        assert len(last) == 4 and "page 3 " in str(last[-1])  # the newest stays whole
+        assert TRIMMED in str(last[0]) and "page 0 " not in str(last)
+        assert all(len(json.dumps(r)) // 4 < 1500 for r in results)  # near the budget
 
 
 async def test_long_answer_arrives_intact_as_a_file(make_harness: Callable[..., Harness]) -> None:
