@@ -148,7 +148,8 @@ class Toolbox:
             return Wait.CHILDREN if handled is None else tool_result(call["id"], *handled)
         journal = None if fresh else await self.gateway.journaled(key)
         if journal is not None and journal.status in FINAL:
-            return tool_result(call["id"], journal.content, journal.is_error)
+            replayed = self.gateway.replay(journal)
+            return tool_result(call["id"], replayed.content, replayed.is_error)
         info = tools.get(name)
         tier = self.gateway.effective_tier(name, args) if info else "block"
         interrupted = journal is not None and journal.status == "started"

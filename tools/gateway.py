@@ -171,6 +171,10 @@ class McpGateway:
         """The journaled call under this key, if any (for an agent loop resuming a task)."""
         return await self._journal.get(idempotency_key)
 
+    def replay(self, entry: JournalEntry) -> ToolResult:
+        """A journaled result as the model gets it: cut to the same limit as a live one."""
+        return _replay(entry, self._limit)
+
     async def call(
         self, name: str, arguments: Mapping[str, Any] | None, ctx: CallContext
     ) -> ToolResult:

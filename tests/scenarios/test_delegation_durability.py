@@ -52,6 +52,30 @@ async def test_restart_mid_task_finishes_and_tool_ran_once(
         assert "2 tickets match 'deploy'" in str(resumed)
 
 
+async def test_a_result_replayed_after_a_restart_is_what_the_model_saw_live(
+    make_harness: Callable[..., Harness], tmp_path: Path
+) -> None:
+    config = NO_PLAN_APPROVAL + "[gateway]\nresult_max_chars = 500\n"
+    async with make_harness(mcp=effects_mcp(tmp_path / "e.log"), config=config) as h:
+        h.anthropic.enqueue_tool_use("submit_plan", plan(("Read", ["effects__echo"])))
+        h.anthropic.enqueue_tool_use("effects__echo", {"text": "log line\n" * 400})
+        h.anthropic.enqueue_hang(30)
+        await h.mention("job-1: read the log")
+        [live_request] = (await h.anthropic.wait_for_requests(3))[2:]
+        await h.stop_app()
+        h.anthropic.enqueue_text("The log repeats one line.")
+        await h.start_app()
+        await h.wait_status("done")
+
+        def result(body: dict[str, Any]) -> Any:
+            return next(b for m in body["messages"] if m["role"] == "user"
+                        for b in m["content"] if b.get("type") == "tool_result")  # fmt: skip
+
+        live, replayed = result(live_request.body), result(h.anthropic.requests[-1].body)
+        assert "cut: 500 of" in str(live["content"])
+        assert replayed["content"] == live["content"]
+
+
 async def h_status(h: Harness, tmp_path: Path) -> str:
     from bot.db import Database
 
