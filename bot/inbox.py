@@ -8,8 +8,11 @@ table: appending never waits for the database (a backup or a long write could ho
 the acknowledgement stays fast. It survives the process (a SIGKILL, a crash); like the
 database's `synchronous = NORMAL`, it is not flushed to the disk itself on every write.
 
-At start the bot handles every line whose event intake has not recorded (`slack_events`),
-and every few minutes the file is cut down to the lines still unhandled and recent.
+Once intake is done with a message, whatever it decided (a task, a reply, nothing for us),
+a `handled` line follows it. At start the bot hands intake every message without one (and
+whose event intake has not recorded in `slack_events`), and every few minutes the file is
+cut down to the messages still unhandled and recent. The file is readable by its owner
+only: it holds the text of messages.
 """
 
 from __future__ import annotations
@@ -40,36 +43,37 @@ class Inbox:
 
     def keep(self, msg: IncomingMessage) -> None:
         """Append `msg`; synchronous and quick, so it can run before the acknowledgement."""
-        if self._file is None:
-            self._file = self.path.open("a", encoding="utf-8")
-        self._file.write(json.dumps({"at": now(), **dataclasses.asdict(msg)}) + "\n")
-        self._file.flush()
+        self._append({"at": now(), **dataclasses.asdict(msg)})
+
+    def handled(self, event_id: str) -> None:
+        """Intake is done with this event, whatever it decided."""
+        self._append({"at": now(), "handled": event_id})
 
     async def left_over(self) -> list[IncomingMessage]:
-        """Messages in the file that intake never recorded, oldest first."""
-        entries = self._read()
-        handled = await self._handled([e["event_id"] for e in entries])
-        seen: set[str] = set()
-        left = []
-        for entry in entries:
-            if entry["event_id"] in handled or entry["event_id"] in seen:
-                continue
-            seen.add(entry["event_id"])
-            left.append(IncomingMessage(**{k: v for k, v in entry.items() if k in FIELDS}))
-        return left
+        """Messages in the file that intake never finished, oldest first, once each."""
+        messages = self._messages(self._read())
+        recorded = await self._recorded([e["event_id"] for e in messages])
+        left: dict[str, IncomingMessage] = {}
+        for entry in messages:
+            if entry["event_id"] not in recorded:
+                fields = {k: v for k, v in entry.items() if k in FIELDS}
+                left.setdefault(entry["event_id"], IncomingMessage(**fields))
+        return list(left.values())
 
     async def prune(self) -> int:
-        """Cut the file down to recent lines intake has not recorded; how many were dropped."""
-        handled = await self._handled([e["event_id"] for e in self._read()])
+        """Cut the file down to recent unhandled messages; how many lines were dropped."""
+        recorded = await self._recorded([e["event_id"] for e in self._messages(self._read())])
         # No await from here on: nothing can be appended between this read and the replace.
         entries = self._read()
         keep = [
-            e for e in entries if e["event_id"] not in handled and e["at"] > now() - KEEP_SECONDS
-        ]
+            e for e in self._messages(entries)
+            if e["event_id"] not in recorded and e["at"] > now() - KEEP_SECONDS
+        ]  # fmt: skip
         if len(keep) == len(entries):
             return 0
         tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(json.dumps(e) + "\n" for e in keep), encoding="utf-8")
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            f.write("".join(json.dumps(e) + "\n" for e in keep))
         self.close()
         os.replace(tmp, self.path)
         return len(entries) - len(keep)
@@ -78,6 +82,19 @@ class Inbox:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+    def _append(self, entry: dict[str, Any]) -> None:
+        if self._file is None:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            self._file = os.fdopen(fd, "a", encoding="utf-8")
+        self._file.write(json.dumps(entry) + "\n")
+        self._file.flush()
+
+    @staticmethod
+    def _messages(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The message lines that have no `handled` line."""
+        done = {e["handled"] for e in entries if isinstance(e.get("handled"), str)}
+        return [e for e in entries if "event_id" in e and e["event_id"] not in done]
 
     def _read(self) -> list[dict[str, Any]]:
         if not self.path.exists():
@@ -89,11 +106,14 @@ class Inbox:
             except ValueError:  # a line cut short by the crash itself
                 log.warning("inbox: skipped an unreadable line in %s", self.path)
                 continue
-            if isinstance(entry, dict) and isinstance(entry.get("event_id"), str):
+            if isinstance(entry, dict) and (
+                isinstance(entry.get("event_id"), str) or isinstance(entry.get("handled"), str)
+            ):
                 entries.append(entry)
         return entries
 
-    async def _handled(self, event_ids: list[str]) -> set[str]:
+    async def _recorded(self, event_ids: list[str]) -> set[str]:
+        """Events intake recorded: handled even if the `handled` line was not written."""
         handled: set[str] = set()
         unique = list(dict.fromkeys(event_ids))
         for i in range(0, len(unique), 500):

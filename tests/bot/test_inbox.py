@@ -53,3 +53,17 @@ async def test_prune_keeps_only_recent_unrecorded_lines_and_appending_goes_on(
     assert ids == ["Ev2", "Ev3"]
     assert await inbox.prune() == 0
     inbox.close()
+
+
+async def test_a_message_intake_finished_is_never_handed_back(db: Database, tmp_path: Path) -> None:
+    # e.g. a reply in a thread that is no task's: intake ignores it and records no event.
+    path = tmp_path / "inbox.jsonl"
+    inbox = Inbox(path, db)
+    inbox.keep(message("Ev1", text="just chatting"))
+    inbox.keep(message("Ev2", text="cut off by a crash"))
+    inbox.handled("Ev1")
+    assert [m.event_id for m in await inbox.left_over()] == ["Ev2"]
+    assert await inbox.prune() == 2  # Ev1 and its mark
+    assert [json.loads(line)["event_id"] for line in path.read_text().splitlines()] == ["Ev2"]
+    assert path.stat().st_mode & 0o777 == 0o600  # message text: the owner's eyes only
+    inbox.close()
