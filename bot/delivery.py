@@ -1,12 +1,12 @@
-"""Deliverables reach their thread at least once.
+"""Deliverables reach their thread at least once, and no part of one twice.
 
-The agent's final answer is posted first and the task then recorded as done, with its
-result and, when Slack took every part, `tasks.delivered_at`. A post that Slack refused or
-could not take (an outage longer than the client's retries) leaves `delivered_at` empty,
-and the sweep (at start, then every minute) posts it again from the row, for up to a day
-after the task finished. A crash between the post and the record resumes the task, which
-posts it again. Nothing the person asked for is lost to a Slack outage; the worst case is a
-part posted twice.
+The agent's final answer is posted first and the task then recorded as done. If Slack did
+not take every part (it refused for a while, or was unreachable past the client's
+retries), the task is marked `delivery_pending` with the number of parts Slack has, and the
+sweep (at start, then every minute) posts the remaining parts, for up to a day after the
+task finished. A part Slack refuses for good (the channel was archived, the bot removed)
+ends the attempts, logged. A crash between the post and the record resumes the task, which
+posts it again: the one case where a deliverable can appear twice.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 
 from bot.clock import now
-from bot.notifier import Notifier
+from bot.notifier import Delivered, Notifier
 from bot.tasks import Task, TaskStore
 
 log = logging.getLogger(__name__)
@@ -29,18 +29,25 @@ class Delivery:
         self.tasks = tasks
         self.notifier = notifier
 
-    async def send(self, task: Task, text: str) -> bool:
-        """Post `text` as `task`'s deliverable; True once Slack took all of it."""
-        posted = await self.notifier.deliver(task, text or NOTHING, checks=task.checks or None)
-        if not posted:
-            log.warning("task %s: deliverable not posted; the delivery sweep retries", task.ref)
-        return posted
+    async def send(self, task: Task, text: str, skip: int = 0) -> Delivered:
+        """Post `text` as `task`'s deliverable, from part `skip` on."""
+        got = await self.notifier.deliver(
+            task, text or NOTHING, checks=task.checks or None, skip=skip
+        )
+        if got.final and not got.complete:
+            log.error("task %s: Slack refused the deliverable for good after part %d of %d",
+                      task.ref, got.parts, got.total)  # fmt: skip
+        elif not got.complete:
+            log.warning("task %s: deliverable posted up to part %d of %d; the sweep retries",
+                        task.ref, got.parts, got.total)  # fmt: skip
+        return got
 
     async def sweep(self) -> int:
-        """Post the deliverables of done tasks that did not get through; how many did now."""
-        posted = 0
+        """Post the rest of the deliverables Slack did not fully take; how many it now has."""
+        finished = 0
         for task in await self.tasks.undelivered(since=now() - RETRY_FOR_SECONDS):
-            if await self.send(task, task.result or NOTHING):
-                await self.tasks.mark_delivered(task.id)
-                posted += 1
-        return posted
+            got = await self.send(task, task.result or NOTHING, skip=task.delivered_parts)
+            pending = not (got.complete or got.final)
+            await self.tasks.delivery_progress(task, got.parts, pending=pending)
+            finished += got.complete
+        return finished

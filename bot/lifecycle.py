@@ -15,7 +15,6 @@ from typing import Protocol
 from bot import telemetry
 from bot.agent import AgentLoop, Outcome
 from bot.approvals import ApprovalService
-from bot.clock import now
 from bot.config import Config
 from bot.delivery import Delivery
 from bot.errors import BudgetExhausted, LLMUnavailable
@@ -229,10 +228,10 @@ class TaskWork:
         ))  # fmt: skip
         # Post, then record done: a stop in between resumes the task and posts it again,
         # and a post Slack did not take is left for the delivery sweep (bot.delivery).
-        posted = await self.delivery.send(fresh, text)
+        got = await self.delivery.send(fresh, text)
         if not await self.tasks.transition(
-            task.id, "done", from_="running", result=text,
-            delivered_at=now() if posted else None,
+            task.id, "done", from_="running", result=text, delivered_parts=got.parts,
+            delivery_pending=int(not (got.complete or got.final)),
         ):  # fmt: skip
             return
         await self.memory.task_finished(await self.tasks.get(task.id), "done", outcome.tools_used)

@@ -29,6 +29,20 @@ class StatusSnapshot:
 
 
 @dataclass
+class Delivered:
+    """How far a deliverable got: the first `parts` of its `total` parts are in the thread."""
+
+    parts: int
+    total: int
+    #: Slack refused the rest for good (a closed channel, invalid blocks): do not retry.
+    final: bool = False
+
+    @property
+    def complete(self) -> bool:
+        return self.parts >= self.total
+
+
+@dataclass
 class ApprovalView:
     """What an approval request shows: the call, why, and who may decide."""
 
@@ -83,11 +97,13 @@ class Notifier(Protocol):
     async def budget_exhausted(self, task: Task, partial: str | None) -> None:
         """Post what the task has, say the budget ran out, offer a top-up."""
 
-    async def deliver(self, task: Task, text: str, *, checks: list[str] | None = None) -> bool:
+    async def deliver(
+        self, task: Task, text: str, *, checks: list[str] | None = None, skip: int = 0
+    ) -> Delivered:
         """Post the deliverable, split at Slack's limits, with feedback buttons.
 
-        True when Slack took every part; False (logged) when it refused or could not be
-        reached, so the caller can post it again later.
+        Parts before `skip` are already in the thread (an earlier, cut-off delivery of the
+        same text) and are not posted again. Says how far it got.
         """
 
     async def failed(self, task: Task, message: str) -> None:

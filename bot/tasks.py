@@ -81,7 +81,8 @@ class Task:
     stage: int | None = None
     structured_result: dict[str, Any] | None = None
     checks: list[str] = field(default_factory=list)
-    delivered_at: float | None = None
+    delivery_pending: bool = False
+    delivered_parts: int = 0
 
     @property
     def ref(self) -> str:
@@ -105,7 +106,7 @@ class Task:
             json.loads(d["structured_result"]) if d.get("structured_result") else None
         )
         d["checks"] = json.loads(d["checks"]) if d.get("checks") else []
-        for key in ("high_visibility", "assistant", "cancel_requested"):
+        for key in ("high_visibility", "assistant", "cancel_requested", "delivery_pending"):
             d[key] = bool(d[key])
         d.pop("updated_at", None)
         return cls(**d)
@@ -239,19 +240,20 @@ class TaskStore:
         )  # fmt: skip
 
     async def undelivered(self, *, since: float) -> list[Task]:
-        """Top-level tasks done since `since` whose deliverable has not reached Slack."""
+        """Top-level tasks done since `since` whose deliverable Slack has not fully taken."""
         rows = await self.db.fetchall(
-            "SELECT * FROM tasks WHERE status = 'done' AND delivered_at IS NULL"
+            "SELECT * FROM tasks WHERE delivery_pending = 1 AND status = 'done'"
             " AND parent_id IS NULL AND finished_at > ? ORDER BY id",
             (since,),
         )
         return [Task.from_row(r) for r in rows]
 
-    async def mark_delivered(self, task_id: int) -> None:
+    async def delivery_progress(self, task: Task, parts: int, *, pending: bool) -> None:
+        """Record how far `task`'s deliverable got; only for the finish the caller read."""
         await self.db.execute(
-            "UPDATE tasks SET delivered_at = ? WHERE id = ? AND status = 'done'"
-            " AND delivered_at IS NULL",
-            (now(), task_id),
+            "UPDATE tasks SET delivered_parts = ?, delivery_pending = ? WHERE id = ?"
+            " AND status = 'done' AND delivery_pending = 1 AND finished_at = ?",
+            (parts, int(pending), task.id, task.finished_at),
         )
 
     async def list_for(self, user: str, *, open_only: bool = False, limit: int = 20) -> list[Task]:

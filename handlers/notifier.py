@@ -19,12 +19,19 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.notifier import ApprovalView, StatusSnapshot
+from bot.notifier import ApprovalView, Delivered, StatusSnapshot
 from bot.tasks import Task
 from handlers import blocks as bk
 from tools.redact import redact, redact_text
 
 log = logging.getLogger(__name__)
+
+#: Slack errors a later attempt can get past; the rest (an archived channel, the bot removed
+#: from it, invalid blocks) will not, so a deliverable is not retried after them.
+RETRYABLE = frozenset({
+    "ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout",
+    "invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive",
+})  # fmt: skip
 
 StatusTsSink = Callable[[int, str], Awaitable[None]]
 
@@ -69,17 +76,24 @@ class SlackNotifier:
         slack_sdk's retry handlers have already retried rate limits, server errors and
         dropped connections by the time this gives up.
         """
+        return (await self._send(task, text, blocks))[0]
+
+    async def _send(
+        self, task: Task, text: str, blocks: list[dict[str, Any]] | None
+    ) -> tuple[str | None, bool]:
+        """`post`, and whether a failure could pass on a later attempt."""
         try:
             resp = await self.client.chat_postMessage(
                 channel=task.channel, thread_ts=task.thread_ts, text=text[:3000], blocks=blocks
             )
         except SlackApiError as exc:
-            log.warning("task %s: chat.postMessage failed: %s", task.ref, exc.response.get("error"))
-            return None
+            error = exc.response.get("error")
+            log.warning("task %s: chat.postMessage failed: %s", task.ref, error)
+            return None, error in RETRYABLE
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.warning("task %s: Slack unreachable: %s", task.ref, type(exc).__name__)
-            return None
-        return str(resp["ts"])
+            return None, True
+        return str(resp["ts"]), True
 
     async def update(
         self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]] | None
@@ -253,57 +267,73 @@ class SlackNotifier:
     async def budget_exhausted(self, task: Task, partial: str | None) -> None:
         intro = f"{task.ref} used its budget (${task.spent_usd:.2f} of ${task.budget_usd:.2f})."
         if partial:
-            await self._post_markdown(task, f"{intro} Here is what I have so far:", partial)
+            await self._post_parts(task, f"{intro} Here is what I have so far:", partial)
         else:
             await self.post(task, intro)
 
     # -- results ---------------------------------------------------------------------
 
-    async def deliver(self, task: Task, text: str, *, checks: list[str] | None = None) -> bool:
+    async def deliver(
+        self, task: Task, text: str, *, checks: list[str] | None = None, skip: int = 0
+    ) -> Delivered:
         feedback = bk.actions(
             f"feedback:{task.id}",
             bk.button("👍", "feedback_up", str(task.id)),
             bk.button("👎", "feedback_down", str(task.id)),
         )
-        extra = [bk.context("\n".join(checks))] if checks else []
+        tail = [*([bk.context("\n".join(checks))] if checks else []), feedback]
         if len(text) > bk.FILE_THRESHOLD:
-            return await self._deliver_file(task, text, [*extra, feedback])
-        return await self._post_markdown(task, f"Done: {task.ref}", text, [*extra, feedback])
+            got = await self._deliver_file(task, text, tail, skip)
+            if got is not None:
+                return got
+            # No files here for good (e.g. no files:write): as messages, in one attempt,
+            # since a later one would count its parts as the file's.
+            got = await self._post_parts(task, f"Done: {task.ref}", text, tail)
+            return Delivered(got.parts, got.total, final=True)
+        return await self._post_parts(task, f"Done: {task.ref}", text, tail, skip)
 
-    async def _post_markdown(
-        self, task: Task, fallback: str, text: str, tail: list[dict[str, Any]] | None = None
-    ) -> bool:
-        """Post `text` in parts; False as soon as one does not get through."""
+    async def _post_parts(
+        self,
+        task: Task,
+        fallback: str,
+        text: str,
+        tail: list[dict[str, Any]] | None = None,
+        skip: int = 0,
+    ) -> Delivered:
+        """Post `text` in parts from part `skip` on, stopping at the first Slack does not take."""
         parts = bk.split_markdown(text, bk.MARKDOWN_LIMIT - 1000)
         for i, part in enumerate(parts):
+            if i < skip:
+                continue
             last = i == len(parts) - 1
-            ts = await self.post(
-                task,
-                f"{fallback} {part[:200]}",
-                [bk.markdown(part), *((tail or []) if last else [])],
-            )
+            blocks = [bk.markdown(part), *((tail or []) if last else [])]
+            ts, retryable = await self._send(task, f"{fallback} {part[:200]}", blocks)
             if ts is None:
-                return False
-        return True
+                return Delivered(i, len(parts), final=not retryable)
+        return Delivered(len(parts), len(parts))
 
-    async def _deliver_file(self, task: Task, text: str, tail: list[dict[str, Any]]) -> bool:
+    async def _deliver_file(
+        self, task: Task, text: str, tail: list[dict[str, Any]], skip: int
+    ) -> Delivered | None:
+        """Two parts: the file, then a summary; None when Slack refuses files for good."""
+        if skip < 1:
+            try:
+                await self.client.files_upload_v2(
+                    channel=task.channel, thread_ts=task.thread_ts, content=redact_text(text),
+                    filename=f"{task.ref}.md", title=f"{task.ref}: full answer",
+                )  # fmt: skip
+            except SlackApiError as exc:
+                error = exc.response.get("error")
+                log.warning("task %s: file upload failed: %s", task.ref, error)
+                return Delivered(0, 2) if error in RETRYABLE else None
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                log.warning("task %s: Slack unreachable: %s", task.ref, type(exc).__name__)
+                return Delivered(0, 2)
         summary = bk.split_markdown(text, 2500)[0]
-        try:
-            await self.client.files_upload_v2(
-                channel=task.channel, thread_ts=task.thread_ts, content=redact_text(text),
-                filename=f"{task.ref}.md", title=f"{task.ref}: full answer",
-            )  # fmt: skip
-            note = "The full answer is attached as a file."
-        except SlackApiError as exc:
-            log.warning("task %s: file upload failed: %s", task.ref, exc.response.get("error"))
-            return await self._post_markdown(task, f"Done: {task.ref}", text, tail)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("task %s: Slack unreachable: %s", task.ref, type(exc).__name__)
-            return False
-        ts = await self.post(
-            task, f"Done: {task.ref}", [bk.markdown(summary + "\n\n…"), bk.context(note), *tail]
-        )
-        return ts is not None
+        note = bk.context("The full answer is attached as a file.")
+        blocks = [bk.markdown(summary + "\n\n…"), note, *tail]
+        ts, retryable = await self._send(task, f"Done: {task.ref}", blocks)
+        return Delivered(2, 2) if ts else Delivered(1, 2, final=not retryable)
 
     async def failed(self, task: Task, message: str) -> None:
         await self.post(task, f"⚠️ {message}", [bk.section(f"⚠️ {message}")])

@@ -1,6 +1,6 @@
--- When a finished task's deliverable reached its thread. A task is marked done first and
--- its deliverable posted after; until the post goes through (Slack down, a crash in
--- between) `delivered_at` stays NULL and the delivery sweep posts it again.
-ALTER TABLE tasks ADD COLUMN delivered_at REAL;
-UPDATE tasks SET delivered_at = finished_at WHERE status = 'done';
-CREATE INDEX tasks_undelivered ON tasks (finished_at) WHERE status = 'done' AND delivered_at IS NULL;
+-- A finished task whose deliverable Slack has not fully taken yet (refused for a while, or
+-- unreachable past the client's retries): the delivery sweep posts the parts after
+-- `delivered_parts`, the ones Slack already has.
+ALTER TABLE tasks ADD COLUMN delivery_pending INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tasks ADD COLUMN delivered_parts INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX tasks_delivery_pending ON tasks (finished_at) WHERE delivery_pending = 1;

@@ -107,16 +107,66 @@ async def test_a_deliverable_slack_refuses_is_posted_by_the_sweep(
         h.slack.fail_next("chat.postMessage", times=1, status=200, error="fatal_error")
         answer.set()
         task = await h.wait_status("done", timeout=10)
-        await until(lambda: h.slack.calls_to("chat.postMessage")[-1].response, what="the post")
-        assert not delivered(h, 1) and task.delivered_at is None
+        assert not delivered(h, 1) and task.delivery_pending
         assert task.result == "job-1: the deploy is slow because of the cache miss."
 
         assert await h.coworker.delivery.sweep() == 1  # Slack is back
         assert delivered(h, 1)
-        assert (await h.task()).delivered_at is not None
+        assert not (await h.task()).delivery_pending
         assert await h.coworker.delivery.sweep() == 0  # posted once, not again
         posts = [c for c in h.slack.calls_to("chat.postMessage") if "Done: T-1" in str(c.params)]
         assert [bool(c.response and c.response["ok"]) for c in posts] == [False, True]
+
+
+async def test_the_sweep_posts_only_the_parts_slack_did_not_take_and_stops_when_refused(
+    make_harness: Callable[..., Harness],
+) -> None:
+    answer = "\n\n".join(f"Section {i}\n" + "word " * 1150 for i in range(2))  # 2 parts
+    async with make_harness(config=NO_PLAN_APPROVAL) as h:
+        go = asyncio.Event()
+
+        async def final(body: dict[str, Any]) -> Reply:
+            await go.wait()
+            return text_reply(answer)
+
+        for _ in range(2):
+            h.anthropic.enqueue_tool_use("submit_plan", plan(("Write", [])))
+        h.anthropic.responder = final
+        await start_jobs(h, 1, 2)
+        await h.anthropic.wait_for_requests(4)
+        posts = len(h.slack.calls_to("chat.postMessage"))
+
+        def deliverable_posts() -> list[Any]:
+            return [c for c in h.slack.calls_to("chat.postMessage")[posts:]
+                    if "Done: T-" in str(c.params.get("text"))]  # fmt: skip
+
+        go.set()
+        for task in (1, 2):
+            await h.wait_status("done", task_id=task, timeout=10)
+        assert all(c.response["ok"] for c in deliverable_posts())  # both delivered in full
+        assert len(deliverable_posts()) == 4  # two parts each
+
+        # Now a done task that Slack refused after part 1: the sweep posts part 2 only.
+        await h.coworker.db.execute(
+            "UPDATE tasks SET delivery_pending = 1, delivered_parts = 1 WHERE id = 1"
+        )
+        h.slack.fail_next("chat.postMessage", times=1, status=200, error="fatal_error")
+        assert await h.coworker.delivery.sweep() == 0  # a retryable refusal: still pending
+        assert (await h.task(1)).delivery_pending
+        assert await h.coworker.delivery.sweep() == 1
+        resent = deliverable_posts()[4:]
+        assert [c.response["ok"] for c in resent] == [False, True]
+        assert all("Section 0" not in str(c.params["blocks"]) for c in resent)  # not part 1
+
+        # A refusal for good (the channel was archived) ends the attempts.
+        await h.coworker.db.execute(
+            "UPDATE tasks SET delivery_pending = 1, delivered_parts = 0 WHERE id = 2"
+        )
+        h.slack.fail_next("chat.postMessage", times=1, status=200, error="is_archived")
+        assert await h.coworker.delivery.sweep() == 0
+        assert not (await h.task(2)).delivery_pending
+        assert await h.coworker.delivery.sweep() == 0
+        assert len(deliverable_posts()) == 7  # nothing after the final refusal
 
 
 async def test_slack_errors_while_a_plan_is_posted_leave_no_stray_work(

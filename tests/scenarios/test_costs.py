@@ -11,6 +11,7 @@ import pytest
 from bot import telemetry
 from tests.bot.test_telemetry import OtlpCollector, attributes
 from tests.fakes.anthropic import tool_reply
+from tests.fakes.slack import view_submission
 from tests.scenarios.conftest import plan, tickets_mcp, tool_runs
 from tests.scenarios.harness import Harness
 
@@ -85,6 +86,30 @@ async def test_budget_wraps_up_stops_and_a_top_up_continues(
             "chat.update",
             lambda c: "· done ·" in str(c.params.get("text")) and "$1.50 of $2.00" in str(c.params),
         )
+
+
+async def test_a_declined_top_up_ends_the_task_without_a_second_deliverable(
+    make_harness: Callable[..., Harness], tmp_path: Path
+) -> None:
+    async with make_harness(mcp=tickets_mcp(tmp_path / "t.log"), config=BUDGET_CONFIG) as h:
+        search = ("tickets__search", {"query": "flaky"})
+        h.anthropic.enqueue_tool_use("submit_plan", plan(("Search", ["tickets__search"])),
+                                     usage=CALL)  # fmt: skip
+        for _ in range(3):
+            h.anthropic.enqueue_tool_use(*search, usage=CALL)
+        await h.mention("find the flaky tests")
+        await h.wait_status("paused")
+        approval = await h.coworker.db.fetchone("SELECT * FROM approvals WHERE kind = 'budget'")
+        await h.click("approval_reject", approval["id"], user="U1")
+        await h.slack.wait_for("views.open")
+        await h.slack.send_interactive(view_submission(
+            "approval_reject", {"reason": {"text": "enough for now"}}, user="U1",
+            private_metadata=str(approval["id"]),
+        ))  # fmt: skip
+        done = await h.wait_status("done")
+        assert not done.delivery_pending  # what it had was posted when the budget ran out
+        assert await h.coworker.delivery.sweep() == 0
+        assert not [c for c in h.slack.calls_to("chat.postMessage") if "Done: T-1" in str(c.params)]
 
 
 async def test_later_calls_read_the_prompt_cache_and_the_log_records_it(
