@@ -13,6 +13,7 @@ from bot.errors import CoworkerError, NotAllowed, TaskNotFound
 from bot.tasks import Task, parse_task_ref
 from bot.team_memory import describe
 from handlers.responses import NOT_YOURS
+from tools.redact import redact_text
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +149,8 @@ async def handle_command(
     reply = await run_command(
         context["coworker"], command.get("user_id", ""), command.get("text") or "", command
     )
-    await respond(text=reply, response_type="ephemeral")
+    # response_url is a plain webhook, not the Web API client that redacts what it posts.
+    await respond(text=redact_text(reply), response_type="ephemeral")
 
 
 def register(app: AsyncApp) -> None:
