@@ -251,7 +251,7 @@ async def build(settings: Settings) -> Coworker:
     )
     approvals = ApprovalService(db, tasks, config, notifier, directory, runner.wake)
     orchestrator = Orchestrator(tasks, config, notifier, runner.wake)
-    toolbox = Toolbox(gateway, approvals, notifier, directory, config, orchestrator)
+    toolbox = Toolbox(gateway, approvals, notifier, directory, config, orchestrator, tasks=tasks)
     agent = AgentLoop(db=db, tasks=tasks, llm=llm, toolbox=toolbox, approvals=approvals,
                       notifier=notifier, config=config)  # fmt: skip
     delivery = Delivery(tasks, notifier)

@@ -9,6 +9,7 @@ in the thread; details go to the log with the task id, never to Slack.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Protocol
 
@@ -164,7 +165,13 @@ class TaskWork:
 
     async def validate(self, task: Task, outcome: Outcome, style: str | None) -> Outcome:
         """Review or test the deliverable; send it back up to N times; record every check."""
+        data = [
+            str(json.loads(e["detail"])) for e in await self.tasks.events(task.id)
+            if e["kind"] == "data_check" and e["detail"]
+        ]  # fmt: skip  # query results checked against the plan while it ran
         if self.validator is None or (kind := self.validator.kind(task)) == "none":
+            if data:
+                await self.tasks.update(task.id, checks=data)
             return outcome
         rounds = max(1, self.config.validation.review_rounds)
         checks: list[Check] = []
@@ -180,7 +187,7 @@ class TaskWork:
             if revised.kind != "done":
                 return revised
             outcome = Outcome("done", revised.text, outcome.tools_used + revised.tools_used)
-        lines = [c.line() for c in checks]
+        lines = data + [c.line() for c in checks]
         if not all(c.passed for c in checks):
             lines.append(
                 f"Still open after {rounds} round(s): posted as is, please check the points above."

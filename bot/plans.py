@@ -7,9 +7,30 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 
+class Expect(BaseModel):
+    """What a query step's result should look like; checked when its tool answers."""
+
+    min_rows: int | None = Field(default=None, ge=0)
+    max_rows: int | None = Field(default=None, ge=0)
+    #: A JSON Schema every row must satisfy (e.g. the columns and their types).
+    row_schema: dict[str, Any] | None = None
+
+    def render(self) -> str:
+        parts = []
+        if self.min_rows is not None or self.max_rows is not None:
+            low = self.min_rows if self.min_rows is not None else 0
+            high = self.max_rows if self.max_rows is not None else "any"
+            parts.append(f"{low}–{high} rows")
+        if self.row_schema:
+            parts.append("rows matching a schema")
+        return ", ".join(parts)
+
+
 class PlanStep(BaseModel):
     what: str = Field(min_length=1, max_length=500)
     tools: list[str] = Field(default_factory=list, max_length=20)
+    #: For a step that queries data: the expected result, when the request implies one.
+    expect: Expect | None = None
     #: Filled in by the policy, never by the model.
     approval: bool = False
 
@@ -32,7 +53,9 @@ def plan_tool_schema() -> dict[str, Any]:
         "description": (
             "Submit the plan for this task: numbered steps with the tools each uses, an "
             "estimate in minutes, and clarifying questions (only if the request is genuinely "
-            "ambiguous; otherwise an empty list)."
+            "ambiguous; otherwise an empty list). For a step that queries data, state the "
+            "expected result in `expect` (a row-count range and/or a JSON Schema per row) "
+            "when you know what a sound result looks like; it is checked when the tool answers."
         ),
         "input_schema": schema,
     }
@@ -43,8 +66,11 @@ def render_plan(plan: Plan) -> str:
     lines = [plan.summary, ""]
     for i, step in enumerate(plan.steps, 1):
         tools = f" (tools: {', '.join(step.tools)})" if step.tools else ""
+        expect = (
+            f" [expects {step.expect.render()}]" if step.expect and step.expect.render() else ""
+        )
         stop = " [stops for approval]" if step.approval else ""
-        lines.append(f"{i}. {step.what}{tools}{stop}")
+        lines.append(f"{i}. {step.what}{tools}{expect}{stop}")
     lines.append("")
     lines.append(f"Estimate: ~{plan.estimate_minutes} min")
     return "\n".join(lines)

@@ -19,7 +19,9 @@ from bot.config import Config
 from bot.notifier import Notifier
 from bot.orchestration import Orchestrator, is_orchestration, tool_definitions
 from bot.planner import coworker_for
-from bot.tasks import Task
+from bot.plans import Expect
+from bot.tasks import Task, TaskStore
+from bot.validation import check_result
 from tools.gateway import CallContext, McpGateway, ToolInfo, args_hash
 from tools.scope import allowed_globs, scope_tools
 
@@ -79,7 +81,9 @@ class Toolbox:
         directory: Directory,
         config: Config,
         orchestrator: Orchestrator | None = None,
+        tasks: TaskStore | None = None,
     ) -> None:
+        self.tasks = tasks  # where data checks are recorded
         self.gateway = gateway
         self.approvals = approvals
         self.notifier = notifier
@@ -182,7 +186,24 @@ class Toolbox:
                 span.fail("tool_error")
         if tier == "notify" and not result.is_error:
             await self.notifier.tool_notice(task, name, args)
-        return tool_result(call["id"], result.content, result.is_error)
+        content = result.content
+        if not result.is_error and (expect := self.expectation(task, name)) is not None:
+            check = check_result(name, expect, result.content, cut=result.truncated)
+            if self.tasks is not None:
+                await self.tasks.log(task.id, "data_check", detail=check.line())
+            if not check.passed:
+                content += (f"\n\n[Coworker check] This result does not match what the plan "
+                            f"expected: {check.detail}. Take it into account, and say so in "
+                            "your answer if it stands.")  # fmt: skip
+        return tool_result(call["id"], content, result.is_error)
+
+    @staticmethod
+    def expectation(task: Task, tool: str) -> Expect | None:
+        """What the plan expects of this tool's result, if a step says."""
+        for step in (task.plan or {}).get("steps", []):
+            if tool in step.get("tools", []) and step.get("expect"):
+                return Expect.model_validate(step["expect"])
+        return None
 
     async def approval_for(
         self,

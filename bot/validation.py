@@ -12,14 +12,19 @@ Each check's outcome is a `Check`, recorded on the task and shown with the deliv
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from dataclasses import dataclass
+from typing import Any
 
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel, Field, ValidationError
 
 from bot.config import Config
 from bot.errors import BudgetExhausted
 from bot.llm import LLM, CallContext, text_of
+from bot.plans import Expect
 from bot.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -60,6 +65,47 @@ class Check:
         return f"{mark} {self.name}" + (
             f": {self.detail}" if self.detail and not self.passed else ""
         )
+
+
+ROW_KEYS = ("rows", "results", "items", "records", "data")
+
+
+def rows_of(value: Any) -> list[Any] | None:
+    """The rows of a query result: a JSON list, or the list under a usual key of an object."""
+    if isinstance(value, list):
+        return value
+    if isinstance(value, dict):
+        for key in ROW_KEYS:
+            if isinstance(value.get(key), list):
+                return list(value[key])
+    return None
+
+
+def check_result(tool: str, expect: Expect, text: str, *, cut: bool = False) -> Check:
+    """Whether a query's result matches what the plan expected of it."""
+    name = f"{tool} result"
+    if cut:
+        return Check(name, False, "the result was too long to check in full")
+    try:
+        rows = rows_of(json.loads(text))
+    except ValueError:
+        rows = None
+    if rows is None:
+        return Check(name, False, "expected rows as JSON, got something else")
+    low, high = expect.min_rows, expect.max_rows
+    if (low is not None and len(rows) < low) or (high is not None and len(rows) > high):
+        wanted = f"{low if low is not None else 0}–{high if high is not None else 'any'}"
+        return Check(name, False, f"expected {wanted} rows, got {len(rows)}")
+    if expect.row_schema:
+        try:
+            validator = Draft202012Validator(expect.row_schema)
+            validator.check_schema(expect.row_schema)
+        except SchemaError:
+            return Check(name, False, "the plan's row schema is not a valid JSON Schema")
+        for i, row in enumerate(rows):
+            if error := next(iter(validator.iter_errors(row)), None):
+                return Check(name, False, f"row {i + 1}: {error.message[:200]}")
+    return Check(name, True, f"{len(rows)} rows as expected")
 
 
 class Validator:

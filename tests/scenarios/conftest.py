@@ -9,6 +9,7 @@ import pytest
 from tests.scenarios.harness import Harness
 
 TICKETS = Path(__file__).parent / "servers" / "tickets.py"
+WAREHOUSE = Path(__file__).parent / "servers" / "warehouse.py"
 
 
 def plan(
@@ -29,6 +30,12 @@ def tickets_mcp(log: Path) -> dict[str, Any]:
     return {"mcpServers": {"tickets": {
         "command": sys.executable, "args": [str(TICKETS)], "env": {"TICKETS_LOG": str(log)},
     }}}  # fmt: skip
+
+
+def warehouse_mcp() -> dict[str, Any]:
+    import sys
+
+    return {"mcpServers": {"warehouse": {"command": sys.executable, "args": [str(WAREHOUSE)]}}}
 
 
 def tool_runs(log: Path, tool: str | None = None) -> list[dict[str, Any]]:

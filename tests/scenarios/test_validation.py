@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.fakes.anthropic import Reply, text_reply, tool_reply
-from tests.scenarios.conftest import plan
+from tests.scenarios.conftest import plan, warehouse_mcp
 from tests.scenarios.harness import Harness
 
 
@@ -156,3 +156,59 @@ async def test_high_visibility_final_draft_goes_to_the_best_model(
         final = h.anthropic.requests[-1].body
         assert final["model"] == "claude-opus-5-5" and "rough draft" in str(final["messages"])
         assert h.anthropic.requests[1].body["model"] == "claude-sonnet-5-5"
+
+
+ROW_SCHEMA = {
+    "type": "object",
+    "required": ["id", "total"],
+    "properties": {"id": {"type": "integer"}, "total": {"type": "number"}},
+}
+
+
+def data_plan(expect: dict[str, Any]) -> dict[str, Any]:
+    step = {"what": "Query the orders", "tools": ["warehouse__query"], "expect": expect}
+    return {**plan(), "steps": [step], "deliverable": "data"}
+
+
+async def run_query(
+    h: Harness, region: str, expect: dict[str, Any], task: int = 1
+) -> tuple[str, Any]:
+    """A task whose plan expects `expect` of its one query; the model's view and the task."""
+    h.anthropic.enqueue_tool_use("submit_plan", data_plan(expect))
+    h.anthropic.enqueue_tool_use("warehouse__query", {"region": region})
+    h.anthropic.enqueue_text("Here are the orders.")
+    await h.mention(f"total the {region} orders")
+    done = await h.wait_status("done", task_id=task)
+    result = h.anthropic.requests[-1].body["messages"][-1]["content"][0]["content"]
+    return str(result), done
+
+
+async def test_a_query_result_matching_the_plan_passes_its_check(
+    make_harness: Callable[..., Harness],
+) -> None:
+    config = 'plan_approval = "never"\n'
+    async with make_harness(mcp=warehouse_mcp(), config=config) as h:
+        seen, done = await run_query(h, "emea", {"min_rows": 1, "row_schema": ROW_SCHEMA})
+        assert "[Coworker check]" not in seen
+        assert done.checks == ["✅ warehouse__query result"]
+        [posted] = await h.slack.wait_for(
+            "chat.postMessage", lambda c: "Done: T-1" in str(c.params)
+        )
+        assert "✅ warehouse__query result" in str(posted.params["blocks"])
+
+
+async def test_a_query_result_outside_the_expected_range_or_schema_is_flagged(
+    make_harness: Callable[..., Harness],
+) -> None:
+    config = 'plan_approval = "never"\n'
+    async with make_harness(mcp=warehouse_mcp(), config=config) as h:
+        seen, done = await run_query(h, "latam", {"min_rows": 1, "max_rows": 100})
+        assert "[Coworker check]" in seen and "expected 1–100 rows, got 0" in seen
+        assert done.checks == ["⚠️ warehouse__query result: expected 1–100 rows, got 0"]
+        [posted] = await h.slack.wait_for(
+            "chat.postMessage", lambda c: "Done: T-1" in str(c.params)
+        )
+        assert "expected 1–100 rows, got 0" in str(posted.params["blocks"])
+
+        seen, done = await run_query(h, "apac", {"row_schema": ROW_SCHEMA}, task=2)
+        assert "row 1: 'n/a' is not of type 'number'" in seen
