@@ -174,6 +174,20 @@ async def test_delegation_cycle_is_refused_and_said(make_harness: Callable[..., 
         await h.slack.wait_for(
             "chat.postMessage", lambda c: "refused a hand-off" in c.params.get("text", "")
         )
+        # The same call replayed (a restart before the next checkpoint) refuses again,
+        # without telling the thread twice.
+        detail = await h.coworker.db.fetchval(
+            "SELECT detail FROM task_events WHERE kind = 'delegation_refused'"
+        )
+        orchestrator = h.coworker.runner.work.toolbox.orchestrator
+        again = await orchestrator.handle(
+            await h.task(2), json.loads(detail)["key"], "team__delegate",
+            {"coworker": "dev", "objective": "Fix the bug!"},
+        )  # fmt: skip
+        assert again is not None and again[1] and again[0].startswith("Refused")
+        notes = [c for c in h.slack.calls_to("chat.postMessage")
+                 if "refused a hand-off" in c.params.get("text", "")]  # fmt: skip
+        assert len(notes) == 1
 
 
 async def test_depth_past_the_limit_is_refused(make_harness: Callable[..., Harness]) -> None:
