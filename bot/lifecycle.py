@@ -165,12 +165,14 @@ class TaskWork:
 
     async def validate(self, task: Task, outcome: Outcome, style: str | None) -> Outcome:
         """Review or test the deliverable; send it back up to N times; record every check."""
-        data = [
-            str(json.loads(e["detail"])) for e in await self.tasks.events(task.id)
-            if e["kind"] == "data_check" and e["detail"]
-        ]  # fmt: skip  # query results checked against the plan while it ran
+        data: list[str] = []  # query results checked against the plan in this run
+        for event in await self.tasks.events(task.id):
+            if event["kind"] == "status:done":  # an earlier delivery: its checks were shown
+                data = []
+            elif event["kind"] == "data_check" and event["detail"]:
+                data.append(str(json.loads(event["detail"])))
         if self.validator is None or (kind := self.validator.kind(task)) == "none":
-            if data:
+            if data or task.checks:  # a follow-up does not show the last run's checks
                 await self.tasks.update(task.id, checks=data)
             return outcome
         rounds = max(1, self.config.validation.review_rounds)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.fakes.anthropic import Reply, text_reply, tool_reply
+from tests.fakes.slack import channel_message
 from tests.scenarios.conftest import plan, warehouse_mcp
 from tests.scenarios.harness import Harness
 
@@ -195,6 +196,13 @@ async def test_a_query_result_matching_the_plan_passes_its_check(
             "chat.postMessage", lambda c: "Done: T-1" in str(c.params)
         )
         assert "✅ warehouse__query result" in str(posted.params["blocks"])
+        # A follow-up that queries nothing shows no check from the run before.
+        h.anthropic.enqueue_text("The total is 200.50.")
+        await h.slack.send_event(channel_message(
+            "and the total?", user="U1", channel="C1", thread_ts=posted.params["thread_ts"]
+        ))  # fmt: skip
+        await h.slack.wait_for("chat.postMessage", lambda c: "200.50" in str(c.params))
+        assert (await h.task()).checks == []
 
 
 async def test_a_query_result_outside_the_expected_range_or_schema_is_flagged(
