@@ -13,6 +13,7 @@ in one place, the first of the standard `sqlite3`, `sqlean` and `pysqlite3` that
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -118,8 +119,10 @@ class Database:
                 yield Tx(self._conn)
                 await self._conn.execute("COMMIT")
             except BaseException:
-                if self._conn.in_transaction:
-                    await self._conn.execute("ROLLBACK")
+                # Cancelled while a COMMIT was already queued: it ends the transaction first.
+                with contextlib.suppress(sqlite_module().OperationalError):
+                    if self._conn.in_transaction:
+                        await self._conn.execute("ROLLBACK")
                 raise
 
     async def execute(self, sql: str, params: Params = ()) -> int:

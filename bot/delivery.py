@@ -46,7 +46,11 @@ class Delivery:
         """Post the rest of the deliverables Slack did not fully take; how many it now has."""
         finished = 0
         for task in await self.tasks.undelivered(since=now() - RETRY_FOR_SECONDS):
-            got = await self.send(task, task.result or NOTHING, skip=task.delivered_parts)
+            try:
+                got = await self.send(task, task.result or NOTHING, skip=task.delivered_parts)
+            except Exception:  # one task's failure must not hold the others back
+                log.exception("task %s: delivery sweep failed; next sweep retries", task.ref)
+                continue
             pending = not (got.complete or got.final)
             await self.tasks.delivery_progress(task, got.parts, pending=pending)
             finished += got.complete

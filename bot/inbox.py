@@ -72,7 +72,9 @@ class Inbox:
         if len(keep) == len(entries):
             return 0
         tmp = self.path.with_name(self.path.name + ".tmp")
-        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # also when a stale .tmp was left with a wider mode
+        with os.fdopen(fd, "w") as f:
             f.write("".join(json.dumps(e) + "\n" for e in keep))
         self.close()
         os.replace(tmp, self.path)
@@ -86,6 +88,7 @@ class Inbox:
     def _append(self, entry: dict[str, Any]) -> None:
         if self._file is None:
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            os.fchmod(fd, 0o600)  # a file from an older version may be world-readable
             self._file = os.fdopen(fd, "a", encoding="utf-8")
         self._file.write(json.dumps(entry) + "\n")
         self._file.flush()

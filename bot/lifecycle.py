@@ -170,7 +170,7 @@ class TaskWork:
             if event["kind"] == "status:done":  # an earlier delivery: its checks were shown
                 data = []
             elif event["kind"] == "data_check" and event["detail"]:
-                data.append(str(json.loads(event["detail"])))
+                data.append(str(json.loads(event["detail"])["line"]))
         if self.validator is None or (kind := self.validator.kind(task)) == "none":
             if data or task.checks:  # a follow-up does not show the last run's checks
                 await self.tasks.update(task.id, checks=data)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+
+log = logging.getLogger(__name__)
 
 
 class Expect(BaseModel):
@@ -14,6 +17,17 @@ class Expect(BaseModel):
     max_rows: int | None = Field(default=None, ge=0)
     #: A JSON Schema every row must satisfy (e.g. the columns and their types).
     row_schema: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _sound(self) -> Expect:
+        if self.min_rows is not None and self.max_rows is not None:
+            if self.min_rows > self.max_rows:
+                raise ValueError("min_rows is greater than max_rows")
+        return self
+
+    @property
+    def empty(self) -> bool:
+        return self.min_rows is None and self.max_rows is None and not self.row_schema
 
     def render(self) -> str:
         parts = []
@@ -31,6 +45,18 @@ class PlanStep(BaseModel):
     tools: list[str] = Field(default_factory=list, max_length=20)
     #: For a step that queries data: the expected result, when the request implies one.
     expect: Expect | None = None
+
+    @field_validator("expect", mode="wrap")
+    @classmethod
+    def _drop_unsound_expect(cls, value: Any, handler: Any) -> Expect | None:
+        """An expectation that does not validate is dropped, not the whole plan."""
+        try:
+            expect = handler(value)
+        except ValidationError as exc:
+            log.info("plan step: expectation dropped: %s", exc.errors()[:1])
+            return None
+        return None if expect is None or expect.empty else expect
+
     #: Filled in by the policy, never by the model.
     approval: bool = False
 

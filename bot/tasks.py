@@ -182,6 +182,15 @@ class TaskStore:
             (task_id, kind, actor, None if detail is None else json.dumps(detail), now()),
         )
 
+    async def record_check(self, task_id: int, key: str, line: str) -> None:
+        """A data check's outcome, once per tool call (`key`)."""
+        await self.db.execute(
+            "INSERT INTO task_events (task_id, kind, actor, detail, at)"
+            " SELECT ?, 'data_check', NULL, ?, ? WHERE NOT EXISTS (SELECT 1 FROM task_events"
+            " WHERE task_id = ? AND kind = 'data_check' AND json_extract(detail, '$.key') = ?)",
+            (task_id, json.dumps({"key": key, "line": line}), now(), task_id, key),
+        )
+
     async def events(self, task_id: int) -> list[dict[str, Any]]:
         rows = await self.db.fetchall(
             "SELECT kind, actor, detail, at FROM task_events WHERE task_id = ? ORDER BY id",

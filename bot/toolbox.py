@@ -9,6 +9,7 @@ tool, never from anything the model or a tool result says.
 
 from __future__ import annotations
 
+import json
 import logging
 from enum import Enum
 from typing import Any
@@ -153,7 +154,10 @@ class Toolbox:
         journal = None if fresh else await self.gateway.journaled(key)
         if journal is not None and journal.status in FINAL:
             replayed = self.gateway.replay(journal)
-            return tool_result(call["id"], replayed.content, replayed.is_error)
+            content = replayed.content
+            if not replayed.is_error:
+                content = await self.checked(task, key, name, content, replayed.truncated)
+            return tool_result(call["id"], content, replayed.is_error)
         info = tools.get(name)
         tier = self.gateway.effective_tier(name, args) if info else "block"
         interrupted = journal is not None and journal.status == "started"
@@ -187,23 +191,43 @@ class Toolbox:
         if tier == "notify" and not result.is_error:
             await self.notifier.tool_notice(task, name, args)
         content = result.content
-        if not result.is_error and (expect := self.expectation(task, name)) is not None:
-            check = check_result(name, expect, result.content, cut=result.truncated)
-            if self.tasks is not None:
-                await self.tasks.log(task.id, "data_check", detail=check.line())
-            if not check.passed:
-                content += (f"\n\n[Coworker check] This result does not match what the plan "
-                            f"expected: {check.detail}. Take it into account, and say so in "
-                            "your answer if it stands.")  # fmt: skip
+        if not result.is_error:
+            content = await self.checked(task, key, name, content, result.truncated)
         return tool_result(call["id"], content, result.is_error)
+
+    async def checked(self, task: Task, key: str, tool: str, content: str, cut: bool) -> str:
+        """`content`, with a note for the model if it is not what the plan expected.
+
+        The check is recorded once per call (a result replayed after a restart is checked
+        again, so the model sees the same note, but not recorded twice).
+        """
+        expect = self.expectation(task, tool)
+        if expect is None:
+            return content
+        check = check_result(tool, expect, content, cut=cut)
+        if self.tasks is not None:
+            await self.tasks.record_check(task.id, key, check.line())
+        if not check.failed:
+            return content
+        return (f"{content}\n\n[Coworker check] This result does not match what the plan "
+                f"expected: {check.detail}. Take it into account, and say so in your answer "
+                "if it stands.")  # fmt: skip
 
     @staticmethod
     def expectation(task: Task, tool: str) -> Expect | None:
-        """What the plan expects of this tool's result, if a step says."""
-        for step in (task.plan or {}).get("steps", []):
-            if tool in step.get("tools", []) and step.get("expect"):
-                return Expect.model_validate(step["expect"])
-        return None
+        """What the plan expects of this tool's results: only when the steps using it agree."""
+        stated = {
+            json.dumps(step.get("expect"), sort_keys=True)
+            for step in (task.plan or {}).get("steps", [])
+            if tool in step.get("tools", [])
+        }
+        if len(stated) != 1 or (only := json.loads(stated.pop())) is None:
+            return None
+        try:
+            expect = Expect.model_validate(only)
+        except ValueError:
+            return None
+        return None if expect.empty else expect
 
     async def approval_for(
         self,

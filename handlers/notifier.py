@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.notifier import ApprovalView, Delivered, StatusSnapshot
@@ -25,6 +25,19 @@ from handlers import blocks as bk
 from tools.redact import redact, redact_text
 
 log = logging.getLogger(__name__)
+
+
+def slack_error(exc: SlackApiError) -> tuple[str | None, bool]:
+    """A Web API failure's error code, and whether a later attempt could get past it.
+
+    A server error (5xx) or an answer without a JSON error code (an HTML or plain-text error
+    page from a proxy) is an outage, so worth another attempt.
+    """
+    data = getattr(exc.response, "data", None)
+    error = data.get("error") if isinstance(data, dict) else None
+    status = getattr(exc.response, "status_code", 0) or 0
+    return error, error is None or status >= 500 or error in RETRYABLE
+
 
 #: Slack errors a later attempt can get past; the rest (an archived channel, the bot removed
 #: from it, invalid blocks) will not, so a deliverable is not retried after them.
@@ -87,10 +100,10 @@ class SlackNotifier:
                 channel=task.channel, thread_ts=task.thread_ts, text=text[:3000], blocks=blocks
             )
         except SlackApiError as exc:
-            error = exc.response.get("error")
+            error, retryable = slack_error(exc)
             log.warning("task %s: chat.postMessage failed: %s", task.ref, error)
-            return None, error in RETRYABLE
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            return None, retryable
+        except (SlackClientError, aiohttp.ClientError, TimeoutError) as exc:
             log.warning("task %s: Slack unreachable: %s", task.ref, type(exc).__name__)
             return None, True
         return str(resp["ts"]), True
@@ -323,10 +336,10 @@ class SlackNotifier:
                     filename=f"{task.ref}.md", title=f"{task.ref}: full answer",
                 )  # fmt: skip
             except SlackApiError as exc:
-                error = exc.response.get("error")
+                error, retryable = slack_error(exc)
                 log.warning("task %s: file upload failed: %s", task.ref, error)
-                return Delivered(0, 2) if error in RETRYABLE else None
-            except (aiohttp.ClientError, TimeoutError) as exc:
+                return Delivered(0, 2) if retryable else None
+            except (SlackClientError, aiohttp.ClientError, TimeoutError) as exc:
                 log.warning("task %s: Slack unreachable: %s", task.ref, type(exc).__name__)
                 return Delivered(0, 2)
         summary = bk.split_markdown(text, 2500)[0]

@@ -18,7 +18,6 @@ ROWS = [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]
         (json.dumps({"count": 2}), Expect(min_rows=1), False, "expected rows as JSON"),
         ("2 rows: a, b", Expect(min_rows=1), False, "expected rows as JSON"),
         (json.dumps(ROWS), Expect(row_schema={"required": ["email"]}), False, "row 1: 'email'"),
-        (json.dumps(ROWS), Expect(row_schema={"type": 7}), False, "not a valid JSON Schema"),
     ],
 )
 def test_a_result_is_checked_against_its_expectation(
@@ -30,9 +29,31 @@ def test_a_result_is_checked_against_its_expectation(
     assert check.name == "db__query result"
 
 
-def test_a_cut_result_is_not_passed_unseen() -> None:
-    check = check_result("db__query", Expect(max_rows=10), json.dumps(ROWS), cut=True)
-    assert not check.passed and "too long to check" in check.detail
+@pytest.mark.parametrize(
+    ("expect", "cut", "why"),
+    [
+        (Expect(max_rows=10), True, "too long to check"),
+        (Expect(row_schema={"type": 7}), False, "could not be applied"),
+        (Expect(row_schema={"$ref": "#/definitions/nowhere"}), False, "could not be applied"),
+        (Expect(row_schema={"$ref": "https://example.com/s.json"}), False, "could not be applied"),
+    ],
+)
+def test_what_cannot_be_checked_is_neither_passed_nor_failed(
+    expect: Expect, cut: bool, why: str
+) -> None:
+    check = check_result("db__query", expect, json.dumps(ROWS), cut=cut)
+    assert not check.checked and not check.failed
+    assert check.line().startswith("➖ db__query result: not checked (") and why in check.line()
+
+
+def test_an_unsound_expectation_is_dropped_not_the_plan() -> None:
+    plan = Plan.model_validate({"summary": "Count", "steps": [
+        {"what": "A", "tools": ["db__query"], "expect": {"row_schema": "id, name"}},
+        {"what": "B", "tools": ["db__query"], "expect": {"min_rows": 5, "max_rows": 1}},
+        {"what": "C", "tools": ["db__query"], "expect": {}},
+        {"what": "D", "tools": ["db__query"], "expect": {"max_rows": 3}},
+    ]})  # fmt: skip
+    assert [s.expect for s in plan.steps] == [None, None, None, Expect(max_rows=3)]
 
 
 def test_the_plan_shows_what_a_step_expects() -> None:

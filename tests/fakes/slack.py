@@ -148,6 +148,7 @@ class _Failure:
     status: int
     retry_after: float
     error: str
+    html: bool = False  # answer an HTML error page (a proxy's), not Slack's JSON
 
 
 class SlackError(Exception):
@@ -483,15 +484,17 @@ class FakeSlack:
         status: int = 429,
         retry_after: float = 1,
         error: str | None = None,
+        html: bool = False,
     ) -> None:
         """Make the next ``times`` calls of ``method`` fail.
 
         429 answers carry ``Retry-After``; 5xx answers an error body; 200 answers
         ``{"ok": false, "error": error}``.  ``error`` defaults to ``ratelimited`` (429),
-        ``internal_error`` (5xx) or ``fatal_error`` (200).
+        ``internal_error`` (5xx) or ``fatal_error`` (200). ``html`` answers an HTML error
+        page instead, as a proxy in front of Slack does.
         """
         default = {429: "ratelimited", 200: "fatal_error"}.get(status, "internal_error")
-        failure = _Failure(status, retry_after, error or default)
+        failure = _Failure(status, retry_after, error or default, html)
         self._failures.setdefault(method, deque()).extend([failure] * times)
 
     # ------------------------------------------------------------- inspection
@@ -614,6 +617,8 @@ class FakeSlack:
             await asyncio.sleep(random.uniform(*self.latency))
         status, body, headers = self._answer(method, params, token)
         await self._record(Call(method, params, token, at, body))
+        if "html" in body:
+            return web.Response(text=body["html"], status=status, content_type="text/html")
         return web.json_response(body, status=status, headers=headers)
 
     def _answer(
@@ -1177,6 +1182,12 @@ _LOGIN_PAGE = "<!DOCTYPE html><html><title>Slack</title><body>Sign in to Slack</
 
 
 def _failure_answer(failure: _Failure) -> tuple[int, dict[str, Any], dict[str, str]]:
+    if failure.html:
+        return (
+            failure.status,
+            {"ok": False, "html": f"<html>{failure.status} Bad Gateway</html>"},
+            {},
+        )
     body = {"ok": False, "error": failure.error}
     if failure.status != 429:
         return failure.status, body, {}

@@ -158,6 +158,16 @@ async def test_the_sweep_posts_only_the_parts_slack_did_not_take_and_stops_when_
         assert [c.response["ok"] for c in resent] == [False, True]
         assert all("Section 0" not in str(c.params["blocks"]) for c in resent)  # not part 1
 
+        # An outage answered by a proxy's HTML page (no Slack error code) is worth retrying.
+        await h.coworker.db.execute(
+            "UPDATE tasks SET delivery_pending = 1, delivered_parts = 1 WHERE id = 1"
+        )
+        h.slack.fail_next("chat.postMessage", times=1, status=502, html=True)
+        assert await h.coworker.delivery.sweep() == 0
+        assert (await h.task(1)).delivery_pending
+        assert await h.coworker.delivery.sweep() == 1
+        assert len(deliverable_posts()) == 4 + 2 + 2
+
         # A refusal for good (the channel was archived) ends the attempts.
         await h.coworker.db.execute(
             "UPDATE tasks SET delivery_pending = 1, delivered_parts = 0 WHERE id = 2"
@@ -166,7 +176,7 @@ async def test_the_sweep_posts_only_the_parts_slack_did_not_take_and_stops_when_
         assert await h.coworker.delivery.sweep() == 0
         assert not (await h.task(2)).delivery_pending
         assert await h.coworker.delivery.sweep() == 0
-        assert len(deliverable_posts()) == 7  # nothing after the final refusal
+        assert len(deliverable_posts()) == 9  # nothing after the final refusal
 
 
 async def test_slack_errors_while_a_plan_is_posted_leave_no_stray_work(

@@ -220,3 +220,25 @@ async def test_a_query_result_outside_the_expected_range_or_schema_is_flagged(
 
         seen, done = await run_query(h, "apac", {"row_schema": ROW_SCHEMA}, task=2)
         assert "row 1: 'n/a' is not of type 'number'" in seen
+
+
+async def test_a_check_survives_a_restart_and_is_recorded_once(
+    make_harness: Callable[..., Harness],
+) -> None:
+    async with make_harness(mcp=warehouse_mcp(), config='plan_approval = "never"\n') as h:
+        h.anthropic.enqueue_tool_use("submit_plan", data_plan({"min_rows": 1}))
+        h.anthropic.enqueue_tool_use("warehouse__query", {"region": "latam"})
+        h.anthropic.enqueue_hang(30)  # the process stops during the next model call
+        await h.mention("total the latam orders")
+        await h.anthropic.wait_for_requests(3)
+        await h.stop_app()
+        h.anthropic.enqueue_text("There are no latam orders.")
+        await h.start_app()
+        done = await h.wait_status("done")
+        replayed = h.anthropic.requests[-1].body["messages"][-1]["content"][0]["content"]
+        assert "[Coworker check]" in replayed and "got 0" in replayed  # seen again
+        assert done.checks == ["⚠️ warehouse__query result: expected 1–any rows, got 0"]
+        events = await h.coworker.db.fetchval(
+            "SELECT COUNT(*) FROM task_events WHERE kind = 'data_check'"
+        )
+        assert events == 1
