@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import logging
 from typing import Any, Literal
 
@@ -71,6 +73,12 @@ class Plan(BaseModel):
 
 def plan_tool_schema() -> dict[str, Any]:
     """The forced `submit_plan` tool; its input schema is the plan minus policy fields."""
+    return copy.deepcopy(_plan_tool())
+
+
+@functools.cache
+def _plan_tool() -> dict[str, Any]:
+    # Generating the schema takes milliseconds; it never changes while the process runs.
     schema = Plan.model_json_schema()
     step = schema["$defs"]["PlanStep"]
     step["properties"].pop("approval", None)
