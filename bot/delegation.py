@@ -50,28 +50,16 @@ class Delegation:
         self.memory = memory
 
     def keep(self, msg: IncomingMessage) -> None:
-        """Write a message intake may act on down before Slack is acknowledged (`bot.inbox`).
-
-        A disk that refuses the write costs that guarantee for this message, not the message:
-        it is logged and handled as usual.
-        """
-        if self.inbox is None or not (msg.mention or msg.is_dm or msg.thread_ts):
-            return
-        try:
+        """Write a message intake may act on down before Slack is acknowledged (`bot.inbox`)."""
+        if self.inbox is not None and (msg.mention or msg.is_dm or msg.thread_ts):
             self.inbox.keep(msg)
-        except OSError as exc:
-            log.error("inbox: could not write Slack event %s down: %s", msg.event_id, exc)
 
     async def on_message(self, msg: IncomingMessage) -> IntakeResult:
         """A mention, DM or thread reply: create or continue a task, once per event."""
         async with self.inflight:
             result = await self._on_message(msg)
             if self.inbox is not None:
-                try:
-                    self.inbox.handled(msg.event_id)
-                except OSError as exc:
-                    log.warning("inbox: could not mark Slack event %s handled: %s",
-                                msg.event_id, exc)  # fmt: skip
+                self.inbox.handled(msg.event_id)
             return result
 
     async def replay_inbox(self) -> int:

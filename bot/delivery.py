@@ -51,7 +51,6 @@ class Delivery:
             except Exception:  # one task's failure must not hold the others back
                 log.exception("task %s: delivery sweep failed; next sweep retries", task.ref)
                 continue
-            pending = not (got.complete or got.final)
-            await self.tasks.delivery_progress(task, got.parts, pending=pending)
+            await self.tasks.delivery_progress(task, got.parts, pending=got.pending)
             finished += got.complete
         return finished

@@ -17,6 +17,7 @@ only: it holds the text of messages.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -86,12 +87,21 @@ class Inbox:
             self._file = None
 
     def _append(self, entry: dict[str, Any]) -> None:
-        if self._file is None:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            os.fchmod(fd, 0o600)  # a file from an older version may be world-readable
-            self._file = os.fdopen(fd, "a", encoding="utf-8")
-        self._file.write(json.dumps(entry) + "\n")
-        self._file.flush()
+        """Append a line. A disk that refuses it costs this message the guarantee, not the
+        message (or the acknowledgement): it is logged and handled as usual."""
+        try:
+            if self._file is None:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                os.fchmod(fd, 0o600)  # a file from an older version may be world-readable
+                self._file = os.fdopen(fd, "a", encoding="utf-8")
+            self._file.write(json.dumps(entry) + "\n")
+            self._file.flush()
+        except OSError as exc:
+            log.error("inbox: could not write to %s: %s", self.path, exc)
+            file, self._file = self._file, None  # reopened on the next message
+            if file is not None:
+                with contextlib.suppress(OSError):
+                    file.close()
 
     @staticmethod
     def _messages(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -240,7 +240,7 @@ class TaskWork:
         got = await self.delivery.send(fresh, text)
         if not await self.tasks.transition(
             task.id, "done", from_="running", result=text, delivered_parts=got.parts,
-            delivery_pending=int(not (got.complete or got.final)),
+            delivery_pending=int(got.pending),
         ):  # fmt: skip
             return
         await self.memory.task_finished(await self.tasks.get(task.id), "done", outcome.tools_used)

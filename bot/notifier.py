@@ -41,6 +41,11 @@ class Delivered:
     def complete(self) -> bool:
         return self.parts >= self.total
 
+    @property
+    def pending(self) -> bool:
+        """Worth another attempt: not all in, and not refused for good."""
+        return not (self.complete or self.final)
+
 
 @dataclass
 class ApprovalView:

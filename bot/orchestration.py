@@ -128,15 +128,8 @@ class Orchestrator:
                 await self._check(task, stages)
             except Refused as exc:
                 # A turn replayed after a restart refuses again, but tells the thread once.
-                if not await self.db.fetchval(
-                    "SELECT 1 FROM task_events WHERE task_id = ? AND kind = 'delegation_refused'"
-                    " AND json_extract(detail, '$.key') = ?",
-                    (task.id, key),
-                ):
+                if await self.tasks.log_once(task.id, "delegation_refused", key, reason=str(exc)):
                     await self.notifier.note(task, f"⛔ I refused a hand-off: {exc}")
-                    await self.tasks.log(
-                        task.id, "delegation_refused", detail={"key": key, "reason": str(exc)}
-                    )
                 return f"Refused: {exc}", True
             await self._spawn(task, key, name.removeprefix(PREFIX), stages)
             return None

@@ -182,13 +182,14 @@ class TaskStore:
             (task_id, kind, actor, None if detail is None else json.dumps(detail), now()),
         )
 
-    async def record_check(self, task_id: int, key: str, line: str) -> None:
-        """A data check's outcome, once per tool call (`key`)."""
-        await self.db.execute(
+    async def log_once(self, task_id: int, kind: str, key: str, **detail: Any) -> bool:
+        """Log an event once per `key` (a tool call replayed after a restart logs nothing);
+        True when this call logged it."""
+        return 1 == await self.db.execute(
             "INSERT INTO task_events (task_id, kind, actor, detail, at)"
-            " SELECT ?, 'data_check', NULL, ?, ? WHERE NOT EXISTS (SELECT 1 FROM task_events"
-            " WHERE task_id = ? AND kind = 'data_check' AND json_extract(detail, '$.key') = ?)",
-            (task_id, json.dumps({"key": key, "line": line}), now(), task_id, key),
+            " SELECT ?, ?, NULL, ?, ? WHERE NOT EXISTS (SELECT 1 FROM task_events"
+            " WHERE task_id = ? AND kind = ? AND json_extract(detail, '$.key') = ?)",
+            (task_id, kind, json.dumps({"key": key, **detail}), now(), task_id, kind, key),
         )
 
     async def events(self, task_id: int) -> list[dict[str, Any]]:

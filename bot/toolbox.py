@@ -206,7 +206,7 @@ class Toolbox:
             return content
         check = check_result(tool, expect, content, cut=cut)
         if self.tasks is not None:
-            await self.tasks.record_check(task.id, key, check.line())
+            await self.tasks.log_once(task.id, "data_check", key, line=check.line())
         if not check.failed:
             return content
         return (f"{content}\n\n[Coworker check] This result does not match what the plan "

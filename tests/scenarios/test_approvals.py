@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.fakes.slack import channel_message, slash_command, view_submission
+from tests.reliability.conftest import until
 from tests.scenarios.conftest import plan, tickets_mcp, tool_runs
 from tests.scenarios.harness import Harness
 
@@ -67,9 +68,9 @@ async def test_a_reply_while_a_call_waits_joins_after_its_result(
         thread = (await h.task()).thread_ts
         reply = channel_message("label it flaky-test too", user="U1", thread_ts=thread)
         await h.slack.wait_for_ack(await h.slack.send_event(reply))
-        async with asyncio.timeout(5):
-            while not await h.coworker.db.fetchval("SELECT COUNT(*) FROM task_inputs"):
-                await asyncio.sleep(0.01)
+        await until(
+            lambda: h.coworker.db.fetchval("SELECT COUNT(*) FROM task_inputs"), what="the reply"
+        )
         h.anthropic.enqueue_text("Filed TCK-99, labelled flaky-test.")
         await h.click("approval_approve", approval["id"], user="U1")
         await h.wait_status("done")
