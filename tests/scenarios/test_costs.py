@@ -98,7 +98,8 @@ async def test_a_declined_top_up_ends_the_task_without_a_second_deliverable(
         for _ in range(3):
             h.anthropic.enqueue_tool_use(*search, usage=CALL)
         await h.mention("find the flaky tests")
-        await h.wait_status("paused")
+        await h.wait_status("paused")  # the task pauses before it asks for the top-up
+        await h.slack.wait_for("chat.postMessage", lambda c: "Budget reached" in str(c.params))
         approval = await h.coworker.db.fetchone("SELECT * FROM approvals WHERE kind = 'budget'")
         await h.click("approval_reject", approval["id"], user="U1")
         await h.slack.wait_for("views.open")
