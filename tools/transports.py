@@ -20,27 +20,30 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import urlsplit
 
 import anyio
 import httpx2
 from mcp import StdioServerParameters, stdio_client
-from mcp.client._transport import TransportStreams
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server.mcpserver import MCPServer
-from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
 from mcp_types import CONNECTION_CLOSED
+
+if TYPE_CHECKING:  # the streams' type; not exported publicly by mcp
+    from mcp.client._transport import TransportStreams
 
 from tools.mcp_config import HttpServer, ServerSpec, StdioServer
 from tools.redact import redact_text
 
 log = logging.getLogger(__name__)
 
-Transport = AbstractAsyncContextManager[TransportStreams]
+Transport: TypeAlias = "AbstractAsyncContextManager[TransportStreams]"
 _REASON_MAX = 300
+# As the mcp SDK's own HTTP transports: a server may hold a response stream open for minutes.
+_HTTP_TIMEOUT = httpx2.Timeout(30.0, read=300.0)
 
 
 class StderrTail:
@@ -140,7 +143,7 @@ async def watched(
 @asynccontextmanager
 async def _http(spec: HttpServer) -> AsyncIterator[TransportStreams]:
     async with (
-        create_mcp_http_client(headers=dict(spec.headers)) as http,
+        httpx2.AsyncClient(headers=dict(spec.headers), timeout=_HTTP_TIMEOUT) as http,
         streamable_http_client(spec.url, http_client=http) as streams,
     ):
         yield streams
