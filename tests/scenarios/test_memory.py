@@ -124,7 +124,8 @@ async def test_consolidation_review_approve_and_reject(
                                                     message_ts=posts[0].response["ts"]))  # fmt: skip
         await h.slack.send_interactive(block_action("fact_reject", str(ids[1]), user="ULEAD", channel="C1",
                                                     message_ts=posts[1].response["ts"]))  # fmt: skip
-        await h.slack.wait_for("chat.update", count=2)
+        decided = {p.response["ts"] for p in posts}  # not the task's status updates
+        await h.slack.wait_for("chat.update", lambda c: c.params.get("ts") in decided, count=2)
         statuses = dict(
             await h.coworker.db.fetchall("SELECT content, status FROM memories WHERE kind = 'fact'")
         )
