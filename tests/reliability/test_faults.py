@@ -48,8 +48,8 @@ def delivered(h: Harness, task: int) -> bool:
 
 
 async def start_jobs(h: Harness, *jobs: int) -> None:
-    for job in jobs:
-        await h.mention(f"job-{job}: is the deploy still slow?", user=f"U{job}", channel=f"C{job}")
+    for job in jobs:  # one at a time, so job-n is T-n
+        await h.delegate(f"job-{job}: is the deploy still slow?", user=f"U{job}", channel=f"C{job}")
 
 
 # -- Slack -------------------------------------------------------------------------------

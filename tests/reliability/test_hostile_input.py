@@ -376,8 +376,8 @@ async def two_waiting_tasks(h: Harness) -> tuple[int, int]:
     """T-1 (U1) and T-2 (U2), each waiting for approval of a block-tier call; their ids."""
     h.slack.add_user(BOTLIKE, "helper", is_bot=True)
     h.anthropic.responder = model
-    await h.mention("job-1: file a ticket", user="U1", channel="C1")
-    await h.mention("job-2: file a ticket", user="U2", channel="C2")
+    await h.delegate("job-1: file a ticket", user="U1", channel="C1")
+    await h.delegate("job-2: file a ticket", user="U2", channel="C2")
     for task in (1, 2):
         await h.wait_status("waiting_approval", task_id=task, timeout=15)
     rows = await h.coworker.db.fetchall("SELECT id FROM approvals ORDER BY task_id")

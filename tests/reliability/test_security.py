@@ -204,11 +204,12 @@ async def test_the_limit_on_new_tasks_holds_and_the_person_is_told(
     )
     async with make_harness(config=config) as h:
         h.anthropic.responder = scripted(lambda job: [])
-        for job in (1, 2, 3):
-            await h.mention(f"job-{job}: do it", user="U1", channel="C1")
-        await h.mention("job-4: someone else's", user="U2", channel="C1")
+        for job in (1, 2):
+            await h.delegate(f"job-{job}: do it", user="U1", channel="C1")
+        await h.mention("job-3: do it", user="U1", channel="C1")
         [told] = await h.slack.wait_for("chat.postEphemeral")
         assert told.params["user"] == "U1" and "a minute" in told.params["text"]
+        await h.delegate("job-4: someone else's", user="U2", channel="C1")
         for task in (1, 2, 3):
             await h.wait_status("done", task_id=task)
         owners = await h.coworker.db.fetchall("SELECT delegator FROM tasks ORDER BY id")

@@ -92,6 +92,25 @@ class Harness:
         await self.slack.send_event(event)
         return event
 
+    async def delegate(
+        self, text: str, user: str = "U1", channel: str = "C1", timeout: float = 5.0
+    ) -> int:
+        """Mention the bot and wait until the message is a task; its id.
+
+        Back-to-back mentions may be taken in out of order (Slack promises no order either),
+        so tests that count on task ids send the next one only after this returns.
+        """
+        event = await self.mention(text, user=user, channel=channel)
+        async with asyncio.timeout(timeout):
+            while True:
+                task_id = await self.coworker.db.fetchval(
+                    "SELECT id FROM tasks WHERE channel = ? AND message_ts = ?",
+                    (channel, event["ts"]),
+                )
+                if task_id is not None:
+                    return int(task_id)
+                await asyncio.sleep(0.01)
+
     async def dm(
         self, text: str, user: str = "U1", channel: str = "D1", **kw: Any
     ) -> dict[str, Any]:

@@ -207,9 +207,9 @@ async def test_budget_comes_from_the_task_flag_the_coworker_or_the_default(
     config = '[budget]\ntask_usd = 1.5\n[[coworkers]]\nname = "dev"\nbudget_usd = 3.0\n'
     async with make_harness(config=config) as h:
         h.anthropic.responder = lambda body: tool_reply("submit_plan", plan(("Answer", [])))
-        await h.mention("dev: fix the flaky test", user="U1")
-        await h.mention("summarize the incident !budget 0.25", user="U2")
-        await h.mention("summarize the incident", user="U3")
+        await h.delegate("dev: fix the flaky test", user="U1")
+        await h.delegate("summarize the incident !budget 0.25", user="U2")
+        await h.delegate("summarize the incident", user="U3")
         budgets = []
         for task_id in (1, 2, 3):
             task = await h.wait_status("awaiting_plan_approval", task_id=task_id)
