@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import logging
 import sys
 from collections.abc import Callable, Iterator
@@ -23,21 +21,6 @@ def effects_mcp(log: Path, **env: str) -> dict[str, Any]:
         "command": sys.executable, "args": [str(EFFECTS)],
         "env": {"EFFECTS_LOG": str(log), **env},
     }}}  # fmt: skip
-
-
-async def until(check: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    """Poll `check` (sync or async) until it returns something truthy; bounded."""
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                value = check()
-                if inspect.isawaitable(value):
-                    value = await value
-                if value:
-                    return value
-                await asyncio.sleep(0.01)
-    except TimeoutError:
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}") from None
 
 
 @pytest.fixture

@@ -22,11 +22,11 @@ from typing import Any
 
 from bot.db import Database
 from tests.fakes.anthropic import Reply, text_reply
-from tests.reliability.conftest import effects_mcp, until
+from tests.reliability.conftest import effects_mcp
 from tests.reliability.crash import CrashRun
 from tests.reliability.script import job_of, runs
 from tests.scenarios.conftest import plan
-from tests.scenarios.harness import Harness
+from tests.scenarios.harness import Harness, until
 
 KILLS = int(os.environ.get("RELIABILITY_KILLS", "5"))
 NO_PLAN_APPROVAL = 'plan_approval = "never"\n'

@@ -23,7 +23,7 @@ from bot.errors import ConfigError
 from tests.fakes.anthropic import Reply, error_reply, text_reply
 from tests.fakes.slack import slash_command
 from tests.reliability.bot_process import REPO
-from tests.reliability.conftest import effects_mcp, until
+from tests.reliability.conftest import effects_mcp
 from tests.reliability.script import (
     SEARCH,
     Steps,
@@ -34,7 +34,7 @@ from tests.reliability.script import (
     scripted,
 )
 from tests.scenarios.conftest import plan
-from tests.scenarios.harness import Harness
+from tests.scenarios.harness import Harness, until
 from tools.mcp_config import load_mcp_config
 
 NO_PLAN_APPROVAL = 'plan_approval = "never"\n'

@@ -38,10 +38,10 @@ from tests.fakes.slack import (
     slash_command,
     view_submission,
 )
-from tests.reliability.conftest import Captured, effects_mcp, until
+from tests.reliability.conftest import Captured, effects_mcp
 from tests.reliability.live import LiveApp, settle
 from tests.reliability.script import file_and_link, job_of, runs, scripted
-from tests.scenarios.harness import SIGNING_SECRET, Harness
+from tests.scenarios.harness import SIGNING_SECRET, Harness, until
 
 # Hypothesis' failure report (its "explain" phase) imports code that warns on import.
 pytestmark = pytest.mark.filterwarnings(

@@ -9,7 +9,9 @@ effects with bounded waits.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from bot.app import Coworker, build
 from bot.settings import Settings
 from bot.tasks import Task
 from tests.fakes.anthropic import FakeAnthropic
-from tests.fakes.slack import FakeSlack, app_mention, block_action, dm_message
+from tests.fakes.slack import FakeSlack, app_mention, block_action, channel_message, dm_message
 
 BOT_TOKEN = "xoxb-test-bot-token"
 APP_TOKEN = "xapp-test-app-token"
@@ -27,6 +29,21 @@ FAST_CONFIG = """
 [runner]
 status_interval = "0.05s"
 """
+
+
+async def until(check: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    """Poll `check` (sync or async) until it returns something truthy; bounded."""
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                value = check()
+                if inspect.isawaitable(value):
+                    value = await value
+                if value:
+                    return value
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}") from None
 
 
 @dataclass
@@ -101,15 +118,24 @@ class Harness:
         so tests that count on task ids send the next one only after this returns.
         """
         event = await self.mention(text, user=user, channel=channel)
-        async with asyncio.timeout(timeout):
-            while True:
-                task_id = await self.coworker.db.fetchval(
-                    "SELECT id FROM tasks WHERE channel = ? AND message_ts = ?",
-                    (channel, event["ts"]),
-                )
-                if task_id is not None:
-                    return int(task_id)
-                await asyncio.sleep(0.01)
+        task_id = await until(
+            lambda: self.coworker.db.fetchval(
+                "SELECT id FROM tasks WHERE channel = ? AND message_ts = ?", (channel, event["ts"])
+            ),
+            timeout, what=f"a task for {text!r}",
+        )  # fmt: skip
+        return int(task_id)
+
+    async def reply(self, text: str, thread_ts: str, user: str = "U1", channel: str = "C1") -> None:
+        """Reply in a task's thread and wait until the bot has taken the reply in."""
+        event = channel_message(text, user=user, channel=channel, thread_ts=thread_ts)
+        await self.slack.wait_for_ack(await self.slack.send_event(event))
+        await until(
+            lambda: self.coworker.db.fetchval(
+                "SELECT 1 FROM task_inputs WHERE ts = ?", (event["ts"],)
+            ),
+            what=f"the reply {text!r}",
+        )
 
     async def dm(
         self, text: str, user: str = "U1", channel: str = "D1", **kw: Any
@@ -140,14 +166,15 @@ class Harness:
     ) -> Task:
         """Wait until the task reaches one of `status` (bounded)."""
         wanted = (status,) if isinstance(status, str) else status
-        async with asyncio.timeout(timeout):
-            while True:
-                row = await self.coworker.db.fetchone(
-                    "SELECT status FROM tasks WHERE id = ?", (task_id,)
-                )
-                if row is not None and row[0] in wanted:
-                    return await self.task(task_id)
-                await asyncio.sleep(0.01)
+
+        async def reached() -> bool:
+            now = await self.coworker.db.fetchval(
+                "SELECT status FROM tasks WHERE id = ?", (task_id,)
+            )
+            return now in wanted
+
+        await until(reached, timeout, what=f"T-{task_id} {' or '.join(wanted)}")
+        return await self.task(task_id)
 
     def posted(self, channel: str | None = None) -> list[dict[str, Any]]:
         return [m for m in self.slack.messages if channel is None or m.get("channel") == channel]

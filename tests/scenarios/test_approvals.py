@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.fakes.slack import channel_message, slash_command, view_submission
-from tests.reliability.conftest import until
+from tests.fakes.slack import slash_command, view_submission
 from tests.scenarios.conftest import plan, tickets_mcp, tool_runs
 from tests.scenarios.harness import Harness
 
@@ -66,11 +64,7 @@ async def test_a_reply_while_a_call_waits_joins_after_its_result(
     async with make_harness(mcp=tickets_mcp(log), config=CONFIG) as h:
         approval = await start_block_call(h)
         thread = (await h.task()).thread_ts
-        reply = channel_message("label it flaky-test too", user="U1", thread_ts=thread)
-        await h.slack.wait_for_ack(await h.slack.send_event(reply))
-        await until(
-            lambda: h.coworker.db.fetchval("SELECT COUNT(*) FROM task_inputs"), what="the reply"
-        )
+        await h.reply("label it flaky-test too", thread)
         h.anthropic.enqueue_text("Filed TCK-99, labelled flaky-test.")
         await h.click("approval_approve", approval["id"], user="U1")
         await h.wait_status("done")
@@ -239,9 +233,3 @@ async def test_role_excluding_a_tool_means_it_is_never_called(
         assert tool_runs(log) == []
         assert "not among this task's tools" in str(h.anthropic.requests[-1].body["messages"][-1])
         assert await h.coworker.db.fetchval("SELECT COUNT(*) FROM approvals") == 0
-
-
-async def wait_until(cond: Callable[[], Any], timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not cond():
-            await asyncio.sleep(0.01)

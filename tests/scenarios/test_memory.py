@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from tests.fakes.slack import block_action, slash_command, view_submission
 from tests.scenarios.conftest import plan
-from tests.scenarios.harness import Harness
+from tests.scenarios.harness import Harness, until
 
 CONFIG = """plan_approval = "never"
 [memory]
@@ -18,14 +17,6 @@ reviewers = ["ULEAD"]
 C1 = "payments"
 C2 = "search"
 """
-
-
-async def until(check: Callable[[], Awaitable[Any]], timeout: float = 5.0) -> Any:
-    """Poll `check` (bounded) until it returns something truthy; return that."""
-    async with asyncio.timeout(timeout):
-        while not (value := await check()):
-            await asyncio.sleep(0.01)
-    return value
 
 
 async def command(h: Harness, text: str, user: str = "U1", channel: str = "C1") -> str:
