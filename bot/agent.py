@@ -3,7 +3,8 @@
 A run starts from the task's checkpoint (or a fresh conversation) and alternates: model
 turn → tool calls → tool results. Thread replies that arrived join the conversation before
 the next model turn. After each model turn the conversation is saved, in one transaction
-with the step count and the replies it took in, so a restart resumes where it stopped.
+with the call's cost row, the step count and the replies it took in, so a restart resumes
+where it stopped.
 Tool calls carry an idempotency key (`t<task>:<tool_use_id>`) and the gateway journals
 each result before the loop sees it: a restart after the tools ran replays the turn's
 calls from the journal instead of running them again, and a call that started without a
@@ -19,10 +20,12 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from anthropic.types import Message
+
 from bot.approvals import ApprovalService
 from bot.clock import now
 from bot.config import Config
-from bot.db import Database
+from bot.db import Database, Statement
 from bot.errors import BudgetExhausted
 from bot.llm import LLM, CallContext
 from bot.notifier import Notifier, StatusSnapshot
@@ -68,9 +71,11 @@ class State:
     inputs: list[dict[str, Any]] = field(default_factory=list)
     #: Characters of the conversation as JSON: the last checkpoint plus what followed.
     chars: int = 0
-    #: The task row as the last model turn read it, and its spend after that turn.
+    #: The task row as a model turn last read it, and its spend after the last turn.
     task: Task | None = None
     spent_usd: float = 0.0
+    #: `TaskStore.replies` when the row was read: while it stands, no reply came in.
+    replies_seen: int = -1
     #: Whether the last assistant turn came from the model in this run (its tool calls
     #: are new), rather than from the checkpoint (they may already be journaled).
     fresh: bool = False
@@ -161,10 +166,15 @@ class AgentLoop:
         messages = [{"role": "user", "content": [{"type": "text", "text": text}]}]
         return State(messages=messages, step=0, chars=chars(messages), spent_usd=task.spent_usd)
 
-    async def checkpoint(self, task: Task, state: State) -> None:
-        """Save the conversation, the step count and the replies taken in, together."""
+    def checkpoint(self, task: Task, state: State) -> list[Statement]:
+        """The writes that save the conversation, the step count and the replies taken in.
+
+        They are committed with the model call's row (`LLM.create(keep=…)`), so the turn that
+        produced the conversation and its cost are recorded together, in one write.
+        """
         payload = json.dumps({"messages": state.messages, "warned": state.warned})
-        statements: list[tuple[str, Any]] = [
+        state.chars = len(payload)
+        statements: list[Statement] = [
             (
                 "INSERT INTO checkpoints (task_id, step, messages, updated_at) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT(task_id) DO UPDATE SET step = excluded.step,"
@@ -176,9 +186,19 @@ class AgentLoop:
         ]  # fmt: skip
         if state.inputs:
             statements.append(self.tasks.inputs_taken(task.id, state.inputs))
-        await self.db.batch(*statements)
-        state.inputs = []
-        state.chars = len(payload)
+        return statements
+
+    def take_reply(self, task: Task, state: State, msg: Message) -> list[Statement]:
+        """Add the model's reply to the conversation; the checkpoint that holds it."""
+        state.messages.append(
+            {"role": "assistant", "content": [block_dict(b) for b in msg.content]}
+        )
+        state.fresh = True
+        if msg.stop_reason == "max_tokens" and not any(b.type == "tool_use" for b in msg.content):
+            state.messages.append(
+                {"role": "user", "content": [{"type": "text", "text": "Continue."}]}
+            )
+        return self.checkpoint(task, state)
 
     async def add_inputs(self, task: Task, state: State) -> None:
         """Thread replies that arrived join the conversation (taken at the next checkpoint)."""
@@ -209,6 +229,7 @@ class AgentLoop:
         if feedback:
             self.add_text(state, feedback)
         tools = await self.toolbox.for_task(task)
+        definitions = self.toolbox.definitions(task, tools)
         coworker = coworker_for(self.config, task.coworker)
         system = ACT_PROMPT.format(
             name=coworker.name, persona=coworker.system_prompt, tools=describe_tools(tools)
@@ -237,18 +258,36 @@ class AgentLoop:
                     return Outcome("done", submitted, used)
                 await self.report(task, state, used)
                 continue
-            outcome = await self.model_turn(task, state, system, tools, coworker)
+            outcome = await self.model_turn(task, state, system, definitions, coworker)
             if outcome is not None:
                 outcome.tools_used = used
                 return outcome
 
-    async def model_turn(
-        self, task: Task, state: State, system: str, tools: list[Any], coworker: Any
-    ) -> Outcome | None:
+    async def fresh_row(self, task: Task, state: State) -> tuple[Task, bool]:
+        """The task row, and whether thread replies wait for it.
+
+        Read on a run's first turn and again after a reply came in: nothing else changes a
+        running task's row (a top-up or a plan change happens while it is not running, and
+        a cancel stops the run), and its spend comes back with each model call.
+        """
+        if state.task is not None and state.replies_seen == self.tasks.replies:
+            return state.task, False
+        state.replies_seen = self.tasks.replies
         fresh, inputs_pending = await self.tasks.get_for_turn(task.id)
-        state.task = fresh
+        state.task, state.spent_usd = fresh, fresh.spent_usd
+        return fresh, inputs_pending
+
+    async def model_turn(
+        self,
+        task: Task,
+        state: State,
+        system: str,
+        tools: list[dict[str, Any]] | None,
+        coworker: Any,
+    ) -> Outcome | None:
+        fresh, inputs_pending = await self.fresh_row(task, state)
         budget = fresh.budget_usd
-        spent = state.spent_usd = fresh.spent_usd  # the sum of its model calls (LLM._log)
+        spent = state.spent_usd  # the sum of its model calls (LLM._log)
         last_text = self.last_text(state)
         if spent >= budget:
             return Outcome("budget", last_text)
@@ -271,22 +310,14 @@ class AgentLoop:
             high_visibility=task.high_visibility, spent_usd=spent,
         )  # fmt: skip
         try:
-            msg = await self.llm.create(
-                purpose="act", system=system, messages=state.messages,
-                tools=self.toolbox.definitions(task, tools), max_tokens=4096, ctx=ctx,
+            await self.llm.create(
+                purpose="act", system=system, messages=state.messages, tools=tools,
+                max_tokens=4096, ctx=ctx, keep=lambda msg: self.take_reply(task, state, msg),
             )  # fmt: skip
         except BudgetExhausted:
             return Outcome("budget", last_text)
+        state.inputs = []  # taken: the checkpoint that holds them is committed
         state.spent_usd = ctx.spent_usd if ctx.spent_usd is not None else spent
-        state.messages.append(
-            {"role": "assistant", "content": [block_dict(b) for b in msg.content]}
-        )
-        state.fresh = True
-        if msg.stop_reason == "max_tokens" and not any(b.type == "tool_use" for b in msg.content):
-            state.messages.append(
-                {"role": "user", "content": [{"type": "text", "text": "Continue."}]}
-            )
-        await self.checkpoint(task, state)
         return None
 
     async def spend_gate(self, task: Task, state: State, last_text: str | None) -> Outcome | None:

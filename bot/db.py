@@ -29,6 +29,7 @@ import sqlite_vec
 log = logging.getLogger(__name__)
 
 Params = Sequence[Any] | dict[str, Any]
+Statement = tuple[str, Params]
 MMAP_BYTES = 1 << 30
 
 
@@ -150,7 +151,7 @@ class Database:
         row = await self.fetchone(sql, params)
         return None if row is None else row[0]
 
-    async def batch(self, *statements: tuple[str, Params]) -> list[Any]:
+    async def batch(self, *statements: Statement) -> list[Any]:
         """Run `statements` in one transaction and one hop to the connection's thread.
 
         For the writes a step makes together (a checkpoint and its counters, a model call and

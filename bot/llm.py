@@ -15,22 +15,29 @@ breakpoint, so every task of a coworker shares it; per-task memory (`context`) f
 The multi-turn purpose (`act`) also marks the end of the conversation, so each turn
 reads the previous turn's prefix from the cache and pays full price only for what is new.
 `LLM(caching=False)` sends no breakpoints (the cost benchmark's baseline).
+
+Replies are validated from their JSON by pydantic-core in one pass (`read_message`) rather
+than built by the SDK's field-by-field parser, which costs more than the rest of an agent
+step's bookkeeping; a reply the installed types cannot describe goes to the SDK's parser.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import anthropic
+import pydantic
+from anthropic import AsyncAPIResponse
 from anthropic.types import Message
 
 from bot import telemetry
 from bot.clock import now
 from bot.config import Config, CoworkerConfig, ModelTier, Price
-from bot.db import Database
+from bot.db import Database, Statement
 from bot.errors import BudgetExhausted, LLMUnavailable
 
 log = logging.getLogger(__name__)
@@ -62,6 +69,10 @@ class CallContext:
     #: What the task has spent, when the caller just read it (saves a query per call);
     #: after the call, the task's new total (its `tasks.spent_usd`, this call included).
     spent_usd: float | None = None
+
+
+def no_statements(message: Message) -> Sequence[Statement]:
+    return ()
 
 
 def cost_usd(price: Price | None, usage: Any) -> float:
@@ -137,8 +148,12 @@ class LLM:
         tool_choice: dict[str, Any] | None = None,
         max_tokens: int = 4096,
         ctx: CallContext | None = None,
+        keep: Callable[[Message], Sequence[Statement]] = no_statements,
     ) -> Message:
         """One Messages API call, cached, charged to the task and logged.
+
+        `keep(reply)` gives statements to commit in the same transaction as the call's row
+        and the task's spend (the agent's checkpoint holding the reply): one write a turn.
 
         Raises:
             BudgetExhausted: the task has no budget left, so no call is made.
@@ -169,7 +184,8 @@ class LLM:
         ) as span:
             started = time.perf_counter()
             try:
-                message = await self.client.messages.create(**params)
+                raw = await self.client.messages.with_raw_response.create(**params)
+                message = await read_message(raw)
             except anthropic.APIError as exc:
                 error = type(exc).__name__
                 span.fail(error)
@@ -178,8 +194,9 @@ class LLM:
                 status = getattr(exc, "status_code", None)
                 raise LLMUnavailable(f"{error} from the model API", status=status) from exc
             cost = await self._log(
-                ctx, purpose, model, message.usage, started, message.stop_reason, None
-            )
+                ctx, purpose, model, message.usage, started, message.stop_reason, None,
+                keep(message),
+            )  # fmt: skip
             span.response(message, cost)
         return message
 
@@ -192,6 +209,7 @@ class LLM:
         started: float,
         stop_reason: str | None,
         error: str | None,
+        kept: Sequence[Statement] = (),
     ) -> float:
         cost = cost_usd(self.config.price(model), usage)
         row = (
@@ -215,16 +233,17 @@ class LLM:
             " stop_reason, error, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
         )
         if ctx.task_id is None:
-            await self.db.execute(insert, row)
+            await self.db.batch((insert, row), *kept)
             return cost
         # The call's row and the task's running total change together, so `tasks.spent_usd`
         # is always the sum of its calls and the loop reads its spend with the task row.
-        _, total = await self.db.batch(
+        _, total, *_ = await self.db.batch(
             (insert, row),
             (
                 "UPDATE tasks SET spent_usd = spent_usd + ? WHERE id = ? RETURNING spent_usd",
                 (cost, ctx.task_id),
             ),
+            *kept,
         )
         if total:
             ctx.spent_usd = float(total[0][0])
@@ -255,6 +274,19 @@ def mark_last_block(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return messages  # the API refuses cache_control on an empty text block
     blocks[-1] = {**blocks[-1], "cache_control": CACHE}
     return [*messages[:-1], {**last, "content": blocks}]
+
+
+async def read_message(raw: AsyncAPIResponse[Message]) -> Message:
+    """The reply as a `Message`, validated from its JSON; the SDK parses what does not validate.
+
+    The fallback keeps the SDK's leniency: a content block or stop reason newer than the
+    installed types fails validation, and the SDK's parser builds it as it always has.
+    """
+    body = await raw.read()
+    try:
+        return Message.model_validate_json(body)
+    except pydantic.ValidationError:
+        return await raw.parse()
 
 
 def text_of(message: Message) -> str:

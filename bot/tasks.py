@@ -117,6 +117,12 @@ class TaskStore:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        #: Thread replies committed by this process so far (every writer calls
+        #: `note_reply()` after its commit): a running task re-reads its row when it moved.
+        self.replies = 0
+
+    def note_reply(self) -> None:
+        self.replies += 1
 
     async def create(self, tx: Tx, **fields: Any) -> int:
         fields.setdefault("created_at", now())
@@ -204,6 +210,7 @@ class TaskStore:
             "INSERT INTO task_inputs (task_id, user, text, ts, at) VALUES (?, ?, ?, ?, ?)",
             (task_id, user, text, ts, now()),
         )
+        self.note_reply()
 
     async def pending_inputs(self, task_id: int) -> list[dict[str, Any]]:
         """Thread replies not yet taken into the task, oldest first.

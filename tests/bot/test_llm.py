@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from anthropic.types import Message, ToolUseBlock
 
 from bot.clock import now
 from bot.config import DEFAULT_PRICES, Config, CoworkerConfig, Price, parse_config
 from bot.db import Database
 from bot.errors import BudgetExhausted, LLMUnavailable
-from bot.llm import DEFAULT_ROUTES, LLM, CallContext, cost_usd, make_client, system_blocks
-from tests.fakes.anthropic import FakeAnthropic
+from bot.llm import (
+    DEFAULT_ROUTES,
+    LLM,
+    CallContext,
+    cost_usd,
+    make_client,
+    read_message,
+    system_blocks,
+)
+from tests.fakes.anthropic import FakeAnthropic, Reply
 
 FAST, DEFAULT, BEST = "claude-haiku-5-5", "claude-sonnet-5-5", "claude-opus-5-5"
 SYSTEM = "You are dev, an AI coworker. " + "Follow the team's conventions carefully. " * 200
@@ -270,3 +280,60 @@ async def test_no_call_once_the_budget_is_spent(
         await act(make_llm(), [{"role": "user", "content": "go"}], task)
     assert caught.value.spent_usd == 2.0
     assert fake.requests == []
+
+
+async def test_a_reply_the_installed_types_do_not_describe_is_parsed_by_the_sdk(
+    fake: FakeAnthropic, db: Database, make_llm: Callable[..., LLM]
+) -> None:
+    # A content block newer than the installed SDK fails strict validation; the SDK's own
+    # lenient parser still builds the message, and the known blocks keep their types.
+    future = {"type": "hologram", "frames": [1, 2, 3]}
+    fake.enqueue_reply(Reply(content=[{"type": "text", "text": "Here."}, future]))
+    fake.enqueue_tool_use("github__tool_0", {"q": "x"}, id="toolu_9")
+    llm = make_llm()
+    task = await new_task(db)
+    odd = await act(llm, [{"role": "user", "content": "go"}], task)
+    plain = await act(llm, [{"role": "user", "content": "go"}], task)
+
+    assert isinstance(odd, Message) and odd.content[0].type == "text"
+    assert odd.content[0].text == "Here."  # type: ignore[union-attr]
+    assert odd.content[1].type == "hologram"
+    assert odd.usage.output_tokens > 0
+    assert isinstance(plain.content[0], ToolUseBlock)
+    assert (plain.content[0].id, plain.content[0].input) == ("toolu_9", {"q": "x"})
+    assert plain.stop_reason == "tool_use"
+    rows = await db.fetchall("SELECT stop_reason FROM llm_calls WHERE task_id = ?", (task,))
+    assert [r[0] for r in rows] == ["end_turn", "tool_use"]
+
+
+class RawReply:
+    """What `read_message` uses of the SDK's raw response: the body, and the SDK's parser."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body, self.sdk_parsed = body, False
+
+    async def read(self) -> bytes:
+        return self.body
+
+    async def parse(self) -> str:
+        self.sdk_parsed = True
+        return "parsed by the SDK"
+
+
+async def test_read_message_validates_a_known_reply_without_the_sdk_parser() -> None:
+    known = {
+        "id": "msg_1", "type": "message", "role": "assistant", "model": DEFAULT,
+        "content": [{"type": "tool_use", "id": "toolu_1", "name": "t", "input": {"a": 1}}],
+        "stop_reason": "tool_use", "stop_sequence": None,
+        "usage": {"input_tokens": 3, "output_tokens": 4},
+    }  # fmt: skip
+    raw = RawReply(json.dumps(known).encode())
+    message = await read_message(raw)  # type: ignore[arg-type]
+    assert isinstance(message, Message) and not raw.sdk_parsed
+    assert isinstance(message.content[0], ToolUseBlock) and message.content[0].input == {"a": 1}
+    assert message.usage.output_tokens == 4
+
+    newer = {**known, "content": [{"type": "hologram"}]}
+    raw = RawReply(json.dumps(newer).encode())
+    assert await read_message(raw) == "parsed by the SDK"  # type: ignore[arg-type]
+    assert raw.sdk_parsed

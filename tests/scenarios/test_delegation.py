@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
+from tests.fakes.anthropic import tool_reply
 from tests.fakes.slack import channel_message, view_submission
 from tests.scenarios.conftest import plan, tickets_mcp, tool_runs
 from tests.scenarios.harness import Harness
@@ -123,3 +125,27 @@ async def test_follow_up_after_delivery_keeps_conversation(harness: Harness) -> 
     last = h.anthropic.requests[-1].body["messages"]
     assert "The capital is Paris." in str(last) and "and its population?" in str(last)
     assert await h.coworker.db.fetchval("SELECT COUNT(*) FROM tasks") == 1
+
+
+async def test_a_reply_while_it_works_reaches_the_next_model_turn(
+    make_harness: Callable[..., Harness], tmp_path: Path
+) -> None:
+    # The reply lands while the first act call is in flight, after the turn read the task
+    # row: the next turn must look again and hand the reply to the model.
+    async with make_harness(
+        mcp=tickets_mcp(tmp_path / "t.log"), config='plan_approval = "never"\n'
+    ) as h:
+        h.anthropic.enqueue_tool_use("submit_plan", plan(("Search", ["tickets__search"])))
+        slow = tool_reply("tickets__search", {"query": "flaky"}, id="toolu_s1")
+        h.anthropic.enqueue_reply(replace(slow, delay=0.5))
+        h.anthropic.enqueue_text("Found them; labelled as asked.")
+        event = await h.mention("find flaky test tickets")
+        await h.anthropic.wait_for_requests(2)  # planned; the first act call is in flight
+        await h.reply("label them flaky-test too", event["ts"])
+        await h.wait_status("done")
+        _, first, second = (r.body["messages"] for r in h.anthropic.requests[:3])
+        assert "label them flaky-test too" not in str(first)
+        *_, answer = second
+        assert [b["type"] for b in answer["content"]] == ["tool_result", "text"]
+        assert "label them flaky-test too" in answer["content"][1]["text"]
+        assert await h.coworker.db.fetchval("SELECT consumed FROM task_inputs") == 1
