@@ -300,9 +300,11 @@ def make_client(
     """The Anthropic client with the SDK's retries (429, 529, 5xx, connection errors).
 
     It speaks HTTP through the SDK's aiohttp transport (aiohttp is already ours, for Slack):
-    about a quarter less CPU per model call than the default httpx transport.
+    about a quarter less CPU per model call than the default httpx transport. The SDK's own
+    spans are off: `bot/telemetry.py` records each model call (with its purpose, task and
+    dollars) on a provider of its own, and the SDK's would only go to the global one.
     """
     return anthropic.AsyncAnthropic(
         api_key=api_key or "missing", base_url=base_url, max_retries=max_retries, timeout=timeout,
-        http_client=anthropic.DefaultAioHttpClient(),
+        http_client=anthropic.DefaultAioHttpClient(), open_telemetry=False,
     )  # fmt: skip

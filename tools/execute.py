@@ -74,15 +74,23 @@ async def run_on_server(
         return unavailable(info.name, reason)
     if wait:
         await asyncio.sleep(wait)
-    try:
-        await asyncio.wait_for(guard.slots.acquire(), max(0.0, deadline - time.monotonic()))
-    except TimeoutError:
+    if not await take_slot(guard, deadline):
         reason = f"busy: {guard.max_concurrency} calls already running on {info.server}"
         return unavailable(info.name, reason)
     try:
         return await _admitted(conn, guard, info, arguments, deadline, timeout)
     finally:
         guard.slots.release()
+
+
+async def take_slot(guard: ServerGuard, deadline: float) -> bool:
+    """One of the server's concurrency slots, waiting until `deadline` if all are taken."""
+    if not guard.slots.locked():  # the common case: taken at once, no timer task
+        return await guard.slots.acquire()
+    try:
+        return await asyncio.wait_for(guard.slots.acquire(), max(0.0, deadline - time.monotonic()))
+    except TimeoutError:
+        return False
 
 
 async def _admitted(

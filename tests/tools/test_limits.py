@@ -1,4 +1,9 @@
-from tools.limits import CircuitBreaker, RateLimiter
+import asyncio
+import time
+
+from bot.config import parse_config
+from tools.execute import take_slot
+from tools.limits import CircuitBreaker, RateLimiter, ServerGuard
 
 
 class Clock:
@@ -53,3 +58,16 @@ def test_success_resets_the_count() -> None:
     breaker.success()
     breaker.failure()
     assert breaker.state == "closed"
+
+
+async def test_a_slot_is_taken_at_once_when_free_and_waited_for_until_the_deadline() -> None:
+    guard = ServerGuard.for_server("rec", parse_config({"gateway": {"servers": {
+        "rec": {"max_concurrency": 1}}}}).gateway)  # fmt: skip
+    assert await take_slot(guard, time.monotonic() + 1) and guard.slots.locked()
+    started = time.monotonic()
+    assert not await take_slot(guard, started + 0.05)  # taken: gives up at the deadline
+    assert 0.04 <= time.monotonic() - started < 1
+    asyncio.get_running_loop().call_later(0.05, guard.slots.release)
+    assert await take_slot(guard, time.monotonic() + 5)  # freed while it waits
+    guard.slots.release()
+    assert not guard.slots.locked()
