@@ -32,7 +32,7 @@ line to just before it wrote the answer, measured by the server itself on CLOCK_
 With concurrency c, c tasks share the bot's one event loop, and because the stand-ins
 answer at once the loop is never idle: a step also waits while the loop runs the other
 c - 1 tasks' steps. That wait is queueing, not this step's work (summed over all steps it
-counts each step's work c times), and it exists only because nothing here takes time: with
+counts each step's work about c times), and it exists only because nothing here takes time: with
 a real model a turn takes seconds and a step finds the loop free. So the per-step overhead
 is measured at concurrency 1, and the default concurrency (4) gives the throughput (tasks
 per second, the bot's CPU per step) and the latency of a step on a saturated loop. Target:
@@ -305,7 +305,9 @@ class Run:
         )  # fmt: skip
 
 
-def report(figures: list[Figures], tasks: int, steps: int, warmup: int, load: float) -> None:
+def report(
+    figures: list[Figures], tasks: int, steps: int, warmup: int, load: float, before: float
+) -> None:
     print(
         f"orchestration overhead per step: {tasks} tasks x {steps} tool steps, "
         f"stand-ins answer at once; the bot is `python -m bot` in its own process"
@@ -328,7 +330,10 @@ def report(figures: list[Figures], tasks: int, steps: int, warmup: int, load: fl
     print("  gateway per call = tool_calls.duration_ms - tool server time (part of the overhead);")
     print("  CPU per step = the bot's main thread over the measured run (planning, status and")
     print("  delivery included), divided by the steps")
-    print(f"  machine: {os.cpu_count()} CPUs, 1-min load average {load:.2f} at start")
+    print(
+        f"  machine: {os.cpu_count()} CPUs, 1-min load average {load:.2f} at start; "
+        f"a reference loop took {before:.0f} ms before and {reference_loop_ms():.0f} ms after"
+    )
     own = next((f for f in figures if f.concurrency == 1), None)
     if own is None:
         print("  target: measured at concurrency 1 (run with --concurrency 1)")
@@ -338,14 +343,22 @@ def report(figures: list[Figures], tasks: int, steps: int, warmup: int, load: fl
     print(f"  target: median < {TARGET_MS:g} ms per step (concurrency 1) -> {verdict}")
 
 
+def reference_loop_ms() -> float:
+    """`sum(i * i for i in range(10**7))`: how fast this machine runs Python now (it varies)."""
+    start = time.perf_counter()
+    sum(i * i for i in range(10**7))
+    return (time.perf_counter() - start) * 1000
+
+
 async def main(tasks: int, steps: int, warmup: int, concurrencies: list[int]) -> None:
     load = os.getloadavg()[0]
+    before = reference_loop_ms()
     figures = []
     for concurrency in concurrencies:
         with tempfile.TemporaryDirectory() as tmp:
             async with Run(Path(tmp), concurrency, steps) as run:
                 figures.append(await run.measure(tasks, steps, warmup))
-    report(figures, tasks, steps, warmup, load)
+    report(figures, tasks, steps, warmup, load, before)
 
 
 if __name__ == "__main__":
