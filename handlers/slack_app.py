@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -71,7 +72,21 @@ def make_client(token: str, base_url: str) -> AsyncWebClient:
     return client
 
 
+class TokenFromClient(logging.Filter):
+    """Drops Bolt's start-up warning that the client's token wins over `SLACK_BOT_TOKEN`.
+
+    Bolt reads `SLACK_BOT_TOKEN` from the environment on its own; it is the token the
+    client was made with, so the warning would greet every operator at every start.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != warning_client_prioritized_and_token_skipped()
+
+
 def make_app(client: AsyncWebClient, signing_secret: str | None) -> AsyncApp:
+    bolt_log = logging.getLogger("slack_bolt.AsyncApp")
+    if not any(isinstance(f, TokenFromClient) for f in bolt_log.filters):
+        bolt_log.addFilter(TokenFromClient())
     app = AsyncApp(
         client=client,
         signing_secret=signing_secret,
