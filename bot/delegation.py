@@ -85,7 +85,6 @@ class Delegation:
             await self.tasks.update(result.task.id, ack_ts=ts)
             await self.tasks.log(result.task.id, "created", actor=msg.user)
         elif result.kind == "continued" and result.task is not None:
-            self.tasks.note_reply()  # intake committed it: a running task looks at its row
             await self.tasks.log(result.task.id, "reply", actor=msg.user)
         elif result.kind == "rate_limited":
             limit = self.config.runner.max_new_tasks_per_minute

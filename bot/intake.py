@@ -120,6 +120,8 @@ class Intake:
                 task_id, kind = await self._create(tx, msg, parsed), "created"
             await tx.execute("UPDATE slack_events SET task_id = ? WHERE event_id = ?",
                              (task_id, msg.event_id))  # fmt: skip
+        if kind == "continued":  # committed: a running task looks at its row next turn
+            self.tasks.note_reply()
         return IntakeResult(kind, await self.tasks.get(task_id))
 
     async def _record(self, tx: Tx, msg: IncomingMessage) -> bool:
@@ -174,6 +176,10 @@ class Intake:
         """
         text = _MENTION.sub("", msg.text).strip()
         steers = msg.user == task.delegator or msg.user in self.config.approvals.approvers
+        # The status as of this transaction: a run finishing meanwhile either commits first
+        # (then the reply is a follow-up, queued here) or finds the reply pending afterwards.
+        row = await tx.fetchone("SELECT status, plan FROM tasks WHERE id = ?", (task.id,))
+        status, planned = row[0], row[1] is not None
         await tx.execute(
             "INSERT INTO task_inputs (task_id, user, text, ts, at, consumed) VALUES (?, ?, ?, ?, ?, ?)",
             (task.id, msg.user, text, msg.ts, now(), int(not steers)),
@@ -181,11 +187,11 @@ class Intake:
         if not steers:
             return
         to = None
-        if task.status in ("waiting_input", "awaiting_plan_approval") and task.plan is None:
+        if status in ("waiting_input", "awaiting_plan_approval") and not planned:
             to = "received"
-        elif task.status == "awaiting_plan_approval":
+        elif status == "awaiting_plan_approval":
             to = "received"  # a comment on the plan: plan again with it
-        elif task.status == "waiting_input" or task.status in FINISHED:
+        elif status == "waiting_input" or status in FINISHED:
             to = "queued"
         if to is not None:
             await tx.execute(

@@ -244,6 +244,18 @@ class TaskWork:
         ):  # fmt: skip
             return
         await self.memory.task_finished(await self.tasks.get(task.id), "done", outcome.tools_used)
+        await self._follow_up_on_late_replies(task)
+
+    async def _follow_up_on_late_replies(self, task: Task) -> None:
+        """A reply that came in after the last turn read the thread is a follow-up: go on.
+
+        (Intake queues a reply to a finished task itself; this is the reply that arrived
+        while the task was still running but past its last look at the thread.)
+        """
+        if not await self.tasks.pending_inputs(task.id):
+            return
+        if await self.tasks.transition(task.id, "queued", from_="done", finished_at=None):
+            self.approvals.wake()
 
     async def _wait_for_approval(self, task: Task) -> None:
         if not await self.tasks.transition(task.id, "waiting_approval", from_="running"):

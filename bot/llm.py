@@ -193,12 +193,30 @@ class LLM:
                 log.warning("model call failed task=%s purpose=%s: %s", ctx.task_id, purpose, exc)
                 status = getattr(exc, "status_code", None)
                 raise LLMUnavailable(f"{error} from the model API", status=status) from exc
-            cost = await self._log(
-                ctx, purpose, model, message.usage, started, message.stop_reason, None,
-                keep(message),
-            )  # fmt: skip
+            cost = await self._log_kept(ctx, purpose, model, message, started, keep)
             span.response(message, cost)
         return message
+
+    async def _log_kept(
+        self,
+        ctx: CallContext,
+        purpose: str,
+        model: str,
+        message: Message,
+        started: float,
+        keep: Callable[[Message], Sequence[Statement]],
+    ) -> float:
+        """Log the call with what the caller keeps of it; if that fails, the call alone.
+
+        The call was made and paid for: its row and the task's spend must not go down with
+        a checkpoint that could not be built or written.
+        """
+        usage, stop = message.usage, message.stop_reason
+        try:
+            return await self._log(ctx, purpose, model, usage, started, stop, None, keep(message))
+        except Exception:
+            await self._log(ctx, purpose, model, usage, started, stop, None)
+            raise
 
     async def _log(
         self,
@@ -284,9 +302,11 @@ async def read_message(raw: AsyncAPIResponse[Message]) -> Message:
     """
     body = await raw.read()
     try:
-        return Message.model_validate_json(body)
+        message = Message.model_validate_json(body)
     except pydantic.ValidationError:
         return await raw.parse()
+    message._request_id = raw.request_id  # as the SDK's parser sets it, for support requests
+    return message
 
 
 def text_of(message: Message) -> str:

@@ -117,8 +117,9 @@ class TaskStore:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        #: Thread replies committed by this process so far (every writer calls
-        #: `note_reply()` after its commit): a running task re-reads its row when it moved.
+        #: Thread replies committed by this process so far: each writer (`add_input`,
+        #: `Intake.receive`) calls `note_reply()` right after its commit, and a running
+        #: task re-reads its row when the count moved.
         self.replies = 0
 
     def note_reply(self) -> None:

@@ -85,10 +85,13 @@ async def run_on_server(
 
 async def take_slot(guard: ServerGuard, deadline: float) -> bool:
     """One of the server's concurrency slots, waiting until `deadline` if all are taken."""
+    left = deadline - time.monotonic()
+    if left <= 0:  # the rate limit's wait used the call's time up
+        return False
     if not guard.slots.locked():  # the common case: taken at once, no timer task
         return await guard.slots.acquire()
     try:
-        return await asyncio.wait_for(guard.slots.acquire(), max(0.0, deadline - time.monotonic()))
+        return await asyncio.wait_for(guard.slots.acquire(), left)
     except TimeoutError:
         return False
 

@@ -22,6 +22,7 @@ from bot.llm import (
     make_client,
     read_message,
     system_blocks,
+    text_of,
 )
 from tests.fakes.anthropic import FakeAnthropic, Reply
 
@@ -309,6 +310,8 @@ async def test_a_reply_the_installed_types_do_not_describe_is_parsed_by_the_sdk(
 class RawReply:
     """What `read_message` uses of the SDK's raw response: the body, and the SDK's parser."""
 
+    request_id = "req_0123"
+
     def __init__(self, body: bytes) -> None:
         self.body, self.sdk_parsed = body, False
 
@@ -330,6 +333,7 @@ async def test_read_message_validates_a_known_reply_without_the_sdk_parser() -> 
     raw = RawReply(json.dumps(known).encode())
     message = await read_message(raw)  # type: ignore[arg-type]
     assert isinstance(message, Message) and not raw.sdk_parsed
+    assert message._request_id == "req_0123"
     assert isinstance(message.content[0], ToolUseBlock) and message.content[0].input == {"a": 1}
     assert message.usage.output_tokens == 4
 
@@ -337,3 +341,43 @@ async def test_read_message_validates_a_known_reply_without_the_sdk_parser() -> 
     raw = RawReply(json.dumps(newer).encode())
     assert await read_message(raw) == "parsed by the SDK"  # type: ignore[arg-type]
     assert raw.sdk_parsed
+
+
+async def test_a_checkpoint_that_cannot_be_written_does_not_take_the_calls_cost_with_it(
+    fake: FakeAnthropic, db: Database, make_llm: Callable[..., LLM]
+) -> None:
+    task = await new_task(db)
+    fake.enqueue_text("Done.")
+    kept = ("INSERT INTO no_such_table (x) VALUES (?)", (1,))  # fails inside the batch
+
+    with pytest.raises(Exception, match="no_such_table"):
+        await make_llm().create(
+            purpose="act", system=SYSTEM, messages=[{"role": "user", "content": "go"}],
+            ctx=CallContext(task_id=task, budget_usd=2.0), keep=lambda message: [kept],
+        )  # fmt: skip
+    rows = await db.fetchall(
+        "SELECT cost_usd, stop_reason FROM llm_calls WHERE task_id = ?", (task,)
+    )
+    assert len(rows) == 1 and rows[0]["cost_usd"] > 0 and rows[0]["stop_reason"] == "end_turn"
+    spent = await db.fetchval("SELECT spent_usd FROM tasks WHERE id = ?", (task,))
+    assert spent == pytest.approx(rows[0]["cost_usd"])
+
+
+async def test_what_the_caller_keeps_is_written_with_the_calls_row(
+    fake: FakeAnthropic, db: Database, make_llm: Callable[..., LLM]
+) -> None:
+    task = await new_task(db)
+    fake.enqueue_text("Done.")
+    seen: list[Message] = []
+
+    def keep(message: Message) -> list[tuple[str, tuple[Any, ...]]]:
+        seen.append(message)
+        return [("UPDATE tasks SET result = ? WHERE id = ?", (text_of(message), task))]
+
+    message = await make_llm().create(
+        purpose="act", system=SYSTEM, messages=[{"role": "user", "content": "go"}],
+        ctx=CallContext(task_id=task, budget_usd=2.0), keep=keep,
+    )  # fmt: skip
+    assert seen == [message] and message._request_id is not None
+    row = await db.fetchone("SELECT result, spent_usd FROM tasks WHERE id = ?", (task,))
+    assert row["result"] == "Done." and row["spent_usd"] > 0

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-from tests.fakes.anthropic import tool_reply
+from tests.fakes.anthropic import Reply, text_reply, tool_reply
 from tests.fakes.slack import channel_message, view_submission
 from tests.scenarios.conftest import plan, tickets_mcp, tool_runs
 from tests.scenarios.harness import Harness
+
+NO_PLAN_APPROVAL = 'plan_approval = "never"\n'
 
 
 def deliveries(h: Harness, needle: str) -> list[dict]:
@@ -127,25 +130,64 @@ async def test_follow_up_after_delivery_keeps_conversation(harness: Harness) -> 
     assert await h.coworker.db.fetchval("SELECT COUNT(*) FROM tasks") == 1
 
 
+def held_script(h: Harness, replies: list[Reply], hold: int) -> asyncio.Event:
+    """Answer model requests from `replies` in order; request number `hold` (1-based) waits
+    for the returned event, so a test can act while that call is in flight."""
+    release = asyncio.Event()
+
+    async def responder(body: dict[str, Any]) -> Reply:
+        n = len(h.anthropic.requests)  # this request is recorded before it is answered
+        if n == hold:
+            await release.wait()
+        return replies[n - 1]
+
+    h.anthropic.responder = responder
+    return release
+
+
 async def test_a_reply_while_it_works_reaches_the_next_model_turn(
     make_harness: Callable[..., Harness], tmp_path: Path
 ) -> None:
     # The reply lands while the first act call is in flight, after the turn read the task
     # row: the next turn must look again and hand the reply to the model.
-    async with make_harness(
-        mcp=tickets_mcp(tmp_path / "t.log"), config='plan_approval = "never"\n'
-    ) as h:
-        h.anthropic.enqueue_tool_use("submit_plan", plan(("Search", ["tickets__search"])))
-        slow = tool_reply("tickets__search", {"query": "flaky"}, id="toolu_s1")
-        h.anthropic.enqueue_reply(replace(slow, delay=0.5))
-        h.anthropic.enqueue_text("Found them; labelled as asked.")
+    async with make_harness(mcp=tickets_mcp(tmp_path / "t.log"), config=NO_PLAN_APPROVAL) as h:
+        release = held_script(h, [
+            tool_reply("submit_plan", plan(("Search", ["tickets__search"]))),
+            tool_reply("tickets__search", {"query": "flaky"}, id="toolu_s1"),
+            text_reply("Found them; labelled as asked."),
+        ], hold=2)  # fmt: skip
         event = await h.mention("find flaky test tickets")
-        await h.anthropic.wait_for_requests(2)  # planned; the first act call is in flight
+        await h.anthropic.wait_for_requests(2)
         await h.reply("label them flaky-test too", event["ts"])
+        release.set()
         await h.wait_status("done")
-        _, first, second = (r.body["messages"] for r in h.anthropic.requests[:3])
+        _, first, second = (r.body["messages"] for r in h.anthropic.requests)
         assert "label them flaky-test too" not in str(first)
         *_, answer = second
         assert [b["type"] for b in answer["content"]] == ["tool_result", "text"]
         assert "label them flaky-test too" in answer["content"][1]["text"]
+        assert await h.coworker.db.fetchval("SELECT consumed FROM task_inputs") == 1
+
+
+async def test_a_reply_during_the_last_turn_is_answered_as_a_follow_up(
+    make_harness: Callable[..., Harness],
+) -> None:
+    # The reply comes in while the final answer is being written: the task is still running,
+    # so intake only records it; once the answer is delivered, the reply is taken up.
+    async with make_harness(config=NO_PLAN_APPROVAL) as h:
+        release = held_script(h, [
+            tool_reply("submit_plan", plan(("Answer", []))),
+            text_reply("The capital is Paris."),
+            text_reply("About 2.1 million people."),
+        ], hold=2)  # fmt: skip
+        event = await h.mention("capital of France?")
+        await h.anthropic.wait_for_requests(2)
+        await h.reply("and its population?", event["ts"])
+        release.set()
+        await h.slack.wait_for("chat.postMessage", lambda c: "2.1 million" in str(c.params))
+        assert deliveries(h, "The capital is Paris.")
+        last = h.anthropic.requests[2].body["messages"]
+        assert "The capital is Paris." in str(last) and "and its population?" in str(last)
+        task = await h.wait_status("done")
+        assert task.result == "About 2.1 million people."
         assert await h.coworker.db.fetchval("SELECT consumed FROM task_inputs") == 1
