@@ -61,7 +61,7 @@ from aiohttp import web
 
 from tests.fakes.anthropic import FakeAnthropic, Reply, text_reply, tool_reply
 from tests.fakes.slack import FakeSlack, app_mention
-from tests.reliability.bot_process import BotProcess, bot_env
+from tests.reliability.bot_process import BotProcess, ChildBotRun, bot_env
 
 TARGET_MS = 5.0
 DEFAULT_CONCURRENCY = 4
@@ -196,7 +196,7 @@ def read_tool_log(path: Path) -> dict[str, tuple[float, float]]:
     return out
 
 
-class Run:
+class Run(ChildBotRun):
     """One bot process against the stand-ins, for one concurrency."""
 
     def __init__(self, tmp: Path, concurrency: int, steps: int) -> None:
@@ -205,8 +205,6 @@ class Run:
         self.anthropic = TimedAnthropic()
         self.model = Model(steps)
         self.tool_log = tmp / "tool.log"
-        self.bot: BotProcess | None = None
-        self._db: Any = None
 
     async def __aenter__(self) -> Run:
         await self.slack.start()
@@ -227,26 +225,13 @@ class Run:
             raise SystemExit(f"the bot did not connect:\n{self.bot.log_text()[-3000:]}") from None
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        if self.bot is not None:
-            await self.bot.kill()
-        if self._db is not None:
-            self._db.close()
-        await self.anthropic.close()
-        await self.slack.stop()
-
     @property
     def pid(self) -> int:
         assert self.bot is not None and self.bot.proc is not None
         return self.bot.proc.pid
 
     def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
-        if self._db is None:
-            from bot.db import sqlite_module
-
-            uri = f"file:{self.tmp / 'coworker.db'}?mode=ro"
-            self._db = sqlite_module().connect(uri, uri=True, timeout=10)
-        return list(self._db.execute(sql, params).fetchall())
+        return list(self.db().execute(sql, params).fetchall())
 
     async def tasks(self, names: list[str], timeout: float) -> list[int]:
         """Mention once per name, all at once; the task ids once every one is done."""

@@ -130,19 +130,24 @@ async def test_follow_up_after_delivery_keeps_conversation(harness: Harness) -> 
     assert await h.coworker.db.fetchval("SELECT COUNT(*) FROM tasks") == 1
 
 
-def held_script(h: Harness, replies: list[Reply], hold: int) -> asyncio.Event:
-    """Answer model requests from `replies` in order; request number `hold` (1-based) waits
-    for the returned event, so a test can act while that call is in flight."""
+async def reply_during_first_act_call(
+    h: Harness, replies: list[Reply], request: str, reply: str
+) -> None:
+    """Delegate `request`, answer model calls from `replies` in order, and `reply` in the
+    thread while the first act call (the second model call) is held in flight."""
     release = asyncio.Event()
 
     async def responder(body: dict[str, Any]) -> Reply:
         n = len(h.anthropic.requests)  # this request is recorded before it is answered
-        if n == hold:
+        if n == 2:
             await release.wait()
         return replies[n - 1]
 
     h.anthropic.responder = responder
-    return release
+    event = await h.mention(request)
+    await h.anthropic.wait_for_requests(2)
+    await h.reply(reply, event["ts"])
+    release.set()
 
 
 async def test_a_reply_while_it_works_reaches_the_next_model_turn(
@@ -151,15 +156,14 @@ async def test_a_reply_while_it_works_reaches_the_next_model_turn(
     # The reply lands while the first act call is in flight, after the turn read the task
     # row: the next turn must look again and hand the reply to the model.
     async with make_harness(mcp=tickets_mcp(tmp_path / "t.log"), config=NO_PLAN_APPROVAL) as h:
-        release = held_script(h, [
+        replies = [
             tool_reply("submit_plan", plan(("Search", ["tickets__search"]))),
             tool_reply("tickets__search", {"query": "flaky"}, id="toolu_s1"),
             text_reply("Found them; labelled as asked."),
-        ], hold=2)  # fmt: skip
-        event = await h.mention("find flaky test tickets")
-        await h.anthropic.wait_for_requests(2)
-        await h.reply("label them flaky-test too", event["ts"])
-        release.set()
+        ]
+        await reply_during_first_act_call(
+            h, replies, "find flaky test tickets", "label them flaky-test too"
+        )
         await h.wait_status("done")
         _, first, second = (r.body["messages"] for r in h.anthropic.requests)
         assert "label them flaky-test too" not in str(first)
@@ -175,15 +179,12 @@ async def test_a_reply_during_the_last_turn_is_answered_as_a_follow_up(
     # The reply comes in while the final answer is being written: the task is still running,
     # so intake only records it; once the answer is delivered, the reply is taken up.
     async with make_harness(config=NO_PLAN_APPROVAL) as h:
-        release = held_script(h, [
+        replies = [
             tool_reply("submit_plan", plan(("Answer", []))),
             text_reply("The capital is Paris."),
             text_reply("About 2.1 million people."),
-        ], hold=2)  # fmt: skip
-        event = await h.mention("capital of France?")
-        await h.anthropic.wait_for_requests(2)
-        await h.reply("and its population?", event["ts"])
-        release.set()
+        ]
+        await reply_during_first_act_call(h, replies, "capital of France?", "and its population?")
         await h.slack.wait_for("chat.postMessage", lambda c: "2.1 million" in str(c.params))
         assert deliveries(h, "The capital is Paris.")
         last = h.anthropic.requests[2].body["messages"]
