@@ -38,8 +38,10 @@ class TaskRunner:
         work: Callable[[Task], Awaitable[None]] | None = None,
         concurrency: int = 4,
         fanout: int = 3,
+        claim_retry: float = 5.0,
     ) -> None:
         self.db = db
+        self.claim_retry = claim_retry
         self.fanout = fanout
         self.work = work
         self.concurrency = concurrency
@@ -95,11 +97,21 @@ class TaskRunner:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while len(self.active) < self.concurrency:
-                task = await self.claim()
-                if task is None:
-                    break
-                self._spawn(task)
+            try:
+                await self._fill()
+            except Exception:  # e.g. a full disk: the queue must outlive it
+                log.exception("task runner: claiming work failed; trying again in %g s",
+                              self.claim_retry)  # fmt: skip
+                await asyncio.sleep(self.claim_retry)
+                self.wake()
+
+    async def _fill(self) -> None:
+        """Claim queued tasks until the pool is full or the queue is empty."""
+        while len(self.active) < self.concurrency:
+            task = await self.claim()
+            if task is None:
+                return
+            self._spawn(task)
 
     def _spawn(self, task: Task) -> None:
         job = asyncio.create_task(self._run(task), name=f"task-{task.id}")
