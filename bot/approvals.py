@@ -19,7 +19,7 @@ from bot.clock import now
 from bot.config import Config
 from bot.db import Database
 from bot.errors import NotAllowed
-from bot.notifier import ApprovalView, Notifier
+from bot.notifier import ApprovalView, Notifier, StatusSnapshot
 from bot.tasks import Task, TaskStore
 from tools.redact import redact, redact_text
 
@@ -192,6 +192,8 @@ class ApprovalService:
         if changed and await self.tasks.transition(
             task.id, "paused", from_=("waiting_approval", "queued", "running")
         ):
+            paused = await self.tasks.get(task.id)
+            await self.notifier.status(paused, StatusSnapshot.of(paused, "paused"))
             await self.notifier.paused(
                 task, "No one answered the approval request in time, so I paused this task."
             )

@@ -148,10 +148,7 @@ class TaskWork:
             await self.tasks.update(task.id, plan_ts=ts)
 
     async def act(self, task: Task) -> None:
-        await self.notifier.status(task, StatusSnapshot(
-            state="running", step=task.steps, total_steps=len((task.plan or {}).get("steps", [])),
-            spent_usd=task.spent_usd, budget_usd=task.budget_usd,
-        ))  # fmt: skip
+        await self.notifier.status(task, StatusSnapshot.of(task, "running"))
         memory = await self.memory.context_for(task) if task.steps == 0 else None
         try:
             outcome = await self.agent.run(task, memory)
@@ -230,11 +227,6 @@ class TaskWork:
         fresh = await self.tasks.get(task.id)
         if fresh.status != "running":
             return
-        await self.notifier.status(fresh, StatusSnapshot(
-            state="done", step=fresh.steps, total_steps=fresh.steps,
-            tools_used=sorted(set(outcome.tools_used)), spent_usd=fresh.spent_usd,
-            budget_usd=fresh.budget_usd,
-        ))  # fmt: skip
         # Post, then record done: a stop in between resumes the task and posts it again,
         # and a post Slack did not take is left for the delivery sweep (bot.delivery).
         got = await self.delivery.send(fresh, text)
@@ -243,7 +235,9 @@ class TaskWork:
             delivery_pending=int(got.pending),
         ):  # fmt: skip
             return
-        await self.memory.task_finished(await self.tasks.get(task.id), "done", outcome.tools_used)
+        done = await self.tasks.get(task.id)
+        await self.notifier.status(done, StatusSnapshot.of(done, "done", outcome.tools_used))
+        await self.memory.task_finished(done, "done", outcome.tools_used)
         await self._follow_up_on_late_replies(task)
 
     async def _follow_up_on_late_replies(self, task: Task) -> None:
@@ -268,16 +262,13 @@ class TaskWork:
             self.approvals.wake()
             return
         fresh = await self.tasks.get(task.id)
-        await self.notifier.status(fresh, StatusSnapshot(
-            state="waiting for approval", step=fresh.steps,
-            total_steps=len((fresh.plan or {}).get("steps", [])),
-            spent_usd=fresh.spent_usd, budget_usd=fresh.budget_usd,
-        ))  # fmt: skip
+        await self.notifier.status(fresh, StatusSnapshot.of(fresh, "waiting for approval"))
 
     async def _out_of_budget(self, task: Task, partial: str | None) -> None:
         if not await self.tasks.transition(task.id, "paused", from_=("planning", "running")):
             return
         fresh = await self.tasks.get(task.id)
+        await self.notifier.status(fresh, StatusSnapshot.of(fresh, "paused: budget reached"))
         await self.notifier.budget_exhausted(fresh, partial)
         await self.approvals.request(
             fresh, kind="budget", key=f"t{task.id}:budget:{fresh.budget_usd:.2f}",
@@ -295,6 +286,7 @@ class TaskWork:
             task.id, "failed", from_=("planning", "running"), error=code
         ):
             fresh = await self.tasks.get(task.id)
+            await self.notifier.status(fresh, StatusSnapshot.of(fresh, "failed"))
             await self.notifier.failed(fresh, message)
             await self.memory.task_finished(fresh, "failed", [])
             if fresh.parent_id is not None and self.orchestrator is not None:

@@ -1,15 +1,19 @@
 """The Slack `Notifier`: Block Kit messages in the task's thread, kept current with `chat.update`.
 
 One status message per task is updated at most once per `status_interval` (Slack allows
-about 50 `chat.update` a minute); a newer snapshot inside the interval replaces the
-pending one and is sent when the interval ends. Rate-limit (429) and server errors are
-retried by slack_sdk's retry handlers on the client. Arguments shown in Slack are
-redacted of secrets.
+about 50 `chat.update` a minute); a newer "running" snapshot inside the interval replaces
+the pending one and is sent when the interval ends, while any other state (done, failed,
+cancelled, paused, waiting) is shown at once. Only a running task creates the status
+message; a failed update keeps it (the next snapshot tries again) unless Slack says the
+message is gone. Rate-limit (429) and server errors are retried by slack_sdk's retry
+handlers on the client; what still fails is logged, never raised into the task. Arguments
+shown in Slack are redacted of secrets.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -46,6 +50,13 @@ RETRYABLE = frozenset({
     "invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive",
 })  # fmt: skip
 
+CLOSE_FLUSH_SECONDS = 5.0
+
+#: What `chat.update` answers when the message cannot be edited any more: post a new one.
+GONE = frozenset({"message_not_found", "cant_update_message"})
+#: Failures of the connection itself, after slack_sdk's retries.
+UNREACHABLE = (SlackClientError, aiohttp.ClientError, TimeoutError)
+
 StatusTsSink = Callable[[int, str], Awaitable[None]]
 
 
@@ -80,6 +91,7 @@ class SlackNotifier:
         self._pending: dict[int, tuple[Task, StatusSnapshot]] = {}
         self._flushers: dict[int, asyncio.Task[None]] = {}
         self._status_locks: dict[int, asyncio.Lock] = {}
+        self._assistant_status: dict[int, str] = {}
 
     async def post(
         self, task: Task, text: str, blocks: list[dict[str, Any]] | None = None
@@ -103,7 +115,7 @@ class SlackNotifier:
             error, retryable = slack_error(exc)
             log.warning("task %s: chat.postMessage failed: %s", task.ref, error)
             return None, retryable
-        except (SlackClientError, aiohttp.ClientError, TimeoutError) as exc:
+        except UNREACHABLE as exc:
             log.warning("task %s: Slack unreachable: %s", task.ref, type(exc).__name__)
             return None, True
         return str(resp["ts"]), True
@@ -111,12 +123,23 @@ class SlackNotifier:
     async def update(
         self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]] | None
     ) -> bool:
+        """Edit a message; False (logged) when Slack refused it or could not be reached."""
+        return await self._update(channel, ts, text, blocks) is None
+
+    async def _update(
+        self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]] | None
+    ) -> str | None:
+        """`update`: None when done, else Slack's error code (or "unreachable")."""
         try:
             await self.client.chat_update(channel=channel, ts=ts, text=text[:3000], blocks=blocks)
         except SlackApiError as exc:
-            log.warning("chat.update failed: %s", exc.response.get("error"))
-            return False
-        return True
+            error = slack_error(exc)[0] or "server_error"
+            log.warning("chat.update failed: %s", error)
+            return error
+        except UNREACHABLE as exc:
+            log.warning("chat.update: Slack unreachable: %s", type(exc).__name__)
+            return "unreachable"
+        return None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -128,6 +151,8 @@ class SlackNotifier:
         except SlackApiError as exc:
             if exc.response.get("error") != "already_reacted":
                 log.warning("task %s: reaction failed: %s", task.ref, exc.response.get("error"))
+        except UNREACHABLE as exc:
+            log.warning("task %s: reaction failed: %s", task.ref, type(exc).__name__)
         return await self.post(task, self.ack_text(task))
 
     @staticmethod
@@ -155,10 +180,15 @@ class SlackNotifier:
         await self.post(task, text, [bk.section(text)])
 
     async def status(self, task: Task, snapshot: StatusSnapshot) -> None:
-        """Create or update the status message, at most once per interval per task."""
+        """Create or update the status message: running at most once per interval per task,
+        any other state at once."""
         await self._set_assistant_status(task, snapshot)
+        if snapshot.state != "running":
+            self._pending.pop(task.id, None)  # older than this one
+            await self._send_status(task, snapshot)
+            return
         wait = self.status_interval - (time.monotonic() - self._last_status.get(task.id, 0.0))
-        if wait > 0 and task.id in self._status_ts:
+        if wait > 0 and task.id in self._last_status:
             self._pending[task.id] = (task, snapshot)
             if task.id not in self._flushers:
                 self._flushers[task.id] = asyncio.create_task(self._flush_later(task.id, wait))
@@ -180,8 +210,13 @@ class SlackNotifier:
             self._last_status[task.id] = time.monotonic()
             text = self.status_text(task, snap)
             ts = self._status_ts.get(task.id) or task.status_ts
-            if ts and await self.update(task.channel, ts, text, [bk.context(text)]):
-                self._status_ts[task.id] = ts
+            if ts:
+                problem = await self._update(task.channel, ts, text, [bk.context(text)])
+                if problem is None:
+                    self._status_ts[task.id] = ts
+                if problem not in GONE:  # kept: the next snapshot tries it again
+                    return
+            if snap.state != "running":  # only a running task starts a status message
                 return
             new_ts = await self.post(task, text, [bk.context(text)])
             if new_ts:
@@ -198,15 +233,21 @@ class SlackNotifier:
                 f"${s.spent_usd:.2f} of ${s.budget_usd:.2f}{note}")  # fmt: skip
 
     async def _set_assistant_status(self, task: Task, snap: StatusSnapshot) -> None:
+        """Slack's "is working…" in assistant threads: set and cleared, once per change."""
         if not task.assistant:
             return
         status = "is working…" if snap.state == "running" else ""
+        if self._assistant_status.get(task.id) == status:
+            return
+        self._assistant_status[task.id] = status
         try:
             await self.client.assistant_threads_setStatus(
                 channel_id=task.channel, thread_ts=task.thread_ts, status=status
             )
         except SlackApiError as exc:
             log.info("assistant status not set: %s", exc.response.get("error"))
+        except UNREACHABLE as exc:
+            log.info("assistant status not set: %s", type(exc).__name__)
 
     async def tool_notice(self, task: Task, tool: str, arguments: dict[str, Any]) -> None:
         text = f"Ran `{tool}` with:\n{bk.code(redact(arguments), 1500)}"
@@ -270,6 +311,8 @@ class SlackNotifier:
                 )
             except SlackApiError as exc:
                 log.warning("escalation DM to %s failed: %s", person, exc.response.get("error"))
+            except UNREACHABLE as exc:
+                log.warning("escalation DM to %s failed: %s", person, type(exc).__name__)
 
     async def paused(self, task: Task, reason: str) -> None:
         text = f"⏸ {reason} Resume with the button or `/coworker resume {task.ref}`."
@@ -339,7 +382,7 @@ class SlackNotifier:
                 error, retryable = slack_error(exc)
                 log.warning("task %s: file upload failed: %s", task.ref, error)
                 return Delivered(0, 2) if retryable else None
-            except (SlackClientError, aiohttp.ClientError, TimeoutError) as exc:
+            except UNREACHABLE as exc:
                 log.warning("task %s: Slack unreachable: %s", task.ref, type(exc).__name__)
                 return Delivered(0, 2)
         summary = bk.split_markdown(text, 2500)[0]
@@ -367,6 +410,8 @@ class SlackNotifier:
             )
         except SlackApiError as exc:
             log.info("rate-limit notice to %s failed: %s", user, exc.response.get("error"))
+        except UNREACHABLE as exc:
+            log.info("rate-limit notice to %s failed: %s", user, type(exc).__name__)
 
     def fact_blocks(self, fact_id: int, text: str) -> list[dict[str, Any]]:
         v = str(fact_id)
@@ -397,11 +442,19 @@ class SlackNotifier:
                     )  # fmt: skip
                 except SlackApiError as exc:
                     log.warning("fact review post failed: %s", exc.response.get("error"))
+                except UNREACHABLE as exc:
+                    log.warning("fact review post failed: %s", type(exc).__name__)
 
     async def fact_decided(self, channel: str, ts: str, text: str, line: str) -> None:
         await self.update(channel, ts, line, [bk.section(f">{bk.escape(text)}"), bk.context(line)])
 
     async def close(self) -> None:
+        """Stop the timers and send the snapshots they held (bounded: this is a shutdown)."""
         for job in list(self._flushers.values()):
             job.cancel()
         await asyncio.gather(*self._flushers.values(), return_exceptions=True)
+        pending, self._pending = list(self._pending.values()), {}
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CLOSE_FLUSH_SECONDS):
+                for task, snap in pending:
+                    await self._send_status(task, snap)

@@ -149,6 +149,7 @@ class _Failure:
     retry_after: float
     error: str
     html: bool = False  # answer an HTML error page (a proxy's), not Slack's JSON
+    drop: bool = False  # close the connection without an answer (a network drop)
 
 
 class SlackError(Exception):
@@ -485,16 +486,18 @@ class FakeSlack:
         retry_after: float = 1,
         error: str | None = None,
         html: bool = False,
+        drop: bool = False,
     ) -> None:
         """Make the next ``times`` calls of ``method`` fail.
 
         429 answers carry ``Retry-After``; 5xx answers an error body; 200 answers
         ``{"ok": false, "error": error}``.  ``error`` defaults to ``ratelimited`` (429),
         ``internal_error`` (5xx) or ``fatal_error`` (200). ``html`` answers an HTML error
-        page instead, as a proxy in front of Slack does.
+        page instead, as a proxy in front of Slack does; ``drop`` closes the connection
+        without answering, as a network failure does (the call is still recorded).
         """
         default = {429: "ratelimited", 200: "fatal_error"}.get(status, "internal_error")
-        failure = _Failure(status, retry_after, error or default, html)
+        failure = _Failure(status, retry_after, error or default, html, drop)
         self._failures.setdefault(method, deque()).extend([failure] * times)
 
     # ------------------------------------------------------------- inspection
@@ -617,6 +620,9 @@ class FakeSlack:
             await asyncio.sleep(random.uniform(*self.latency))
         status, body, headers = self._answer(method, params, token)
         await self._record(Call(method, params, token, at, body))
+        if body.get("drop") and request.transport is not None:
+            request.transport.close()
+            return web.Response(status=500)  # never sent: the connection is gone
         if "html" in body:
             return web.Response(text=body["html"], status=status, content_type="text/html")
         return web.json_response(body, status=status, headers=headers)
@@ -1182,6 +1188,8 @@ _LOGIN_PAGE = "<!DOCTYPE html><html><title>Slack</title><body>Sign in to Slack</
 
 
 def _failure_answer(failure: _Failure) -> tuple[int, dict[str, Any], dict[str, str]]:
+    if failure.drop:
+        return 500, {"ok": False, "drop": True}, {}
     if failure.html:
         return (
             failure.status,

@@ -63,3 +63,85 @@ def test_split_keeps_code_fences_balanced_and_text_whole() -> None:
     restored = "".join(p.removeprefix("```python\n").removesuffix("\n```") for p in parts)
     for i in (0, 999, 1999):
         assert f"x = {i}\n" in restored
+
+
+def fast_retries(client: AsyncWebClient) -> AsyncWebClient:
+    """The bot's retry handlers, without their back-off (tests need not wait seconds)."""
+    from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
+    from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryIntervalCalculator
+
+    client.retry_handlers.append(AsyncConnectionErrorRetryHandler(
+        max_retry_count=2, interval_calculator=FixedValueRetryIntervalCalculator(0.01)
+    ))  # fmt: skip
+    return client
+
+
+async def test_a_status_update_lost_to_the_network_is_kept_for_the_next_snapshot() -> None:
+    async with FakeSlack() as slack:
+        client = fast_retries(AsyncWebClient(token="xoxb-test", base_url=slack.api_url))
+        notifier = SlackNotifier(client, status_interval=0.0)
+        t = task()
+        await notifier.status(t, StatusSnapshot("running", 1, 3))
+        slack.fail_next("chat.update", times=3, drop=True)  # more than the retries
+        await notifier.status(t, StatusSnapshot("running", 2, 3))  # no exception reaches here
+        slack.fail_next("chat.update", times=4, status=503)
+        await notifier.status(t, StatusSnapshot("running", 2, 3))
+        await notifier.status(t, StatusSnapshot("done", 3, 3))
+        assert len(slack.calls_to("chat.postMessage")) == 1  # no second status message
+        assert "T-7 · done · step 3/3" in slack.calls_to("chat.update")[-1].params["text"]
+        await notifier.close()
+
+
+async def test_a_status_message_slack_lost_is_posted_again() -> None:
+    async with FakeSlack() as slack:
+        client = AsyncWebClient(token="xoxb-test", base_url=slack.api_url)
+        notifier = SlackNotifier(client, status_interval=0.0)
+        t = task()
+        await notifier.status(t, StatusSnapshot("running", 1, 3))
+        slack.fail_next("chat.update", status=200, error="message_not_found")
+        await notifier.status(t, StatusSnapshot("running", 2, 3))
+        first, second = slack.calls_to("chat.postMessage")
+        assert "step 2/3" in second.params["text"]
+        await notifier.close()
+
+
+async def test_other_states_are_shown_at_once_and_never_start_a_status_message() -> None:
+    async with FakeSlack() as slack:
+        client = AsyncWebClient(token="xoxb-test", base_url=slack.api_url)
+        notifier = SlackNotifier(client, status_interval=60)
+        await notifier.status(task(id=8), StatusSnapshot("cancelled", 0, 0))
+        assert slack.calls_to("chat.postMessage") == []  # it never ran: nothing to update
+        t = task()
+        await notifier.status(t, StatusSnapshot("running", 1, 3))
+        await notifier.status(t, StatusSnapshot("running", 2, 3))  # held for the interval
+        await notifier.status(t, StatusSnapshot("failed", 2, 3))  # shown at once
+        [update] = slack.calls_to("chat.update")
+        assert "T-7 · failed · step 2/3" in update.params["text"]
+        await notifier.close()
+        assert len(slack.calls_to("chat.update")) == 1  # the held running one is dropped
+
+
+async def test_close_sends_the_snapshot_the_interval_held() -> None:
+    async with FakeSlack() as slack:
+        client = AsyncWebClient(token="xoxb-test", base_url=slack.api_url)
+        notifier = SlackNotifier(client, status_interval=60)
+        t = task()
+        await notifier.status(t, StatusSnapshot("running", 1, 5))
+        await notifier.status(t, StatusSnapshot("running", 4, 5))
+        assert slack.calls_to("chat.update") == []
+        await notifier.close()
+        [update] = slack.calls_to("chat.update")
+        assert "step 4/5" in update.params["text"]
+
+
+async def test_the_assistant_status_is_set_once_per_change() -> None:
+    async with FakeSlack() as slack:
+        client = AsyncWebClient(token="xoxb-test", base_url=slack.api_url)
+        notifier = SlackNotifier(client, status_interval=0.0)
+        t = task(assistant=True, channel="D1")
+        for step in range(1, 6):
+            await notifier.status(t, StatusSnapshot("running", step, 5))
+        await notifier.status(t, StatusSnapshot("done", 5, 5))
+        calls = slack.calls_to("assistant.threads.setStatus")
+        assert [c.params["status"] for c in calls] == ["is working…", ""]
+        await notifier.close()

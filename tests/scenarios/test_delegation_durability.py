@@ -257,6 +257,9 @@ async def test_anthropic_failing_for_good_is_explained(
         assert "resume T-1" in msg.params["text"]
         assert "sk-ant-secret" not in h.texts() and "Traceback" not in h.texts()
         assert failed.error == "model_unavailable"
+        # The status line says how it ended, rather than "running" for ever.
+        [status] = h.slack.calls_to("chat.update")[-1:]
+        assert status.params["text"].startswith("T-1 · failed · step 0/1")
 
 
 async def test_ten_tasks_with_concurrency_four(make_harness: Callable[..., Harness]) -> None:
