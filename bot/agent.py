@@ -336,8 +336,8 @@ class AgentLoop:
         if family < threshold:
             return None
         key = f"t{task.id}:spend"
-        row = await self.approvals.for_key(key)
-        if row is None:
+        row = await self.approvals.current(task.id, key)
+        if row is None or (row["status"] == "pending" and row["message_ts"] is None):
             await self.approvals.request(
                 task, kind="spend", key=key, tier="block",
                 reason=f"With its subtasks, {task.ref} has spent ${family:.2f} of its "

@@ -249,8 +249,11 @@ async def build(settings: Settings) -> Coworker:
     runner = TaskRunner(
         db, concurrency=config.runner.concurrency, fanout=config.orchestration.fanout_concurrency
     )
-    approvals = ApprovalService(db, tasks, config, notifier, directory, runner.wake)
     orchestrator = Orchestrator(tasks, config, notifier, runner.wake)
+    approvals = ApprovalService(
+        db, tasks, config, notifier, directory, runner.wake,
+        subtask_finished=orchestrator.child_finished,
+    )  # fmt: skip
     toolbox = Toolbox(gateway, approvals, notifier, directory, config, orchestrator, tasks=tasks)
     agent = AgentLoop(db=db, tasks=tasks, llm=llm, toolbox=toolbox, approvals=approvals,
                       notifier=notifier, config=config)  # fmt: skip
@@ -261,7 +264,8 @@ async def build(settings: Settings) -> Coworker:
                            memory=memory, delivery=delivery)  # fmt: skip
     delegation = Delegation(tasks=tasks, intake=Intake(tasks, config), approvals=approvals,
                             runner=runner, notifier=notifier, directory=directory, config=config,
-                            memory=memory, inbox=inbox_for(db))  # fmt: skip
+                            memory=memory, inbox=inbox_for(db),
+                            orchestrator=orchestrator)  # fmt: skip
     coworker = Coworker(
         settings=settings, config=config, db=db, slack=slack, app=app, llm=llm, gateway=gateway,
         tasks=tasks, approvals=approvals, runner=runner, delegation=delegation, notifier=notifier,

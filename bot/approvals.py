@@ -20,7 +20,7 @@ from bot.config import Config
 from bot.db import Database
 from bot.errors import NotAllowed
 from bot.notifier import ApprovalView, Notifier, StatusSnapshot
-from bot.tasks import Task, TaskStore
+from bot.tasks import FINISHED, Task, TaskStore
 from tools.redact import redact, redact_text
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,7 @@ class ApprovalService:
         notifier: Notifier,
         directory: Directory,
         wake: Callable[[], Awaitable[None] | None],
+        subtask_finished: Callable[[Task], Awaitable[None]] | None = None,
     ) -> None:
         self.db = db
         self.tasks = tasks
@@ -68,6 +69,8 @@ class ApprovalService:
         self.notifier = notifier
         self.directory = directory
         self.wake = wake
+        #: Tells a subtask's parent it ended (the orchestrator's `child_finished`).
+        self.subtask_finished = subtask_finished
 
     async def may_decide(self, task: Task, user: str) -> bool:
         """The delegator, a configured approver, or someone it was escalated to; never a bot."""
@@ -82,6 +85,15 @@ class ApprovalService:
     async def for_key(self, key: str) -> Any:
         return await self.db.fetchone("SELECT * FROM approvals WHERE idempotency_key = ?", (key,))
 
+    async def current(self, task_id: int, key: str) -> Any:
+        """The approval under `key` as a running task sees it: one that timed out is pending
+        again (the task runs, so it was resumed), to be asked anew."""
+        row = await self.for_key(key)
+        if row is not None and row["status"] == "expired":
+            await self.reopen_expired(task_id)
+            row = await self.for_key(key)
+        return row
+
     async def request(
         self,
         task: Task,
@@ -95,18 +107,29 @@ class ApprovalService:
         tier: str = "block",
         plan_step: str | None = None,
         preview: str | None = None,
-    ) -> int:
-        """Create a pending approval (once per key) and post it; return its id."""
+    ) -> int | None:
+        """Create a pending approval (once per key) and post it; return its id.
+
+        None when the task has ended meanwhile (a cancel racing the request): nothing is
+        asked of anyone for a task that will not go on.
+        """
         t = now()
-        inserted = await self.db.insert(
+        inserted = await self.db.fetchall(
             "INSERT OR IGNORE INTO approvals (task_id, kind, idempotency_key, tool, args_hash,"
             " arguments, reason, tier, channel, requested_at, deadline)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            " SELECT ?,?,?,?,?,?,?,?,?,?,? WHERE EXISTS (SELECT 1 FROM tasks WHERE id = ?"
+            f" AND status NOT IN {FINISHED!r}) RETURNING id",
             (task.id, kind, key, tool, args_hash, json.dumps(redact(arguments or {})),
-             redact_text(reason), tier,
-             task.channel, t, t + self.config.approvals.timeout),
+             redact_text(reason), tier, task.channel, t, t + self.config.approvals.timeout,
+             task.id),
         )  # fmt: skip
-        row = await (self.for_key(key) if key else self.get(inserted))
+        if key:
+            row = await self.for_key(key)
+        else:
+            row = await self.get(inserted[0][0]) if inserted else None
+        if row is None:
+            log.info("task %s ended before its approval was asked for", task.ref)
+            return None
         if row["message_ts"] is None and row["status"] == "pending":
             view = view_from_row(row)
             view.plan_step, view.preview = plan_step, preview
@@ -151,7 +174,9 @@ class ApprovalService:
             to = "queued" if task.plan else "received"  # ran out while planning: plan again
             await self.tasks.transition(task.id, to, from_=("paused",))
         elif row["kind"] == "budget":
-            await self.tasks.transition(task.id, "done", from_=("paused",))
+            ended = await self.tasks.transition(task.id, "done", from_=("paused",))
+            if ended and task.parent_id is not None and self.subtask_finished is not None:
+                await self.subtask_finished(await self.tasks.get(task.id))
         else:
             await self.tasks.transition(task.id, "queued", from_=("waiting_approval", "paused"))
         result = self.wake()
@@ -162,7 +187,9 @@ class ApprovalService:
         """Escalate approvals past their first deadline; pause tasks past the second."""
         acted = 0
         rows = await self.db.fetchall(
-            "SELECT * FROM approvals WHERE status = 'pending' AND deadline <= ?", (now(),)
+            "SELECT a.* FROM approvals a JOIN tasks t ON t.id = a.task_id WHERE a.status ="
+            f" 'pending' AND a.deadline <= ? AND t.status NOT IN {FINISHED!r}",
+            (now(),),
         )
         for row in rows:
             task = await self.tasks.get(row["task_id"])
@@ -211,7 +238,8 @@ class ApprovalService:
         """Pending approvals this user may decide (App Home)."""
         rows = await self.db.fetchall(
             "SELECT a.*, t.delegator FROM approvals a JOIN tasks t ON t.id = a.task_id"
-            " WHERE a.status = 'pending' ORDER BY a.requested_at"
+            f" WHERE a.status = 'pending' AND t.status NOT IN {FINISHED!r}"
+            " ORDER BY a.requested_at"
         )
         cfg = self.config.approvals
         return [

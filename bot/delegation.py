@@ -17,11 +17,17 @@ from bot.errors import NotAllowed
 from bot.inbox import Inbox
 from bot.inflight import InFlight
 from bot.intake import IncomingMessage, Intake, IntakeResult
-from bot.notifier import Notifier
+from bot.notifier import Notifier, StatusSnapshot
+from bot.orchestration import Orchestrator
 from bot.runner import TaskRunner
 from bot.tasks import OPEN, Task, TaskStore
 
 log = logging.getLogger(__name__)
+
+CLOSED = (
+    "{ref} was cancelled, so I won't pick it up again. Mention me in a new message to start "
+    "a new task."
+)
 
 
 class Delegation:
@@ -37,7 +43,9 @@ class Delegation:
         config: Config,
         memory: Any = None,
         inbox: Inbox | None = None,
+        orchestrator: Orchestrator | None = None,
     ) -> None:
+        self.orchestrator = orchestrator
         self.inbox = inbox
         self.tasks = tasks
         self.intake = intake
@@ -86,6 +94,8 @@ class Delegation:
             await self.tasks.log(result.task.id, "created", actor=msg.user)
         elif result.kind == "continued" and result.task is not None:
             await self.tasks.log(result.task.id, "reply", actor=msg.user)
+        elif result.kind == "closed" and result.task is not None:
+            await self.notifier.note(result.task, CLOSED.format(ref=result.task.ref))
         elif result.kind == "rate_limited":
             limit = self.config.runner.max_new_tasks_per_minute
             await self.notifier.rate_limited(msg.channel, msg.thread_ts or msg.ts, msg.user, limit)
@@ -128,28 +138,54 @@ class Delegation:
         return True
 
     async def cancel(self, task_id: int, user: str) -> bool:
-        """Stop a task at any point; the running step is interrupted."""
+        """Stop a task at any point, with the subtasks working for it; the running step is
+        interrupted, its approvals expire, and a subtask's parent goes on without it."""
         task = await self.tasks.get(task_id)
         await self._require(task, user, "cancel")
         if not await self.tasks.transition(task_id, "cancelled", from_=OPEN, cancel_requested=1):
             return False
+        self.runner.stop_task(task_id)  # at once: no later step of it starts
+        family = [task_id, *await self._cancel_subtasks(task_id)]
         await self.tasks.db.execute(
-            "UPDATE approvals SET status = 'expired' WHERE task_id = ? AND status = 'pending'",
-            (task_id,),
+            "UPDATE approvals SET status = 'expired' WHERE status = 'pending'"
+            f" AND task_id IN ({','.join('?' * len(family))})",
+            family,
         )
         await self.tasks.log(task_id, "cancelled", actor=user)
-        self.runner.stop_task(task_id)
-        await self.notifier.cancelled(await self.tasks.get(task_id), user)
+        for member in family:
+            ended = await self.tasks.get(member)
+            await self.notifier.status(ended, StatusSnapshot.of(ended, "cancelled"))
+        fresh = await self.tasks.get(task_id)
+        await self.notifier.cancelled(fresh, user)
+        if fresh.parent_id is not None and self.orchestrator is not None:
+            await self.orchestrator.child_finished(fresh)
         return True
+
+    async def _cancel_subtasks(self, task_id: int) -> list[int]:
+        """Cancel and stop every open subtask under `task_id`, at any depth; their ids."""
+        rows = await self.tasks.db.fetchall(
+            "WITH RECURSIVE family(id) AS (SELECT id FROM tasks WHERE parent_id = ?"
+            " UNION SELECT t.id FROM tasks t JOIN family f ON t.parent_id = f.id)"
+            " SELECT id FROM family ORDER BY id",
+            (task_id,),
+        )
+        cancelled = []
+        for (child,) in rows:
+            if await self.tasks.transition(child, "cancelled", from_=OPEN, cancel_requested=1):
+                self.runner.stop_task(child)
+                cancelled.append(child)
+        return cancelled
 
     async def resume(self, task_id: int, user: str) -> bool:
         """Continue a paused or failed task from its checkpoint."""
         task = await self.tasks.get(task_id)
         await self._require(task, user, "resume")
-        await self.approvals.reopen_expired(task_id)
         to = "received" if task.plan is None else "queued"
         if not await self.tasks.transition(task_id, to, from_=("paused", "failed"), error=None):
             return False
+        # Only once it is resumed: expired approvals are asked again (the run asks again for
+        # one it reaches first: Toolbox.approval_for).
+        await self.approvals.reopen_expired(task_id)
         await self.tasks.log(task_id, "resumed", actor=user)
         await self.notifier.note(task, f"Resumed by <@{user}>.")
         self.runner.wake()

@@ -14,7 +14,7 @@ from typing import Any
 from bot.clock import now
 from bot.config import Config
 from bot.db import Tx
-from bot.tasks import FINISHED, PRIORITIES, Task, TaskStore
+from bot.tasks import PRIORITIES, Task, TaskStore
 
 _MENTION = re.compile(r"<@[UW][A-Z0-9]+(?:\|[^>]*)?>")
 _FLAG_PRIORITY = re.compile(r"(?<!\S)!(low|normal|high|urgent)\b", re.IGNORECASE)
@@ -87,7 +87,7 @@ def parse_request(text: str, config: Config) -> ParsedRequest:
 
 @dataclass
 class IntakeResult:
-    kind: str  # created | continued | duplicate | ignored | rate_limited | empty
+    kind: str  # created | continued | closed | duplicate | ignored | rate_limited | empty
     task: Task | None = None
 
 
@@ -111,8 +111,8 @@ class Intake:
             if existing is None and await self._over_rate(tx, msg.user):
                 return IntakeResult("rate_limited")
             if existing is not None:
-                await self._continue(tx, existing, msg)
-                task_id, kind = existing.id, "continued"
+                taken = await self._continue(tx, existing, msg)
+                task_id, kind = existing.id, "continued" if taken else "closed"
             else:
                 parsed = parse_request(msg.text, self.config)
                 if not parsed.text and not msg.files:
@@ -167,12 +167,13 @@ class Intake:
         cw = self.config.coworker(name) if name else None
         return (cw.budget_usd if cw and cw.budget_usd else None) or self.config.budget.task_usd
 
-    async def _continue(self, tx: Tx, task: Task, msg: IncomingMessage) -> None:
-        """A reply in the thread: an answer, a plan comment, news for a running task, or a follow-up.
+    async def _continue(self, tx: Tx, task: Task, msg: IncomingMessage) -> bool:
+        """A reply in the thread: an answer, a plan comment, news for a running task, or a
+        follow-up; False when the task was cancelled (a cancel is final).
 
         Only the delegator and configured approvers steer a task: anyone else's reply is kept
         for the record but never reaches the model (it runs with the delegator's tools) and
-        changes no state.
+        changes no state. Neither does a reply to a cancelled task.
         """
         text = _MENTION.sub("", msg.text).strip()
         steers = msg.user == task.delegator or msg.user in self.config.approvals.approvers
@@ -180,21 +181,23 @@ class Intake:
         # (then the reply is a follow-up, queued here) or finds the reply pending afterwards.
         row = await tx.fetchone("SELECT status, plan FROM tasks WHERE id = ?", (task.id,))
         status, planned = row[0], row[1] is not None
+        open_ = status != "cancelled"
         await tx.execute(
             "INSERT INTO task_inputs (task_id, user, text, ts, at, consumed) VALUES (?, ?, ?, ?, ?, ?)",
-            (task.id, msg.user, text, msg.ts, now(), int(not steers)),
+            (task.id, msg.user, text, msg.ts, now(), int(not (steers and open_))),
         )
-        if not steers:
-            return
+        if not (steers and open_):
+            return open_
         to = None
         if status in ("waiting_input", "awaiting_plan_approval") and not planned:
             to = "received"
         elif status == "awaiting_plan_approval":
             to = "received"  # a comment on the plan: plan again with it
-        elif status == "waiting_input" or status in FINISHED:
+        elif status in ("waiting_input", "done", "failed"):
             to = "queued"
         if to is not None:
             await tx.execute(
                 "UPDATE tasks SET status = ?, updated_at = ?, finished_at = NULL WHERE id = ?",
                 (to, now(), task.id),
             )
+        return True

@@ -8,7 +8,6 @@ in the thread; details go to the log with the task id, never to Slack.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from typing import Protocol
@@ -95,9 +94,6 @@ class TaskWork:
                 await self.plan(task)
             else:
                 await self.act(task)
-        except asyncio.CancelledError:
-            await self._stopped(task)
-            raise
         except BudgetExhausted:  # while planning (acting turns it into an outcome)
             await self._out_of_budget(task, None)
         except LLMUnavailable:
@@ -275,11 +271,6 @@ class TaskWork:
             reason=f"Spent ${fresh.spent_usd:.2f} of ${fresh.budget_usd:.2f}. Approve a top-up "
             f"of ${self.config.budget.task_usd:.2f} to continue.", tier="block",
         )  # fmt: skip
-
-    async def _stopped(self, task: Task) -> None:
-        fresh = await self.tasks.get(task.id)
-        if fresh.status == "cancelled":
-            await self.notifier.cancelled(fresh, None)
 
     async def _fail(self, task: Task, message: str, code: str) -> None:
         if await self.tasks.transition(

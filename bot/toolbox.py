@@ -242,7 +242,7 @@ class Toolbox:
     ) -> int | dict[str, Any] | None:
         """The approved approval id, a rejection result, or None while it is pending."""
         akey = f"{key}:rerun" if interrupted else key
-        row = await self.approvals.for_key(akey)
+        row = await self.approvals.current(task.id, akey)
         rerun = 1
         while interrupted and row is not None and row["status"] == "used":
             # The approved re-run was interrupted too: it needs a new decision.

@@ -233,3 +233,55 @@ async def test_role_excluding_a_tool_means_it_is_never_called(
         assert tool_runs(log) == []
         assert "not among this task's tools" in str(h.anthropic.requests[-1].body["messages"][-1])
         assert await h.coworker.db.fetchval("SELECT COUNT(*) FROM approvals") == 0
+
+
+async def test_a_cancelled_task_stays_cancelled(
+    make_harness: Callable[..., Harness], tmp_path: Path
+) -> None:
+    log = tmp_path / "t.log"
+    async with make_harness(mcp=tickets_mcp(log), config=CONFIG) as h:
+        approval = await start_block_call(h)
+        await h.slack.send_slash_command(slash_command("cancel T-1", user="U1"))
+        await h.slack.wait_for("response_url")
+        task = await h.wait_status("cancelled")
+        # A stale Resume, a reply in the thread, a late approval request: none brings it back.
+        await h.slack.send_slash_command(slash_command("resume T-1", user="U1"))
+        *_, said = await h.slack.wait_for("response_url", count=2)
+        assert said.params["text"] == "T-1 is not paused or failed."
+        await h.reply("ok, thanks", task.thread_ts)
+        await h.slack.wait_for("chat.postMessage", lambda c: "won't pick it up" in str(c.params))
+        late = await h.coworker.approvals.request(task, kind="tool", key="late", reason="r")
+        assert late is None
+        rows = await h.coworker.db.fetchall("SELECT id, status FROM approvals ORDER BY id")
+        assert [tuple(r) for r in rows] == [(approval["id"], "expired")]
+        assert (await h.task()).status == "cancelled"
+        assert await h.coworker.approvals.pending_for("U1") == []
+        assert len(h.anthropic.requests) == 2 and tool_runs(log) == []
+
+
+async def test_a_run_that_meets_an_expired_approval_asks_again(
+    make_harness: Callable[..., Harness], tmp_path: Path
+) -> None:
+    # The approval timed out and the task was resumed, but the run reached the call before
+    # the resume re-opened the approval: it asks again instead of waiting on a dead one.
+    log = tmp_path / "t.log"
+    async with make_harness(mcp=tickets_mcp(log), config=CONFIG) as h:
+        approval = await start_block_call(h)
+        await h.coworker.db.execute(
+            "UPDATE approvals SET status = 'expired' WHERE id = ?", (approval["id"],)
+        )
+        assert await h.coworker.tasks.transition(1, "queued", from_="waiting_approval")
+        h.coworker.runner.wake()
+        await h.slack.wait_for(
+            "chat.postMessage",
+            lambda c: (
+                "approval needed" in c.params.get("text", "")
+                and c.response["ts"] != approval["message_ts"]
+            ),
+        )
+        row = await h.coworker.approvals.get(approval["id"])
+        assert row["status"] == "pending" and row["message_ts"] != approval["message_ts"]
+        h.anthropic.enqueue_text("Filed TCK-99.")
+        await h.click("approval_approve", approval["id"], user="U1")
+        await h.wait_status("done")
+        assert len(tool_runs(log, "create_ticket")) == 1

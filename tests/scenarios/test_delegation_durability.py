@@ -294,6 +294,10 @@ async def test_cancel_during_run_stops_it(make_harness: Callable[..., Harness]) 
         async with asyncio.timeout(5):
             while h.coworker.runner.active:
                 await asyncio.sleep(0.01)
+        said = [m for m in h.slack.messages if "was cancelled" in str(m.get("text"))]
+        assert len(said) == 1  # once, though both the command and the stopped run saw it
+        status = [c.params["text"] for c in h.slack.calls_to("chat.update")]
+        assert status[-1].startswith("T-1 · cancelled")
 
 
 async def test_slash_commands_help_tasks_status(harness: Harness) -> None:

@@ -10,8 +10,9 @@ from collections.abc import Callable
 from typing import Any
 
 from tests.fakes.anthropic import Reply, error_reply, text_reply, tool_reply
+from tests.fakes.slack import slash_command
 from tests.scenarios.conftest import plan
-from tests.scenarios.harness import Harness
+from tests.scenarios.harness import Harness, until
 
 TEAM = """plan_approval = "never"
 [[coworkers]]
@@ -314,3 +315,60 @@ async def test_parent_wakes_after_a_crash_between_child_done_and_wake(
         await h.start_app()
         parent = await h.wait_status("done", task_id=1, timeout=10)
         assert parent.result == "parent saw: done"
+
+
+def held_dev(script: Script, gate: asyncio.Event) -> Callable[[dict[str, Any]], Any]:
+    """The responder with `dev`'s model calls held until `gate` is set (they never answer)."""
+
+    async def responder(body: dict[str, Any]) -> Reply:
+        if Script.who(body) == "dev":
+            script.seen["dev"] += 1
+            await gate.wait()
+        return await script(body)
+
+    return responder
+
+
+async def cancel(h: Harness, ref: str) -> None:
+    await h.slack.send_slash_command(slash_command(f"cancel {ref}", user="U1"))
+
+
+async def test_cancelling_a_task_cancels_the_subtasks_working_for_it(
+    make_harness: Callable[..., Harness],
+) -> None:
+    script, gate = Script(), asyncio.Event()
+    script.add("lead", tool_reply("team__delegate", {"coworker": "dev", "objective": "build it"}))
+    async with make_harness(config=TEAM) as h:
+        h.anthropic.responder = held_dev(script, gate)
+        await h.mention("lead: ship the release")
+        await until(lambda: script.seen["dev"] >= 1, what="the subtask's model call")
+        await cancel(h, "T-1")
+        await h.slack.wait_for("chat.postMessage", lambda c: "T-1 was cancelled" in str(c.params))
+        assert [(await h.task(i)).status for i in (1, 2)] == ["cancelled", "cancelled"]
+        async with asyncio.timeout(5):
+            while h.coworker.runner.active:
+                await asyncio.sleep(0.01)
+        gate.set()
+        texts = [str(m.get("text")) for m in h.slack.messages]
+        assert sum("T-1 was cancelled" in t for t in texts) == 1
+        assert not any("Subtask T-2" in t and "done" in t for t in texts)
+        statuses = [c.params["text"] for c in h.slack.calls_to("chat.update")]
+        assert any(s.startswith("T-2 · cancelled") for s in statuses)
+        assert any(s.startswith("T-1 · cancelled") for s in statuses)
+
+
+async def test_a_cancelled_subtask_lets_its_parent_go_on(
+    make_harness: Callable[..., Harness],
+) -> None:
+    script, gate = Script(), asyncio.Event()
+    script.add("lead", tool_reply("team__delegate", {"coworker": "dev", "objective": "build it"}))
+    script.add("lead", lambda body: text_reply("child status: " + results_in(body)[0]["status"]))
+    async with make_harness(config=TEAM) as h:
+        h.anthropic.responder = held_dev(script, gate)
+        await h.mention("lead: ship the release")
+        await until(lambda: script.seen["dev"] >= 1, what="the subtask's model call")
+        await cancel(h, "T-2")
+        parent = await h.wait_status("done", task_id=1, timeout=10)
+        gate.set()
+        assert parent.result == "child status: cancelled"
+        assert (await h.task(2)).status == "cancelled"
