@@ -13,7 +13,7 @@ from typing import Any
 from bot.approvals import ApprovalService, Decision, Directory
 from bot.clock import now
 from bot.config import Config
-from bot.errors import NotAllowed
+from bot.errors import NotAllowed, StalePlan
 from bot.inbox import Inbox
 from bot.inflight import InFlight
 from bot.intake import IncomingMessage, Intake, IntakeResult
@@ -113,9 +113,16 @@ class Delegation:
         if not await self.may_manage(task, user):
             raise NotAllowed(user=user, action=f"{action} {task.ref}")
 
-    async def approve_plan(self, task_id: int, user: str) -> bool:
+    async def approve_plan(self, task_id: int, user: str, plan_ts: str | None = None) -> bool:
+        """Approve the plan; from a plan message (`plan_ts`), only if it is the current one.
+
+        Raises:
+            StalePlan: the button is on a plan that a revised one replaced.
+        """
         task = await self.tasks.get(task_id)
         await self._require(task, user, "approve the plan of")
+        if plan_ts is not None and plan_ts != task.plan_ts:
+            raise StalePlan(task_id=task_id)
         if not await self.tasks.transition(task_id, "queued", from_="awaiting_plan_approval"):
             return False
         await self.tasks.log(task_id, "plan_approved", actor=user)
@@ -130,7 +137,9 @@ class Delegation:
         if task.status != "awaiting_plan_approval":
             return False
         await self.tasks.add_input(task_id, user, f"Revise the plan as follows:\n{text}", None)
-        if not await self.tasks.transition(task_id, "received", from_="awaiting_plan_approval"):
+        if not await self.tasks.transition(
+            task_id, "received", from_="awaiting_plan_approval", plan=None
+        ):
             return False
         await self.tasks.log(task_id, "plan_edited", actor=user)
         await self.notifier.plan_decided(task, decision="edited", user=user)

@@ -6,6 +6,7 @@
     ├── MigrationError         a migration failed; the database is left as it was
     ├── TaskNotFound           no task with that id
     ├── NotAllowed             this person may not do that (approve, edit, cancel)
+    ├── StalePlan              a button of a plan that a revised one replaced
     ├── BudgetExhausted        the task spent its budget
     ├── LLMUnavailable         the model API failed after retries
     ├── ToolError              a tool call could not be made
@@ -63,6 +64,14 @@ class NotAllowed(CoworkerError):
         super().__init__(f"{user} may not {action}")
         self.user = user
         self.action = action
+
+
+class StalePlan(CoworkerError):
+    user_message = "A revised plan replaced this one: use the buttons on the latest plan."
+
+    def __init__(self, *, task_id: int) -> None:
+        super().__init__(f"a replaced plan of task {task_id}")
+        self.task_id = task_id
 
 
 class BudgetExhausted(CoworkerError):

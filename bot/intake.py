@@ -195,7 +195,12 @@ class Intake:
             to = "received"  # a comment on the plan: plan again with it
         elif status in ("waiting_input", "done", "failed"):
             to = "queued"
-        if to is not None:
+        if to == "received":  # planned again: the old plan is approved for nothing
+            await tx.execute(
+                "UPDATE tasks SET status = ?, plan = NULL, updated_at = ? WHERE id = ?",
+                (to, now(), task.id),
+            )
+        elif to is not None:
             await tx.execute(
                 "UPDATE tasks SET status = ?, updated_at = ?, finished_at = NULL WHERE id = ?",
                 (to, now(), task.id),

@@ -140,6 +140,8 @@ class TaskWork:
             estimate_min=plan.estimate_minutes,
         ):
             fresh = await self.tasks.get(task.id)
+            if fresh.plan_ts:  # planned again (a comment, an edit): the old one goes
+                await self.notifier.plan_replaced(fresh, fresh.plan_ts)
             ts = await self.notifier.plan(fresh, plan.model_dump(), needs_approval=always)
             await self.tasks.update(task.id, plan_ts=ts)
 

@@ -86,6 +86,9 @@ class Notifier(Protocol):
     async def plan_decided(self, task: Task, *, decision: str, user: str) -> None:
         """Mark the plan message as approved or cancelled by `user`."""
 
+    async def plan_replaced(self, task: Task, ts: str) -> None:
+        """Mark the plan message `ts` as replaced by a revised plan (its buttons go)."""
+
     async def questions(self, task: Task, questions: list[str]) -> None:
         """Ask clarifying questions in the thread."""
 

@@ -68,8 +68,18 @@ def simple(call: Any) -> Any:
     return listener
 
 
-async def _approve_plan(svc: Any, task_id: int, user: str) -> None:
-    await svc.delegation.approve_plan(task_id, user)
+async def approve_plan(
+    ack: AsyncAck, body: dict[str, Any], context: dict[str, Any], client: AsyncWebClient
+) -> None:
+    await ack()
+    clicked = (body.get("container") or {}).get("message_ts") or (body.get("message") or {}).get(
+        "ts"
+    )
+
+    async def call(svc: Any, task_id: int, user: str) -> None:
+        await svc.delegation.approve_plan(task_id, user, str(clicked) if clicked else None)
+
+    await _run(body, context, client, call)
 
 
 async def _cancel(svc: Any, task_id: int, user: str) -> None:
@@ -185,7 +195,7 @@ def register(app: AsyncApp) -> None:
     app.action("fact_reject")(fact_action(False))
     app.action("fact_edit")(open_fact_edit)
     app.action("fact_forget")(simple(_forget))
-    app.action("plan_approve")(simple(_approve_plan))
+    app.action("plan_approve")(approve_plan)
     app.action("plan_edit")(open_plan_edit)
     app.action("task_cancel")(simple(_cancel))
     app.action("task_resume")(simple(_resume))

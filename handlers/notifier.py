@@ -174,6 +174,10 @@ class SlackNotifier:
         blocks.append(bk.context(f"Plan {decision} by <@{user}>."))
         await self.update(task.channel, task.plan_ts, f"Plan {decision}", blocks)
 
+    async def plan_replaced(self, task: Task, ts: str) -> None:
+        text = f"Plan for {task.ref}: replaced by a revised plan (below)."
+        await self.update(task.channel, ts, text, [bk.context(text)])
+
     async def questions(self, task: Task, questions: list[str]) -> None:
         lines = "\n".join(f"• {bk.escape(q)}" for q in questions)
         text = f"Before I plan {task.ref}, a few questions (reply in this thread):\n{lines}"

@@ -137,6 +137,16 @@ class Harness:
             what=f"the reply {text!r}",
         )
 
+    async def approve_plan(self, task_id: int = 1, user: str = "U1") -> str:
+        """Click Approve on the task's plan message once it is posted, as a person would."""
+        plan_ts = await until(
+            lambda: self.coworker.db.fetchval("SELECT plan_ts FROM tasks WHERE id = ?", (task_id,)),
+            what=f"the plan of T-{task_id} in the thread",
+        )  # fmt: skip
+        channel = (await self.task(task_id)).channel
+        return await self.click("plan_approve", task_id, user=user, channel=channel,
+                                message_ts=plan_ts)  # fmt: skip
+
     async def dm(
         self, text: str, user: str = "U1", channel: str = "D1", **kw: Any
     ) -> dict[str, Any]:

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from tests.fakes.anthropic import Reply, text_reply, tool_reply
-from tests.fakes.slack import channel_message, view_submission
+from tests.fakes.slack import channel_message, slash_command, view_submission
 from tests.scenarios.conftest import plan, tickets_mcp, tool_runs
-from tests.scenarios.harness import Harness
+from tests.scenarios.harness import Harness, until
 
 NO_PLAN_APPROVAL = 'plan_approval = "never"\n'
 
@@ -49,7 +49,7 @@ async def test_same_through_a_dm(harness: Harness) -> None:
     await harness.dm("what is our deploy process?", user="U2", channel="D9")
     task = await harness.wait_status("awaiting_plan_approval")
     assert task.channel == "D9" and task.delegator == "U2"
-    await harness.click("plan_approve", task.id, user="U2", channel="D9")
+    await harness.approve_plan(task.id, user="U2")
     await harness.wait_status("done")
     assert deliveries(harness, "Here is your answer.")[0]["channel"] == "D9"
 
@@ -106,7 +106,7 @@ async def test_someone_else_approving_changes_nothing(harness: Harness) -> None:
     h.anthropic.enqueue_tool_use("submit_plan", plan(("Step", [])))
     await h.mention("something", user="U1")
     task = await h.wait_status("awaiting_plan_approval")
-    await h.click("plan_approve", task.id, user="U666")
+    await h.approve_plan(task.id, user="U666")
     [eph] = await h.slack.wait_for("chat.postEphemeral")
     assert eph.params["user"] == "U666" and "not yours" in eph.params["text"]
     assert (await h.task(task.id)).status == "awaiting_plan_approval"
@@ -118,7 +118,7 @@ async def test_follow_up_after_delivery_keeps_conversation(harness: Harness) -> 
     h.anthropic.enqueue_text("The capital is Paris.")
     event = await h.mention("capital of France?")
     task = await h.wait_status("awaiting_plan_approval")
-    await h.click("plan_approve", task.id)
+    await h.approve_plan(task.id)
     await h.wait_status("done")
     h.anthropic.enqueue_text("About 2.1 million people.")
     await h.slack.send_event(
@@ -192,3 +192,56 @@ async def test_a_reply_during_the_last_turn_is_answered_as_a_follow_up(
         task = await h.wait_status("done")
         assert task.result == "About 2.1 million people."
         assert await h.coworker.db.fetchval("SELECT consumed FROM task_inputs") == 1
+
+
+async def test_a_plan_revised_from_a_comment_is_the_only_one_that_can_be_approved(
+    harness: Harness,
+) -> None:
+    h = harness
+    h.anthropic.enqueue_tool_use("submit_plan", plan(("Drop the table", [])))
+    event = await h.mention("clean up the old tables")
+    old_ts = await until(lambda: h.coworker.db.fetchval("SELECT plan_ts FROM tasks"))
+    h.anthropic.enqueue_tool_use("submit_plan", plan(("Archive the table first", [])))
+    await h.reply("archive it before you drop anything", event["ts"])
+    new_ts = await until(
+        lambda: h.coworker.db.fetchval("SELECT plan_ts FROM tasks WHERE plan_ts != ?", (old_ts,)),
+        what="the revised plan",
+    )  # fmt: skip
+    await h.wait_status("awaiting_plan_approval")
+    replaced = [c for c in h.slack.calls_to("chat.update") if c.params["ts"] == old_ts]
+    assert "replaced by a revised plan" in replaced[-1].params["text"]
+    assert "actions" not in str(replaced[-1].params["blocks"])  # its buttons are gone
+
+    await h.click("plan_approve", 1, user="U1", message_ts=old_ts)  # a stale button
+    [eph] = await h.slack.wait_for("chat.postEphemeral")
+    assert "revised plan replaced this one" in eph.params["text"]
+    assert (await h.task()).status == "awaiting_plan_approval"
+
+    h.anthropic.enqueue_text("Archived, then dropped.")
+    await h.click("plan_approve", 1, user="U1", message_ts=new_ts)
+    done = await h.wait_status("done")
+    assert done.result == "Archived, then dropped."
+    assert (
+        "Archive the table first"
+        in h.anthropic.requests[-1].body["messages"][0]["content"][0]["text"]
+    )
+
+
+async def test_a_task_sent_back_to_planning_never_runs_the_old_plan(harness: Harness) -> None:
+    # Planning again fails (the model is down); resuming must plan again and ask again,
+    # not act on the plan the comment had set aside.
+    h = harness
+    h.anthropic.enqueue_tool_use("submit_plan", plan(("Drop the table", [])))
+    event = await h.mention("clean up the old tables")
+    await until(lambda: h.coworker.db.fetchval("SELECT plan_ts FROM tasks"))
+    for _ in range(5):
+        h.anthropic.enqueue_error(500, "api_error")
+    await h.reply("archive it before you drop anything", event["ts"])
+    failed = await h.wait_status("failed")
+    assert failed.plan is None
+    h.anthropic.enqueue_tool_use("submit_plan", plan(("Archive the table first", [])))
+    await h.slack.send_slash_command(slash_command("resume T-1", user="U1"))
+    task = await h.wait_status("awaiting_plan_approval")
+    assert task.plan is not None and task.plan["steps"][0]["what"] == "Archive the table first"
+    events = [e["kind"] for e in await h.coworker.tasks.events(1)]
+    assert "plan_approved" not in events and "status:running" not in events
