@@ -146,6 +146,7 @@ class TaskWork:
             await self.tasks.update(task.id, plan_ts=ts)
 
     async def act(self, task: Task) -> None:
+        await self._finish_last_delivery(task)
         await self.notifier.status(task, StatusSnapshot.of(task, "running"))
         memory = await self.memory.context_for(task) if task.steps == 0 else None
         try:
@@ -157,6 +158,19 @@ class TaskWork:
         except BudgetExhausted:
             outcome = Outcome("budget", None)
         await self.settle(task, outcome)
+
+    async def _finish_last_delivery(self, task: Task) -> None:
+        """A follow-up on an answer Slack did not fully take: the rest of it goes in first
+        (the sweep only looks at finished tasks, and this run's answer replaces it)."""
+        if not (task.delivery_pending and task.result):
+            return
+        got = await self.delivery.send(task, task.result, skip=task.delivered_parts)
+        await self.tasks.update(
+            task.id, delivered_parts=got.parts, delivery_pending=int(got.pending)
+        )
+        if got.pending:
+            log.warning("task %s: the rest of the last answer could not be posted before the "
+                        "follow-up; parts %d of %d are in", task.ref, got.parts, got.total)  # fmt: skip
 
     async def validate(self, task: Task, outcome: Outcome, style: str | None) -> Outcome:
         """Review or test the deliverable; send it back up to N times; record every check."""

@@ -336,6 +336,7 @@ class FakeSlack:
         self.connection_count = 0  # websocket connections accepted so far
 
         self._failures: dict[str, deque[_Failure]] = {}
+        self._refusals: list[tuple[str, Callable[[dict[str, Any]], bool], str]] = []
         self._dms: dict[str, str] = {}
         self._tickets: set[str] = set()
         self._sockets: list[web.WebSocketResponse] = []
@@ -500,6 +501,14 @@ class FakeSlack:
         failure = _Failure(status, retry_after, error or default, html, drop)
         self._failures.setdefault(method, deque()).extend([failure] * times)
 
+    def refuse(self, method: str, matching: Callable[[dict[str, Any]], bool], error: str) -> None:
+        """Answer ``{"ok": false, "error": error}`` to every call of ``method`` whose params
+        match, until ``stop_refusing()``: Slack refusing one kind of message for a while."""
+        self._refusals.append((method, matching, error))
+
+    def stop_refusing(self) -> None:
+        self._refusals.clear()
+
     # ------------------------------------------------------------- inspection
 
     def calls_to(self, method: str) -> list[Call]:
@@ -633,6 +642,9 @@ class FakeSlack:
         failure = self._pop_failure(method)
         if failure is not None:
             return _failure_answer(failure)
+        for refused, matching, error in self._refusals:
+            if refused == method and matching(params):
+                return 200, {"ok": False, "error": error}, {}
         handler = self._methods.get(method)
         if handler is None:
             return 404, {"ok": False, "error": "unknown_method", "req_method": method}, {}

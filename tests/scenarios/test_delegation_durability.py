@@ -325,3 +325,32 @@ async def test_app_home_shows_open_tasks(harness: Harness) -> None:
     )
     await h.slack.wait_for("views.publish")
     assert "T-1" in str(h.slack.home_views["U1"])
+
+
+def second_part(params: dict[str, Any]) -> bool:
+    return any(b.get("type") == "markdown" and b["text"].startswith("word")
+               for b in params.get("blocks") or [])  # fmt: skip
+
+
+async def test_a_follow_up_first_posts_the_rest_of_an_answer_slack_cut_short(
+    make_harness: Callable[..., Harness],
+) -> None:
+    answer = "\n\n".join(f"Section {i}\n" + "word " * 1150 for i in range(2))  # two parts
+    async with make_harness(config=NO_PLAN_APPROVAL) as h:
+        h.anthropic.enqueue_tool_use("submit_plan", plan(("Write", [])))
+        h.anthropic.enqueue_text(answer)
+        h.slack.refuse("chat.postMessage", second_part, "service_unavailable")
+        await h.mention("write the report")
+        first = await h.wait_status("done")
+        assert (first.delivered_parts, first.delivery_pending) == (1, True)
+        h.slack.stop_refusing()
+        h.anthropic.enqueue_text("Yes: the rest of it is above now.")
+        await h.reply("your answer looks cut off?", first.thread_ts)
+        await h.slack.wait_for("chat.postMessage", lambda c: "rest of it is above" in str(c.params))
+        posted = [c for c in h.slack.calls_to("chat.postMessage") if c.response.get("ok")]
+        texts = [str(c.params.get("blocks")) for c in posted]
+        rest = next(i for i, c in enumerate(posted) if second_part(c.params))
+        follow_up = next(i for i, t in enumerate(texts) if "rest of it is above" in t)
+        assert rest < follow_up
+        done = await h.wait_status("done")
+        assert done.result == "Yes: the rest of it is above now." and not done.delivery_pending
