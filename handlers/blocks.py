@@ -2,13 +2,16 @@
 
 Model output is standard Markdown, shown with Block Kit's `markdown` block (which renders
 it; 12,000 characters per message) instead of being hand-converted to mrkdwn. Text is
-split on paragraph and line boundaries; a split inside a fenced code block closes the
-fence and reopens it in the next part, so code never breaks.
+split at a paragraph break when one is near, else at a line; a split inside a fenced code
+block closes the fence and reopens it in the next part, so code never breaks.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import unicodedata
+from dataclasses import dataclass
 from typing import Any
 
 SECTION_LIMIT = 3000
@@ -18,28 +21,108 @@ FILE_THRESHOLD = 12_000
 
 
 def split_markdown(text: str, limit: int) -> list[str]:
-    """Parts of at most `limit` chars, split at blank lines, then lines; fences kept whole."""
-    parts: list[str] = []
-    current = ""
-    fence: str | None = None
+    """Parts of at most `limit` chars, split at a paragraph break when one is near, else at
+    a line; a split inside a fenced code block closes it and opens it again in the next part.
+
+    Fences follow CommonMark: up to three spaces, then three or more backticks (with no
+    backtick after them, or it is inline code) or tildes; a fence closes only with the same
+    character, at least as many, and nothing after. So inline code at the start of a line
+    is no fence, and a four-backtick block may hold a three-backtick one.
+    """
+    splitter = _Splitter(limit)
     for line in text.splitlines(keepends=True):
-        for piece in _hard_wrap(line, limit - 8):
-            reopen = f"{fence}\n" if fence else ""
-            close = "\n```" if fence else ""
-            if current and len(current) + len(piece) + len(close) > limit:
-                parts.append(current.rstrip("\n") + close)
-                current = reopen
-            current += piece
-        stripped = line.strip()
-        if stripped.startswith("```"):
-            fence = None if fence else stripped
-    if current.strip():
-        parts.append(current.rstrip("\n"))
-    return parts or [""]
+        splitter.add(line)
+    return splitter.finish()
+
+
+_FENCE = re.compile(r" {0,3}(`{3,}|~{3,})(.*)")
+
+
+@dataclass(frozen=True)
+class _Fence:
+    opener: str  # the line that opened it, newline included: what reopens it
+    marks: str  # its backticks or tildes: what closes it
+
+    def closed_by(self, line: str) -> bool:
+        m = _FENCE.fullmatch(line.rstrip("\r\n"))
+        return bool(
+            m and m.group(1)[0] == self.marks[0] and len(m.group(1)) >= len(self.marks)
+            and not m.group(2).strip()
+        )  # fmt: skip
+
+
+def _opens(line: str) -> _Fence | None:
+    m = _FENCE.fullmatch(line.rstrip("\r\n"))
+    if m is None or (m.group(1)[0] == "`" and "`" in m.group(2)):
+        return None
+    return _Fence(opener=line if line.endswith("\n") else line + "\n", marks=m.group(1))
+
+
+class _Splitter:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.parts: list[str] = []
+        self.current = ""
+        self.fence: _Fence | None = None
+        self.paragraph_end = 0  # in `current`: after the last blank line outside a fence
+
+    def add(self, line: str) -> None:
+        reopen = self.fence.opener if self.fence else ""
+        close = "\n" + self.fence.marks if self.fence else ""
+        for piece in _hard_wrap(line, max(1, self.limit - len(reopen) - len(close))):
+            if len(self.current) + len(piece) + len(close) > self.limit:
+                self._split(close, reopen)
+            self.current += piece
+        if self.fence is not None:
+            if self.fence.closed_by(line):
+                self.fence = None
+        elif (opened := _opens(line)) is not None:
+            self.fence = opened
+        elif not line.strip():
+            self.paragraph_end = len(self.current)
+
+    def _split(self, close: str, reopen: str) -> None:
+        carry = ""
+        if self.fence is None and self.paragraph_end > len(self.current) // 2:
+            self.current, carry = (
+                self.current[: self.paragraph_end], self.current[self.paragraph_end :]
+            )  # fmt: skip
+        if self.current.strip():  # never a part of blank lines only
+            self.parts.append(self.current.rstrip("\n") + close)
+        self.current, self.paragraph_end = reopen + carry, 0
+
+    def finish(self) -> list[str]:
+        if self.current.strip():
+            self.parts.append(self.current.rstrip("\n"))
+        return self.parts or [""]
 
 
 def _hard_wrap(line: str, limit: int) -> list[str]:
-    return [line[i : i + limit] for i in range(0, len(line), limit)] or [line]
+    """`line` in pieces of at most `limit` chars: after a space when one is near the end of
+    the window, and never inside a character sequence (an emoji with its modifiers, a flag,
+    a letter with its accents)."""
+    pieces = []
+    while len(line) > limit:
+        cut = line.rfind(" ", limit * 9 // 10, limit) + 1 or limit
+        while cut > 0 and _joined(line, cut):
+            cut -= 1
+        cut = cut or limit  # no safe place in the window: cut at its end
+        pieces.append(line[:cut])
+        line = line[cut:]
+    return [*pieces, line] if line else pieces
+
+
+_JOINERS = frozenset("\u200d\ufe0e\ufe0f")
+
+
+def _joined(text: str, i: int) -> bool:
+    """Whether cutting `text` before index `i` would split one visible character."""
+    this, before = text[i], text[i - 1]
+    return (
+        unicodedata.combining(this) > 0 or this in _JOINERS or before == "\u200d"
+        or "\U0001f3fb" <= this <= "\U0001f3ff"  # skin tones
+        or ("\U0001f1e6" <= this <= "\U0001f1ff" and "\U0001f1e6" <= before <= "\U0001f1ff")
+    )  # fmt: skip
 
 
 def markdown(text: str) -> dict[str, Any]:

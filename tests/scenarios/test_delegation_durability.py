@@ -328,7 +328,7 @@ async def test_app_home_shows_open_tasks(harness: Harness) -> None:
 
 
 def second_part(params: dict[str, Any]) -> bool:
-    return any(b.get("type") == "markdown" and b["text"].startswith("word")
+    return any(b.get("type") == "markdown" and b["text"].startswith("Section 1")
                for b in params.get("blocks") or [])  # fmt: skip
 
 
