@@ -212,13 +212,17 @@ class ApprovalService:
         return changed
 
     async def _expire(self, task: Task, row: Any) -> int:
-        changed = await self.db.execute(
-            "UPDATE approvals SET status = 'expired' WHERE id = ? AND status = 'pending'",
-            (row["id"],),
-        )
-        if changed and await self.tasks.transition(
-            task.id, "paused", from_=("waiting_approval", "queued", "running")
-        ):
+        # One transaction: a crash between the two would leave the task waiting on an
+        # approval nobody can answer any more.
+        changed, paused_now = await self.db.batch(
+            ("UPDATE approvals SET status = 'expired' WHERE id = ? AND status = 'pending'",
+             (row["id"],)),
+            ("UPDATE tasks SET status = 'paused', updated_at = ? WHERE id = ? AND status IN"
+             " ('waiting_approval', 'queued', 'running') AND EXISTS (SELECT 1 FROM approvals"
+             " WHERE id = ? AND status = 'expired')", (now(), task.id, row["id"])),
+        )  # fmt: skip
+        if changed and paused_now:
+            await self.tasks.log(task.id, "status:paused")
             paused = await self.tasks.get(task.id)
             await self.notifier.status(paused, StatusSnapshot.of(paused, "paused"))
             await self.notifier.paused(

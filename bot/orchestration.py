@@ -324,7 +324,8 @@ class Orchestrator:
             parent,
             f"<@{parent.delegator}> subtask {child.ref} (`{child.coworker}`) failed {failures} times, "
             f"so I stopped retrying it. {parent.ref} continues without it; "
-            f"`/coworker resume {child.ref}` tries once more.",
+            f"`/coworker resume {child.ref}` runs it once more on its own ({parent.ref} "
+            "does not wait for it).",
         )
         await self.tasks.log(parent.id, "child_escalated", detail={"child": child.id})
         return False
