@@ -1,4 +1,4 @@
-"""Deliverables reach their thread at least once, and no part of one twice.
+"""Deliverables, plans and questions reach their thread, even through a Slack outage.
 
 The agent's final answer is posted first and the task then recorded as done. If Slack did
 not take every part (it refused for a while, or was unreachable past the client's
@@ -7,6 +7,10 @@ sweep (at start, then every minute) posts the remaining parts, for up to a day a
 task finished. A part Slack refuses for good (the channel was archived, the bot removed)
 ends the attempts, logged. A crash between the post and the record resumes the task, which
 posts it again: the one case where a deliverable can appear twice.
+
+The same sweep posts a plan waiting for approval, or clarifying questions waiting for
+answers, that Slack did not take (after `SETTLE_SECONDS`, so a post under way is not
+doubled): otherwise the task would wait for a person who cannot see what to answer.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from bot.tasks import Task, TaskStore
 log = logging.getLogger(__name__)
 
 SWEEP_SECONDS = 60
+SETTLE_SECONDS = 60.0
 RETRY_FOR_SECONDS = 24 * 3600
 NOTHING = "I finished, but I have nothing to report."
 
@@ -28,6 +33,7 @@ class Delivery:
     def __init__(self, tasks: TaskStore, notifier: Notifier) -> None:
         self.tasks = tasks
         self.notifier = notifier
+        self.settle = SETTLE_SECONDS
 
     async def send(self, task: Task, text: str, skip: int = 0) -> Delivered:
         """Post `text` as `task`'s deliverable, from part `skip` on."""
@@ -53,4 +59,15 @@ class Delivery:
                 continue
             await self.tasks.delivery_progress(task, got.parts, pending=got.pending)
             finished += got.complete
+        await self.post_what_people_wait_on()
         return finished
+
+    async def post_what_people_wait_on(self) -> None:
+        """Plans and questions a task waits on a person for, that Slack did not take."""
+        before = now() - self.settle
+        for task in await self.tasks.unposted_plans(before=before):
+            if ts := await self.notifier.plan(task, task.plan or {}, needs_approval=True):
+                await self.tasks.update(task.id, plan_ts=ts)
+        for task, questions in await self.tasks.unasked_questions(before=before):
+            if await self.notifier.questions(task, questions):
+                await self.tasks.log(task.id, "questions_posted")

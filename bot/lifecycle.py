@@ -128,7 +128,8 @@ class TaskWork:
         if plan.questions and asked < 2:
             await self.tasks.log(task.id, "questions", detail=plan.questions)
             if await self.tasks.transition(task.id, "waiting_input", from_="planning"):
-                await self.notifier.questions(task, plan.questions)
+                if await self.notifier.questions(task, plan.questions):
+                    await self.tasks.log(task.id, "questions_posted")
             return
         always = self.config.plan_approval == "always"
         to = "awaiting_plan_approval" if always else "queued"

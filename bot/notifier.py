@@ -89,8 +89,8 @@ class Notifier(Protocol):
     async def plan_replaced(self, task: Task, ts: str) -> None:
         """Mark the plan message `ts` as replaced by a revised plan (its buttons go)."""
 
-    async def questions(self, task: Task, questions: list[str]) -> None:
-        """Ask clarifying questions in the thread."""
+    async def questions(self, task: Task, questions: list[str]) -> str | None:
+        """Ask clarifying questions in the thread; the message's ts, None if Slack refused."""
 
     async def status(self, task: Task, snapshot: StatusSnapshot) -> None:
         """Create or update the one status message of the task (throttled)."""

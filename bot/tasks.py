@@ -266,6 +266,31 @@ class TaskStore:
         )
         return [Task.from_row(r) for r in rows]
 
+    async def unposted_plans(self, *, before: float) -> list[Task]:
+        """Tasks waiting for a plan approval whose plan Slack never took (by `before`)."""
+        rows = await self.db.fetchall(
+            "SELECT * FROM tasks WHERE status = 'awaiting_plan_approval' AND plan_ts IS NULL"
+            " AND plan IS NOT NULL AND updated_at < ? ORDER BY id",
+            (before,),
+        )
+        return [Task.from_row(r) for r in rows]
+
+    async def unasked_questions(self, *, before: float) -> list[tuple[Task, list[str]]]:
+        """Tasks waiting for answers to clarifying questions Slack never took, with them."""
+        rows = await self.db.fetchall(
+            "SELECT t.*, e.detail AS asked FROM tasks t JOIN task_events e ON e.id = (SELECT"
+            " MAX(id) FROM task_events WHERE task_id = t.id AND kind IN ('questions',"
+            " 'questions_posted')) WHERE t.status = 'waiting_input' AND t.plan IS NULL"
+            " AND e.kind = 'questions' AND t.updated_at < ? ORDER BY t.id",
+            (before,),
+        )
+        found = []
+        for row in rows:
+            d = dict(row)
+            asked = json.loads(d.pop("asked") or "[]")
+            found.append((Task.from_row(d), [str(q) for q in asked]))
+        return found
+
     async def delivery_progress(self, task: Task, parts: int, *, pending: bool) -> None:
         """Record how far `task`'s deliverable got; only for the finish the caller read."""
         await self.db.execute(

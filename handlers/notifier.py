@@ -178,10 +178,10 @@ class SlackNotifier:
         text = f"Plan for {task.ref}: replaced by a revised plan (below)."
         await self.update(task.channel, ts, text, [bk.context(text)])
 
-    async def questions(self, task: Task, questions: list[str]) -> None:
+    async def questions(self, task: Task, questions: list[str]) -> str | None:
         lines = "\n".join(f"• {bk.escape(q)}" for q in questions)
         text = f"Before I plan {task.ref}, a few questions (reply in this thread):\n{lines}"
-        await self.post(task, text, [bk.section(text)])
+        return await self.post(task, text, [bk.section(text)])
 
     async def status(self, task: Task, snapshot: StatusSnapshot) -> None:
         """Create or update the status message: running at most once per interval per task,

@@ -17,7 +17,7 @@ from tests.fakes.anthropic import Reply, text_reply, tool_reply
 from tests.fakes.slack import app_mention, event_callback, slash_command
 from tests.reliability.conftest import effects_mcp
 from tests.scenarios.conftest import plan, tickets_mcp, tool_runs
-from tests.scenarios.harness import Harness
+from tests.scenarios.harness import Harness, until
 
 NO_PLAN_APPROVAL = 'plan_approval = "never"\n'
 
@@ -354,3 +354,38 @@ async def test_a_follow_up_first_posts_the_rest_of_an_answer_slack_cut_short(
         assert rest < follow_up
         done = await h.wait_status("done")
         assert done.result == "Yes: the rest of it is above now." and not done.delivery_pending
+
+
+async def test_a_plan_or_questions_slack_did_not_take_are_posted_by_the_sweep(
+    harness: Harness,
+) -> None:
+    h = harness
+    h.coworker.delivery.settle = 0.0  # no post under way to wait for in this test
+    h.slack.refuse("chat.postMessage", lambda p: "Plan for T-1" in str(p.get("text")),
+                   "service_unavailable")  # fmt: skip
+    h.anthropic.enqueue_tool_use("submit_plan", plan(("Step", [])))
+    await h.mention("summarize the incident")
+    await h.wait_status("awaiting_plan_approval")
+    await until(lambda: h.slack.calls_to("chat.postMessage")[-1:], what="the refused plan")
+    assert (await h.task()).plan_ts is None
+    h.slack.stop_refusing()
+    await h.coworker.delivery.sweep()
+    assert (await h.task()).plan_ts is not None
+    h.anthropic.enqueue_text("Summary.")
+    await h.approve_plan()
+    await h.wait_status("done")
+
+    h.slack.refuse("chat.postMessage", lambda p: "a few questions" in str(p.get("text")),
+                   "service_unavailable")  # fmt: skip
+    h.anthropic.enqueue_tool_use("submit_plan", plan(questions=["Which service?"]))
+    task_id = await h.delegate("fix the outage", channel="C2")
+    await h.wait_status("waiting_input", task_id=task_id)
+    await h.coworker.delivery.sweep()  # still refused: tried again next time
+    h.slack.stop_refusing()
+    await h.coworker.delivery.sweep()
+    asked = [c for c in h.slack.calls_to("chat.postMessage") if c.response.get("ok")
+             and "Which service?" in str(c.params.get("text"))]  # fmt: skip
+    assert len(asked) == 1
+    await h.coworker.delivery.sweep()  # once taken, never again
+    assert len([c for c in h.slack.calls_to("chat.postMessage") if c.response.get("ok")
+                and "Which service?" in str(c.params.get("text"))]) == 1  # fmt: skip
