@@ -50,8 +50,12 @@ class Delivery:
 
     async def sweep(self) -> int:
         """Post the rest of the deliverables Slack did not fully take; how many it now has."""
+        since = now() - RETRY_FOR_SECONDS
+        for task_id in await self.tasks.give_up_delivery(finished_before=since):
+            log.error("task T-%d: Slack did not take its deliverable within a day; "
+                      "giving up (the answer is in the task's record)", task_id)  # fmt: skip
         finished = 0
-        for task in await self.tasks.undelivered(since=now() - RETRY_FOR_SECONDS):
+        for task in await self.tasks.undelivered(since=since):
             try:
                 got = await self.send(task, task.result or NOTHING, skip=task.delivered_parts)
             except Exception:  # one task's failure must not hold the others back

@@ -266,6 +266,15 @@ class TaskStore:
         )
         return [Task.from_row(r) for r in rows]
 
+    async def give_up_delivery(self, *, finished_before: float) -> list[int]:
+        """Stop retrying deliverables of tasks finished before `finished_before`; their ids."""
+        rows = await self.db.fetchall(
+            "UPDATE tasks SET delivery_pending = 0 WHERE delivery_pending = 1"
+            " AND status = 'done' AND finished_at <= ? RETURNING id",
+            (finished_before,),
+        )
+        return sorted(int(r[0]) for r in rows)
+
     async def unposted_plans(self, *, before: float) -> list[Task]:
         """Tasks waiting for a plan approval whose plan Slack never took (by `before`)."""
         rows = await self.db.fetchall(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -327,7 +328,8 @@ class SlackNotifier:
     async def budget_exhausted(self, task: Task, partial: str | None) -> None:
         intro = f"{task.ref} used its budget (${task.spent_usd:.2f} of ${task.budget_usd:.2f})."
         if partial:
-            await self._post_parts(task, f"{intro} Here is what I have so far:", partial)
+            intro = f"{intro} Here is what I have so far:"
+            await self._post_parts(task, intro, f"_{intro}_\n\n{partial}")
         else:
             await self.post(task, intro)
 
@@ -360,8 +362,12 @@ class SlackNotifier:
         tail: list[dict[str, Any]] | None = None,
         skip: int = 0,
     ) -> Delivered:
-        """Post `text` in parts from part `skip` on, stopping at the first Slack does not take."""
-        parts = bk.split_markdown(text, bk.MARKDOWN_LIMIT - 1000)
+        """Post `text` in parts from part `skip` on, stopping at the first Slack does not take.
+
+        Parts leave room for `tail` (checks, buttons), so the last one fits with it.
+        """
+        room = bk.MARKDOWN_LIMIT - 1000 - len(json.dumps(tail or [], ensure_ascii=False))
+        parts = bk.split_markdown(text, room)
         for i, part in enumerate(parts):
             if i < skip:
                 continue

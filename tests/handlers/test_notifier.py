@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 from slack_sdk.web.async_client import AsyncWebClient
@@ -144,4 +145,21 @@ async def test_the_assistant_status_is_set_once_per_change() -> None:
         await notifier.status(t, StatusSnapshot("done", 5, 5))
         calls = slack.calls_to("assistant.threads.setStatus")
         assert [c.params["status"] for c in calls] == ["is working…", ""]
+        await notifier.close()
+
+
+async def test_the_last_part_leaves_room_for_the_checks_and_buttons() -> None:
+    async with FakeSlack() as slack:
+        client = AsyncWebClient(token="xoxb-test", base_url=slack.api_url)
+        notifier = SlackNotifier(client, status_interval=0.0)
+        text = "\n\n".join("paragraph " * 108 for _ in range(10))  # one part, without checks
+        checks = [f"✓ check {i}: " + "detail " * 40 for i in range(10)]  # ~2,900 chars
+        got = await notifier.deliver(task(), text, checks=checks)
+        assert got.complete
+        for call in slack.calls_to("chat.postMessage"):
+            blocks = call.params["blocks"]
+            shown = sum(len(json.dumps(b, ensure_ascii=False)) for b in blocks)
+            assert shown <= 12_000
+        last = slack.calls_to("chat.postMessage")[-1].params["blocks"]
+        assert "check 9" in str(last) and "feedback_up" in str(last)
         await notifier.close()

@@ -61,8 +61,9 @@ async def test_budget_wraps_up_stops_and_a_top_up_continues(
         [why] = await h.slack.wait_for(
             "chat.postMessage", lambda c: "used its budget" in str(c.params)
         )
-        assert "$1.20 of $1.00" in str(why.params)
-        assert "So far: TCK-1 looks flaky." in str(why.params)  # what it has
+        shown = str(why.params["blocks"])  # what people see, not just the notification text
+        assert "used its budget ($1.20 of $1.00)" in shown
+        assert "So far: TCK-1 looks flaky." in shown  # what it has
         [ask] = await h.slack.wait_for(
             "chat.postMessage", lambda c: "Budget reached" in str(c.params)
         )

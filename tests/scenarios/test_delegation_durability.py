@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bot.agent import TRIMMED
 from bot.db import sqlite_module
 from handlers.messages import incoming
@@ -389,3 +391,24 @@ async def test_a_plan_or_questions_slack_did_not_take_are_posted_by_the_sweep(
     await h.coworker.delivery.sweep()  # once taken, never again
     assert len([c for c in h.slack.calls_to("chat.postMessage") if c.response.get("ok")
                 and "Which service?" in str(c.params.get("text"))]) == 1  # fmt: skip
+
+
+async def test_a_deliverable_slack_did_not_take_for_a_day_is_given_up_and_said(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = harness
+    h.anthropic.enqueue_tool_use("submit_plan", plan(("Answer", [])))
+    h.anthropic.enqueue_text("The answer.")
+    await h.mention("question")
+    await h.approve_plan()
+    await h.wait_status("done")
+    two_days_ago = time.time() - 2 * 24 * 3600
+    await h.coworker.db.execute(
+        "UPDATE tasks SET delivery_pending = 1, delivered_parts = 0, finished_at = ?",
+        (two_days_ago,),
+    )
+    posts = len(h.slack.calls_to("chat.postMessage"))
+    assert await h.coworker.delivery.sweep() == 0
+    assert not (await h.task()).delivery_pending
+    assert "T-1: Slack did not take its deliverable within a day" in caplog.text
+    assert len(h.slack.calls_to("chat.postMessage")) == posts
