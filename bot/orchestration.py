@@ -292,6 +292,8 @@ class Orchestrator:
         if child.spawn_key is None or child.parent_id is None:
             return
         parent = await self.tasks.get(child.parent_id)
+        if parent.status == "cancelled":  # no retry, no next stage: nobody waits for them
+            return
         if child.status == "failed" and await self._retry(child, parent):
             return
         spawn = await self.db.fetchone("SELECT * FROM spawns WHERE key = ?", (child.spawn_key,))
@@ -317,8 +319,16 @@ class Orchestrator:
         failures = sum(1 for e in await self.tasks.events(child.id) if e["kind"] == "status:failed")
         limit = self.config.orchestration.child_failures
         if failures < limit:
-            await self.tasks.transition(child.id, "queued", from_="failed", error=None)
-            self.wake()
+            # Not for a parent cancelled meanwhile (its cancel may have passed this child over).
+            retried = await self.db.execute(
+                "UPDATE tasks SET status = 'queued', error = NULL, updated_at = ? WHERE id = ?"
+                " AND status = 'failed' AND (SELECT p.status FROM tasks p WHERE p.id = ?)"
+                " != 'cancelled'",
+                (now(), child.id, parent.id),
+            )
+            if retried:
+                await self.tasks.log(child.id, "status:queued")
+                self.wake()
             return True
         await self.notifier.note(
             parent,
@@ -342,6 +352,9 @@ class Orchestrator:
             return True
         previous = self.outcome(child).result or AgentResult(summary="(no result)")
         async with self.db.transaction() as tx:
+            row = await tx.fetchone("SELECT status FROM tasks WHERE id = ?", (parent.id,))
+            if row[0] == "cancelled":  # cancelled meanwhile: no next stage
+                return True
             await self._create_child(
                 tx, parent, spawn["key"], nxt, stages[nxt], child.budget_usd, previous
             )

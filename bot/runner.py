@@ -23,8 +23,9 @@ UPDATE tasks
    SET status = CASE status WHEN 'received' THEN 'planning' ELSE 'running' END,
        started_at = COALESCE(started_at, :now), updated_at = :now, attempts = attempts + 1
  WHERE id = (SELECT id FROM tasks q WHERE status IN ('received', 'queued')
-                AND (q.parent_id IS NULL OR (SELECT COUNT(*) FROM tasks r
-                     WHERE r.parent_id = q.parent_id AND r.status = 'running') < :fanout)
+                AND (q.parent_id IS NULL OR ((SELECT COUNT(*) FROM tasks r
+                     WHERE r.parent_id = q.parent_id AND r.status = 'running') < :fanout
+                   AND (SELECT p.status FROM tasks p WHERE p.id = q.parent_id) != 'cancelled'))
               ORDER BY priority DESC, created_at, id LIMIT 1)
    AND status IN ('received', 'queued')
 RETURNING *

@@ -372,3 +372,27 @@ async def test_a_cancelled_subtask_lets_its_parent_go_on(
         gate.set()
         assert parent.result == "child status: cancelled"
         assert (await h.task(2)).status == "cancelled"
+
+
+async def test_nothing_more_runs_for_a_cancelled_parent(
+    make_harness: Callable[..., Harness],
+) -> None:
+    # A subtask that ended just before its parent was cancelled reports after the cancel:
+    # no retry, no next stage, and a queued subtask of a cancelled parent is never claimed.
+    script, gate = Script(), asyncio.Event()
+    script.add("lead", tool_reply("team__delegate", {"coworker": "dev", "objective": "build it"}))
+    async with make_harness(config=TEAM) as h:
+        h.anthropic.responder = held_dev(script, gate)
+        await h.mention("lead: ship the release")
+        await until(lambda: script.seen["dev"] >= 1, what="the subtask's model call")
+        await cancel(h, "T-1")
+        await h.wait_status("cancelled", task_id=2)
+        gate.set()
+        await h.coworker.db.execute("UPDATE tasks SET status = 'failed' WHERE id = 2")
+        orchestrator = h.coworker.delegation.orchestrator
+        assert orchestrator is not None
+        await orchestrator.child_finished(await h.task(2))
+        assert (await h.task(2)).status == "failed"  # not queued for a retry
+        assert await h.coworker.db.fetchval("SELECT COUNT(*) FROM tasks") == 2
+        await h.coworker.db.execute("UPDATE tasks SET status = 'queued' WHERE id = 2")
+        assert await h.coworker.runner.claim() is None
