@@ -257,7 +257,7 @@ async def build(settings: Settings) -> Coworker:
     toolbox = Toolbox(gateway, approvals, notifier, directory, config, orchestrator, tasks=tasks)
     agent = AgentLoop(db=db, tasks=tasks, llm=llm, toolbox=toolbox, approvals=approvals,
                       notifier=notifier, config=config)  # fmt: skip
-    delivery = Delivery(tasks, notifier)
+    delivery = Delivery(tasks, notifier, busy=lambda task_id: task_id in runner.active)
     runner.work = TaskWork(tasks=tasks, planner=Planner(llm, config), agent=agent, toolbox=toolbox,
                            approvals=approvals, notifier=notifier, config=config,
                            orchestrator=orchestrator, validator=Validator(llm, config),

@@ -121,9 +121,14 @@ class Delegation:
         """
         task = await self.tasks.get(task_id)
         await self._require(task, user, "approve the plan of")
-        if plan_ts is not None and plan_ts != task.plan_ts:
+        if plan_ts is not None and task.plan_ts is not None and plan_ts != task.plan_ts:
             raise StalePlan(task_id=task_id)
-        if not await self.tasks.transition(task_id, "queued", from_="awaiting_plan_approval"):
+        # The plan message Slack took but whose ts we never heard of is the one clicked; and
+        # a revision in between (its plan_ts changes) makes this approval change nothing.
+        current = ("plan_ts IS ? OR plan_ts IS NULL", (task.plan_ts,))
+        if not await self.tasks.transition(
+            task_id, "queued", from_="awaiting_plan_approval", condition=current
+        ):
             return False
         await self.tasks.log(task_id, "plan_approved", actor=user)
         await self.notifier.plan_decided(task, decision="approved", user=user)

@@ -15,25 +15,32 @@ doubled): otherwise the task would wait for a person who cannot see what to answ
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 from bot.clock import now
 from bot.notifier import Delivered, Notifier
-from bot.tasks import Task, TaskStore
+from bot.tasks import GIVE_UP_SECONDS, Task, TaskStore
 
 log = logging.getLogger(__name__)
 
 SWEEP_SECONDS = 60
 SETTLE_SECONDS = 60.0
-RETRY_FOR_SECONDS = 24 * 3600
+RETRY_FOR_SECONDS = GIVE_UP_SECONDS
 NOTHING = "I finished, but I have nothing to report."
 
 
 class Delivery:
-    def __init__(self, tasks: TaskStore, notifier: Notifier) -> None:
+    def __init__(
+        self, tasks: TaskStore, notifier: Notifier, busy: Callable[[int], bool] | None = None
+    ) -> None:
         self.tasks = tasks
         self.notifier = notifier
         self.settle = SETTLE_SECONDS
+        #: Whether a runner job works on the task now (then its own posts are under way).
+        self.busy = busy or (lambda task_id: False)
+        self._locks: dict[int, asyncio.Lock] = {}
 
     async def send(self, task: Task, text: str, skip: int = 0) -> Delivered:
         """Post `text` as `task`'s deliverable, from part `skip` on."""
@@ -70,8 +77,25 @@ class Delivery:
         """Plans and questions a task waits on a person for, that Slack did not take."""
         before = now() - self.settle
         for task in await self.tasks.unposted_plans(before=before):
-            if ts := await self.notifier.plan(task, task.plan or {}, needs_approval=True):
-                await self.tasks.update(task.id, plan_ts=ts)
+            if not self.busy(task.id):
+                await self._guarded(task, self._post_plan(task))
         for task, questions in await self.tasks.unasked_questions(before=before):
-            if await self.notifier.questions(task, questions):
-                await self.tasks.log(task.id, "questions_posted")
+            if not self.busy(task.id):
+                await self._guarded(task, self._ask(task, questions))
+
+    async def _post_plan(self, task: Task) -> None:
+        plan = task.plan or {}
+        ts = await self.notifier.plan(task, plan, needs_approval=True)
+        if ts and not await self.tasks.set_plan_ts(task.id, ts, plan, was=None):
+            await self.notifier.plan_replaced(task, ts)  # planned again while it was posted
+
+    async def _ask(self, task: Task, questions: list[str]) -> None:
+        if await self.notifier.questions(task, questions):
+            await self.tasks.log(task.id, "questions_posted")
+
+    @staticmethod
+    async def _guarded(task: Task, work: Awaitable[None]) -> None:
+        try:
+            await work
+        except Exception:  # one task's failure must not hold the others back
+            log.exception("task %s: the sweep could not post for it; next sweep retries", task.ref)

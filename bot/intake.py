@@ -194,10 +194,11 @@ class Intake:
         elif status == "awaiting_plan_approval":
             to = "received"  # a comment on the plan: plan again with it
         elif status in ("waiting_input", "done", "failed"):
-            to = "queued"
+            to = "queued" if planned else "received"  # never acting without a plan
         if to == "received":  # planned again: the old plan is approved for nothing
             await tx.execute(
-                "UPDATE tasks SET status = ?, plan = NULL, updated_at = ? WHERE id = ?",
+                "UPDATE tasks SET status = ?, plan = NULL, updated_at = ?, finished_at = NULL"
+                " WHERE id = ?",
                 (to, now(), task.id),
             )
         elif to is not None:

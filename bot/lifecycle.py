@@ -144,7 +144,10 @@ class TaskWork:
             if fresh.plan_ts:  # planned again (a comment, an edit): the old one goes
                 await self.notifier.plan_replaced(fresh, fresh.plan_ts)
             ts = await self.notifier.plan(fresh, plan.model_dump(), needs_approval=always)
-            await self.tasks.update(task.id, plan_ts=ts)
+            if ts and not await self.tasks.set_plan_ts(
+                task.id, ts, plan.model_dump(), was=fresh.plan_ts
+            ):
+                await self.notifier.plan_replaced(fresh, ts)  # planned again meanwhile
 
     async def act(self, task: Task) -> None:
         await self._finish_last_delivery(task)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,8 @@ from bot.errors import TaskNotFound
 OPEN = ("received", "planning", "awaiting_plan_approval", "queued", "running",
         "waiting_approval", "waiting_input", "paused")  # fmt: skip
 FINISHED = ("done", "failed", "cancelled")
+#: How long a post Slack did not take (a deliverable, a plan, questions) is retried.
+GIVE_UP_SECONDS = 24 * 3600
 PRIORITIES = ("low", "normal", "high", "urgent")
 _TASK_REF = re.compile(r"^\s*T-?(\d+)\s*$", re.IGNORECASE)
 
@@ -162,9 +165,16 @@ class TaskStore:
         await self.db.execute(f"UPDATE tasks SET {sets} WHERE id = ?", [*fields.values(), task_id])
 
     async def transition(
-        self, task_id: int, to: str, *, from_: tuple[str, ...] | str, **fields: Any
+        self,
+        task_id: int,
+        to: str,
+        *,
+        from_: tuple[str, ...] | str,
+        condition: tuple[str, Sequence[Any]] | None = None,
+        **fields: Any,
     ) -> bool:
-        """Move a task to `to` only if it is in one of `from_`; True when this call did it."""
+        """Move a task to `to` only if it is in one of `from_` (and meets the SQL
+        `condition`, with its parameters); True when this call did it."""
         sources = (from_,) if isinstance(from_, str) else from_
         if to in FINISHED:
             fields.setdefault("finished_at", now())
@@ -173,9 +183,11 @@ class TaskStore:
         fields["updated_at"] = now()
         sets = ", ".join(f"{k} = ?" for k in fields)
         marks = ", ".join("?" for _ in sources)
+        extra, extra_params = condition or ("1", ())
         changed = await self.db.execute(
-            f"UPDATE tasks SET status = ?, {sets} WHERE id = ? AND status IN ({marks})",
-            [to, *fields.values(), task_id, *sources],
+            f"UPDATE tasks SET status = ?, {sets} WHERE id = ? AND status IN ({marks})"
+            f" AND ({extra})",
+            [to, *fields.values(), task_id, *sources, *extra_params],
         )
         if changed:
             await self.log(task_id, f"status:{to}")
@@ -275,12 +287,24 @@ class TaskStore:
         )
         return sorted(int(r[0]) for r in rows)
 
+    async def set_plan_ts(
+        self, task_id: int, ts: str, plan: dict[str, Any], *, was: str | None
+    ) -> bool:
+        """Record `ts` as the message of the task's plan, if `plan` is still its plan and no
+        other message took its place since the caller read `was`."""
+        changed = await self.db.execute(
+            "UPDATE tasks SET plan_ts = ?, updated_at = ? WHERE id = ? AND plan = ?"
+            " AND plan_ts IS ?",
+            (ts, now(), task_id, json.dumps(plan), was),
+        )
+        return changed == 1
+
     async def unposted_plans(self, *, before: float) -> list[Task]:
         """Tasks waiting for a plan approval whose plan Slack never took (by `before`)."""
         rows = await self.db.fetchall(
             "SELECT * FROM tasks WHERE status = 'awaiting_plan_approval' AND plan_ts IS NULL"
-            " AND plan IS NOT NULL AND updated_at < ? ORDER BY id",
-            (before,),
+            " AND plan IS NOT NULL AND updated_at < ? AND updated_at > ? ORDER BY id",
+            (before, before - GIVE_UP_SECONDS),
         )
         return [Task.from_row(r) for r in rows]
 
@@ -290,8 +314,8 @@ class TaskStore:
             "SELECT t.*, e.detail AS asked FROM tasks t JOIN task_events e ON e.id = (SELECT"
             " MAX(id) FROM task_events WHERE task_id = t.id AND kind IN ('questions',"
             " 'questions_posted')) WHERE t.status = 'waiting_input' AND t.plan IS NULL"
-            " AND e.kind = 'questions' AND t.updated_at < ? ORDER BY t.id",
-            (before,),
+            " AND e.kind = 'questions' AND t.updated_at < ? AND t.updated_at > ? ORDER BY t.id",
+            (before, before - GIVE_UP_SECONDS),
         )
         found = []
         for row in rows:

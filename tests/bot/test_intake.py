@@ -67,9 +67,36 @@ async def test_a_reply_to_a_task_that_finished_meanwhile_queues_a_follow_up(db: 
     tasks = StaleStore(db)
     intake = Intake(tasks, Config())
     task_id = await new_task(intake)
-    await tasks.transition(task_id, "done", from_="received", result="first answer")
+    await tasks.transition(task_id, "done", from_="received", result="first answer",
+                           plan={"summary": "s", "steps": []})  # fmt: skip
 
     await intake.receive(reply("and one more thing", 2))
 
     fresh = await tasks.get(task_id)
     assert fresh.status == "queued" and fresh.finished_at is None
+
+
+async def test_a_reply_to_a_task_without_an_approved_plan_plans_it_again(db: Database) -> None:
+    # It failed while planning (the model was down): a reply must not run it plan-less.
+    tasks = TaskStore(db)
+    intake = Intake(tasks, Config())
+    task_id = await new_task(intake)
+    await tasks.transition(task_id, "failed", from_="received", error="model_unavailable")
+
+    await intake.receive(reply("try again please", 3))
+
+    fresh = await tasks.get(task_id)
+    assert fresh.status == "received" and fresh.plan is None and fresh.finished_at is None
+
+
+async def test_a_plan_message_is_recorded_only_for_the_plan_it_shows(db: Database) -> None:
+    tasks = TaskStore(db)
+    task_id = await new_task(Intake(tasks, Config()))
+    first, second = {"summary": "one", "steps": []}, {"summary": "two", "steps": []}
+    await tasks.transition(task_id, "awaiting_plan_approval", from_="received", plan=first)
+    assert await tasks.set_plan_ts(task_id, "1.1", first, was=None)
+    assert not await tasks.set_plan_ts(task_id, "1.2", first, was=None)  # 1.1 took its place
+    await tasks.update(task_id, plan=second)  # planned again while 1.3 was being posted
+    assert not await tasks.set_plan_ts(task_id, "1.3", first, was="1.1")
+    assert await tasks.set_plan_ts(task_id, "1.4", second, was="1.1")
+    assert (await tasks.get(task_id)).plan_ts == "1.4"

@@ -358,6 +358,13 @@ async def test_a_follow_up_first_posts_the_rest_of_an_answer_slack_cut_short(
         assert done.result == "Yes: the rest of it is above now." and not done.delivery_pending
 
 
+def refused(h: Harness, text: str) -> bool:
+    return any(
+        text in str(c.params.get("text")) and not c.response.get("ok")
+        for c in h.slack.calls_to("chat.postMessage")
+    )
+
+
 async def test_a_plan_or_questions_slack_did_not_take_are_posted_by_the_sweep(
     harness: Harness,
 ) -> None:
@@ -368,9 +375,14 @@ async def test_a_plan_or_questions_slack_did_not_take_are_posted_by_the_sweep(
     h.anthropic.enqueue_tool_use("submit_plan", plan(("Step", [])))
     await h.mention("summarize the incident")
     await h.wait_status("awaiting_plan_approval")
-    await until(lambda: h.slack.calls_to("chat.postMessage")[-1:], what="the refused plan")
+    await until(lambda: refused(h, "Plan for T-1"), what="the refused plan")
+    await until(lambda: h.coworker.runner.active == {}, what="planning to end")
     assert (await h.task()).plan_ts is None
     h.slack.stop_refusing()
+    h.coworker.delivery.busy = lambda task_id: True  # a job at work posts for itself
+    await h.coworker.delivery.sweep()
+    assert (await h.task()).plan_ts is None
+    h.coworker.delivery.busy = lambda task_id: False
     await h.coworker.delivery.sweep()
     assert (await h.task()).plan_ts is not None
     h.anthropic.enqueue_text("Summary.")
@@ -382,6 +394,8 @@ async def test_a_plan_or_questions_slack_did_not_take_are_posted_by_the_sweep(
     h.anthropic.enqueue_tool_use("submit_plan", plan(questions=["Which service?"]))
     task_id = await h.delegate("fix the outage", channel="C2")
     await h.wait_status("waiting_input", task_id=task_id)
+    await until(lambda: refused(h, "a few questions"), what="the refused questions")
+    await until(lambda: h.coworker.runner.active == {}, what="planning to end")
     await h.coworker.delivery.sweep()  # still refused: tried again next time
     h.slack.stop_refusing()
     await h.coworker.delivery.sweep()
@@ -412,3 +426,15 @@ async def test_a_deliverable_slack_did_not_take_for_a_day_is_given_up_and_said(
     assert not (await h.task()).delivery_pending
     assert "T-1: Slack did not take its deliverable within a day" in caplog.text
     assert len(h.slack.calls_to("chat.postMessage")) == posts
+
+
+async def test_approve_works_on_a_plan_whose_message_ts_never_came_back(harness: Harness) -> None:
+    # Slack took the plan but its answer was lost: the one plan message is the one clicked.
+    h = harness
+    h.anthropic.enqueue_tool_use("submit_plan", plan(("Step", [])))
+    await h.mention("summarize the incident")
+    seen = await until(lambda: h.coworker.db.fetchval("SELECT plan_ts FROM tasks"))
+    await h.coworker.db.execute("UPDATE tasks SET plan_ts = NULL")
+    h.anthropic.enqueue_text("Summary.")
+    await h.click("plan_approve", 1, user="U1", message_ts=seen)
+    assert (await h.wait_status("done")).result == "Summary."
