@@ -63,15 +63,30 @@ class Delivery:
                       "giving up (the answer is in the task's record)", task_id)  # fmt: skip
         finished = 0
         for task in await self.tasks.undelivered(since=since):
+            if self.busy(task.id):  # a follow-up run finishes it itself (finish_pending)
+                continue
             try:
-                got = await self.send(task, task.result or NOTHING, skip=task.delivered_parts)
+                got = await self.finish_pending(task.id)
             except Exception:  # one task's failure must not hold the others back
                 log.exception("task %s: delivery sweep failed; next sweep retries", task.ref)
                 continue
-            await self.tasks.delivery_progress(task, got.parts, pending=got.pending)
-            finished += got.complete
+            finished += bool(got and got.complete)
         await self.post_what_people_wait_on()
         return finished
+
+    async def finish_pending(self, task_id: int) -> Delivered | None:
+        """Post the rest of the task's last deliverable that Slack has not taken, if any.
+
+        One at a time per task, from the row as it is then: the sweep and a follow-up run
+        both call this, and neither posts what the other already did.
+        """
+        async with self._locks.setdefault(task_id, asyncio.Lock()):
+            task = await self.tasks.get(task_id)
+            if not (task.delivery_pending and task.result):
+                return None
+            got = await self.send(task, task.result, skip=task.delivered_parts)
+            await self.tasks.delivery_progress(task, got.parts, pending=got.pending)
+            return got
 
     async def post_what_people_wait_on(self) -> None:
         """Plans and questions a task waits on a person for, that Slack did not take."""

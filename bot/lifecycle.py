@@ -166,13 +166,10 @@ class TaskWork:
     async def _finish_last_delivery(self, task: Task) -> None:
         """A follow-up on an answer Slack did not fully take: the rest of it goes in first
         (the sweep only looks at finished tasks, and this run's answer replaces it)."""
-        if not (task.delivery_pending and task.result):
+        if not task.delivery_pending:
             return
-        got = await self.delivery.send(task, task.result, skip=task.delivered_parts)
-        await self.tasks.update(
-            task.id, delivered_parts=got.parts, delivery_pending=int(got.pending)
-        )
-        if got.pending:
+        got = await self.delivery.finish_pending(task.id)
+        if got is not None and got.pending:
             log.warning("task %s: the rest of the last answer could not be posted before the "
                         "follow-up; parts %d of %d are in", task.ref, got.parts, got.total)  # fmt: skip
 

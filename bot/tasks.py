@@ -325,11 +325,12 @@ class TaskStore:
         return found
 
     async def delivery_progress(self, task: Task, parts: int, *, pending: bool) -> None:
-        """Record how far `task`'s deliverable got; only for the finish the caller read."""
+        """Record how far `task`'s deliverable got; only for the deliverable and the progress
+        the caller read (a newer answer, or a record made meanwhile, is left alone)."""
         await self.db.execute(
             "UPDATE tasks SET delivered_parts = ?, delivery_pending = ? WHERE id = ?"
-            " AND status = 'done' AND delivery_pending = 1 AND finished_at = ?",
-            (parts, int(pending), task.id, task.finished_at),
+            " AND delivery_pending = 1 AND delivered_parts = ? AND result IS ?",
+            (parts, int(pending), task.id, task.delivered_parts, task.result),
         )
 
     async def list_for(self, user: str, *, open_only: bool = False, limit: int = 20) -> list[Task]:

@@ -18,6 +18,9 @@ SECTION_LIMIT = 3000
 MARKDOWN_LIMIT = 12_000
 MESSAGE_BLOCKS = 50
 FILE_THRESHOLD = 12_000
+#: What a deliverable's last message carries besides its text: the checks (a context block,
+#: cut at SECTION_LIMIT) and the feedback buttons, as JSON.
+TAIL_ROOM = SECTION_LIMIT + 500
 
 
 def split_markdown(text: str, limit: int) -> list[str]:

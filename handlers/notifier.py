@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -364,10 +363,10 @@ class SlackNotifier:
     ) -> Delivered:
         """Post `text` in parts from part `skip` on, stopping at the first Slack does not take.
 
-        Parts leave room for `tail` (checks, buttons), so the last one fits with it.
+        Parts leave room for a tail (checks, buttons), so the last one fits with it; the room
+        is fixed, so a retry (`skip`) splits the text as the first attempt did.
         """
-        room = bk.MARKDOWN_LIMIT - 1000 - len(json.dumps(tail or [], ensure_ascii=False))
-        parts = bk.split_markdown(text, room)
+        parts = bk.split_markdown(text, bk.MARKDOWN_LIMIT - 1000 - bk.TAIL_ROOM)
         for i, part in enumerate(parts):
             if i < skip:
                 continue
