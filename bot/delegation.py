@@ -25,8 +25,8 @@ from bot.tasks import OPEN, Task, TaskStore
 log = logging.getLogger(__name__)
 
 CLOSED = (
-    "{ref} was cancelled, so I won't pick it up again. Mention me in a new message to start "
-    "a new task."
+    "{ref} was cancelled, so I won't pick it up again. To start a new task, mention me in a "
+    "new message outside this thread."
 )
 
 
@@ -95,13 +95,20 @@ class Delegation:
         elif result.kind == "continued" and result.task is not None:
             await self.tasks.log(result.task.id, "reply", actor=msg.user)
         elif result.kind == "closed" and result.task is not None:
-            await self.notifier.note(result.task, CLOSED.format(ref=result.task.ref))
+            await self._say_closed(result.task, msg.user)
         elif result.kind == "rate_limited":
             limit = self.config.runner.max_new_tasks_per_minute
             await self.notifier.rate_limited(msg.channel, msg.thread_ts or msg.ts, msg.user, limit)
         if result.kind in ("created", "continued"):
             self.runner.wake()
         return result
+
+    async def _say_closed(self, task: Task, user: str) -> None:
+        """Tell the person who could steer it, once, that a cancelled task stays so."""
+        if user != task.delegator and user not in self.config.approvals.approvers:
+            return  # others talking in the thread need no word from the bot
+        if await self.tasks.log_once(task.id, "closed_said", key="closed"):
+            await self.notifier.note(task, CLOSED.format(ref=task.ref))
 
     async def may_manage(self, task: Task, user: str) -> bool:
         """The delegator or a configured approver; never a bot."""

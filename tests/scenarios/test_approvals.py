@@ -250,6 +250,11 @@ async def test_a_cancelled_task_stays_cancelled(
         assert said.params["text"] == "T-1 is not paused or failed."
         await h.reply("ok, thanks", task.thread_ts)
         await h.slack.wait_for("chat.postMessage", lambda c: "won't pick it up" in str(c.params))
+        await h.reply("and another thing", task.thread_ts)  # said once
+        await h.reply("chatting about it", task.thread_ts, user="UOTHER")  # not to others
+        assert await h.coworker.delegation.inflight.drain()  # every reply fully handled
+        said = [m for m in h.slack.messages if "won't pick it up" in str(m.get("text"))]
+        assert len(said) == 1
         late = await h.coworker.approvals.request(task, kind="tool", key="late", reason="r")
         assert late is None
         rows = await h.coworker.db.fetchall("SELECT id, status FROM approvals ORDER BY id")
