@@ -51,6 +51,8 @@ RETRYABLE = frozenset({
 })  # fmt: skip
 
 CLOSE_FLUSH_SECONDS = 5.0
+#: Slack drops an assistant thread's status after two minutes without a message.
+ASSISTANT_REFRESH = 90.0
 
 #: What `chat.update` answers when the message cannot be edited any more: post a new one.
 GONE = frozenset({"message_not_found", "cant_update_message"})
@@ -91,7 +93,8 @@ class SlackNotifier:
         self._pending: dict[int, tuple[Task, StatusSnapshot]] = {}
         self._flushers: dict[int, asyncio.Task[None]] = {}
         self._status_locks: dict[int, asyncio.Lock] = {}
-        self._assistant_status: dict[int, str] = {}
+        #: The assistant status each task's thread shows, and when it was set.
+        self._assistant_status: dict[int, tuple[str, float]] = {}
 
     async def post(
         self, task: Task, text: str, blocks: list[dict[str, Any]] | None = None
@@ -107,6 +110,8 @@ class SlackNotifier:
         self, task: Task, text: str, blocks: list[dict[str, Any]] | None
     ) -> tuple[str | None, bool]:
         """`post`, and whether a failure could pass on a later attempt."""
+        if task.assistant:  # Slack clears an assistant thread's status when the app replies
+            self._assistant_status.pop(task.id, None)
         try:
             resp = await self.client.chat_postMessage(
                 channel=task.channel, thread_ts=task.thread_ts, text=text[:3000], blocks=blocks
@@ -185,19 +190,20 @@ class SlackNotifier:
 
     async def status(self, task: Task, snapshot: StatusSnapshot) -> None:
         """Create or update the status message: running at most once per interval per task,
-        any other state at once."""
-        await self._set_assistant_status(task, snapshot)
+        any other state at once; the assistant status follows (after any post it clears)."""
         if snapshot.state != "running":
             self._pending.pop(task.id, None)  # older than this one
             await self._send_status(task, snapshot)
+            await self._set_assistant_status(task, snapshot)
             return
         wait = self.status_interval - (time.monotonic() - self._last_status.get(task.id, 0.0))
         if wait > 0 and task.id in self._last_status:
             self._pending[task.id] = (task, snapshot)
             if task.id not in self._flushers:
                 self._flushers[task.id] = asyncio.create_task(self._flush_later(task.id, wait))
-            return
-        await self._send_status(task, snapshot)
+        else:
+            await self._send_status(task, snapshot)
+        await self._set_assistant_status(task, snapshot)
 
     async def _flush_later(self, task_id: int, wait: float) -> None:
         try:
@@ -237,13 +243,15 @@ class SlackNotifier:
                 f"${s.spent_usd:.2f} of ${s.budget_usd:.2f}{note}")  # fmt: skip
 
     async def _set_assistant_status(self, task: Task, snap: StatusSnapshot) -> None:
-        """Slack's "is working…" in assistant threads: set and cleared, once per change."""
+        """Slack's "is working…" in assistant threads: set once per change, again after a
+        post of ours (which clears it) and before Slack's two-minute timeout ends it."""
         if not task.assistant:
             return
         status = "is working…" if snap.state == "running" else ""
-        if self._assistant_status.get(task.id) == status:
+        shown, at = self._assistant_status.get(task.id, (None, 0.0))
+        if shown == status and (not status or time.monotonic() - at < ASSISTANT_REFRESH):
             return
-        self._assistant_status[task.id] = status
+        self._assistant_status[task.id] = (status, time.monotonic())
         try:
             await self.client.assistant_threads_setStatus(
                 channel_id=task.channel, thread_ts=task.thread_ts, status=status

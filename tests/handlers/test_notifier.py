@@ -135,16 +135,21 @@ async def test_close_sends_the_snapshot_the_interval_held() -> None:
         assert "step 4/5" in update.params["text"]
 
 
-async def test_the_assistant_status_is_set_once_per_change() -> None:
+async def test_the_assistant_status_is_set_per_change_and_after_our_own_posts() -> None:
     async with FakeSlack() as slack:
         client = AsyncWebClient(token="xoxb-test", base_url=slack.api_url)
         notifier = SlackNotifier(client, status_interval=0.0)
         t = task(assistant=True, channel="D1")
-        for step in range(1, 6):
+        for step in range(1, 4):  # the first posts the status message, then sets the status
+            await notifier.status(t, StatusSnapshot("running", step, 5))
+        await notifier.note(t, "Ran a tool.")  # a post: Slack clears the status
+        for step in range(4, 6):
             await notifier.status(t, StatusSnapshot("running", step, 5))
         await notifier.status(t, StatusSnapshot("done", 5, 5))
         calls = slack.calls_to("assistant.threads.setStatus")
-        assert [c.params["status"] for c in calls] == ["is working…", ""]
+        assert [c.params["status"] for c in calls] == ["is working…", "is working…", ""]
+        order = [c.method for c in slack.calls if c.method != "auth.test"]
+        assert order.index("chat.postMessage") < order.index("assistant.threads.setStatus")
         await notifier.close()
 
 
