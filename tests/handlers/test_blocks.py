@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from handlers.blocks import split_markdown
 
 
@@ -59,3 +64,64 @@ def test_a_long_line_is_cut_between_words_and_never_inside_an_emoji() -> None:
     for part in parts:
         assert part.count("\u200d") == 3 * part.count("👨")  # every family whole
         assert part.endswith((" ", family)) or part is parts[-1]
+
+
+def test_a_paragraph_moved_to_the_next_part_never_makes_it_too_long() -> None:
+    parts = split_markdown("a" * 60 + "\n\n" + "b" * 30 + "\n" + "c" * 95, 100)
+    assert all(len(p) <= 100 for p in parts)
+    assert "".join(parts).count("c") == 95
+
+
+def test_a_fence_indented_under_a_list_item_is_a_fence() -> None:
+    text = "1. Install:\n\n    ```bash\n" + "".join(f"    step {i}\n" for i in range(30))
+    text += "    ```\n2. Done.\n"
+    parts = split_markdown(text, 200)
+    assert len(parts) > 2
+    for part in parts[1:-1]:
+        assert part.startswith("    ```bash\n") and part.endswith("\n    ```")
+    assert parts[-1].endswith("2. Done.")
+
+
+def test_a_long_info_string_is_not_repeated_and_no_part_ends_with_an_empty_block() -> None:
+    info = "python title='" + "x" * 100 + "'"
+    text = (
+        "intro " * 30 + "\n```" + info + "\n" + "".join(f"v = {i}\n" for i in range(60)) + "```\n"
+    )
+    parts = split_markdown(text, 180)
+    assert all(len(p) <= 180 for p in parts)
+    assert parts[1].startswith("```" + info)  # where it opened, as written
+    assert all(p.startswith("```\n") for p in parts[2:])  # reopened without the long info
+    assert not any(p.endswith("```" + info + "\n```") for p in parts)
+
+
+def test_crlf_text_leaves_no_carriage_return_at_a_part_end() -> None:
+    parts = split_markdown("line one\r\n" * 40, 100)
+    assert len(parts) > 1 and not any(p.endswith("\r") for p in parts)
+
+
+def test_keycaps_and_vowel_signs_stay_whole() -> None:
+    line = ("xxxxxxxx" + "1\ufe0f\u20e3" + "कि") * 30
+    for part in split_markdown(line, 37):
+        assert not part.startswith(("\ufe0f", "\u20e3", "ि"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.just(""), st.just("```"), st.just("~~~~"), st.just("  ```"),
+            st.text(alphabet="ab cd\t`~", min_size=1, max_size=90),
+        ),
+        max_size=60,
+    ),
+    st.integers(min_value=40, max_value=400),
+)  # fmt: skip
+def test_any_text_splits_into_parts_within_the_limit_and_loses_no_letter(
+    lines: list[str], limit: int
+) -> None:
+    text = "\n".join(lines)
+    parts = split_markdown(text, limit)
+    assert all(len(p) <= limit for p in parts)
+    assert all(p.strip() for p in parts) or parts == [""]
+    letters = Counter(c for c in text if c.isalpha())
+    assert Counter(c for p in parts for c in p if c.isalpha()) == letters
