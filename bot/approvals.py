@@ -174,9 +174,20 @@ class ApprovalService:
             to = "queued" if task.plan else "received"  # ran out while planning: plan again
             await self.tasks.transition(task.id, to, from_=("paused",))
         elif row["kind"] == "budget":
-            ended = await self.tasks.transition(task.id, "done", from_=("paused",))
-            if ended and task.parent_id is not None and self.subtask_finished is not None:
-                await self.subtask_finished(await self.tasks.get(task.id))
+            # What it had was posted when it paused. A subtask is stopped rather than done,
+            # so no pipeline stage builds on it and it is not retried as a failure.
+            child = task.parent_id is not None
+            ended = await self.tasks.transition(
+                task.id, "cancelled" if child else "done", from_=("paused",),
+                error="budget_declined" if child else None,
+            )  # fmt: skip
+            if ended:
+                fresh = await self.tasks.get(task.id)
+                await self.notifier.status(
+                    fresh, StatusSnapshot.of(fresh, "stopped: top-up declined")
+                )
+                if child and self.subtask_finished is not None:
+                    await self.subtask_finished(fresh)
         else:
             await self.tasks.transition(task.id, "queued", from_=("waiting_approval", "paused"))
         result = self.wake()

@@ -110,6 +110,8 @@ async def test_a_declined_top_up_ends_the_task_without_a_second_deliverable(
         ))  # fmt: skip
         done = await h.wait_status("done")
         assert not done.delivery_pending  # what it had was posted when the budget ran out
+        status = [c.params["text"] for c in h.slack.calls_to("chat.update")]
+        assert status[-1].startswith("T-1 · stopped: top-up declined")
         assert await h.coworker.delivery.sweep() == 0
         assert not [c for c in h.slack.calls_to("chat.postMessage") if "Done: T-1" in str(c.params)]
 

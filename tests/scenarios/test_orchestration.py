@@ -396,3 +396,30 @@ async def test_nothing_more_runs_for_a_cancelled_parent(
         assert await h.coworker.db.fetchval("SELECT COUNT(*) FROM tasks") == 2
         await h.coworker.db.execute("UPDATE tasks SET status = 'queued' WHERE id = 2")
         assert await h.coworker.runner.claim() is None
+
+
+async def test_a_subtask_whose_top_up_is_declined_stops_and_its_parent_goes_on(
+    make_harness: Callable[..., Harness],
+) -> None:
+    script, gate = Script(), asyncio.Event()
+    script.add("lead", tool_reply("team__delegate", {"coworker": "dev", "objective": "build it"}))
+    script.add("lead", lambda body: text_reply("child: " + json.dumps(results_in(body)[0])))
+    async with make_harness(config=TEAM) as h:
+        h.anthropic.responder = held_dev(script, gate)
+        await h.mention("lead: ship the release")
+        await until(lambda: script.seen["dev"] >= 1, what="the subtask's model call")
+        # The subtask ran out of budget: it paused and asked for a top-up (as lifecycle does).
+        h.coworker.runner.stop_task(2)
+        await until(lambda: 2 not in h.coworker.runner.active, what="the subtask's run to stop")
+        assert await h.coworker.tasks.transition(2, "paused", from_="running")
+        asked = await h.coworker.approvals.request(
+            await h.task(2), kind="budget", key="t2:budget:0.50", reason="Top up?"
+        )
+        assert asked is not None
+        await h.coworker.delegation.decide(asked, "U1", approve=False)
+        parent = await h.wait_status("done", task_id=1, timeout=10)
+        gate.set()
+        child = await h.task(2)
+        assert (child.status, child.error) == ("cancelled", "budget_declined")
+        outcome = json.loads((parent.result or "").removeprefix("child: "))
+        assert (outcome["status"], outcome["error"]) == ("cancelled", "budget_declined")
