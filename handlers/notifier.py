@@ -17,7 +17,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -54,12 +54,27 @@ CLOSE_FLUSH_SECONDS = 5.0
 #: Slack drops an assistant thread's status after two minutes without a message.
 ASSISTANT_REFRESH = 90.0
 
+#: What `chat.postMessage` answers when it will not take a message's blocks (a workspace
+#: without the `markdown` block, a limit we did not foresee): the text can still go as text.
+BLOCKS_REFUSED = frozenset({"invalid_blocks", "invalid_blocks_format", "msg_blocks_too_long"})
+#: Slack's limit on a message's `text`; with blocks it is only the notification, so shorter.
+TEXT_LIMIT = 40_000
+
 #: What `chat.update` answers when the message cannot be edited any more: post a new one.
 GONE = frozenset({"message_not_found", "cant_update_message"})
 #: Failures of the connection itself, after slack_sdk's retries.
 UNREACHABLE = (SlackClientError, aiohttp.ClientError, TimeoutError)
 
 StatusTsSink = Callable[[int, str], Awaitable[None]]
+
+
+class Posted(NamedTuple):
+    """A `chat.postMessage`: the ts, or on a failure Slack's error code (or "unreachable")
+    and whether a later attempt could get past it."""
+
+    ts: str | None
+    retryable: bool
+    error: str | None = None
 
 
 def decision_line(view: ApprovalView) -> str:
@@ -104,26 +119,25 @@ class SlackNotifier:
         slack_sdk's retry handlers have already retried rate limits, server errors and
         dropped connections by the time this gives up.
         """
-        return (await self._send(task, text, blocks))[0]
+        return (await self._send(task, text, blocks)).ts
 
-    async def _send(
-        self, task: Task, text: str, blocks: list[dict[str, Any]] | None
-    ) -> tuple[str | None, bool]:
-        """`post`, and whether a failure could pass on a later attempt."""
+    async def _send(self, task: Task, text: str, blocks: list[dict[str, Any]] | None) -> Posted:
+        """`post`, and on a failure Slack's error code and whether a later attempt could pass."""
         if task.assistant:  # Slack clears an assistant thread's status when the app replies
             self._assistant_status.pop(task.id, None)
         try:
             resp = await self.client.chat_postMessage(
-                channel=task.channel, thread_ts=task.thread_ts, text=text[:3000], blocks=blocks
-            )
+                channel=task.channel, thread_ts=task.thread_ts,
+                text=text[:3000] if blocks else text[:TEXT_LIMIT], blocks=blocks,
+            )  # fmt: skip
         except SlackApiError as exc:
             error, retryable = slack_error(exc)
             log.warning("task %s: chat.postMessage failed: %s", task.ref, error)
-            return None, retryable
+            return Posted(None, retryable, error)
         except UNREACHABLE as exc:
             log.warning("task %s: Slack unreachable: %s", task.ref, type(exc).__name__)
-            return None, True
-        return str(resp["ts"]), True
+            return Posted(None, True, "unreachable")
+        return Posted(str(resp["ts"]), True)
 
     async def update(
         self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]] | None
@@ -380,10 +394,24 @@ class SlackNotifier:
                 continue
             last = i == len(parts) - 1
             blocks = [bk.markdown(part), *((tail or []) if last else [])]
-            ts, retryable = await self._send(task, f"{fallback} {part[:200]}", blocks)
-            if ts is None:
-                return Delivered(i, len(parts), final=not retryable)
+            sent = await self._send(task, f"{fallback} {part[:200]}", blocks)
+            if sent.ts is None and sent.error in BLOCKS_REFUSED:
+                sent = await self._send_as_text(task, part, tail if last else None)
+            if sent.ts is None:
+                return Delivered(i, len(parts), final=not sent.retryable)
         return Delivered(len(parts), len(parts))
+
+    async def _send_as_text(
+        self, task: Task, part: str, tail: list[dict[str, Any]] | None
+    ) -> Posted:
+        """A part whose blocks Slack refused, as plain text, so the answer still arrives whole
+        (Slack shows a message's text only when it has no blocks); then its tail (checks,
+        👍/👎) on its own, best effort: the answer is delivered without it."""
+        log.warning("task %s: Slack refused the answer's blocks; posting it as text", task.ref)
+        sent = await self._send(task, part, None)
+        if sent.ts is not None and tail:
+            await self._send(task, "Was this useful?", tail)
+        return sent
 
     async def _deliver_file(
         self, task: Task, text: str, tail: list[dict[str, Any]], skip: int
@@ -405,8 +433,8 @@ class SlackNotifier:
         summary = bk.split_markdown(text, 2500)[0]
         note = bk.context("The full answer is attached as a file.")
         blocks = [bk.markdown(summary + "\n\n…"), note, *tail]
-        ts, retryable = await self._send(task, f"Done: {task.ref}", blocks)
-        return Delivered(2, 2) if ts else Delivered(1, 2, final=not retryable)
+        sent = await self._send(task, f"Done: {task.ref}", blocks)
+        return Delivered(2, 2) if sent.ts else Delivered(1, 2, final=not sent.retryable)
 
     async def failed(self, task: Task, message: str) -> None:
         await self.post(task, f"⚠️ {message}", [bk.section(f"⚠️ {message}")])

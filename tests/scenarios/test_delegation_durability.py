@@ -358,6 +358,31 @@ async def test_a_follow_up_first_posts_the_rest_of_an_answer_slack_cut_short(
         assert done.result == "Yes: the rest of it is above now." and not done.delivery_pending
 
 
+def has_markdown(params: dict[str, Any]) -> bool:
+    return any(b.get("type") == "markdown" for b in params.get("blocks") or [])
+
+
+async def test_an_answer_whose_blocks_slack_refuses_arrives_as_text(
+    make_harness: Callable[..., Harness],
+) -> None:
+    answer = "\n\n".join(f"Section {i}\n" + "word " * 1150 for i in range(2))  # two parts
+    async with make_harness(config=NO_PLAN_APPROVAL) as h:
+        h.anthropic.enqueue_tool_use("submit_plan", plan(("Write", [])))
+        h.anthropic.enqueue_text(answer)
+        h.slack.refuse("chat.postMessage", has_markdown, "invalid_blocks")
+        await h.mention("write the report")
+        done = await h.wait_status("done")
+        assert (done.delivered_parts, done.delivery_pending) == (2, False)
+        thread = h.slack.thread(done.channel, done.thread_ts)
+        texts = [m["text"] for m in thread if not m.get("blocks") and "Section" in m["text"]]
+        assert [t.split("\n")[0] for t in texts] == ["Section 0", "Section 1"]
+        assert " ".join(" ".join(texts).split()) == " ".join(answer.split())
+        feedback = [m for m in thread if "feedback_up" in str(m.get("blocks"))]
+        assert len(feedback) == 1 and thread.index(feedback[0]) > thread.index(
+            next(m for m in thread if m.get("text", "").startswith("Section 1"))
+        )
+
+
 def refused(h: Harness, text: str) -> bool:
     return any(
         text in str(c.params.get("text")) and not c.response.get("ok")
