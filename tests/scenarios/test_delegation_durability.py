@@ -14,6 +14,7 @@ import pytest
 
 from bot.agent import TRIMMED
 from bot.db import sqlite_module
+from bot.tasks import Task
 from handlers.messages import incoming
 from tests.fakes.anthropic import Reply, text_reply, tool_reply
 from tests.fakes.slack import app_mention, event_callback, slash_command
@@ -334,16 +335,25 @@ def second_part(params: dict[str, Any]) -> bool:
                for b in params.get("blocks") or [])  # fmt: skip
 
 
+TWO_PARTS = "\n\n".join(f"Section {i}\n" + "word " * 1150 for i in range(2))
+
+
+async def deliver_two_parts(
+    h: Harness, refusing: Callable[[dict[str, Any]], bool], error: str
+) -> Task:
+    """A task whose answer is two parts, delivered while Slack refuses some posts: the task."""
+    h.anthropic.enqueue_tool_use("submit_plan", plan(("Write", [])))
+    h.anthropic.enqueue_text(TWO_PARTS)
+    h.slack.refuse("chat.postMessage", refusing, error)
+    await h.mention("write the report")
+    return await h.wait_status("done")
+
+
 async def test_a_follow_up_first_posts_the_rest_of_an_answer_slack_cut_short(
     make_harness: Callable[..., Harness],
 ) -> None:
-    answer = "\n\n".join(f"Section {i}\n" + "word " * 1150 for i in range(2))  # two parts
     async with make_harness(config=NO_PLAN_APPROVAL) as h:
-        h.anthropic.enqueue_tool_use("submit_plan", plan(("Write", [])))
-        h.anthropic.enqueue_text(answer)
-        h.slack.refuse("chat.postMessage", second_part, "service_unavailable")
-        await h.mention("write the report")
-        first = await h.wait_status("done")
+        first = await deliver_two_parts(h, second_part, "service_unavailable")
         assert (first.delivered_parts, first.delivery_pending) == (1, True)
         h.slack.stop_refusing()
         h.anthropic.enqueue_text("Yes: the rest of it is above now.")
@@ -365,18 +375,13 @@ def has_markdown(params: dict[str, Any]) -> bool:
 async def test_an_answer_whose_blocks_slack_refuses_arrives_as_text(
     make_harness: Callable[..., Harness],
 ) -> None:
-    answer = "\n\n".join(f"Section {i}\n" + "word " * 1150 for i in range(2))  # two parts
     async with make_harness(config=NO_PLAN_APPROVAL) as h:
-        h.anthropic.enqueue_tool_use("submit_plan", plan(("Write", [])))
-        h.anthropic.enqueue_text(answer)
-        h.slack.refuse("chat.postMessage", has_markdown, "invalid_blocks")
-        await h.mention("write the report")
-        done = await h.wait_status("done")
+        done = await deliver_two_parts(h, has_markdown, "invalid_blocks")
         assert (done.delivered_parts, done.delivery_pending) == (2, False)
         thread = h.slack.thread(done.channel, done.thread_ts)
         texts = [m["text"] for m in thread if not m.get("blocks") and "Section" in m["text"]]
         assert [t.split("\n")[0] for t in texts] == ["Section 0", "Section 1"]
-        assert " ".join(" ".join(texts).split()) == " ".join(answer.split())
+        assert " ".join(" ".join(texts).split()) == " ".join(TWO_PARTS.split())
         feedback = [m for m in thread if "feedback_up" in str(m.get("blocks"))]
         assert len(feedback) == 1 and thread.index(feedback[0]) > thread.index(
             next(m for m in thread if m.get("text", "").startswith("Section 1"))
