@@ -11,7 +11,7 @@ Each task looks like real work: a classify and a route call (fast), a plan call 
 planner prompt, the tool catalogue and retrieved memory, 2-6 act turns with the coworker's
 persona and ~16 MCP tool definitions (the large stable prefix) while tool output piles up in
 the conversation, then a summarize call for the episode. Dollars are the `llm_calls` rows,
-priced with `bot.config.DEFAULT_PRICES`. Target: (b) costs at least 2x (a).
+priced with `bot.base.config.DEFAULT_PRICES`. Target: (b) costs at least 2x (a).
 
     python benchmarks/cost.py [--tasks 20] [--seed 7]
 
@@ -38,11 +38,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bot.agent import ACT_PROMPT, first_request
-from bot.clock import now
-from bot.config import Config, parse_config
-from bot.db import Database
+from bot.base.clock import now
+from bot.base.config import Config, parse_config
+from bot.base.db import Database
+from bot.base.migrations import migrate
 from bot.llm import DEFAULT_ROUTES, LLM, CallContext, make_client
-from bot.migrations import migrate
 from bot.planner import PLANNER_PROMPT, describe_tools
 from bot.plans import Plan, plan_tool_schema
 from bot.tasks import Task

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from bot.db import Database
+    from bot.base.db import Database
     from tools.mcp_config import ServerSpec, StdioServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -105,7 +105,7 @@ async def timed(fn: Callable[[], Awaitable[object]]) -> float:
 
 
 async def overhead(db: Database, calls: int) -> None:
-    from bot.config import Config
+    from bot.base.config import Config
     from tools.calls import CallContext
     from tools.gateway import McpGateway
 
@@ -153,7 +153,7 @@ async def overhead(db: Database, calls: int) -> None:
 
 
 async def start_time(db: Database, specs: dict[str, ServerSpec]) -> float:
-    from bot.config import Config
+    from bot.base.config import Config
     from tools.gateway import McpGateway
 
     gateway = McpGateway(specs, Config(), db)
@@ -179,8 +179,8 @@ async def startup(db: Database, label: str, delays: list[float], light: bool) ->
 
 
 async def main(calls: int) -> None:
-    from bot.db import Database
-    from bot.migrations import migrate
+    from bot.base.db import Database
+    from bot.base.migrations import migrate
 
     with tempfile.TemporaryDirectory() as tmp:
         db = await Database.open(Path(tmp) / "bench.db")

@@ -32,9 +32,9 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bot.config import MemoryConfig  # noqa: E402
-from bot.db import Database  # noqa: E402
-from bot.migrations import migrate  # noqa: E402
+from bot.base.config import MemoryConfig  # noqa: E402
+from bot.base.db import Database  # noqa: E402
+from bot.base.migrations import migrate  # noqa: E402
 from memory.embeddings import HashedNgramEmbedder  # noqa: E402
 from memory.records import Kind, MemoryDraft, Scope, scope_id  # noqa: E402
 from memory.retrieval import keyword_ranking, retrieve_for_task  # noqa: E402

@@ -12,8 +12,8 @@ import sys
 from collections.abc import Sequence
 
 from bot import logs
-from bot.errors import ConfigError, CoworkerError, MigrationError, SettingsError
-from bot.settings import load_settings
+from bot.base.errors import ConfigError, CoworkerError, MigrationError, SettingsError
+from bot.base.settings import load_settings
 
 EXIT_USAGE = 2
 

@@ -23,10 +23,10 @@ from typing import Any
 from anthropic.types import Message
 
 from bot.approvals import ApprovalService
-from bot.clock import now
-from bot.config import Config
-from bot.db import Database, Statement
-from bot.errors import BudgetExhausted
+from bot.base.clock import now
+from bot.base.config import Config
+from bot.base.db import Database, Statement
+from bot.base.errors import BudgetExhausted
 from bot.llm import LLM, CallContext
 from bot.notifier import Notifier, StatusSnapshot
 from bot.orchestration import SUBMIT

@@ -25,21 +25,21 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import telemetry
 from bot.agent import AgentLoop
 from bot.approvals import ApprovalService
-from bot.config import Config, load_config
-from bot.db import Database
+from bot.base.config import Config, load_config
+from bot.base.db import Database
+from bot.base.errors import SettingsError
+from bot.base.migrations import migrate
+from bot.base.settings import Settings
 from bot.delegation import Delegation
 from bot.delivery import SWEEP_SECONDS, Delivery
-from bot.errors import SettingsError
 from bot.inbox import PRUNE_SECONDS, Inbox
 from bot.intake import Intake
 from bot.lifecycle import TaskWork
 from bot.llm import LLM, make_client
-from bot.migrations import migrate
 from bot.orchestration import Orchestrator
 from bot.planner import Planner
 from bot.runner import TaskRunner
 from bot.scheduler import guarded, make_scheduler
-from bot.settings import Settings
 from bot.tasks import TaskStore
 from bot.team_memory import TeamMemory
 from bot.toolbox import Toolbox

@@ -15,13 +15,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from bot.clock import now
-from bot.config import Config
-from bot.db import Database
-from bot.errors import NotAllowed
+from bot.base.clock import now
+from bot.base.config import Config
+from bot.base.db import Database
+from bot.base.errors import NotAllowed
+from bot.base.redact import redact, redact_text
 from bot.notifier import ApprovalView, Notifier, StatusSnapshot
 from bot.tasks import FINISHED, Task, TaskStore
-from tools.redact import redact, redact_text
 
 log = logging.getLogger(__name__)
 

@@ -8,12 +8,12 @@ from collections.abc import Awaitable, Callable
 import anthropic
 from slack_sdk.errors import SlackApiError
 
-from bot.config import load_config
-from bot.db import Database, sqlite_module
-from bot.errors import CoworkerError
+from bot.base.config import load_config
+from bot.base.db import Database, sqlite_module
+from bot.base.errors import CoworkerError
+from bot.base.migrations import applied, discover, migrate
+from bot.base.settings import Settings
 from bot.llm import make_client
-from bot.migrations import applied, discover, migrate
-from bot.settings import Settings
 
 Check = Callable[[Settings], Awaitable[list[str]]]
 

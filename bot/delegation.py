@@ -11,9 +11,9 @@ import logging
 from typing import Any
 
 from bot.approvals import ApprovalService, Decision, Directory
-from bot.clock import now
-from bot.config import Config
-from bot.errors import NotAllowed, StalePlan
+from bot.base.clock import now
+from bot.base.config import Config
+from bot.base.errors import NotAllowed, StalePlan
 from bot.inbox import Inbox
 from bot.inflight import InFlight
 from bot.intake import IncomingMessage, Intake, IntakeResult

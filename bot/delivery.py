@@ -19,7 +19,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from bot.clock import now
+from bot.base.clock import now
 from bot.notifier import Delivered, Notifier
 from bot.tasks import GIVE_UP_SECONDS, Task, TaskStore
 

@@ -25,8 +25,8 @@ import os
 from pathlib import Path
 from typing import IO, Any
 
-from bot.clock import now
-from bot.db import Database
+from bot.base.clock import now
+from bot.base.db import Database
 from bot.intake import IncomingMessage
 
 log = logging.getLogger(__name__)

@@ -11,9 +11,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.clock import now
-from bot.config import Config
-from bot.db import Tx
+from bot.base.clock import now
+from bot.base.config import Config
+from bot.base.db import Tx
 from bot.tasks import PRIORITIES, Task, TaskStore
 
 _MENTION = re.compile(r"<@[UW][A-Z0-9]+(?:\|[^>]*)?>")

@@ -15,16 +15,16 @@ from typing import Protocol
 from bot import telemetry
 from bot.agent import AgentLoop, Outcome
 from bot.approvals import ApprovalService
-from bot.config import Config
+from bot.base.config import Config
+from bot.base.errors import BudgetExhausted, LLMUnavailable
+from bot.base.redact import redact_text
 from bot.delivery import Delivery
-from bot.errors import BudgetExhausted, LLMUnavailable
 from bot.notifier import Notifier, StatusSnapshot
 from bot.orchestration import Orchestrator
 from bot.planner import Planner, PlanRejected
 from bot.tasks import Task, TaskStore
 from bot.toolbox import Toolbox, Wait
 from bot.validation import Check, Validator, feedback
-from tools.redact import redact_text
 
 log = logging.getLogger(__name__)
 

@@ -35,10 +35,10 @@ from anthropic import AsyncAPIResponse
 from anthropic.types import Message
 
 from bot import telemetry
-from bot.clock import now
-from bot.config import Config, CoworkerConfig, ModelTier, Price
-from bot.db import Database, Statement
-from bot.errors import BudgetExhausted, LLMUnavailable
+from bot.base.clock import now
+from bot.base.config import Config, CoworkerConfig, ModelTier, Price
+from bot.base.db import Database, Statement
+from bot.base.errors import BudgetExhausted, LLMUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 
-from tools.redact import redact_text
+from bot.base.redact import redact_text
 
 # Libraries that log whole requests, SQL parameters or tool payloads at DEBUG: what a
 # task's tools and model see (secrets in arguments included) stays out of the log.

@@ -21,8 +21,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from bot.clock import now
-from bot.config import Config
+from bot.base.clock import now
+from bot.base.config import Config
 from bot.notifier import Notifier
 from bot.tasks import FINISHED, Task, TaskStore
 

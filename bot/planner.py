@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from bot.config import Config, CoworkerConfig
+from bot.base.config import Config, CoworkerConfig
 from bot.llm import LLM, CallContext
 from bot.plans import Plan, plan_tool_schema
 from bot.tasks import Task

@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from bot.approvals import Directory
-from bot.clock import now
-from bot.config import Config
-from bot.db import Database
-from bot.errors import CoworkerError, TaskNotFound
+from bot.base.clock import now
+from bot.base.config import Config
+from bot.base.db import Database
+from bot.base.errors import CoworkerError, TaskNotFound
 from bot.tasks import parse_task_ref
 
 DAY = 86_400

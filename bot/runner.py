@@ -12,8 +12,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from bot.clock import now
-from bot.db import Database
+from bot.base.clock import now
+from bot.base.db import Database
 from bot.tasks import Task
 
 log = logging.getLogger(__name__)

@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.clock import now
-from bot.db import Database, Params, Tx
-from bot.errors import TaskNotFound
+from bot.base.clock import now
+from bot.base.db import Database, Params, Tx
+from bot.base.errors import TaskNotFound
 
 OPEN = ("received", "planning", "awaiting_plan_approval", "queued", "running",
         "waiting_approval", "waiting_input", "paused")  # fmt: skip

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.clock import now
-from bot.config import Config
-from bot.errors import NotAllowed
+from bot.base.clock import now
+from bot.base.config import Config
+from bot.base.errors import NotAllowed
 from bot.llm import LLM
 from bot.tasks import Task, TaskStore, parse_id
 from memory import (

@@ -16,7 +16,7 @@ from typing import Any
 
 from bot import telemetry
 from bot.approvals import ApprovalService, Directory
-from bot.config import Config
+from bot.base.config import Config
 from bot.notifier import Notifier
 from bot.orchestration import Orchestrator, is_orchestration, tool_definitions
 from bot.planner import coworker_for

@@ -20,8 +20,8 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from pydantic import BaseModel, Field, ValidationError
 
-from bot.config import Config
-from bot.errors import BudgetExhausted
+from bot.base.config import Config
+from bot.base.errors import BudgetExhausted
 from bot.llm import LLM, CallContext, text_of
 from bot.plans import Expect
 from bot.tasks import Task

@@ -15,7 +15,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.errors import CoworkerError, NotAllowed
+from bot.base.errors import CoworkerError, NotAllowed
 from bot.tasks import parse_id
 from handlers import views
 from handlers.responses import NOT_YOURS, ephemeral

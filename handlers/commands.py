@@ -9,11 +9,11 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
-from bot.errors import CoworkerError, NotAllowed, TaskNotFound
+from bot.base.errors import CoworkerError, NotAllowed, TaskNotFound
+from bot.base.redact import redact_text
 from bot.tasks import Task, parse_task_ref
 from bot.team_memory import describe
 from handlers.responses import NOT_YOURS
-from tools.redact import redact_text
 
 log = logging.getLogger(__name__)
 

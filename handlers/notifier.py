@@ -23,10 +23,10 @@ import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.base.redact import redact, redact_text
 from bot.notifier import ApprovalView, Delivered, StatusSnapshot
 from bot.tasks import Task
 from handlers import blocks as bk
-from tools.redact import redact, redact_text
 
 log = logging.getLogger(__name__)
 

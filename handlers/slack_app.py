@@ -24,7 +24,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
-from tools.redact import redact
+from bot.base.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class RedactingWebClient(AsyncWebClient):
 
     Model output, tool results and previews can echo a token; whatever path a message
     takes to Slack (notifier, handlers, the built-in `slack__post_message` tool), the
-    credential is replaced by "[redacted]" on the way out (`tools.redact`).
+    credential is replaced by "[redacted]" on the way out (`bot.base.redact`).
     """
 
     async def api_call(

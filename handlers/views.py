@@ -7,7 +7,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
-from bot.errors import CoworkerError
+from bot.base.errors import CoworkerError
 from bot.plans import Plan, render_plan
 from bot.tasks import Task, parse_id
 

@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bot.config import MemoryConfig
-from bot.db import Database, sqlite_module
+from bot.base.config import MemoryConfig
+from bot.base.db import Database, sqlite_module
 from memory.errors import BackupFailed
 
 log = logging.getLogger(__name__)

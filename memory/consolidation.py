@@ -15,8 +15,8 @@ import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
-from bot import clock
-from bot.errors import CoworkerError
+from bot.base import clock
+from bot.base.errors import CoworkerError
 from memory.keywords import jaccard, normalised
 from memory.records import Memory, Scope, Status
 from memory.retrieval import keyword_ranking, similar

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from bot import clock
+from bot.base import clock
 from memory.records import Memory
 from memory.scoring import DAY, decay_score
 from memory.store import MemoryStore

@@ -24,7 +24,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
-from bot.config import MemoryConfig
+from bot.base.config import MemoryConfig
 from memory.embedding_api import (
     OPENAI_URL,
     VOYAGE_URL,

@@ -1,4 +1,4 @@
-"""Errors the memory package raises on purpose (subclasses of `bot.errors.CoworkerError`).
+"""Errors the memory package raises on purpose (subclasses of `bot.base.errors.CoworkerError`).
 
     CoworkerError
     ├── EmbeddingUnavailable   the embeddings provider could not load or did not answer
@@ -10,7 +10,7 @@ edge: the store catches it, logs it and carries on without vectors.
 
 from __future__ import annotations
 
-from bot.errors import CoworkerError
+from bot.base.errors import CoworkerError
 
 
 class EmbeddingUnavailable(CoworkerError):

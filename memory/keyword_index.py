@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from bot.db import Database
+from bot.base.db import Database
 from memory.keywords import any_of, query_terms, quoted
 from memory.records import Kind, Scope, Status
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from bot import clock
+from bot.base import clock
 from memory.errors import EmbeddingUnavailable
 from memory.records import Kind, Memory, Scope, Status, scope_key
 from memory.scoring import retrieval_weight, rrf

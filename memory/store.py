@@ -19,9 +19,9 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
-from bot import clock
-from bot.config import MemoryConfig
-from bot.db import Database
+from bot.base import clock
+from bot.base.config import MemoryConfig
+from bot.base.db import Database
 from memory import retrieval
 from memory.embeddings import Embedder
 from memory.errors import EmbeddingUnavailable

@@ -30,7 +30,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from bot.db import Database, Tx
+from bot.base.db import Database, Tx
 from memory.embeddings import Embedder, l2_normalised
 from memory.errors import EmbeddingUnavailable
 from memory.records import Kind, Scope, Status, scope_id, shard

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.db import Database
-from bot.migrations import migrate
+from bot.base.db import Database
+from bot.base.migrations import migrate
 
 _OUR_VARS = (
     "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_API_URL",

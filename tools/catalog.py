@@ -20,7 +20,7 @@ from typing import Any
 import mcp.types as mt
 from jsonschema.protocols import Validator
 
-from bot.config import Tier
+from bot.base.config import Tier
 from tools.policy import ApprovalPolicy
 from tools.validation import compile_validator
 

@@ -21,12 +21,12 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED
 
-from bot.errors import ToolUnavailable
+from bot.base.errors import ToolUnavailable
+from bot.base.redact import redact_text
 from tools.calls import Outcome
 from tools.catalog import ToolInfo
 from tools.connection import ServerConnection
 from tools.limits import ServerGuard
-from tools.redact import redact_text
 from tools.results import result_text
 
 log = logging.getLogger(__name__)

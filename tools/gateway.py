@@ -29,9 +29,10 @@ from typing import Any
 import mcp.types as mt
 from mcp.server.mcpserver import MCPServer
 
-from bot.config import Config
-from bot.db import Database
-from bot.errors import ConfigError, ToolDenied
+from bot.base.config import Config
+from bot.base.db import Database
+from bot.base.errors import ConfigError, ToolDenied
+from bot.base.redact import redact, redact_text, secrets_in
 from tools.calls import CallContext, Outcome, ToolResult
 from tools.catalog import CatalogEntry, ServerStatus, ToolInfo, build_catalog
 from tools.connection import ServerConnection
@@ -40,7 +41,6 @@ from tools.journal import REACHED, CallRecord, JournalEntry, ToolJournal, args_h
 from tools.limits import ServerGuard
 from tools.mcp_config import ServerSpec
 from tools.policy import ApprovalPolicy
-from tools.redact import redact, redact_text, secrets_in
 from tools.results import cut
 from tools.validation import problems
 

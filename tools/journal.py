@@ -19,8 +19,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from bot import clock
-from bot.db import Database
+from bot.base import clock
+from bot.base.db import Database
 
 #: statuses of calls that reached their server: never run again under the same key
 REACHED = frozenset({"ok", "error"})

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bot.config import GatewayConfig, GatewayServerLimits
+from bot.base.config import GatewayConfig, GatewayServerLimits
 
 
 class RateLimiter:

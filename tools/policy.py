@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from fnmatch import fnmatchcase
 from typing import Any
 
-from bot.config import PolicyConfig, Tier
+from bot.base.config import PolicyConfig, Tier
 
 _WILDCARDS = re.compile(r"\*|\?|\[[^\]]*\]")
 _STRICTNESS: dict[str, int] = {"auto": 0, "notify": 1, "block": 2}

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from fnmatch import fnmatchcase
 
-from bot.config import Config
+from bot.base.config import Config
 from tools.catalog import ToolInfo
 
 DEFAULT_ROLE = "default"

@@ -35,8 +35,8 @@ from mcp_types import CONNECTION_CLOSED
 if TYPE_CHECKING:  # the streams' type; not exported publicly by mcp
     from mcp.client._transport import TransportStreams
 
+from bot.base.redact import redact_text
 from tools.mcp_config import HttpServer, ServerSpec, StdioServer
-from tools.redact import redact_text
 
 log = logging.getLogger(__name__)
 

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import Config, load_config, parse_duration
-from bot.errors import ConfigError
+from bot.base.config import Config, load_config, parse_duration
+from bot.base.errors import ConfigError
 
 
 def write(tmp_path: Path, text: str) -> Path:

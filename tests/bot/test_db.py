@@ -2,7 +2,7 @@ import asyncio
 
 import pytest
 
-from bot.db import Database, sqlite_module
+from bot.base.db import Database, sqlite_module
 
 
 async def test_sqlite_vec_and_fts5_through_the_apps_connection(db: Database) -> None:

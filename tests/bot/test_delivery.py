@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from bot.clock import now
-from bot.db import Database
+from bot.base.clock import now
+from bot.base.db import Database
 from bot.delivery import Delivery
 from bot.notifier import Delivered
 from bot.tasks import Task, TaskStore

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from bot.base.settings import Settings
 from bot.cli import doctor
-from bot.settings import Settings
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.slack import FakeSlack
 from tests.scenarios.conftest import TICKETS

@@ -3,8 +3,8 @@
 import json
 from pathlib import Path
 
-from bot.clock import now
-from bot.db import Database
+from bot.base.clock import now
+from bot.base.db import Database
 from bot.inbox import KEEP_SECONDS, Inbox
 from bot.intake import IncomingMessage
 

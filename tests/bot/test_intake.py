@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bot.config import Config
-from bot.db import Database
+from bot.base.config import Config
+from bot.base.db import Database
 from bot.intake import IncomingMessage, Intake
 from bot.tasks import Task, TaskStore
 

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from anthropic.types import Message, ToolUseBlock
 
-from bot.clock import now
-from bot.config import DEFAULT_PRICES, Config, CoworkerConfig, Price, parse_config
-from bot.db import Database
-from bot.errors import BudgetExhausted, LLMUnavailable
+from bot.base.clock import now
+from bot.base.config import DEFAULT_PRICES, Config, CoworkerConfig, Price, parse_config
+from bot.base.db import Database
+from bot.base.errors import BudgetExhausted, LLMUnavailable
 from bot.llm import (
     DEFAULT_ROUTES,
     LLM,

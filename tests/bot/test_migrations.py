@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.db import Database
-from bot.errors import MigrationError
-from bot.migrations import MIGRATIONS_DIR, discover, migrate
+from bot.base.db import Database
+from bot.base.errors import MigrationError
+from bot.base.migrations import MIGRATIONS_DIR, discover, migrate
 
 
 async def schema(db: Database) -> list[tuple[str, str]]:

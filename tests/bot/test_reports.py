@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from bot.config import parse_config
-from bot.db import Database
-from bot.errors import CoworkerError, TaskNotFound
-from bot.migrations import migrate
+from bot.base.config import parse_config
+from bot.base.db import Database
+from bot.base.errors import CoworkerError, TaskNotFound
+from bot.base.migrations import migrate
 from bot.reports import (
     CostLine,
     is_admin,

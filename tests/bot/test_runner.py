@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from bot.clock import now
-from bot.db import Database
+from bot.base.clock import now
+from bot.base.db import Database
 from bot.runner import TaskRunner
 from bot.tasks import Task
 

@@ -21,10 +21,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from bot import telemetry
-from bot.clock import now
-from bot.config import Config
-from bot.db import Database
-from bot.errors import LLMUnavailable
+from bot.base.clock import now
+from bot.base.config import Config
+from bot.base.db import Database
+from bot.base.errors import LLMUnavailable
 from bot.llm import LLM, CallContext, make_client
 from tests.fakes.anthropic import FakeAnthropic
 

@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from bot.config import MemoryConfig
-from bot.db import Database
+from bot.base.config import MemoryConfig
+from bot.base.db import Database
 from memory.embeddings import HashedNgramEmbedder
 from memory.store import MemoryStore
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import sqlite_vec
 
-from bot.config import MemoryConfig
-from bot.db import sqlite_module
+from bot.base.config import MemoryConfig
+from bot.base.db import sqlite_module
 from memory.backup import backup_to, nightly_backup, rotate
 from memory.store import MemoryStore
 

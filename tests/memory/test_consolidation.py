@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.errors import LLMUnavailable
+from bot.base.errors import LLMUnavailable
 from memory.consolidation import approve, pending_episodes, propose_facts, reject, remember
 from memory.records import Scope
 from memory.store import MemoryStore

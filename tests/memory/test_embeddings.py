@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from bot.config import MemoryConfig
-from bot.db import Database
+from bot.base.config import MemoryConfig
+from bot.base.db import Database
 from memory import embeddings
 from memory.embedding_api import EmbeddingAPI, OpenAICompatibleEmbedder, embeddings_url
 from memory.embeddings import HashedNgramEmbedder, load_embedder

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bot.config import MemoryConfig
-from bot.db import Database
+from bot.base.config import MemoryConfig
+from bot.base.db import Database
 from memory.embeddings import HashedNgramEmbedder
 from memory.errors import EmbeddingUnavailable
 from memory.records import Scope

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from bot.config import MemoryConfig
-from bot.db import Database
+from bot.base.config import MemoryConfig
+from bot.base.db import Database
 from memory.embeddings import load_embedder
 from memory.keyword_index import COMMON_MIN
 from memory.records import Memory, MemoryDraft, Scope, shard

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.db import Database
+from bot.base.db import Database
 from memory.store import MemoryStore
 
 

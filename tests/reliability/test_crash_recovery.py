@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bot.db import Database
+from bot.base.db import Database
 from tests.fakes.anthropic import Reply, text_reply
 from tests.reliability.conftest import effects_mcp
 from tests.reliability.crash import CrashRun

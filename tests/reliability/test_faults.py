@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from bot.config import load_config
-from bot.errors import ConfigError
+from bot.base.config import load_config
+from bot.base.errors import ConfigError
 from tests.fakes.anthropic import Reply, error_reply, text_reply
 from tests.fakes.slack import slash_command
 from tests.reliability.bot_process import REPO

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bot.db import sqlite_module
+from bot.base.db import sqlite_module
 from tests.fakes.anthropic import FakeAnthropic, Reply, error_reply
 from tests.fakes.slack import FakeSlack, app_mention, block_action
 from tests.reliability.bot_process import BotProcess, bot_env

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.app import Coworker, build
-from bot.settings import Settings
+from bot.base.settings import Settings
 from bot.tasks import Task
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.slack import FakeSlack, app_mention, block_action, channel_message, dm_message

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from bot.agent import TRIMMED
-from bot.db import sqlite_module
+from bot.base.db import sqlite_module
 from bot.tasks import Task
 from handlers.messages import incoming
 from tests.fakes.anthropic import Reply, text_reply, tool_reply
@@ -80,7 +80,7 @@ async def test_a_result_replayed_after_a_restart_is_what_the_model_saw_live(
 
 
 async def h_status(h: Harness, tmp_path: Path) -> str:
-    from bot.db import Database
+    from bot.base.db import Database
 
     db = await Database.open(tmp_path / "coworker.db")
     try:

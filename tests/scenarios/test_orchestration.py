@@ -307,7 +307,7 @@ async def test_parent_wakes_after_a_crash_between_child_done_and_wake(
         await h.stop_app()
         gate.set()
         # The crash window: the child was recorded done, the parent was never woken.
-        from bot.db import Database
+        from bot.base.db import Database
 
         db = await Database.open(h.tmp / "coworker.db")
         await db.execute("UPDATE tasks SET status = 'done', result = 'checked' WHERE id = 2")

@@ -15,9 +15,9 @@ import pytest
 import uvicorn
 from mcp.server.mcpserver import MCPServer
 
-from bot import clock
-from bot.config import Config, parse_config
-from bot.db import Database
+from bot.base import clock
+from bot.base.config import Config, parse_config
+from bot.base.db import Database
 from tests.tools.servers.recording import build_server
 from tools.calls import CallContext
 from tools.gateway import McpGateway

@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.db import Database
+from bot.base.db import Database
 from tests.tools.conftest import GatewayFactory, add_approval, audit_text, ctx_for
 from tools.builtin.memory import memory_server
 from tools.builtin.slack import slack_server

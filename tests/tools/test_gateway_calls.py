@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import Any
 
-from bot.db import Database
+from bot.base.db import Database
 from tests.tools.conftest import (
     GatewayFactory,
     Recorder,

@@ -7,7 +7,7 @@ import socket
 import sys
 from pathlib import Path
 
-from bot.db import Database
+from bot.base.db import Database
 from tests.tools.conftest import (
     GatewayFactory,
     Recorder,

@@ -1,7 +1,7 @@
 import asyncio
 import time
 
-from bot.config import parse_config
+from bot.base.config import parse_config
 from tools.execute import take_slot
 from tools.limits import CircuitBreaker, RateLimiter, ServerGuard
 

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.errors import ConfigError
+from bot.base.errors import ConfigError
 from tools.mcp_config import HttpServer, StdioServer, load_mcp_config
 
 

@@ -2,7 +2,7 @@ from typing import Any
 
 import pytest
 
-from bot.config import PolicyConfig
+from bot.base.config import PolicyConfig
 from tools.policy import ApprovalPolicy
 
 RO = {"readOnlyHint": True}

@@ -1,6 +1,6 @@
 import pytest
 
-from tools.redact import REDACTED, redact, redact_text, secrets_in
+from bot.base.redact import REDACTED, redact, redact_text, secrets_in
 
 SLACK = "xoxb-1234567890-abcdefghij"
 

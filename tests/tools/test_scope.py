@@ -1,4 +1,4 @@
-from bot.config import Config, parse_config
+from bot.base.config import Config, parse_config
 from tools.catalog import ToolInfo
 from tools.scope import allowed_globs, scope_tools
 

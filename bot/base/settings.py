@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bot.errors import SettingsError
+from bot.base.errors import SettingsError
 
 SETUP_HINT = "see README.md, section 'Set up the Slack app'"
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from bot.errors import ConfigError
+from bot.base.errors import ConfigError
 
 Tier = Literal["auto", "notify", "block"]
 ModelTier = Literal["fast", "default", "best"]
