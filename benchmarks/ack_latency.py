@@ -56,9 +56,13 @@ async def run_process(
     before = slack.connection_count
     full_env = {**os.environ, **env, "PYTHONPATH": str(REPO), "LOG_LEVEL": "WARNING"}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, *args, env=full_env, cwd=env.get("CWD", str(REPO)),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
+        sys.executable,
+        *args,
+        env=full_env,
+        cwd=env.get("CWD", str(REPO)),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
     try:
         await slack.wait_connected(timeout=60, after=before)
         await measure(slack, 20, prefix + "W")  # warm-up, not counted
@@ -69,8 +73,10 @@ async def run_process(
 
 
 def line(name: str, values: list[float]) -> str:
-    return (f"  {name:<13}: p50 {pct(values, 50):6.2f} ms   p99 {pct(values, 99):6.2f} ms"
-            f"   mean {statistics.mean(values):.2f} ms")  # fmt: skip
+    return (
+        f"  {name:<13}: p50 {pct(values, 50):6.2f} ms   p99 {pct(values, 99):6.2f} ms"
+        f"   mean {statistics.mean(values):.2f} ms"
+    )
 
 
 async def main(n: int) -> None:
@@ -82,11 +88,20 @@ async def main(n: int) -> None:
             FakeAnthropic() as anthropic,
         ):
             anthropic.responder = lambda body: tool_reply("submit_plan", PLAN)
-            base: dict[str, Any] = {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_APP_TOKEN": APP_TOKEN,
-                                    "SLACK_API_URL": slack.api_url}  # fmt: skip
-            app_env = {**base, "ANTHROPIC_API_KEY": "sk-ant-bench", "ANTHROPIC_BASE_URL": anthropic.base_url,
-                       "DATABASE_URL": f"sqlite:///{tmp}/bench.db", "COWORKER_CONFIG": str(config),
-                       "COWORKER_MCP_CONFIG": f"{tmp}/none.json", "CWD": tmp}  # fmt: skip
+            base: dict[str, Any] = {
+                "SLACK_BOT_TOKEN": BOT_TOKEN,
+                "SLACK_APP_TOKEN": APP_TOKEN,
+                "SLACK_API_URL": slack.api_url,
+            }
+            app_env = {
+                **base,
+                "ANTHROPIC_API_KEY": "sk-ant-bench",
+                "ANTHROPIC_BASE_URL": anthropic.base_url,
+                "DATABASE_URL": f"sqlite:///{tmp}/bench.db",
+                "COWORKER_CONFIG": str(config),
+                "COWORKER_MCP_CONFIG": f"{tmp}/none.json",
+                "CWD": tmp,
+            }
             full = await run_process(slack, ["-m", "bot"], app_env, n, "U")
             bare = await run_process(
                 slack, [str(REPO / "benchmarks/servers/bare_bolt.py")], base, n, "UB"

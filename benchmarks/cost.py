@@ -55,9 +55,12 @@ CLASSIFY_PROMPT = (
 ROUTE_TOOL = {
     "name": "choose_coworker",
     "description": "Choose the coworker best suited to the request.",
-    "input_schema": {"type": "object", "properties": {"name": {"type": "string",
-                     "enum": ["dev", "writer", "ops"]}}, "required": ["name"]},
-}  # fmt: skip
+    "input_schema": {
+        "type": "object",
+        "properties": {"name": {"type": "string", "enum": ["dev", "writer", "ops"]}},
+        "required": ["name"],
+    },
+}
 SUMMARIZE_PROMPT = (
     "Summarize the finished task for the team's memory: the request, what was done, which "
     "tools helped, the outcome, and anything worth remembering next time. At most 150 words."
@@ -118,12 +121,14 @@ def tool_catalogue() -> list[SimpleNamespace]:
                     f"the {server} documentation for accepted values and defaults.",
                 }
                 for p in params
-            },  # fmt: skip
+            },
             "required": params[:1],
         }
-        tools.append(SimpleNamespace(
-            name=f"{server}__{name}", tier=tier, description=description, input_schema=schema
-        ))  # fmt: skip
+        tools.append(
+            SimpleNamespace(
+                name=f"{server}__{name}", tier=tier, description=description, input_schema=schema
+            )
+        )
     return tools
 
 
@@ -150,24 +155,38 @@ def make_suite(n: int, seed: int) -> list[Script]:
             for j in range(rng.randint(6, 10))
         )
         turns = [
-            (rng.choice(names), {"query": f"{topic} {k}"},
-             "\n".join(f"{rng.randint(1000, 9999)} {' '.join(rng.choices(words, k=14))}"
-                       for _ in range(rng.randint(20, 60))))
+            (
+                rng.choice(names),
+                {"query": f"{topic} {k}"},
+                "\n".join(
+                    f"{rng.randint(1000, 9999)} {' '.join(rng.choices(words, k=14))}"
+                    for _ in range(rng.randint(20, 60))
+                ),
+            )
             for k in range(rng.randint(2, 6))
-        ]  # fmt: skip
+        ]
         answer = "## Findings\n" + "\n".join(
             f"- {' '.join(rng.choices(words, k=16))}" for _ in range(rng.randint(8, 20))
         )
-        suite.append(Script(rng.choice(list(PERSONAS)), f"Task {i}: look into {topic}", memory,
-                            turns, answer))  # fmt: skip
+        suite.append(
+            Script(
+                rng.choice(list(PERSONAS)), f"Task {i}: look into {topic}", memory, turns, answer
+            )
+        )
     return suite
 
 
-PLAN = Plan.model_validate({
-    "summary": "Investigate and report", "estimate_minutes": 10, "questions": [],
-    "steps": [{"what": "Gather the evidence", "tools": ["ci__get_run_log"]},
-              {"what": "Write up the findings", "tools": []}],
-})  # fmt: skip
+PLAN = Plan.model_validate(
+    {
+        "summary": "Investigate and report",
+        "estimate_minutes": 10,
+        "questions": [],
+        "steps": [
+            {"what": "Gather the evidence", "tools": ["ci__get_run_log"]},
+            {"what": "Write up the findings", "tools": []},
+        ],
+    }
+)
 
 
 async def run_task(llm: LLM, fake: FakeAnthropic, db: Database, script: Script) -> None:
@@ -178,8 +197,11 @@ async def run_task(llm: LLM, fake: FakeAnthropic, db: Database, script: Script) 
     await triage_and_plan(llm, fake, ctx, script, persona)
     await act(llm, fake, ctx, task, script, persona)
     fake.enqueue_reply(text_reply("Episode: " + script.answer[:600]))
-    episode = {"request": script.request, "tools": [t for t, _, _ in script.turns],
-               "result": script.answer}  # fmt: skip
+    episode = {
+        "request": script.request,
+        "tools": [t for t, _, _ in script.turns],
+        "result": script.answer,
+    }
     await llm.create(
         purpose="summarize",
         system=SUMMARIZE_PROMPT,
@@ -259,9 +281,18 @@ async def new_task(db: Database, script: Script) -> Task:
         " budget_usd, created_at, updated_at) VALUES ('running', ?, 'U1', 'C1', ?, ?, ?, 50, ?, ?)",
         (script.coworker, str(t), str(t), script.request, t, t),
     )
-    return Task(id=task_id, status="running", priority=1, coworker=script.coworker,
-                delegator="U1", channel="C1", thread_ts=str(t), message_ts=str(t),
-                request=script.request, budget_usd=50)  # fmt: skip
+    return Task(
+        id=task_id,
+        status="running",
+        priority=1,
+        coworker=script.coworker,
+        delegator="U1",
+        channel="C1",
+        thread_ts=str(t),
+        message_ts=str(t),
+        request=script.request,
+        budget_usd=50,
+    )
 
 
 @dataclass
@@ -289,14 +320,22 @@ async def run_suite(label: str, suite: list[Script], config: Config, caching: bo
                     await run_task(llm, fake, db, script)
             finally:
                 await client.close()
-        per_task = [float(r[0]) for r in await db.fetchall(
-            "SELECT SUM(cost_usd) FROM llm_calls GROUP BY task_id ORDER BY task_id")]  # fmt: skip
+        per_task = [
+            float(r[0])
+            for r in await db.fetchall(
+                "SELECT SUM(cost_usd) FROM llm_calls GROUP BY task_id ORDER BY task_id"
+            )
+        ]
         row = await db.fetchone(
             "SELECT COUNT(*), SUM(input_tokens), SUM(cache_write_tokens), SUM(cache_read_tokens),"
             " SUM(output_tokens) FROM llm_calls"
         )
-        by_model = {r[0]: float(r[1]) for r in await db.fetchall(
-            "SELECT model, SUM(cost_usd) FROM llm_calls GROUP BY model ORDER BY 2 DESC")}  # fmt: skip
+        by_model = {
+            r[0]: float(r[1])
+            for r in await db.fetchall(
+                "SELECT model, SUM(cost_usd) FROM llm_calls GROUP BY model ORDER BY 2 DESC"
+            )
+        }
         await db.close()
     tokens = dict(zip(("input", "cache_write", "cache_read", "output"), row[1:], strict=True))
     return Result(label, per_task, int(row[0]), tokens, by_model)
@@ -305,11 +344,15 @@ async def run_suite(label: str, suite: list[Script], config: Config, caching: bo
 def show(r: Result) -> None:
     t = r.tokens
     print(f"{r.label}")
-    print(f"  calls {r.calls}; tokens: input {t['input']:,}, cache write {t['cache_write']:,}, "
-          f"cache read {t['cache_read']:,}, output {t['output']:,}")  # fmt: skip
-    print(f"  $ per task: mean {r.total / len(r.per_task):.4f}  median "
-          f"{statistics.median(r.per_task):.4f}  max {max(r.per_task):.4f}   "
-          f"total ${r.total:.4f}")  # fmt: skip
+    print(
+        f"  calls {r.calls}; tokens: input {t['input']:,}, cache write {t['cache_write']:,}, "
+        f"cache read {t['cache_read']:,}, output {t['output']:,}"
+    )
+    print(
+        f"  $ per task: mean {r.total / len(r.per_task):.4f}  median "
+        f"{statistics.median(r.per_task):.4f}  max {max(r.per_task):.4f}   "
+        f"total ${r.total:.4f}"
+    )
     print("  by model: " + ", ".join(f"{m} ${c:.4f}" for m, c in r.by_model.items()))
 
 
@@ -319,14 +362,17 @@ async def main(n: int, seed: int) -> int:
     print(f"cost benchmark: {n} scripted tasks, {turns} act turns, prices from DEFAULT_PRICES\n")
     shipped = await run_suite("(a) routing + prompt caching", suite, Config(), caching=True)
     flat = parse_config({"routing": dict.fromkeys(DEFAULT_ROUTES, "default")})
-    baseline = await run_suite("(b) default model for everything, no caching", suite, flat,
-                               caching=False)  # fmt: skip
+    baseline = await run_suite(
+        "(b) default model for everything, no caching", suite, flat, caching=False
+    )
     show(shipped)
     show(baseline)
     routing_only = await run_suite("routing only", suite, Config(), caching=False)
     caching_only = await run_suite("caching only", suite, flat, caching=True)
-    print(f"\neach lever alone ($ per task): routing only {routing_only.total / n:.4f}, "
-          f"caching only {caching_only.total / n:.4f}")  # fmt: skip
+    print(
+        f"\neach lever alone ($ per task): routing only {routing_only.total / n:.4f}, "
+        f"caching only {caching_only.total / n:.4f}"
+    )
     ratio = baseline.total / shipped.total
     print(f"\nratio (b)/(a): {ratio:.2f}x   (target: >= 2x)")
     print("result: " + ("MET" if ratio >= 2 else "NOT MET"))

@@ -74,9 +74,11 @@ def serve_light(delay: float) -> None:
         method, params = message["method"], message.get("params") or {}
         answer: dict[str, object] = {"jsonrpc": "2.0", "id": message["id"]}
         if method == "initialize":
-            answer["result"] = {"protocolVersion": params.get("protocolVersion"),
-                                "capabilities": {"tools": {}},
-                                "serverInfo": {"name": "light", "version": "1"}}  # fmt: skip
+            answer["result"] = {
+                "protocolVersion": params.get("protocolVersion"),
+                "capabilities": {"tools": {}},
+                "serverInfo": {"name": "light", "version": "1"},
+            }
         elif method == "tools/list":
             answer["result"] = {"tools": [tool]}
         else:
@@ -123,8 +125,14 @@ async def overhead(db: Database, calls: int) -> None:
             return await session.call_tool("echo", args)
 
         async def through_gateway() -> object:
-            ctx = CallContext(task_id=None, step=1, coworker="bench", delegator="U0",
-                              idempotency_key=uuid.uuid4().hex, allowed=allowed)  # fmt: skip
+            ctx = CallContext(
+                task_id=None,
+                step=1,
+                coworker="bench",
+                delegator="U0",
+                idempotency_key=uuid.uuid4().hex,
+                allowed=allowed,
+            )
             result = await gateway.call("bench__echo", args, ctx)
             assert result.status == "ok", result
             return result
@@ -148,8 +156,10 @@ async def overhead(db: Database, calls: int) -> None:
         f"  McpGateway.call                  median {statistics.median(gated):6.3f}   p95 {percentile(gated, 95):6.3f}"
     )
     verdict = "ok" if added <= OVERHEAD_TARGET_MS else "MISSED"
-    print(f"  added by the gateway             median {added:6.3f}   p95 {percentile(gated, 95) - percentile(plain, 95):6.3f}"
-          f"   target <= {OVERHEAD_TARGET_MS:.1f} ms median: {verdict}")  # fmt: skip
+    print(
+        f"  added by the gateway             median {added:6.3f}   p95 {percentile(gated, 95) - percentile(plain, 95):6.3f}"
+        f"   target <= {OVERHEAD_TARGET_MS:.1f} ms median: {verdict}"
+    )
 
 
 async def start_time(db: Database, specs: dict[str, ServerSpec]) -> float:
@@ -189,8 +199,9 @@ async def main(calls: int) -> None:
             await overhead(db, calls)
             print(f"start-up, 5 stdio servers ({os.cpu_count()} CPU cores):")
             await startup(db, "Python SDK servers (CPU-bound start) ", [0.0] * 5, light=False)
-            await startup(db, "servers waiting 0.2-1.0 s on I/O     ", [0.2, 0.4, 0.6, 0.8, 1.0],
-                          light=True)  # fmt: skip
+            await startup(
+                db, "servers waiting 0.2-1.0 s on I/O     ", [0.2, 0.4, 0.6, 0.8, 1.0], light=True
+            )
         finally:
             await db.close()
 

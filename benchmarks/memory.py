@@ -58,8 +58,11 @@ class PrecomputedEmbedder(HashedNgramEmbedder):
 
 
 def corpus(n: int, rng: np.random.Generator) -> tuple[list[str], list[MemoryDraft]]:
-    words = [f"{a}{b}" for a in ("de", "ka", "lo", "mi", "ru", "sa", "te", "vo", "zu", "pi")
-             for b in range(VOCAB // 10)]  # fmt: skip
+    words = [
+        f"{a}{b}"
+        for a in ("de", "ka", "lo", "mi", "ru", "sa", "te", "vo", "zu", "pi")
+        for b in range(VOCAB // 10)
+    ]
     weights = 1.0 / np.arange(1, VOCAB + 1) ** 1.07
     weights /= weights.sum()
     picks = rng.choice(VOCAB, size=(n, 24), p=weights)
@@ -71,8 +74,9 @@ def corpus(n: int, rng: np.random.Generator) -> tuple[list[str], list[MemoryDraf
         if roll < 0.05:
             draft = MemoryDraft(kind=kind, content=text, scope="team")
         elif roll < 0.80:
-            draft = MemoryDraft(kind=kind, content=text, scope="project",
-                                project=f"p{i % PROJECTS}")  # fmt: skip
+            draft = MemoryDraft(
+                kind=kind, content=text, scope="project", project=f"p{i % PROJECTS}"
+            )
         else:
             draft = MemoryDraft(kind=kind, content=text, scope="user", user_id=f"U{i % USERS}")
         drafts.append(draft)
@@ -132,9 +136,13 @@ async def run(n: int, queries_n: int, workdir: Path) -> None:
         group: await db.fetchval(
             f"SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE name LIKE '{pattern}'"
         )
-        for group, pattern in (("vectors", "memory_vec%"), ("embedding cache", "embedding_cache%"),
-                               ("FTS5", "memories_fts%"), ("rows", "memories%"))
-    }  # fmt: skip
+        for group, pattern in (
+            ("vectors", "memory_vec%"),
+            ("embedding cache", "embedding_cache%"),
+            ("FTS5", "memories_fts%"),
+            ("rows", "memories%"),
+        )
+    }
     parts["rows"] -= parts["FTS5"]
     detail = ", ".join(f"{name} {b / 2**20:,.0f}" for name, b in parts.items())
     print(f"  database: {size / 2**20:,.1f} MiB = {size / n / 1024:.2f} KiB per memory ({detail})")
@@ -142,8 +150,10 @@ async def run(n: int, queries_n: int, workdir: Path) -> None:
     matrix = np.array([embedder.known[d.content] for d in drafts], dtype=np.float32)
     ids = np.array([scope_id(d.scope_key) for d in drafts])
     episodes = np.array([d.kind == "episode" for d in drafts])
-    scopes = [Scope(project=f"p{rng.integers(PROJECTS)}", user_id=f"U{rng.integers(USERS)}")
-              for _ in range(queries_n)]  # fmt: skip
+    scopes = [
+        Scope(project=f"p{rng.integers(PROJECTS)}", user_id=f"U{rng.integers(USERS)}")
+        for _ in range(queries_n)
+    ]
     visible = np.mean([np.isin(ids, s.ids()).mean() for s in scopes[:20]])
     print(f"  a query's scope sees {visible:.1%} of memories")
 
@@ -185,8 +195,10 @@ async def run(n: int, queries_n: int, workdir: Path) -> None:
     print(line("  of which FTS5 bm25 (30, scoped)", fts_t))
     print(line("numpy brute force top-30, all vectors", np_all))
     print(line("numpy brute force top-30, scoped mask", np_scoped))
-    print(f"  vec0 scoped KNN agrees with numpy's scoped top-30 (ties allowed): "
-          f"{statistics.mean(agree):.1%}")  # fmt: skip
+    print(
+        f"  vec0 scoped KNN agrees with numpy's scoped top-30 (ties allowed): "
+        f"{statistics.mean(agree):.1%}"
+    )
     await db.close()
 
 

@@ -213,8 +213,11 @@ class Run(ChildBotRun):
         (self.tmp / "coworker.toml").write_text(
             CONFIG.format(concurrency=self.concurrency, tool=TOOL)
         )
-        server = {"command": sys.executable, "args": [str(LOOKUP)],
-                  "env": {"BENCH_TOOL_LOG": str(self.tool_log)}}  # fmt: skip
+        server = {
+            "command": sys.executable,
+            "args": [str(LOOKUP)],
+            "env": {"BENCH_TOOL_LOG": str(self.tool_log)},
+        }
         (self.tmp / ".mcp.json").write_text(json.dumps({"mcpServers": {"bench": server}}))
         env = bot_env(self.slack, self.anthropic, self.tmp)
         self.bot = BotProcess(env=env, cwd=self.tmp, log=self.tmp / "bot.log")
@@ -264,7 +267,9 @@ class Run(ChildBotRun):
         ids = await self.tasks([f"bench task {i}" for i in range(tasks)], 300)
         cpu1 = thread_cpu(self.pid, self.pid)
         marks = ",".join("?" * len(ids))
-        finished = float(self.rows(f"SELECT MAX(finished_at) FROM tasks WHERE id IN ({marks})", tuple(ids))[0][0])  # fmt: skip
+        finished = float(
+            self.rows(f"SELECT MAX(finished_at) FROM tasks WHERE id IN ({marks})", tuple(ids))[0][0]
+        )
         durations = dict(
             self.rows("SELECT idempotency_key, duration_ms FROM tool_calls WHERE tool = ?", (TOOL,))
         )
@@ -284,10 +289,14 @@ class Run(ChildBotRun):
                 )
         wall = finished - wall0
         return Figures(
-            concurrency=self.concurrency, overhead=overhead, tool=tools, gateway=gateway,
+            concurrency=self.concurrency,
+            overhead=overhead,
+            tool=tools,
+            gateway=gateway,
             cpu_per_step=(cpu1 - cpu0) * 1000 / len(overhead),
-            tasks_per_second=tasks / wall, wall=wall,
-        )  # fmt: skip
+            tasks_per_second=tasks / wall,
+            wall=wall,
+        )
 
 
 def report(

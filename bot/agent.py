@@ -156,9 +156,12 @@ class AgentLoop:
         if row is not None:
             data = json.loads(row["messages"])
             return State(
-                messages=data["messages"], step=row["step"], warned=data.get("warned", False),
-                chars=len(row["messages"]), spent_usd=task.spent_usd,
-            )  # fmt: skip
+                messages=data["messages"],
+                step=row["step"],
+                warned=data.get("warned", False),
+                chars=len(row["messages"]),
+                spent_usd=task.spent_usd,
+            )
         plan = Plan.model_validate(task.plan) if task.plan else None
         text = first_request(task, plan)
         if memory:
@@ -181,9 +184,11 @@ class AgentLoop:
                 " messages = excluded.messages, updated_at = excluded.updated_at",
                 (task.id, state.step, payload, now()),
             ),
-            ("UPDATE tasks SET steps = ?, updated_at = ? WHERE id = ?",
-             (state.step, now(), task.id)),
-        ]  # fmt: skip
+            (
+                "UPDATE tasks SET steps = ?, updated_at = ? WHERE id = ?",
+                (state.step, now(), task.id),
+            ),
+        ]
         if state.inputs:
             statements.append(self.tasks.inputs_taken(task.id, state.inputs))
         return statements
@@ -306,14 +311,22 @@ class AgentLoop:
         if state.chars // 4 > self.config.runner.working_memory_tokens:
             state.chars = trim_tool_output(state.messages, self.config.runner.working_memory_tokens)
         ctx = CallContext(
-            task_id=task.id, coworker=coworker, budget_usd=budget,
-            high_visibility=task.high_visibility, spent_usd=spent,
-        )  # fmt: skip
+            task_id=task.id,
+            coworker=coworker,
+            budget_usd=budget,
+            high_visibility=task.high_visibility,
+            spent_usd=spent,
+        )
         try:
             await self.llm.create(
-                purpose="act", system=system, messages=state.messages, tools=tools,
-                max_tokens=4096, ctx=ctx, keep=lambda msg: self.take_reply(task, state, msg),
-            )  # fmt: skip
+                purpose="act",
+                system=system,
+                messages=state.messages,
+                tools=tools,
+                max_tokens=4096,
+                ctx=ctx,
+                keep=lambda msg: self.take_reply(task, state, msg),
+            )
         except BudgetExhausted:
             return Outcome("budget", last_text)
         state.inputs = []  # taken: the checkpoint that holds them is committed
@@ -326,9 +339,11 @@ class AgentLoop:
         if orchestrator is None:
             return None
         if state.spawned is None:  # once per run: a spawn ends the run
-            state.spawned = bool(await self.db.fetchval(
-                "SELECT 1 FROM spawns WHERE parent_id = ? LIMIT 1", (task.id,)
-            ))  # fmt: skip
+            state.spawned = bool(
+                await self.db.fetchval(
+                    "SELECT 1 FROM spawns WHERE parent_id = ? LIMIT 1", (task.id,)
+                )
+            )
         if not state.spawned:
             return None
         family = await orchestrator.family_spend(task.id)
@@ -339,10 +354,13 @@ class AgentLoop:
         row = await self.approvals.current(task.id, key)
         if row is None or (row["status"] == "pending" and row["message_ts"] is None):
             await self.approvals.request(
-                task, kind="spend", key=key, tier="block",
+                task,
+                kind="spend",
+                key=key,
+                tier="block",
                 reason=f"With its subtasks, {task.ref} has spent ${family:.2f} of its "
                 f"${task.budget_usd:.2f} budget. Go on?",
-            )  # fmt: skip
+            )
             return Outcome("waiting", None, wait=Wait.APPROVAL)
         if row["status"] == "pending":
             return Outcome("waiting", None, wait=Wait.APPROVAL)
@@ -382,8 +400,12 @@ class AgentLoop:
         await self.notifier.status(
             fresh,
             StatusSnapshot(
-                state="running", step=state.step, total_steps=max(total, state.step),
-                tools_used=sorted(set(used)), spent_usd=state.spent_usd,
-                budget_usd=fresh.budget_usd, tokens=state.chars // 4,
+                state="running",
+                step=state.step,
+                total_steps=max(total, state.step),
+                tools_used=sorted(set(used)),
+                spent_usd=state.spent_usd,
+                budget_usd=fresh.budget_usd,
+                tokens=state.chars // 4,
             ),
-        )  # fmt: skip
+        )

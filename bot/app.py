@@ -92,19 +92,23 @@ class Coworker:
         await self.delegation.replay_inbox()
         self.scheduler = make_scheduler()
         self.scheduler.add_job(
-            guarded("approval_sweep", self.approvals.sweep), "interval",
+            guarded("approval_sweep", self.approvals.sweep),
+            "interval",
             seconds=self.config.approvals.sweep_interval,
-        )  # fmt: skip
+        )
         if self.delegation.inbox is not None:
             self.scheduler.add_job(
-                guarded("inbox_prune", self.delegation.inbox.prune), "interval",
+                guarded("inbox_prune", self.delegation.inbox.prune),
+                "interval",
                 seconds=PRUNE_SECONDS,
-            )  # fmt: skip
+            )
         if self.delivery is not None:  # at start (Slack may have refused one), then often
             self.scheduler.add_job(
-                guarded("delivery_sweep", self.delivery.sweep), "interval",
-                seconds=SWEEP_SECONDS, next_run_time=datetime.now(),
-            )  # fmt: skip
+                guarded("delivery_sweep", self.delivery.sweep),
+                "interval",
+                seconds=SWEEP_SECONDS,
+                next_run_time=datetime.now(),
+            )
         if self.memory is not None:
             jobs = self.memory_jobs()
             self.scheduler.add_job(jobs["consolidate"], "cron", hour=3, minute=0)
@@ -226,9 +230,11 @@ async def build(settings: Settings) -> Coworker:
     app = make_app(slack, None if settings.socket_mode else secret)
     api_key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else None
     client = make_client(
-        api_key, settings.anthropic_base_url,
-        max_retries=config.runner.model_retries, timeout=config.runner.model_timeout,
-    )  # fmt: skip
+        api_key,
+        settings.anthropic_base_url,
+        max_retries=config.runner.model_retries,
+        timeout=config.runner.model_timeout,
+    )
     llm = LLM(client, config, db)
     tasks = TaskStore(db)
     groups = {m for role in config.roles.values() for m in role.members if m.startswith("S")}
@@ -238,12 +244,16 @@ async def build(settings: Settings) -> Coworker:
         await tasks.update(task_id, status_ts=ts)
 
     notifier = SlackNotifier(
-        slack, status_interval=config.runner.status_interval, on_status_ts=remember_status,
+        slack,
+        status_interval=config.runner.status_interval,
+        on_status_ts=remember_status,
         reviewers=config.memory.reviewers,
-    )  # fmt: skip
+    )
     memory = build_memory(config, db, llm, tasks)
-    builtin = {"slack": slack_server(slack),
-               "memory": memory_server(memory.tool_remember, memory.tool_recall)}  # fmt: skip
+    builtin = {
+        "slack": slack_server(slack),
+        "memory": memory_server(memory.tool_remember, memory.tool_recall),
+    }
     gateway = McpGateway(specs, config, db, builtin=builtin)
     await gateway.start()
     runner = TaskRunner(
@@ -251,26 +261,68 @@ async def build(settings: Settings) -> Coworker:
     )
     orchestrator = Orchestrator(tasks, config, notifier, runner.wake)
     approvals = ApprovalService(
-        db, tasks, config, notifier, directory, runner.wake,
+        db,
+        tasks,
+        config,
+        notifier,
+        directory,
+        runner.wake,
         subtask_finished=orchestrator.child_finished,
-    )  # fmt: skip
+    )
     toolbox = Toolbox(gateway, approvals, notifier, directory, config, orchestrator, tasks=tasks)
-    agent = AgentLoop(db=db, tasks=tasks, llm=llm, toolbox=toolbox, approvals=approvals,
-                      notifier=notifier, config=config)  # fmt: skip
+    agent = AgentLoop(
+        db=db,
+        tasks=tasks,
+        llm=llm,
+        toolbox=toolbox,
+        approvals=approvals,
+        notifier=notifier,
+        config=config,
+    )
     delivery = Delivery(tasks, notifier, busy=lambda task_id: task_id in runner.active)
-    runner.work = TaskWork(tasks=tasks, planner=Planner(llm, config), agent=agent, toolbox=toolbox,
-                           approvals=approvals, notifier=notifier, config=config,
-                           orchestrator=orchestrator, validator=Validator(llm, config),
-                           memory=memory, delivery=delivery)  # fmt: skip
-    delegation = Delegation(tasks=tasks, intake=Intake(tasks, config), approvals=approvals,
-                            runner=runner, notifier=notifier, directory=directory, config=config,
-                            memory=memory, inbox=inbox_for(db),
-                            orchestrator=orchestrator)  # fmt: skip
-    coworker = Coworker(
-        settings=settings, config=config, db=db, slack=slack, app=app, llm=llm, gateway=gateway,
-        tasks=tasks, approvals=approvals, runner=runner, delegation=delegation, notifier=notifier,
-        directory=directory, team_id=team_id, bot_user_id=bot_user_id, memory=memory,
+    runner.work = TaskWork(
+        tasks=tasks,
+        planner=Planner(llm, config),
+        agent=agent,
+        toolbox=toolbox,
+        approvals=approvals,
+        notifier=notifier,
+        config=config,
+        orchestrator=orchestrator,
+        validator=Validator(llm, config),
+        memory=memory,
         delivery=delivery,
-    )  # fmt: skip
+    )
+    delegation = Delegation(
+        tasks=tasks,
+        intake=Intake(tasks, config),
+        approvals=approvals,
+        runner=runner,
+        notifier=notifier,
+        directory=directory,
+        config=config,
+        memory=memory,
+        inbox=inbox_for(db),
+        orchestrator=orchestrator,
+    )
+    coworker = Coworker(
+        settings=settings,
+        config=config,
+        db=db,
+        slack=slack,
+        app=app,
+        llm=llm,
+        gateway=gateway,
+        tasks=tasks,
+        approvals=approvals,
+        runner=runner,
+        delegation=delegation,
+        notifier=notifier,
+        directory=directory,
+        team_id=team_id,
+        bot_user_id=bot_user_id,
+        memory=memory,
+        delivery=delivery,
+    )
     register_handlers(app, coworker)
     return coworker

@@ -45,11 +45,18 @@ class Decision:
 
 def view_from_row(row: Any) -> ApprovalView:
     return ApprovalView(
-        approval_id=row["id"], kind=row["kind"], tool=row["tool"],
-        arguments=json.loads(row["arguments"] or "{}"), reason=row["reason"] or "",
-        tier=row["tier"] or "block", status=row["status"], decided_by=row["decided_by"],
-        decided_at=row["decided_at"], note=row["decision_note"], stage=row["stage"],
-    )  # fmt: skip
+        approval_id=row["id"],
+        kind=row["kind"],
+        tool=row["tool"],
+        arguments=json.loads(row["arguments"] or "{}"),
+        reason=row["reason"] or "",
+        tier=row["tier"] or "block",
+        status=row["status"],
+        decided_by=row["decided_by"],
+        decided_at=row["decided_at"],
+        note=row["decision_note"],
+        stage=row["stage"],
+    )
 
 
 class ApprovalService:
@@ -119,10 +126,21 @@ class ApprovalService:
             " arguments, reason, tier, channel, requested_at, deadline)"
             " SELECT ?,?,?,?,?,?,?,?,?,?,? WHERE EXISTS (SELECT 1 FROM tasks WHERE id = ?"
             f" AND status NOT IN {FINISHED!r}) RETURNING id",
-            (task.id, kind, key, tool, args_hash, json.dumps(redact(arguments or {})),
-             redact_text(reason), tier, task.channel, t, t + self.config.approvals.timeout,
-             task.id),
-        )  # fmt: skip
+            (
+                task.id,
+                kind,
+                key,
+                tool,
+                args_hash,
+                json.dumps(redact(arguments or {})),
+                redact_text(reason),
+                tier,
+                task.channel,
+                t,
+                t + self.config.approvals.timeout,
+                task.id,
+            ),
+        )
         if key:
             row = await self.for_key(key)
         else:
@@ -178,9 +196,11 @@ class ApprovalService:
             # so no pipeline stage builds on it and it is not retried as a failure.
             child = task.parent_id is not None
             ended = await self.tasks.transition(
-                task.id, "cancelled" if child else "done", from_=("paused",),
+                task.id,
+                "cancelled" if child else "done",
+                from_=("paused",),
                 error="budget_declined" if child else None,
-            )  # fmt: skip
+            )
             if ended:
                 fresh = await self.tasks.get(task.id)
                 await self.notifier.status(
@@ -226,12 +246,17 @@ class ApprovalService:
         # One transaction: a crash between the two would leave the task waiting on an
         # approval nobody can answer any more.
         changed, paused_now = await self.db.batch(
-            ("UPDATE approvals SET status = 'expired' WHERE id = ? AND status = 'pending'",
-             (row["id"],)),
-            ("UPDATE tasks SET status = 'paused', updated_at = ? WHERE id = ? AND status IN"
-             " ('waiting_approval', 'queued', 'running') AND EXISTS (SELECT 1 FROM approvals"
-             " WHERE id = ? AND status = 'expired')", (now(), task.id, row["id"])),
-        )  # fmt: skip
+            (
+                "UPDATE approvals SET status = 'expired' WHERE id = ? AND status = 'pending'",
+                (row["id"],),
+            ),
+            (
+                "UPDATE tasks SET status = 'paused', updated_at = ? WHERE id = ? AND status IN"
+                " ('waiting_approval', 'queued', 'running') AND EXISTS (SELECT 1 FROM approvals"
+                " WHERE id = ? AND status = 'expired')",
+                (now(), task.id, row["id"]),
+            ),
+        )
         if changed and paused_now:
             await self.tasks.log(task.id, "status:paused")
             paused = await self.tasks.get(task.id)
@@ -258,6 +283,7 @@ class ApprovalService:
         )
         cfg = self.config.approvals
         return [
-            r for r in rows
+            r
+            for r in rows
             if r["delegator"] == user or user in cfg.approvers or user in cfg.escalate_to
-        ]  # fmt: skip
+        ]

@@ -48,19 +48,30 @@ class Delivery:
             task, text or NOTHING, checks=task.checks or None, skip=skip
         )
         if got.final and not got.complete:
-            log.error("task %s: Slack refused the deliverable for good after part %d of %d",
-                      task.ref, got.parts, got.total)  # fmt: skip
+            log.error(
+                "task %s: Slack refused the deliverable for good after part %d of %d",
+                task.ref,
+                got.parts,
+                got.total,
+            )
         elif not got.complete:
-            log.warning("task %s: deliverable posted up to part %d of %d; the sweep retries",
-                        task.ref, got.parts, got.total)  # fmt: skip
+            log.warning(
+                "task %s: deliverable posted up to part %d of %d; the sweep retries",
+                task.ref,
+                got.parts,
+                got.total,
+            )
         return got
 
     async def sweep(self) -> int:
         """Post the rest of the deliverables Slack did not fully take; how many it now has."""
         since = now() - RETRY_FOR_SECONDS
         for task_id in await self.tasks.give_up_delivery(finished_before=since):
-            log.error("task T-%d: Slack did not take its deliverable within a day; "
-                      "giving up (the answer is in the task's record)", task_id)  # fmt: skip
+            log.error(
+                "task T-%d: Slack did not take its deliverable within a day; "
+                "giving up (the answer is in the task's record)",
+                task_id,
+            )
         finished = 0
         for task in await self.tasks.undelivered(since=since):
             if self.busy(task.id):  # a follow-up run finishes it itself (finish_pending)

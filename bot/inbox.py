@@ -67,9 +67,10 @@ class Inbox:
         # No await from here on: nothing can be appended between this read and the replace.
         entries = self._read()
         keep = [
-            e for e in self._messages(entries)
+            e
+            for e in self._messages(entries)
             if e["event_id"] not in recorded and e["at"] > now() - KEEP_SECONDS
-        ]  # fmt: skip
+        ]
         if len(keep) == len(entries):
             return 0
         tmp = self.path.with_name(self.path.name + ".tmp")

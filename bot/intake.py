@@ -80,9 +80,13 @@ def parse_request(text: str, config: Config) -> ParsedRequest:
         coworker = m.group(1).lower()
         body = body[m.end() :].strip()
     return ParsedRequest(
-        text=body, priority=priority, coworker=coworker, budget_usd=budget,
-        high_visibility=visible, links=list(dict.fromkeys(links)),
-    )  # fmt: skip
+        text=body,
+        priority=priority,
+        coworker=coworker,
+        budget_usd=budget,
+        high_visibility=visible,
+        links=list(dict.fromkeys(links)),
+    )
 
 
 @dataclass
@@ -118,8 +122,9 @@ class Intake:
                 if not parsed.text and not msg.files:
                     return IntakeResult("empty")
                 task_id, kind = await self._create(tx, msg, parsed), "created"
-            await tx.execute("UPDATE slack_events SET task_id = ? WHERE event_id = ?",
-                             (task_id, msg.event_id))  # fmt: skip
+            await tx.execute(
+                "UPDATE slack_events SET task_id = ? WHERE event_id = ?", (task_id, msg.event_id)
+            )
         if kind == "continued":  # committed: a running task looks at its row next turn
             self.tasks.note_reply()
         return IntakeResult(kind, await self.tasks.get(task_id))

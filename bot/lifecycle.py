@@ -170,8 +170,13 @@ class TaskWork:
             return
         got = await self.delivery.finish_pending(task.id)
         if got is not None and got.pending:
-            log.warning("task %s: the rest of the last answer could not be posted before the "
-                        "follow-up; parts %d of %d are in", task.ref, got.parts, got.total)  # fmt: skip
+            log.warning(
+                "task %s: the rest of the last answer could not be posted before the "
+                "follow-up; parts %d of %d are in",
+                task.ref,
+                got.parts,
+                got.total,
+            )
 
     async def validate(self, task: Task, outcome: Outcome, style: str | None) -> Outcome:
         """Review or test the deliverable; send it back up to N times; record every check."""
@@ -244,9 +249,13 @@ class TaskWork:
         # and a post Slack did not take is left for the delivery sweep (bot.delivery).
         got = await self.delivery.send(fresh, text)
         if not await self.tasks.transition(
-            task.id, "done", from_="running", result=text, delivered_parts=got.parts,
+            task.id,
+            "done",
+            from_="running",
+            result=text,
+            delivered_parts=got.parts,
             delivery_pending=int(got.pending),
-        ):  # fmt: skip
+        ):
             return
         done = await self.tasks.get(task.id)
         await self.notifier.status(done, StatusSnapshot.of(done, "done", outcome.tools_used))
@@ -284,10 +293,13 @@ class TaskWork:
         await self.notifier.status(fresh, StatusSnapshot.of(fresh, "paused: budget reached"))
         await self.notifier.budget_exhausted(fresh, partial)
         await self.approvals.request(
-            fresh, kind="budget", key=f"t{task.id}:budget:{fresh.budget_usd:.2f}",
+            fresh,
+            kind="budget",
+            key=f"t{task.id}:budget:{fresh.budget_usd:.2f}",
             reason=f"Spent ${fresh.spent_usd:.2f} of ${fresh.budget_usd:.2f}. Approve a top-up "
-            f"of ${self.config.budget.task_usd:.2f} to continue.", tier="block",
-        )  # fmt: skip
+            f"of ${self.config.budget.task_usd:.2f} to continue.",
+            tier="block",
+        )
 
     async def _fail(self, task: Task, message: str, code: str) -> None:
         if await self.tasks.transition(

@@ -325,6 +325,10 @@ def make_client(
     dollars) on a provider of its own, and the SDK's would only go to the global one.
     """
     return anthropic.AsyncAnthropic(
-        api_key=api_key or "missing", base_url=base_url, max_retries=max_retries, timeout=timeout,
-        http_client=anthropic.DefaultAioHttpClient(), open_telemetry=False,
-    )  # fmt: skip
+        api_key=api_key or "missing",
+        base_url=base_url,
+        max_retries=max_retries,
+        timeout=timeout,
+        http_client=anthropic.DefaultAioHttpClient(),
+        open_telemetry=False,
+    )

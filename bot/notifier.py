@@ -32,10 +32,13 @@ class StatusSnapshot:
         """`task` in `state`, as its row has it (steps taken of those planned, spend)."""
         planned = len((task.plan or {}).get("steps", []))
         return cls(
-            state=state, step=task.steps, total_steps=max(planned, task.steps),
-            tools_used=sorted(set(tools_used or [])), spent_usd=task.spent_usd,
+            state=state,
+            step=task.steps,
+            total_steps=max(planned, task.steps),
+            tools_used=sorted(set(tools_used or [])),
+            spent_usd=task.spent_usd,
             budget_usd=task.budget_usd,
-        )  # fmt: skip
+        )
 
 
 @dataclass

@@ -79,21 +79,45 @@ def tool_definitions(config: Config, *, child: bool) -> list[dict[str, Any]]:
     if names:
         stage = _stage_schema(names)
         tools += [
-            {"name": "team__delegate", "description": "Hand a piece of work to another coworker "
-             "and wait for its structured result.", "input_schema": stage},
-            {"name": "team__fan_out", "description": "Run independent subtasks in parallel and "
-             "gather all results.", "input_schema": {"type": "object", "properties": {
-                 "subtasks": {"type": "array", "items": stage, "minItems": 1, "maxItems": 10}},
-                 "required": ["subtasks"]}},
-            {"name": "team__pipeline", "description": "Run stages in order; each stage receives "
-             "the previous stage's result.", "input_schema": {"type": "object", "properties": {
-                 "stages": {"type": "array", "items": stage, "minItems": 1, "maxItems": 10}},
-                 "required": ["stages"]}},
-        ]  # fmt: skip
+            {
+                "name": "team__delegate",
+                "description": "Hand a piece of work to another coworker "
+                "and wait for its structured result.",
+                "input_schema": stage,
+            },
+            {
+                "name": "team__fan_out",
+                "description": "Run independent subtasks in parallel and gather all results.",
+                "input_schema": {
+                    "type": "object",
+                    "properties": {
+                        "subtasks": {"type": "array", "items": stage, "minItems": 1, "maxItems": 10}
+                    },
+                    "required": ["subtasks"],
+                },
+            },
+            {
+                "name": "team__pipeline",
+                "description": "Run stages in order; each stage receives "
+                "the previous stage's result.",
+                "input_schema": {
+                    "type": "object",
+                    "properties": {
+                        "stages": {"type": "array", "items": stage, "minItems": 1, "maxItems": 10}
+                    },
+                    "required": ["stages"],
+                },
+            },
+        ]
     if child:
-        tools.append({"name": SUBMIT, "description": "Finish this subtask with its structured "
-                      "result (summary, artifacts, findings with severity, open questions).",
-                      "input_schema": AgentResult.model_json_schema()})  # fmt: skip
+        tools.append(
+            {
+                "name": SUBMIT,
+                "description": "Finish this subtask with its structured "
+                "result (summary, artifacts, findings with severity, open questions).",
+                "input_schema": AgentResult.model_json_schema(),
+            }
+        )
     return tools
 
 
@@ -217,14 +241,33 @@ class Orchestrator:
         if journal:
             request += f"\n\nWhat {parent.ref} has done so far (its tool journal):\n{journal}"
         return await self.tasks.create(
-            tx, status="queued", parent_id=parent.id, priority=parent.priority,
-            coworker=stage.coworker, delegator=parent.delegator, team_id=parent.team_id,
-            channel=parent.channel, thread_ts=parent.thread_ts, message_ts=parent.message_ts,
-            project=parent.project, request=request, objective=stage.objective,
-            budget_usd=round(budget, 4), depth=parent.depth + 1, spawn_key=key, stage=index,
-            plan=json.dumps({"summary": stage.objective, "steps": [], "estimate_minutes": 5,
-                             "questions": [], "deliverable": "answer"}),
-        )  # fmt: skip
+            tx,
+            status="queued",
+            parent_id=parent.id,
+            priority=parent.priority,
+            coworker=stage.coworker,
+            delegator=parent.delegator,
+            team_id=parent.team_id,
+            channel=parent.channel,
+            thread_ts=parent.thread_ts,
+            message_ts=parent.message_ts,
+            project=parent.project,
+            request=request,
+            objective=stage.objective,
+            budget_usd=round(budget, 4),
+            depth=parent.depth + 1,
+            spawn_key=key,
+            stage=index,
+            plan=json.dumps(
+                {
+                    "summary": stage.objective,
+                    "steps": [],
+                    "estimate_minutes": 5,
+                    "questions": [],
+                    "deliverable": "answer",
+                }
+            ),
+        )
 
     async def journal_of(self, task_id: int, limit: int = 30) -> str:
         """A hand-off carries the parent's journal: each tool call, its arguments, its result."""
@@ -274,8 +317,9 @@ class Orchestrator:
         elif child.status == "done" and child.result:
             result = AgentResult(summary=child.result[:8000])
         error = None if child.status == "done" else (child.error or child.status)
-        return SubtaskOutcome(task=child.ref, coworker=child.coworker, status=child.status,
-                              result=result, error=error)  # fmt: skip
+        return SubtaskOutcome(
+            task=child.ref, coworker=child.coworker, status=child.status, result=result, error=error
+        )
 
     # -- the child's side --------------------------------------------------------------
 

@@ -95,16 +95,23 @@ class Planner:
             name=coworker.name, persona=coworker.system_prompt, tools=describe_tools(tools)
         )
         ctx = CallContext(
-            task_id=task.id, coworker=coworker, budget_usd=task.budget_usd,
+            task_id=task.id,
+            coworker=coworker,
+            budget_usd=task.budget_usd,
             high_visibility=task.high_visibility,
-        )  # fmt: skip
+        )
         messages = list(conversation)
         for _attempt in range(2):
             msg = await self.llm.create(
-                purpose="plan", system=system, context=memory, messages=messages,
-                tools=[plan_tool_schema()], tool_choice={"type": "tool", "name": "submit_plan"},
-                max_tokens=2000, ctx=ctx,
-            )  # fmt: skip
+                purpose="plan",
+                system=system,
+                context=memory,
+                messages=messages,
+                tools=[plan_tool_schema()],
+                tool_choice={"type": "tool", "name": "submit_plan"},
+                max_tokens=2000,
+                ctx=ctx,
+            )
             block = next((b for b in msg.content if b.type == "tool_use"), None)
             if block is None:
                 raise PlanRejected("no plan returned")
@@ -115,11 +122,18 @@ class Planner:
                 messages = [
                     *conversation,
                     {"role": "assistant", "content": [block.model_dump(exclude_none=True)]},
-                    {"role": "user", "content": [{
-                        "type": "tool_result", "tool_use_id": block.id, "is_error": True,
-                        "content": f"The plan is invalid: {exc.errors()[:5]}. Submit it again.",
-                    }]},
-                ]  # fmt: skip
+                    {
+                        "role": "user",
+                        "content": [
+                            {
+                                "type": "tool_result",
+                                "tool_use_id": block.id,
+                                "is_error": True,
+                                "content": f"The plan is invalid: {exc.errors()[:5]}. Submit it again.",
+                            }
+                        ],
+                    },
+                ]
                 continue
             return mark_approvals(plan, tools)
         raise PlanRejected("the plan did not validate")

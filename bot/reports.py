@@ -228,15 +228,23 @@ async def summary(
     waits = [float(r[0]) for r in await db.fetchall(APPROVAL_WAITS, params)]
     untasked = await db.fetchone(UNTASKED, params) if user is None else (0, 0.0)
     return Summary(
-        days=days, user=user, tasks=len(roots), done=count["done"], failed=count["failed"],
-        cancelled=count["cancelled"], open=len(roots) - sum(count.values()),
+        days=days,
+        user=user,
+        tasks=len(roots),
+        done=count["done"],
+        failed=count["failed"],
+        cancelled=count["cancelled"],
+        open=len(roots) - sum(count.values()),
         intervened=sum(1 for r in roots if r["intervened"]),
-        completion_s=Spread.of(done_times), cost_usd=Spread.of(costs), total_usd=sum(costs),
+        completion_s=Spread.of(done_times),
+        cost_usd=Spread.of(costs),
+        total_usd=sum(costs),
         approval_wait_s=Spread.of(waits),
         by_model=await _cost_lines(db, BY_MODEL, params),
         by_coworker=await _cost_lines(db, BY_COWORKER, params),
-        untasked_calls=int(untasked[0]), untasked_usd=float(untasked[1]),
-    )  # fmt: skip
+        untasked_calls=int(untasked[0]),
+        untasked_usd=float(untasked[1]),
+    )
 
 
 async def _cost_lines(db: Database, sql: str, params: dict[str, Any]) -> list[CostLine]:
@@ -251,16 +259,24 @@ async def timeline(db: Database, task_id: int) -> Timeline:
         raise TaskNotFound(task_id=task_id)
     steps: list[Step] = []
     for table, to_step in (
-        ("llm_calls", _model_step), ("tool_calls", _tool_step), ("approvals", _approval_step)
-    ):  # fmt: skip
+        ("llm_calls", _model_step),
+        ("tool_calls", _tool_step),
+        ("approvals", _approval_step),
+    ):
         sql = f"{TREE_OF_TASK} SELECT r.* FROM {table} r JOIN tree x ON x.id = r.task_id"
         steps.extend(map(to_step, await db.fetchall(sql, (task_id,))))
     steps.sort(key=lambda s: s.at)
     return Timeline(
-        task_id=task_id, status=row["status"], coworker=row["coworker"] or "(unrouted)",
-        delegator=row["delegator"], request=row["request"], created_at=row["created_at"],
-        finished_at=row["finished_at"], budget_usd=row["budget_usd"], steps=steps,
-    )  # fmt: skip
+        task_id=task_id,
+        status=row["status"],
+        coworker=row["coworker"] or "(unrouted)",
+        delegator=row["delegator"],
+        request=row["request"],
+        created_at=row["created_at"],
+        finished_at=row["finished_at"],
+        budget_usd=row["budget_usd"],
+        steps=steps,
+    )
 
 
 def _model_step(r: Any) -> Step:
@@ -269,30 +285,42 @@ def _model_step(r: Any) -> Step:
     if r["cache_write_tokens"] or r["cache_read_tokens"]:
         tokens += f" · cache write {r['cache_write_tokens']} read {r['cache_read_tokens']}"
     return Step(
-        at=r["created_at"] - (latency or 0) / 1000, task_id=r["task_id"], kind="model",
-        name=f"{r['purpose']} · {r['model']}", detail=tokens,
+        at=r["created_at"] - (latency or 0) / 1000,
+        task_id=r["task_id"],
+        kind="model",
+        name=f"{r['purpose']} · {r['model']}",
+        detail=tokens,
         outcome=f"error: {r['error']}" if r["error"] else (r["stop_reason"] or ""),
-        duration_ms=latency, cost_usd=float(r["cost_usd"]),
-    )  # fmt: skip
+        duration_ms=latency,
+        cost_usd=float(r["cost_usd"]),
+    )
 
 
 def _tool_step(r: Any) -> Step:
     outcome = r["status"] + (" (error)" if r["is_error"] and r["status"] == "ok" else "")
     return Step(
-        at=r["started_at"], task_id=r["task_id"], kind="tool", name=r["tool"],
-        detail=f"{r['tier']} · {_clip(r['arguments'], 60)}", outcome=outcome,
+        at=r["started_at"],
+        task_id=r["task_id"],
+        kind="tool",
+        name=r["tool"],
+        detail=f"{r['tier']} · {_clip(r['arguments'], 60)}",
+        outcome=outcome,
         duration_ms=r["duration_ms"],
-    )  # fmt: skip
+    )
 
 
 def _approval_step(r: Any) -> Step:
     waited = (r["decided_at"] - r["requested_at"]) * 1000 if r["decided_at"] else None
     who = f" by {r['decided_by']}" if r["decided_by"] else ""
     return Step(
-        at=r["requested_at"], task_id=r["task_id"], kind="approval",
-        name=r["tool"] or r["kind"], detail=_clip(r["reason"] or "", 60),
-        outcome=r["status"] + who, duration_ms=waited,
-    )  # fmt: skip
+        at=r["requested_at"],
+        task_id=r["task_id"],
+        kind="approval",
+        name=r["tool"] or r["kind"],
+        detail=_clip(r["reason"] or "", 60),
+        outcome=r["status"] + who,
+        duration_ms=waited,
+    )
 
 
 def _clip(text: str, limit: int) -> str:
@@ -418,12 +446,17 @@ def render_timeline(t: Timeline) -> str:
     )
     rows = [
         [
-            f"+{duration(s.at - t.created_at)}", f"T-{s.task_id}", s.kind, s.name, s.detail,
+            f"+{duration(s.at - t.created_at)}",
+            f"T-{s.task_id}",
+            s.kind,
+            s.name,
+            s.detail,
             "" if s.duration_ms is None else duration(s.duration_ms / 1000),
-            "" if s.cost_usd is None else money(s.cost_usd), s.outcome,
+            "" if s.cost_usd is None else money(s.cost_usd),
+            s.outcome,
         ]
         for s in t.steps
-    ]  # fmt: skip
+    ]
     headers = ["at", "task", "kind", "what", "detail", "took", "cost", "outcome"]
     return head + "\n\n" + (render_table(headers, rows) if rows else "no calls yet")
 

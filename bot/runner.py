@@ -101,8 +101,9 @@ class TaskRunner:
             try:
                 await self._fill()
             except Exception:  # e.g. a full disk: the queue must outlive it
-                log.exception("task runner: claiming work failed; trying again in %g s",
-                              self.claim_retry)  # fmt: skip
+                log.exception(
+                    "task runner: claiming work failed; trying again in %g s", self.claim_retry
+                )
                 await asyncio.sleep(self.claim_retry)
                 self.wake()
 

@@ -20,8 +20,16 @@ from bot.base.clock import now
 from bot.base.db import Database, Params, Tx
 from bot.base.errors import TaskNotFound
 
-OPEN = ("received", "planning", "awaiting_plan_approval", "queued", "running",
-        "waiting_approval", "waiting_input", "paused")  # fmt: skip
+OPEN = (
+    "received",
+    "planning",
+    "awaiting_plan_approval",
+    "queued",
+    "running",
+    "waiting_approval",
+    "waiting_input",
+    "paused",
+)
 FINISHED = ("done", "failed", "cancelled")
 #: How long a post Slack did not take (a deliverable, a plan, questions) is retried.
 GIVE_UP_SECONDS = 24 * 3600
@@ -264,10 +272,12 @@ class TaskStore:
     ) -> None:
         """Replace the request with one that includes `inputs`, and mark those taken."""
         await self.db.batch(
-            ("UPDATE tasks SET request = ?, updated_at = ? WHERE id = ?",
-             (request, now(), task_id)),
+            (
+                "UPDATE tasks SET request = ?, updated_at = ? WHERE id = ?",
+                (request, now(), task_id),
+            ),
             self.inputs_taken(task_id, inputs),
-        )  # fmt: skip
+        )
 
     async def undelivered(self, *, since: float) -> list[Task]:
         """Top-level tasks done since `since` whose deliverable Slack has not fully taken."""

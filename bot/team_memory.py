@@ -15,7 +15,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from bot.base.clock import now
 from bot.base.config import Config
@@ -32,7 +32,7 @@ from memory import (
     record_episode,
 )
 from memory import backup as backups
-from memory.records import Memory, Status, scope_key
+from memory.records import Memory, MemoryScope, Status, scope_key
 
 log = logging.getLogger(__name__)
 
@@ -93,12 +93,17 @@ class TeamMemory:
     async def task_finished(self, task: Task, outcome: str, tools_used: list[str]) -> None:
         duration = (task.finished_at or now()) - task.created_at if task.created_at else None
         episode = EpisodeInput(
-            task_id=task.id, request=task.request[:4000],
-            plan_summary=(task.plan or {}).get("summary", ""), tools_used=tools_used,
-            outcome=outcome, result_summary=(task.result or "")[:2000],
+            task_id=task.id,
+            request=task.request[:4000],
+            plan_summary=(task.plan or {}).get("summary", ""),
+            tools_used=tools_used,
+            outcome=outcome,
+            result_summary=(task.result or "")[:2000],
             duration_s=max(duration, 0.0) if duration is not None else None,
-            cost_usd=task.spent_usd, project=task.project, user=task.delegator,
-        )  # fmt: skip
+            cost_usd=task.spent_usd,
+            project=task.project,
+            user=task.delegator,
+        )
         await record_episode(self.store, episode)
 
     async def feedback(self, task_id: int, vote: int) -> None:
@@ -213,11 +218,13 @@ class TeamMemory:
 
     async def extract(self, episode_text: str) -> list[str]:
         msg = await self.llm.create(
-            purpose="consolidate", system=EXTRACT_PROMPT,
+            purpose="consolidate",
+            system=EXTRACT_PROMPT,
             messages=[{"role": "user", "content": episode_text}],
-            tools=[EXTRACT_TOOL], tool_choice={"type": "tool", "name": "submit_facts"},
+            tools=[EXTRACT_TOOL],
+            tool_choice={"type": "tool", "name": "submit_facts"},
             max_tokens=800,
-        )  # fmt: skip
+        )
         block = next((b for b in msg.content if b.type == "tool_use"), None)
         facts = block.input.get("facts", []) if block is not None else []
         return (
@@ -243,11 +250,16 @@ class TeamMemory:
         """The model proposes a fact; people review it before it is used."""
         task = await self.tasks.get(task_id)
         project = task.project if scope == "project" else None
-        kind = scope if scope != "project" or project else "team"
+        kind = cast(MemoryScope, scope if scope != "project" or project else "team")
         fact_id = await self.store.add(
-            "fact", content, kind, project=project, user_id=task.delegator,  # type: ignore[arg-type]
-            source_task=task.id, status="proposed",
-        )  # fmt: skip
+            "fact",
+            content,
+            kind,
+            project=project,
+            user_id=task.delegator,
+            source_task=task.id,
+            status="proposed",
+        )
         return f"proposed as fact #{fact_id}; a person will review it"
 
     async def tool_recall(self, task_id: int, query: str, limit: int) -> str:

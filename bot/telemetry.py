@@ -100,17 +100,19 @@ class Recorder:
         usage = message.usage
         cache_write = getattr(usage, "cache_creation_input_tokens", 0) or 0
         cache_read = getattr(usage, "cache_read_input_tokens", 0) or 0
-        self.span.set_attributes({
-            "gen_ai.response.id": message.id,
-            "gen_ai.response.model": message.model,
-            "gen_ai.response.finish_reasons": [message.stop_reason or "unknown"],
-            # The conventions count cached tokens in input_tokens; Anthropic reports them apart.
-            "gen_ai.usage.input_tokens": usage.input_tokens + cache_write + cache_read,
-            "gen_ai.usage.output_tokens": usage.output_tokens,
-            "gen_ai.usage.cache_creation.input_tokens": cache_write,
-            "gen_ai.usage.cache_read.input_tokens": cache_read,
-            "coworker.cost_usd": cost_usd,
-        })  # fmt: skip
+        self.span.set_attributes(
+            {
+                "gen_ai.response.id": message.id,
+                "gen_ai.response.model": message.model,
+                "gen_ai.response.finish_reasons": [message.stop_reason or "unknown"],
+                # The conventions count cached tokens in input_tokens; Anthropic reports them apart.
+                "gen_ai.usage.input_tokens": usage.input_tokens + cache_write + cache_read,
+                "gen_ai.usage.output_tokens": usage.output_tokens,
+                "gen_ai.usage.cache_creation.input_tokens": cache_write,
+                "gen_ai.usage.cache_read.input_tokens": cache_read,
+                "coworker.cost_usd": cost_usd,
+            }
+        )
 
     def fail(self, error_type: str) -> None:
         """Mark the span failed with `error.type` (the first failure wins)."""
@@ -145,30 +147,50 @@ def _span(name: str, kind: str, attributes: dict[str, Any]) -> Iterator[Recorder
 def task_span(*, task_id: int, coworker: str, phase: str) -> AbstractContextManager[Recorder]:
     """`invoke_agent <coworker>`: one runner pass over a task."""
     coworker = coworker or "coworker"  # not routed yet
-    return _span(f"invoke_agent {coworker}", "INTERNAL", {
-        "gen_ai.operation.name": "invoke_agent", "gen_ai.provider.name": PROVIDER,
-        "gen_ai.agent.name": coworker, "coworker.task": f"T-{task_id}", "coworker.phase": phase,
-    })  # fmt: skip
+    return _span(
+        f"invoke_agent {coworker}",
+        "INTERNAL",
+        {
+            "gen_ai.operation.name": "invoke_agent",
+            "gen_ai.provider.name": PROVIDER,
+            "gen_ai.agent.name": coworker,
+            "coworker.task": f"T-{task_id}",
+            "coworker.phase": phase,
+        },
+    )
 
 
 def model_span(
     *, model: str, purpose: str, task_id: int | None, max_tokens: int
 ) -> AbstractContextManager[Recorder]:
     """`chat <model>`: one Messages API call."""
-    return _span(f"chat {model}", "CLIENT", {
-        "gen_ai.operation.name": "chat", "gen_ai.provider.name": PROVIDER,
-        "gen_ai.system": PROVIDER, "gen_ai.request.model": model,
-        "gen_ai.request.max_tokens": max_tokens, "coworker.purpose": purpose,
-        "coworker.task": f"T-{task_id}" if task_id is not None else None,
-    })  # fmt: skip
+    return _span(
+        f"chat {model}",
+        "CLIENT",
+        {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": PROVIDER,
+            "gen_ai.system": PROVIDER,
+            "gen_ai.request.model": model,
+            "gen_ai.request.max_tokens": max_tokens,
+            "coworker.purpose": purpose,
+            "coworker.task": f"T-{task_id}" if task_id is not None else None,
+        },
+    )
 
 
 def tool_span(
     *, tool: str, call_id: str | None, task_id: int | None
 ) -> AbstractContextManager[Recorder]:
     """`execute_tool <tool>`: one MCP tool call."""
-    return _span(f"execute_tool {tool}", "INTERNAL", {
-        "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": tool,
-        "gen_ai.tool.type": "extension", "gen_ai.tool.call.id": call_id,
-        "coworker.task": f"T-{task_id}" if task_id is not None else None,
-    })  # fmt: skip
+    return _span(
+        f"execute_tool {tool}",
+        "INTERNAL",
+        {
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": tool,
+            "gen_ai.tool.type": "extension",
+            "gen_ai.tool.call.id": call_id,
+            "coworker.task": f"T-{task_id}" if task_id is not None else None,
+        },
+    )

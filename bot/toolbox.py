@@ -47,10 +47,13 @@ INJECTED = {"memory__": "task_id"}
 def api_tools(tools: list[ToolInfo]) -> list[dict[str, Any]] | None:
     """Tool definitions for the Messages API."""
     return [
-        {"name": t.name, "description": (t.description or "")[:1024],
-         "input_schema": model_schema(t)}
+        {
+            "name": t.name,
+            "description": (t.description or "")[:1024],
+            "input_schema": model_schema(t),
+        }
         for t in tools
-    ] or None  # fmt: skip
+    ] or None
 
 
 def model_schema(tool: ToolInfo) -> dict[str, Any]:
@@ -69,8 +72,12 @@ def inject(task: Task, name: str, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def tool_result(tool_use_id: str, content: str, is_error: bool) -> dict[str, Any]:
-    return {"type": "tool_result", "tool_use_id": tool_use_id, "content": content,
-            "is_error": is_error}  # fmt: skip
+    return {
+        "type": "tool_result",
+        "tool_use_id": tool_use_id,
+        "content": content,
+        "is_error": is_error,
+    }
 
 
 class Toolbox:
@@ -180,10 +187,15 @@ class Toolbox:
                 return decided
             approval_id = decided
         ctx = CallContext(
-            task_id=task.id, step=step, coworker=task.coworker, delegator=task.delegator,
-            idempotency_key=key, allowed=set(tools), approval_id=approval_id,
+            task_id=task.id,
+            step=step,
+            coworker=task.coworker,
+            delegator=task.delegator,
+            idempotency_key=key,
+            allowed=set(tools),
+            approval_id=approval_id,
             dry_run_ok=preview is not None,
-        )  # fmt: skip
+        )
         with telemetry.tool_span(tool=name, call_id=call["id"], task_id=task.id) as span:
             result = await self.gateway.call(name, args, ctx)
             if result.is_error:
@@ -209,9 +221,11 @@ class Toolbox:
             await self.tasks.log_once(task.id, "data_check", key, line=check.line())
         if not check.failed:
             return content
-        return (f"{content}\n\n[Coworker check] This result does not match what the plan "
-                f"expected: {check.detail}. Take it into account, and say so in your answer "
-                "if it stands.")  # fmt: skip
+        return (
+            f"{content}\n\n[Coworker check] This result does not match what the plan "
+            f"expected: {check.detail}. Take it into account, and say so in your answer "
+            "if it stands."
+        )
 
     @staticmethod
     def expectation(task: Task, tool: str) -> Expect | None:
@@ -251,10 +265,17 @@ class Toolbox:
             row = await self.approvals.for_key(akey)
         if row is None or (row["status"] == "pending" and row["message_ts"] is None):
             await self.approvals.request(
-                task, kind="tool", key=akey, tool=info.name, arguments=args,
-                args_hash=args_hash(info.name, args), tier=info.tier, reason=reason,
-                plan_step=self.plan_step(task, info.name), preview=preview,
-            )  # fmt: skip
+                task,
+                kind="tool",
+                key=akey,
+                tool=info.name,
+                arguments=args,
+                args_hash=args_hash(info.name, args),
+                tier=info.tier,
+                reason=reason,
+                plan_step=self.plan_step(task, info.name),
+                preview=preview,
+            )
             return None
         if row["status"] == "rejected":
             who = row["decided_by"] or "a person"

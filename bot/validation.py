@@ -133,12 +133,17 @@ class Validator:
     async def review(self, task: Task, draft: str, style: str | None) -> Check:
         """A review call on the draft; the verdict is a forced tool call."""
         msg = await self.llm.create(
-            purpose="review", system=REVIEW_PROMPT, context=style,
-            messages=[{"role": "user", "content": f"Request:\n{task.request}\n\nDeliverable:\n{draft}"}],
-            tools=[REVIEW_TOOL], tool_choice={"type": "tool", "name": "submit_review"},
+            purpose="review",
+            system=REVIEW_PROMPT,
+            context=style,
+            messages=[
+                {"role": "user", "content": f"Request:\n{task.request}\n\nDeliverable:\n{draft}"}
+            ],
+            tools=[REVIEW_TOOL],
+            tool_choice={"type": "tool", "name": "submit_review"},
             max_tokens=1000,
             ctx=CallContext(task_id=task.id, budget_usd=task.budget_usd),
-        )  # fmt: skip
+        )
         block = next((b for b in msg.content if b.type == "tool_use"), None)
         try:
             verdict = Review.model_validate(block.input if block else {})
@@ -151,9 +156,14 @@ class Validator:
         ctx = CallContext(task_id=task.id, budget_usd=task.budget_usd, high_visibility=True)
         try:
             msg = await self.llm.create(
-                purpose="final_draft", system=POLISH_PROMPT, max_tokens=8000, ctx=ctx,
-                messages=[{"role": "user", "content": f"Request:\n{task.request}\n\nDraft:\n{draft}"}],
-            )  # fmt: skip
+                purpose="final_draft",
+                system=POLISH_PROMPT,
+                max_tokens=8000,
+                ctx=ctx,
+                messages=[
+                    {"role": "user", "content": f"Request:\n{task.request}\n\nDraft:\n{draft}"}
+                ],
+            )
         except BudgetExhausted:
             return draft
         return text_of(msg) or draft
@@ -180,5 +190,7 @@ class Validator:
 def feedback(checks: list[Check]) -> str:
     """What the model is told when checks fail."""
     lines = [f"- {c.name}: {c.detail or 'failed'}" for c in checks if not c.passed]
-    return "Your deliverable did not pass these checks. Fix them and give the full revised " \
-           "deliverable:\n" + "\n".join(lines)  # fmt: skip
+    return (
+        "Your deliverable did not pass these checks. Fix them and give the full revised "
+        "deliverable:\n" + "\n".join(lines)
+    )

@@ -56,9 +56,11 @@ class _Fence:
     def closed_by(self, line: str) -> bool:
         m = _FENCE.fullmatch(line.rstrip("\r\n"))
         return bool(
-            m and m.group(2)[0] == self.marks[0] and len(m.group(2)) >= len(self.marks)
+            m
+            and m.group(2)[0] == self.marks[0]
+            and len(m.group(2)) >= len(self.marks)
             and not m.group(3).strip()
-        )  # fmt: skip
+        )
 
 
 def _opens(line: str, limit: int) -> _Fence | None:
@@ -138,11 +140,12 @@ def _joined(text: str, i: int) -> bool:
     """Whether cutting `text` before index `i` would split one visible character."""
     this, before = text[i], text[i - 1]
     return (
-        unicodedata.category(this) in ("Mn", "Mc", "Me") or this in _JOINERS
+        unicodedata.category(this) in ("Mn", "Mc", "Me")
+        or this in _JOINERS
         or before == "\u200d"
         or "\U0001f3fb" <= this <= "\U0001f3ff"  # skin tones
         or ("\U0001f1e6" <= this <= "\U0001f1ff" and "\U0001f1e6" <= before <= "\U0001f1ff")
-    )  # fmt: skip
+    )
 
 
 def markdown(text: str) -> dict[str, Any]:
@@ -199,10 +202,12 @@ def plan_blocks(
     blocks = [section(part) for part in split_markdown("\n".join(lines), SECTION_LIMIT)]
     if needs_approval:
         v = str(task_id)
-        blocks.append(actions(
-            f"plan:{task_id}",
-            button("Approve", "plan_approve", v, "primary"),
-            button("Edit", "plan_edit", v),
-            button("Cancel", "task_cancel", v, "danger"),
-        ))  # fmt: skip
+        blocks.append(
+            actions(
+                f"plan:{task_id}",
+                button("Approve", "plan_approve", v, "primary"),
+                button("Edit", "plan_edit", v),
+                button("Cancel", "task_cancel", v, "danger"),
+            )
+        )
     return blocks[:MESSAGE_BLOCKS]

@@ -50,8 +50,10 @@ async def cmd_status(svc: Any, user: str, arg: str, cmd: dict[str, Any]) -> str:
     if task_id is None:
         return "Which task? For example `/coworker status T-42`."
     task, events = await svc.delegation.status_of(task_id)
-    lines = [task_line(task),
-             f"steps: {task.steps} · spent ${task.spent_usd:.2f} of ${task.budget_usd:.2f}"]  # fmt: skip
+    lines = [
+        task_line(task),
+        f"steps: {task.steps} · spent ${task.spent_usd:.2f} of ${task.budget_usd:.2f}",
+    ]
     if task.error:
         lines.append(f"stopped because: {task.error.replace('_', ' ')}")
     for e in events[-8:]:
@@ -70,13 +72,23 @@ async def _on_task(
 
 
 async def cmd_cancel(svc: Any, user: str, arg: str, cmd: dict[str, Any]) -> str:
-    return await _on_task(arg, "cancel", lambda t: svc.delegation.cancel(t, user),
-                          "Cancelled {ref}.", "{ref} is already finished.")  # fmt: skip
+    return await _on_task(
+        arg,
+        "cancel",
+        lambda t: svc.delegation.cancel(t, user),
+        "Cancelled {ref}.",
+        "{ref} is already finished.",
+    )
 
 
 async def cmd_resume(svc: Any, user: str, arg: str, cmd: dict[str, Any]) -> str:
-    return await _on_task(arg, "resume", lambda t: svc.delegation.resume(t, user),
-                          "Resuming {ref}.", "{ref} is not paused or failed.")  # fmt: skip
+    return await _on_task(
+        arg,
+        "resume",
+        lambda t: svc.delegation.resume(t, user),
+        "Resuming {ref}.",
+        "{ref} is not paused or failed.",
+    )
 
 
 async def cmd_remember(svc: Any, user: str, arg: str, cmd: dict[str, Any]) -> str:

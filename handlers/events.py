@@ -35,9 +35,11 @@ async def handle_assistant_thread_started(event: dict[str, Any], client: AsyncWe
         return
     try:
         await client.assistant_threads_setSuggestedPrompts(
-            channel_id=channel, thread_ts=thread_ts, prompts=SUGGESTED_PROMPTS,
+            channel_id=channel,
+            thread_ts=thread_ts,
+            prompts=SUGGESTED_PROMPTS,
             title="What should I work on?",
-        )  # fmt: skip
+        )
     except SlackApiError as exc:
         log.info("suggested prompts not set: %s", exc.response.get("error"))
 

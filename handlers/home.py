@@ -36,11 +36,13 @@ async def home_view(svc: Any, user: str) -> dict[str, Any]:
                 f"T-{row['task_id']}: `{row['tool'] or row['kind']}` — {bk.escape(row['reason'] or '')}"
             )
         )
-        blocks.append(bk.actions(
-            f"home-approval:{row['id']}",
-            bk.button("Approve", "approval_approve", str(row["id"]), "primary"),
-            bk.button("Reject", "approval_reject", str(row["id"]), "danger"),
-        ))  # fmt: skip
+        blocks.append(
+            bk.actions(
+                f"home-approval:{row['id']}",
+                bk.button("Approve", "approval_approve", str(row["id"]), "primary"),
+                bk.button("Reject", "approval_reject", str(row["id"]), "danger"),
+            )
+        )
     blocks.extend(await spend_blocks(svc, user))
     if getattr(svc, "memory", None) is not None:
         blocks.extend(await memory_blocks(svc, user))
@@ -58,8 +60,12 @@ async def memory_blocks(svc: Any, user: str) -> list[dict[str, Any]]:
     if not facts:
         blocks.append(bk.section("No facts yet. Teach me with `/coworker remember …`."))
     for fact in facts[:10]:
-        blocks.append({**bk.section(bk.escape(describe(fact))), "accessory": bk.button(
-            "Forget", "fact_forget", str(fact.id), "danger")})  # fmt: skip
+        blocks.append(
+            {
+                **bk.section(bk.escape(describe(fact))),
+                "accessory": bk.button("Forget", "fact_forget", str(fact.id), "danger"),
+            }
+        )
     if proposed:
         blocks.append({"type": "header", "text": {"type": "plain_text", "text": "Facts to review"}})
     for fact in proposed[:5]:
@@ -79,13 +85,14 @@ async def spend_blocks(svc: Any, user: str) -> list[dict[str, Any]]:
 def summary_block(summary: Summary) -> dict[str, Any]:
     lines = [f"*{metric.capitalize()}:* {value}" for metric, value in summary_rows(summary)]
     if summary.by_model:
-        lines.append("*By model:* " + ", ".join(
-            f"`{c.name}` {money(c.cost_usd)}" for c in summary.by_model
-        ))  # fmt: skip
+        lines.append(
+            "*By model:* " + ", ".join(f"`{c.name}` {money(c.cost_usd)}" for c in summary.by_model)
+        )
     if summary.user is None and summary.by_coworker:
-        lines.append("*By coworker:* " + ", ".join(
-            f"{bk.escape(c.name)} {money(c.cost_usd)}" for c in summary.by_coworker
-        ))  # fmt: skip
+        lines.append(
+            "*By coworker:* "
+            + ", ".join(f"{bk.escape(c.name)} {money(c.cost_usd)}" for c in summary.by_coworker)
+        )
     return bk.section("\n".join(lines))
 
 

@@ -16,10 +16,21 @@ from bot.intake import IncomingMessage
 log = logging.getLogger(__name__)
 
 IGNORED_SUBTYPES = {
-    "message_changed", "message_deleted", "bot_message", "channel_join", "channel_leave",
-    "thread_broadcast", "message_replied", "assistant_app_thread", "channel_topic",
-    "channel_purpose", "channel_name", "pinned_item", "unpinned_item", "ekm_access_denied",
-}  # fmt: skip
+    "message_changed",
+    "message_deleted",
+    "bot_message",
+    "channel_join",
+    "channel_leave",
+    "thread_broadcast",
+    "message_replied",
+    "assistant_app_thread",
+    "channel_topic",
+    "channel_purpose",
+    "channel_name",
+    "pinned_item",
+    "unpinned_item",
+    "ekm_access_denied",
+}
 MAX_TEXT = 40_000
 
 
@@ -41,10 +52,17 @@ def incoming(
     thread_ts = event.get("thread_ts") if isinstance(event.get("thread_ts"), str) else None
     return IncomingMessage(
         event_id=str(body.get("event_id") or f"{channel}:{ts}"),
-        channel=channel, user=user, text=text[:MAX_TEXT], ts=ts, thread_ts=thread_ts,
-        team_id=body.get("team_id"), channel_type=event.get("channel_type"),
-        mention=mention, files=files, assistant=bool(event.get("assistant_thread")),
-    )  # fmt: skip
+        channel=channel,
+        user=user,
+        text=text[:MAX_TEXT],
+        ts=ts,
+        thread_ts=thread_ts,
+        team_id=body.get("team_id"),
+        channel_type=event.get("channel_type"),
+        mention=mention,
+        files=files,
+        assistant=bool(event.get("assistant_thread")),
+    )
 
 
 async def keep_before_ack(body: dict[str, Any], context: dict[str, Any], next: Any) -> None:

@@ -45,10 +45,20 @@ def slack_error(exc: SlackApiError) -> tuple[str | None, bool]:
 
 #: Slack errors a later attempt can get past; the rest (an archived channel, the bot removed
 #: from it, invalid blocks) will not, so a deliverable is not retried after them.
-RETRYABLE = frozenset({
-    "ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout",
-    "invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive",
-})  # fmt: skip
+RETRYABLE = frozenset(
+    {
+        "ratelimited",
+        "internal_error",
+        "fatal_error",
+        "service_unavailable",
+        "request_timeout",
+        "invalid_auth",
+        "not_authed",
+        "token_revoked",
+        "token_expired",
+        "account_inactive",
+    }
+)
 
 CLOSE_FLUSH_SECONDS = 5.0
 #: Slack drops an assistant thread's status after two minutes without a message.
@@ -78,8 +88,12 @@ class Posted(NamedTuple):
 
 
 def decision_line(view: ApprovalView) -> str:
-    icon = {"approved": "✅ Approved", "rejected": "❌ Rejected", "used": "✅ Approved",
-            "expired": "⌛ Expired"}.get(view.status, view.status)  # fmt: skip
+    icon = {
+        "approved": "✅ Approved",
+        "rejected": "❌ Rejected",
+        "used": "✅ Approved",
+        "expired": "⌛ Expired",
+    }.get(view.status, view.status)
     who = f" by <@{view.decided_by}>" if view.decided_by else ""
     when = (
         f" at <!date^{int(view.decided_at)}^{{time}}|{time.ctime(view.decided_at)}>"
@@ -127,9 +141,11 @@ class SlackNotifier:
             self._assistant_status.pop(task.id, None)
         try:
             resp = await self.client.chat_postMessage(
-                channel=task.channel, thread_ts=task.thread_ts,
-                text=text[:3000] if blocks else text[:TEXT_LIMIT], blocks=blocks,
-            )  # fmt: skip
+                channel=task.channel,
+                thread_ts=task.thread_ts,
+                text=text[:3000] if blocks else text[:TEXT_LIMIT],
+                blocks=blocks,
+            )
         except SlackApiError as exc:
             error, retryable = slack_error(exc)
             log.warning("task %s: chat.postMessage failed: %s", task.ref, error)
@@ -253,8 +269,10 @@ class SlackNotifier:
         steps = f"step {s.step}/{s.total_steps}" if s.total_steps else f"step {s.step}"
         tools = f" · tools: {', '.join(f'`{t}`' for t in s.tools_used)}" if s.tools_used else ""
         note = f" · {s.note}" if s.note else ""
-        return (f"{task.ref} · {s.state} · {steps}{tools} · "
-                f"${s.spent_usd:.2f} of ${s.budget_usd:.2f}{note}")  # fmt: skip
+        return (
+            f"{task.ref} · {s.state} · {steps}{tools} · "
+            f"${s.spent_usd:.2f} of ${s.budget_usd:.2f}{note}"
+        )
 
     async def _set_assistant_status(self, task: Task, snap: StatusSnapshot) -> None:
         """Slack's "is working…" in assistant threads: set once per change, again after a
@@ -302,11 +320,13 @@ class SlackNotifier:
             approve = "Approve"
         if buttons:
             v = str(view.approval_id)
-            blocks.append(bk.actions(
-                f"approval:{view.approval_id}",
-                bk.button(approve, "approval_approve", v, "primary"),
-                bk.button("Reject", "approval_reject", v, "danger"),
-            ))  # fmt: skip
+            blocks.append(
+                bk.actions(
+                    f"approval:{view.approval_id}",
+                    bk.button(approve, "approval_approve", v, "primary"),
+                    bk.button("Reject", "approval_reject", v, "danger"),
+                )
+            )
         else:
             blocks.append(bk.context(decision_line(view)))
         return blocks
@@ -342,9 +362,14 @@ class SlackNotifier:
 
     async def paused(self, task: Task, reason: str) -> None:
         text = f"⏸ {reason} Resume with the button or `/coworker resume {task.ref}`."
-        await self.post(task, text, [
-            bk.section(text), bk.actions(f"resume:{task.id}", bk.button("Resume", "task_resume", str(task.id))),
-        ])  # fmt: skip
+        await self.post(
+            task,
+            text,
+            [
+                bk.section(text),
+                bk.actions(f"resume:{task.id}", bk.button("Resume", "task_resume", str(task.id))),
+            ],
+        )
 
     async def budget_exhausted(self, task: Task, partial: str | None) -> None:
         intro = f"{task.ref} used its budget (${task.spent_usd:.2f} of ${task.budget_usd:.2f})."
@@ -420,9 +445,12 @@ class SlackNotifier:
         if skip < 1:
             try:
                 await self.client.files_upload_v2(
-                    channel=task.channel, thread_ts=task.thread_ts, content=redact_text(text),
-                    filename=f"{task.ref}.md", title=f"{task.ref}: full answer",
-                )  # fmt: skip
+                    channel=task.channel,
+                    thread_ts=task.thread_ts,
+                    content=redact_text(text),
+                    filename=f"{task.ref}.md",
+                    title=f"{task.ref}: full answer",
+                )
             except SlackApiError as exc:
                 error, retryable = slack_error(exc)
                 log.warning("task %s: file upload failed: %s", task.ref, error)
@@ -447,8 +475,10 @@ class SlackNotifier:
         await self.post(task, text)
 
     async def rate_limited(self, channel: str, thread_ts: str, user: str, limit: int) -> None:
-        text = (f"You've started {limit} tasks in the last minute, so I didn't start this one. "
-                "Please ask again in a minute.")  # fmt: skip
+        text = (
+            f"You've started {limit} tasks in the last minute, so I didn't start this one. "
+            "Please ask again in a minute."
+        )
         try:
             await self.client.chat_postEphemeral(
                 channel=channel, user=user, text=text, thread_ts=thread_ts
@@ -482,9 +512,10 @@ class SlackNotifier:
                             "id"
                         ]
                     await self.client.chat_postMessage(
-                        channel=channel, text="Proposed fact to review",
+                        channel=channel,
+                        text="Proposed fact to review",
                         blocks=self.fact_blocks(p.fact.id, p.fact.content),
-                    )  # fmt: skip
+                    )
                 except SlackApiError as exc:
                     log.warning("fact review post failed: %s", exc.response.get("error"))
                 except UNREACHABLE as exc:

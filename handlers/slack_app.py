@@ -64,11 +64,13 @@ class RedactingWebClient(AsyncWebClient):
 
 def make_client(token: str, base_url: str) -> AsyncWebClient:
     client = RedactingWebClient(token=token, base_url=base_url, timeout=30)
-    client.retry_handlers.extend([
-        AsyncRateLimitErrorRetryHandler(max_retry_count=5),
-        AsyncServerErrorRetryHandler(max_retry_count=3),
-        AsyncConnectionErrorRetryHandler(max_retry_count=3),
-    ])  # fmt: skip
+    client.retry_handlers.extend(
+        [
+            AsyncRateLimitErrorRetryHandler(max_retry_count=5),
+            AsyncServerErrorRetryHandler(max_retry_count=3),
+            AsyncConnectionErrorRetryHandler(max_retry_count=3),
+        ]
+    )
     return client
 
 
@@ -127,9 +129,12 @@ def http_app(app: AsyncApp, healthy: Callable[[], Awaitable[bool]]) -> web.Appli
             log.warning("refused a request Bolt cannot read: %s", type(exc).__name__)
             return web.Response(status=400, text="bad request")
         return web.Response(
-            status=resp.status, body=resp.body,
-            headers={k: v[0] for k, v in resp.headers.items() if v and k.lower() != "content-length"},
-        )  # fmt: skip
+            status=resp.status,
+            body=resp.body,
+            headers={
+                k: v[0] for k, v in resp.headers.items() if v and k.lower() != "content-length"
+            },
+        )
 
     async def health(request: web.Request) -> web.Response:
         ok = await healthy()

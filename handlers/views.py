@@ -27,34 +27,68 @@ def text_modal(
     max_length: int = 3000,
 ) -> dict[str, Any]:
     """A modal with one multiline text input; `private_metadata` carries the target id."""
-    element: dict[str, Any] = {"type": "plain_text_input", "action_id": "text",
-                               "multiline": True, "max_length": max_length}  # fmt: skip
+    element: dict[str, Any] = {
+        "type": "plain_text_input",
+        "action_id": "text",
+        "multiline": True,
+        "max_length": max_length,
+    }
     if initial:
         element["initial_value"] = initial[:max_length]
     return {
-        "type": "modal", "callback_id": callback_id, "private_metadata": str(target),
+        "type": "modal",
+        "callback_id": callback_id,
+        "private_metadata": str(target),
         "title": {"type": "plain_text", "text": title[:24]},
         "submit": {"type": "plain_text", "text": submit},
-        "blocks": [{"type": "input", "block_id": block_id, "optional": optional,
-                    "label": {"type": "plain_text", "text": label}, "element": element}],
-    }  # fmt: skip
+        "blocks": [
+            {
+                "type": "input",
+                "block_id": block_id,
+                "optional": optional,
+                "label": {"type": "plain_text", "text": label},
+                "element": element,
+            }
+        ],
+    }
 
 
 def plan_edit_modal(task: Task) -> dict[str, Any]:
     text = render_plan(Plan.model_validate(task.plan)) if task.plan else task.request
-    return text_modal("plan_edit", task.id, title=f"Edit plan {task.ref}", submit="Revise plan",
-                      block_id="plan", label="Plan", initial=text)  # fmt: skip
+    return text_modal(
+        "plan_edit",
+        task.id,
+        title=f"Edit plan {task.ref}",
+        submit="Revise plan",
+        block_id="plan",
+        label="Plan",
+        initial=text,
+    )
 
 
 def reject_modal(approval_id: int) -> dict[str, Any]:
-    return text_modal("approval_reject", approval_id, title="Reject", submit="Reject",
-                      block_id="reason", label="Reason (the coworker sees it)", optional=True,
-                      max_length=1000)  # fmt: skip
+    return text_modal(
+        "approval_reject",
+        approval_id,
+        title="Reject",
+        submit="Reject",
+        block_id="reason",
+        label="Reason (the coworker sees it)",
+        optional=True,
+        max_length=1000,
+    )
 
 
 def fact_edit_modal(fact_id: int, text: str) -> dict[str, Any]:
-    return text_modal("fact_edit", fact_id, title="Edit fact", submit="Approve",
-                      block_id="fact", label="Fact", initial=text)  # fmt: skip
+    return text_modal(
+        "fact_edit",
+        fact_id,
+        title="Edit fact",
+        submit="Approve",
+        block_id="fact",
+        label="Fact",
+        initial=text,
+    )
 
 
 def field(view: dict[str, Any], block: str) -> str:

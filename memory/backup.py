@@ -63,8 +63,9 @@ def _check(path: Path) -> None:
 
 def rotate(directory: str | Path, keep: int) -> list[Path]:
     """Delete all but the newest `keep` backups in `directory`; return what was deleted."""
-    backups = sorted(p for p in Path(directory).glob(f"{PREFIX}*{SUFFIX}")
-                     if _BACKUP_NAME.match(p.name))  # fmt: skip
+    backups = sorted(
+        p for p in Path(directory).glob(f"{PREFIX}*{SUFFIX}") if _BACKUP_NAME.match(p.name)
+    )
     doomed = backups[: max(0, len(backups) - keep)]
     for old in doomed:
         old.unlink(missing_ok=True)

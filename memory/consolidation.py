@@ -92,10 +92,16 @@ async def _propose(store: MemoryStore, episode: Memory, candidate: str) -> Memor
         log.debug("memory: dropped duplicate fact candidate from episode %d", episode.id)
         return None
     fact_id = await store.add(
-        "fact", text, episode.scope, project=episode.project, user_id=episode.user_id,
-        source_task=episode.source_task, permalink=episode.permalink, status="proposed",
+        "fact",
+        text,
+        episode.scope,
+        project=episode.project,
+        user_id=episode.user_id,
+        source_task=episode.source_task,
+        permalink=episode.permalink,
+        status="proposed",
         sources=[episode.id],
-    )  # fmt: skip
+    )
     return await store.get(fact_id)
 
 
@@ -107,8 +113,9 @@ async def remember(
     if not shared:
         return await store.add("fact", text, "user", user_id=user_id, decided_by=user_id)
     if scope.project:
-        return await store.add("fact", text, "project", project=scope.project, user_id=user_id,
-                               decided_by=user_id)  # fmt: skip
+        return await store.add(
+            "fact", text, "project", project=scope.project, user_id=user_id, decided_by=user_id
+        )
     return await store.add("fact", text, "team", user_id=user_id, decided_by=user_id)
 
 

@@ -30,12 +30,19 @@ _MAX_RETRY_AFTER = 30.0
 
 #: Output sizes of common models, so the vector index can be created before any call.
 KNOWN_DIMS = {
-    "voyage-3.5": 1024, "voyage-3.5-lite": 1024, "voyage-3-large": 1024, "voyage-3": 1024,
-    "voyage-3-lite": 512, "voyage-code-3": 1024,
-    "text-embedding-3-small": 1536, "text-embedding-3-large": 3072,
-    "text-embedding-ada-002": 1536, "nomic-embed-text": 768, "all-minilm": 384,
+    "voyage-3.5": 1024,
+    "voyage-3.5-lite": 1024,
+    "voyage-3-large": 1024,
+    "voyage-3": 1024,
+    "voyage-3-lite": 512,
+    "voyage-code-3": 1024,
+    "text-embedding-3-small": 1536,
+    "text-embedding-3-large": 3072,
+    "text-embedding-ada-002": 1536,
+    "nomic-embed-text": 768,
+    "all-minilm": 384,
     "mxbai-embed-large": 1024,
-}  # fmt: skip
+}
 
 
 def embeddings_url(base: str) -> str:
@@ -78,9 +85,10 @@ class EmbeddingAPI:
         self._backoff = backoff
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.AsyncClient(
-            headers=headers, timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             transport=transport,
-        )  # fmt: skip
+        )
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -92,8 +100,13 @@ class EmbeddingAPI:
             try:
                 response = await self._client.post(self.url, json=payload)
             except httpx.TransportError as exc:
-                log.warning("%s embeddings: %s on attempt %d (%s)", self.provider,
-                            type(exc).__name__, attempt, self._where)  # fmt: skip
+                log.warning(
+                    "%s embeddings: %s on attempt %d (%s)",
+                    self.provider,
+                    type(exc).__name__,
+                    attempt,
+                    self._where,
+                )
                 if attempt == self._attempts:
                     raise EmbeddingUnavailable(
                         f"{self.provider} embeddings: {type(exc).__name__}", provider=self.provider
@@ -102,16 +115,27 @@ class EmbeddingAPI:
                 continue
             elapsed_ms = (time.monotonic() - started) * 1000
             if response.status_code == 200:
-                log.debug("%s embeddings: %d inputs in %.0f ms", self.provider,
-                          len(payload.get("input", ())), elapsed_ms)  # fmt: skip
+                log.debug(
+                    "%s embeddings: %d inputs in %.0f ms",
+                    self.provider,
+                    len(payload.get("input", ())),
+                    elapsed_ms,
+                )
                 return self._json(response)
-            log.warning("%s embeddings: HTTP %d on attempt %d (%s): %s", self.provider,
-                        response.status_code, attempt, self._where, self._excerpt(response))  # fmt: skip
+            log.warning(
+                "%s embeddings: HTTP %d on attempt %d (%s): %s",
+                self.provider,
+                response.status_code,
+                attempt,
+                self._where,
+                self._excerpt(response),
+            )
             if response.status_code not in _RETRY_STATUS or attempt == self._attempts:
                 raise EmbeddingUnavailable(
                     f"{self.provider} embeddings: HTTP {response.status_code}",
-                    provider=self.provider, status=response.status_code,
-                )  # fmt: skip
+                    provider=self.provider,
+                    status=response.status_code,
+                )
             await asyncio.sleep(self._delay(attempt, response.headers.get("retry-after")))
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -194,8 +218,7 @@ class VoyageEmbedder(_RemoteEmbedder):
     name = "voyage"
 
     def _payload(self, batch: list[str], query: bool) -> dict[str, Any]:
-        return {"input": batch, "model": self.model,
-                "input_type": "query" if query else "document"}  # fmt: skip
+        return {"input": batch, "model": self.model, "input_type": "query" if query else "document"}
 
 
 class OpenAICompatibleEmbedder(_RemoteEmbedder):

@@ -41,9 +41,12 @@ DEFAULT_MODELS = {
     "voyage": "voyage-3.5",
     "openai": "text-embedding-3-small",
 }
-_FASTEMBED_DIMS = {"BAAI/bge-small-en-v1.5": 384, "BAAI/bge-base-en-v1.5": 768,
-                   "sentence-transformers/all-MiniLM-L6-v2": 384,
-                   "nomic-ai/nomic-embed-text-v1.5": 768}  # fmt: skip
+_FASTEMBED_DIMS = {
+    "BAAI/bge-small-en-v1.5": 384,
+    "BAAI/bge-base-en-v1.5": 768,
+    "sentence-transformers/all-MiniLM-L6-v2": 384,
+    "nomic-ai/nomic-embed-text-v1.5": 768,
+}
 
 
 @runtime_checkable

@@ -80,10 +80,15 @@ async def record_episode(store: MemoryStore, task_summary: EpisodeInput) -> int:
     ep = task_summary
     existing = await episode_for_task(store, ep.task_id)
     fields: dict[str, Any] = dict(
-        scope=ep.memory_scope, project=ep.project, user_id=ep.user, permalink=ep.permalink,
-        outcome=ep.outcome, tools_used=list(dict.fromkeys(ep.tools_used)),
-        duration_s=ep.duration_s, cost_usd=ep.cost_usd,
-    )  # fmt: skip
+        scope=ep.memory_scope,
+        project=ep.project,
+        user_id=ep.user,
+        permalink=ep.permalink,
+        outcome=ep.outcome,
+        tools_used=list(dict.fromkeys(ep.tools_used)),
+        duration_s=ep.duration_s,
+        cost_usd=ep.cost_usd,
+    )
     if existing is None:
         return await store.add("episode", episode_text(ep), source_task=ep.task_id, **fields)
     await store.update(existing.id, content=episode_text(ep, existing.correction), **fields)

@@ -49,9 +49,16 @@ class KeywordIndex:
     ) -> list[int]:
         """Memory ids by bm25, best first, among those `scope` may see."""
         ids: list[int] = await self.db.run_sync(
-            lambda conn: self.ranking_on(conn, query, scope, kind=kind, statuses=statuses,
-                                         limit=limit, allow_common=allow_common)
-        )  # fmt: skip
+            lambda conn: self.ranking_on(
+                conn,
+                query,
+                scope,
+                kind=kind,
+                statuses=statuses,
+                limit=limit,
+                allow_common=allow_common,
+            )
+        )
         return ids
 
     def ranking_on(

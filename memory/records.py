@@ -29,9 +29,17 @@ STATUSES: tuple[Status, ...] = ("active", "proposed", "archived")
 
 #: Columns besides the core ones that `MemoryStore.add()` / `update()` accept.
 EXTRA_FIELDS = frozenset(
-    {"outcome", "feedback", "correction", "tools_used", "duration_s", "cost_usd", "sources",
-     "decided_by"}
-)  # fmt: skip
+    {
+        "outcome",
+        "feedback",
+        "correction",
+        "tools_used",
+        "duration_s",
+        "cost_usd",
+        "sources",
+        "decided_by",
+    }
+)
 _JSON_FIELDS = ("sources", "tools_used")
 
 

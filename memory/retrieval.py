@@ -96,13 +96,19 @@ async def recall(
     def search(conn: Any) -> tuple[dict[int, float], list[_Candidate]]:
         vector_ids = []
         if blob is not None:
-            nearest = store.vectors.nearest_on(conn, blob, depth, scope=scope, kind=kind,
-                                               statuses=statuses)  # fmt: skip
+            nearest = store.vectors.nearest_on(
+                conn, blob, depth, scope=scope, kind=kind, statuses=statuses
+            )
             vector_ids = [memory_id for memory_id, _ in nearest]
         keyword_ids = store.keywords.ranking_on(
-            conn, query, scope, kind=kind, statuses=statuses, limit=depth,
+            conn,
+            query,
+            scope,
+            kind=kind,
+            statuses=statuses,
+            limit=depth,
             allow_common=blob is None,
-        )  # fmt: skip
+        )
         fused = rrf(vector_ids, keyword_ids)
         if not fused:
             return fused, []
@@ -178,10 +184,12 @@ async def retrieve_for_task(store: MemoryStore, request: str, scope: Scope) -> R
     text, used_facts, used_episodes = render(facts, episodes, config.token_budget * CHARS_PER_TOKEN)
     await store.mark_used([m.id for m in used_facts + used_episodes])
     return RecalledContext(
-        episodes=used_episodes, facts=used_facts, text=text,
+        episodes=used_episodes,
+        facts=used_facts,
+        text=text,
         tokens=math.ceil(len(text) / CHARS_PER_TOKEN),
         keyword_only=store.keyword_only or store.vectors.paused,
-    )  # fmt: skip
+    )
 
 
 def render(

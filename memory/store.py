@@ -48,15 +48,20 @@ _COLUMNS = (*MemoryDraft.model_fields, "scope_tag", "embedded_by", "created_at",
 _INSERT_MEMORY = (
     f"INSERT INTO memories ({', '.join(_COLUMNS)}) VALUES ({', '.join(':' + c for c in _COLUMNS)})"
 )
-_UPDATABLE = frozenset({"content", "scope", "project", "user_id", "source_task", "permalink",
-                        "importance"}) | EXTRA_FIELDS  # fmt: skip
+_UPDATABLE = (
+    frozenset({"content", "scope", "project", "user_id", "source_task", "permalink", "importance"})
+    | EXTRA_FIELDS
+)
 _SCOPE_FIELDS = frozenset({"scope", "project", "user_id"})
 
 
 def _insert_rows(
-    conn: Any, drafts: Sequence[MemoryDraft], blobs: Sequence[bytes | None], now: float,
+    conn: Any,
+    drafts: Sequence[MemoryDraft],
+    blobs: Sequence[bytes | None],
+    now: float,
     signature: str | None,
-) -> list[int]:  # fmt: skip
+) -> list[int]:
     """Insert memories and their vectors in one transaction (runs on the DB thread)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -122,10 +127,17 @@ class MemoryStore:
         if unknown := set(fields) - EXTRA_FIELDS:
             raise TypeError(f"unknown memory fields: {', '.join(sorted(unknown))}")
         draft = MemoryDraft(
-            kind=kind, content=content, scope=scope, project=project, user_id=user_id,
-            source_task=source_task, permalink=permalink, importance=importance, status=status,
+            kind=kind,
+            content=content,
+            scope=scope,
+            project=project,
+            user_id=user_id,
+            source_task=source_task,
+            permalink=permalink,
+            importance=importance,
+            status=status,
             **fields,
-        )  # fmt: skip
+        )
         (memory_id,) = await self.add_many([draft])
         return memory_id
 
@@ -133,9 +145,12 @@ class MemoryStore:
         """Store several memories in one transaction (imports, benchmarks)."""
         blobs = await self._embed_or_none([d.content for d in drafts])
         insert = partial(
-            _insert_rows, drafts=drafts, blobs=blobs, now=clock.now(),
+            _insert_rows,
+            drafts=drafts,
+            blobs=blobs,
+            now=clock.now(),
             signature=self.vectors.signature,
-        )  # fmt: skip
+        )
         ids: list[int] = await self.db.run_sync(lambda conn: insert(conn))
         return ids
 
@@ -145,8 +160,9 @@ class MemoryStore:
         try:
             return list(await self.vectors.embed_documents(texts))
         except EmbeddingUnavailable as exc:
-            log.warning("memory: embedding failed (%s); stored for keyword search, "
-                        "re-embedded later", exc)  # fmt: skip
+            log.warning(
+                "memory: embedding failed (%s); stored for keyword search, re-embedded later", exc
+            )
             return [None] * len(texts)
 
     async def update(self, memory_id: int, **changes: Any) -> Memory | None:
@@ -166,8 +182,9 @@ class MemoryStore:
             values["embedded_by"] = self.vectors.signature if blob is not None else None
         async with self.db.transaction() as tx:
             assignments = ", ".join(f"{k} = :{k}" for k in values)
-            await tx.execute(f"UPDATE memories SET {assignments} WHERE id = :id",
-                             values | {"id": memory_id})  # fmt: skip
+            await tx.execute(
+                f"UPDATE memories SET {assignments} WHERE id = :id", values | {"id": memory_id}
+            )
             if self.vectors.exists and new_content:
                 await tx.execute(DELETE_SQL, (memory_id,))
                 if blob is not None:
@@ -206,8 +223,9 @@ class MemoryStore:
         With `status`, only a memory still in that status is deleted (a race-safe reject).
         """
         async with self.db.transaction() as tx:
-            row = await tx.fetchone("SELECT content, status FROM memories WHERE id = ?",
-                                    (memory_id,))  # fmt: skip
+            row = await tx.fetchone(
+                "SELECT content, status FROM memories WHERE id = ?", (memory_id,)
+            )
             if row is None or (status is not None and row["status"] != status):
                 return False
             await tx.execute("DELETE FROM memories WHERE id = ?", (memory_id,))
@@ -235,9 +253,12 @@ class MemoryStore:
         """How many memories lack a vector from the current provider."""
         if not self.vectors.ready:
             return 0
-        return int(await self.db.fetchval(
-            "SELECT count(*) FROM memories WHERE embedded_by IS NOT ?", (self.vectors.signature,)
-        ))  # fmt: skip
+        return int(
+            await self.db.fetchval(
+                "SELECT count(*) FROM memories WHERE embedded_by IS NOT ?",
+                (self.vectors.signature,),
+            )
+        )
 
     async def reembed_all(self, batch: int = 64) -> int:
         """Embed every memory the current provider has not; return how many were done.
@@ -275,16 +296,20 @@ class MemoryStore:
             for row, blob in zip(rows, blobs, strict=True):
                 now = await tx.fetchone(
                     "SELECT kind, scope, project, user_id, status, content FROM memories"
-                    " WHERE id = ?", (row["id"],),
-                )  # fmt: skip
+                    " WHERE id = ?",
+                    (row["id"],),
+                )
                 if now is None or now["content"] != row["content"]:
                     continue
                 key = scope_key(now["scope"], now["project"], now["user_id"])
                 await tx.execute(DELETE_SQL, (row["id"],))
-                await tx.execute(INSERT_SQL, vector_row(row["id"], blob, now["kind"], key,
-                                                        now["status"]))  # fmt: skip
-                await tx.execute("UPDATE memories SET embedded_by = ? WHERE id = ?",
-                                 (self.vectors.signature, row["id"]))  # fmt: skip
+                await tx.execute(
+                    INSERT_SQL, vector_row(row["id"], blob, now["kind"], key, now["status"])
+                )
+                await tx.execute(
+                    "UPDATE memories SET embedded_by = ? WHERE id = ?",
+                    (self.vectors.signature, row["id"]),
+                )
                 stored += 1
         return stored
 
@@ -298,8 +323,9 @@ class MemoryStore:
         if not memory_ids:
             return {}
         marks = ",".join("?" * len(memory_ids))
-        rows = await self.db.fetchall(f"SELECT * FROM memories WHERE id IN ({marks})",
-                                      list(memory_ids))  # fmt: skip
+        rows = await self.db.fetchall(
+            f"SELECT * FROM memories WHERE id IN ({marks})", list(memory_ids)
+        )
         return {r["id"]: Memory.from_row(r) for r in rows}
 
     async def recall(

@@ -109,15 +109,20 @@ class VectorIndex:
             self.problem = str(exc)
             log.warning("memory: %s; recall is keyword-only until restart", exc)
             return False
-        wanted = {"provider": self.embedder.name, "model": self.embedder.model, "dim": dim,
-                  "layout": LAYOUT}  # fmt: skip
+        wanted = {
+            "provider": self.embedder.name,
+            "model": self.embedder.model,
+            "dim": dim,
+            "layout": LAYOUT,
+        }
         self.signature = f"{wanted['provider']}:{wanted['model']}:{dim}"
         self._cache_provider = f"{wanted['provider']}:{wanted['model']}"
         rebuilt = recorded != wanted or not self.exists
         if rebuilt:
             await self._rebuild(wanted)
-            log.info("memory: vector index built for %s; re-embedding in the background",
-                     self.signature)  # fmt: skip
+            log.info(
+                "memory: vector index built for %s; re-embedding in the background", self.signature
+            )
         self.exists = self.ready = True
         return rebuilt
 
@@ -158,8 +163,11 @@ class VectorIndex:
     def _pause(self, exc: BaseException) -> None:
         """After a failure, skip the provider for a while rather than make every task wait."""
         self._paused_until = time.monotonic() + PAUSE_AFTER_FAILURE
-        log.warning("memory: embeddings failed (%s); keyword-only for %.0f s",
-                    exc or type(exc).__name__, PAUSE_AFTER_FAILURE)  # fmt: skip
+        log.warning(
+            "memory: embeddings failed (%s); keyword-only for %.0f s",
+            exc or type(exc).__name__,
+            PAUSE_AFTER_FAILURE,
+        )
 
     @property
     def paused(self) -> bool:
@@ -280,8 +288,7 @@ class VectorIndex:
 
     async def move(self, tx: Tx, memory_id: int, kind: str, key: str, status: str) -> None:
         """Re-file a memory's vector under a new scope (vec0 cannot update a partition key)."""
-        row = await tx.fetchone(f"SELECT embedding FROM {TABLE} WHERE memory_id = ?",
-                                (memory_id,))  # fmt: skip
+        row = await tx.fetchone(f"SELECT embedding FROM {TABLE} WHERE memory_id = ?", (memory_id,))
         if row is not None:
             await tx.execute(DELETE_SQL, (memory_id,))
             await tx.execute(INSERT_SQL, vector_row(memory_id, row[0], kind, key, status))

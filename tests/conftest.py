@@ -12,10 +12,19 @@ from bot.base.db import Database
 from bot.base.migrations import migrate
 
 _OUR_VARS = (
-    "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_API_URL",
-    "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "DATABASE_URL", "COWORKER_CONFIG",
-    "COWORKER_MCP_CONFIG", "PORT", "OTEL_EXPORTER_OTLP_ENDPOINT", "VOYAGE_API_KEY",
-)  # fmt: skip
+    "SLACK_BOT_TOKEN",
+    "SLACK_APP_TOKEN",
+    "SLACK_SIGNING_SECRET",
+    "SLACK_API_URL",
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_BASE_URL",
+    "DATABASE_URL",
+    "COWORKER_CONFIG",
+    "COWORKER_MCP_CONFIG",
+    "PORT",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "VOYAGE_API_KEY",
+)
 
 
 @pytest.fixture(autouse=True)

@@ -45,9 +45,14 @@ from tools.results import cut
 from tools.validation import problems
 
 __all__ = [
-    "CallContext", "JournalEntry", "McpGateway", "ServerStatus", "ToolInfo", "ToolResult",
+    "CallContext",
+    "JournalEntry",
+    "McpGateway",
+    "ServerStatus",
+    "ToolInfo",
+    "ToolResult",
     "args_hash",
-]  # fmt: skip
+]
 
 log = logging.getLogger(__name__)
 

@@ -95,8 +95,9 @@ def parse_mcp_config(
         if not SERVER_NAME.match(name):
             raise ConfigError(
                 f"{path}: {where}: server names may use letters, digits, _ and - (max 32)",
-                path=path, key=where,
-            )  # fmt: skip
+                path=path,
+                key=where,
+            )
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: {where}: expected an object", path=path, key=where)
         expanded = expand(_server_type(raw), env, where=where, path=path)

@@ -19,9 +19,16 @@ from bot.base.errors import ConfigError
 Tier = Literal["auto", "notify", "block"]
 ModelTier = Literal["fast", "default", "best"]
 Purpose = Literal[
-    "classify", "route", "extract", "plan", "act", "review", "summarize", "final_draft",
+    "classify",
+    "route",
+    "extract",
+    "plan",
+    "act",
+    "review",
+    "summarize",
+    "final_draft",
     "consolidate",
-]  # fmt: skip
+]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}

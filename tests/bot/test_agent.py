@@ -25,12 +25,17 @@ def conversation(results: int, size: int) -> list[dict[str, Any]]:
                 ],
             }
         )
-    return messages  # fmt: skip
+    return messages
 
 
 def contents(messages: list[dict[str, Any]]) -> list[str]:
-    return [b["content"] for m in messages if m["role"] == "user"
-            for b in m["content"] if b.get("type") == "tool_result"]  # fmt: skip
+    return [
+        b["content"]
+        for m in messages
+        if m["role"] == "user"
+        for b in m["content"]
+        if b.get("type") == "tool_result"
+    ]
 
 
 def test_oldest_results_are_trimmed_until_it_fits_and_the_size_is_exact() -> None:

@@ -47,16 +47,27 @@ def test_what_cannot_be_checked_is_neither_passed_nor_failed(
 
 
 def test_an_unsound_expectation_is_dropped_not_the_plan() -> None:
-    plan = Plan.model_validate({"summary": "Count", "steps": [
-        {"what": "A", "tools": ["db__query"], "expect": {"row_schema": "id, name"}},
-        {"what": "B", "tools": ["db__query"], "expect": {"min_rows": 5, "max_rows": 1}},
-        {"what": "C", "tools": ["db__query"], "expect": {}},
-        {"what": "D", "tools": ["db__query"], "expect": {"max_rows": 3}},
-    ]})  # fmt: skip
+    plan = Plan.model_validate(
+        {
+            "summary": "Count",
+            "steps": [
+                {"what": "A", "tools": ["db__query"], "expect": {"row_schema": "id, name"}},
+                {"what": "B", "tools": ["db__query"], "expect": {"min_rows": 5, "max_rows": 1}},
+                {"what": "C", "tools": ["db__query"], "expect": {}},
+                {"what": "D", "tools": ["db__query"], "expect": {"max_rows": 3}},
+            ],
+        }
+    )
     assert [s.expect for s in plan.steps] == [None, None, None, Expect(max_rows=3)]
 
 
 def test_the_plan_shows_what_a_step_expects() -> None:
-    plan = Plan.model_validate({"summary": "Count", "steps": [
-        {"what": "Query", "tools": ["db__query"], "expect": {"min_rows": 1, "max_rows": 50}}]})  # fmt: skip
+    plan = Plan.model_validate(
+        {
+            "summary": "Count",
+            "steps": [
+                {"what": "Query", "tools": ["db__query"], "expect": {"min_rows": 1, "max_rows": 50}}
+            ],
+        }
+    )
     assert "1. Query (tools: db__query) [expects 1–50 rows]" in render_plan(plan)

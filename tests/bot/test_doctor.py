@@ -17,21 +17,34 @@ from tests.scenarios.conftest import TICKETS
 
 def settings_for(tmp_path: Path, slack: FakeSlack, anthropic: FakeAnthropic) -> Settings:
     return Settings(
-        slack_bot_token="xoxb-doctor", slack_app_token="xapp-doctor",
-        slack_api_url=slack.api_url, anthropic_api_key="sk-ant-doctor",
-        anthropic_base_url=anthropic.base_url, database_url=f"sqlite:///{tmp_path / 'd.db'}",
-        coworker_config=tmp_path / "coworker.toml", coworker_mcp_config=tmp_path / ".mcp.json",
-    )  # type: ignore[call-arg]  # fmt: skip
+        slack_bot_token="xoxb-doctor",
+        slack_app_token="xapp-doctor",
+        slack_api_url=slack.api_url,
+        anthropic_api_key="sk-ant-doctor",
+        anthropic_base_url=anthropic.base_url,
+        database_url=f"sqlite:///{tmp_path / 'd.db'}",
+        coworker_config=tmp_path / "coworker.toml",
+        coworker_mcp_config=tmp_path / ".mcp.json",
+    )  # type: ignore[call-arg]
 
 
 async def test_doctor_reports_every_part(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "coworker.toml").write_text('[policy.tools]\n"tickets__search" = "auto"\n')
-    (tmp_path / ".mcp.json").write_text(json.dumps({"mcpServers": {
-        "tickets": {"command": sys.executable, "args": [str(TICKETS)]},
-        "broken": {"command": sys.executable, "args": ["-c", "import sys; sys.exit('no config')"]},
-    }}))  # fmt: skip
+    (tmp_path / ".mcp.json").write_text(
+        json.dumps(
+            {
+                "mcpServers": {
+                    "tickets": {"command": sys.executable, "args": [str(TICKETS)]},
+                    "broken": {
+                        "command": sys.executable,
+                        "args": ["-c", "import sys; sys.exit('no config')"],
+                    },
+                }
+            }
+        )
+    )
     async with (
         FakeSlack(bot_token="xoxb-doctor", app_token="xapp-doctor") as slack,
         FakeAnthropic() as anthropic,

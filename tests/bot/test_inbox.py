@@ -10,8 +10,9 @@ from bot.intake import IncomingMessage
 
 
 def message(event_id: str, text: str = "hi") -> IncomingMessage:
-    return IncomingMessage(event_id=event_id, channel="C1", user="U1", text=text,
-                           ts=f"1.{event_id[-1]}", mention=True)  # fmt: skip
+    return IncomingMessage(
+        event_id=event_id, channel="C1", user="U1", text=text, ts=f"1.{event_id[-1]}", mention=True
+    )
 
 
 async def record(db: Database, event_id: str) -> None:
@@ -30,8 +31,9 @@ async def test_left_over_is_what_intake_never_recorded_once_each(
     await record(db, "Ev1")
     left = await inbox.left_over()
     assert [(m.event_id, m.text, m.mention) for m in left] == [
-        ("Ev2", "about Ev2", True), ("Ev3", "about Ev3", True),
-    ]  # fmt: skip
+        ("Ev2", "about Ev2", True),
+        ("Ev3", "about Ev3", True),
+    ]
     assert left[0] == message("Ev2", text="about Ev2")  # every field round-trips
     inbox.close()
 
@@ -43,8 +45,12 @@ async def test_prune_keeps_only_recent_unrecorded_lines_and_appending_goes_on(
     inbox = Inbox(path, db)
     inbox.keep(message("Ev1"))
     inbox.keep(message("Ev2"))
-    old = json.dumps({"at": now() - KEEP_SECONDS - 1, **{"event_id": "Ev0", "channel": "C1",
-                      "user": "U1", "text": "old", "ts": "1.0"}})  # fmt: skip
+    old = json.dumps(
+        {
+            "at": now() - KEEP_SECONDS - 1,
+            **{"event_id": "Ev0", "channel": "C1", "user": "U1", "text": "old", "ts": "1.0"},
+        }
+    )
     path.write_text(old + "\n" + path.read_text())
     await record(db, "Ev1")
     assert await inbox.prune() == 2  # Ev0 is old, Ev1 was recorded

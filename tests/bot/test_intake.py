@@ -27,8 +27,9 @@ def reply(text: str, n: int, user: str = "U1") -> IncomingMessage:
 
 
 async def new_task(intake: Intake) -> int:
-    first = IncomingMessage(event_id="Ev0", channel="C1", user="U1", text="<@UBOT> do it",
-                            ts="1.0", mention=True)  # fmt: skip
+    first = IncomingMessage(
+        event_id="Ev0", channel="C1", user="U1", text="<@UBOT> do it", ts="1.0", mention=True
+    )
     result = await intake.receive(first)
     assert result.task is not None
     return result.task.id
@@ -67,8 +68,9 @@ async def test_a_reply_to_a_task_that_finished_meanwhile_queues_a_follow_up(db: 
     tasks = StaleStore(db)
     intake = Intake(tasks, Config())
     task_id = await new_task(intake)
-    await tasks.transition(task_id, "done", from_="received", result="first answer",
-                           plan={"summary": "s", "steps": []})  # fmt: skip
+    await tasks.transition(
+        task_id, "done", from_="received", result="first answer", plan={"summary": "s", "steps": []}
+    )
 
     await intake.receive(reply("and one more thing", 2))
 

@@ -29,10 +29,13 @@ from tests.fakes.anthropic import FakeAnthropic, Reply
 FAST, DEFAULT, BEST = "claude-haiku-5-5", "claude-sonnet-5-5", "claude-opus-5-5"
 SYSTEM = "You are dev, an AI coworker. " + "Follow the team's conventions carefully. " * 200
 TOOLS = [
-    {"name": f"github__tool_{i}", "description": "A GitHub tool. " * 20,
-     "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}}}
+    {
+        "name": f"github__tool_{i}",
+        "description": "A GitHub tool. " * 20,
+        "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}},
+    }
     for i in range(5)
-]  # fmt: skip
+]
 
 
 def llm_for(config: Config | None = None, **kw: Any) -> LLM:
@@ -45,20 +48,33 @@ def llm_for(config: Config | None = None, **kw: Any) -> LLM:
 @pytest.mark.parametrize(
     ("purpose", "model"),
     [
-        ("classify", FAST), ("route", FAST), ("extract", FAST), ("summarize", FAST),
-        ("consolidate", FAST), ("plan", DEFAULT), ("act", DEFAULT), ("review", FAST),
+        ("classify", FAST),
+        ("route", FAST),
+        ("extract", FAST),
+        ("summarize", FAST),
+        ("consolidate", FAST),
+        ("plan", DEFAULT),
+        ("act", DEFAULT),
+        ("review", FAST),
         ("final_draft", DEFAULT),
     ],
-)  # fmt: skip
+)
 def test_each_purpose_goes_to_its_default_tier(purpose: str, model: str) -> None:
     assert llm_for().model_for(purpose) == model
 
 
 def test_every_purpose_is_routed() -> None:
     assert set(DEFAULT_ROUTES) == {
-        "classify", "route", "extract", "plan", "act", "review", "summarize", "final_draft",
+        "classify",
+        "route",
+        "extract",
+        "plan",
+        "act",
+        "review",
+        "summarize",
+        "final_draft",
         "consolidate",
-    }  # fmt: skip
+    }
 
 
 def test_final_draft_of_a_high_visibility_task_uses_the_best_tier() -> None:
@@ -133,8 +149,9 @@ def test_default_prices_cover_the_default_models_and_config_overrides_them() -> 
     for model in (FAST, DEFAULT, BEST):
         price = DEFAULT_PRICES[model]
         assert price.cache_read < price.input < price.cache_write < price.output
-    config = parse_config({"prices": {DEFAULT: {"input": 1, "output": 2, "cache_write": 3,
-                                                 "cache_read": 4}}})  # fmt: skip
+    config = parse_config(
+        {"prices": {DEFAULT: {"input": 1, "output": 2, "cache_write": 3, "cache_read": 4}}}
+    )
     assert config.price(DEFAULT) == Price(input=1, output=2, cache_write=3, cache_read=4)
     assert config.price(FAST) == DEFAULT_PRICES[FAST]
 
@@ -184,9 +201,12 @@ async def make_llm(fake: FakeAnthropic, db: Database) -> AsyncIterator[Callable[
 
 async def act(llm: LLM, messages: list[dict[str, Any]], task_id: int) -> Any:
     return await llm.create(
-        purpose="act", system=SYSTEM, messages=messages, tools=TOOLS,
+        purpose="act",
+        system=SYSTEM,
+        messages=messages,
+        tools=TOOLS,
         ctx=CallContext(task_id=task_id, budget_usd=2.0),
-    )  # fmt: skip
+    )
 
 
 async def test_second_turn_reads_the_cache_and_the_log_has_it(
@@ -203,9 +223,13 @@ async def test_second_turn_reads_the_cache_and_the_log_has_it(
     assert "cache_control" not in str(messages)  # the caller's conversation is untouched
     messages += [
         {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
-        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
-                                      "content": "3 flaky tests"}]},
-    ]  # fmt: skip
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "3 flaky tests"}
+            ],
+        },
+    ]
     second = await act(llm, messages, task)
 
     body = fake.requests[1].body
@@ -325,11 +349,15 @@ class RawReply:
 
 async def test_read_message_validates_a_known_reply_without_the_sdk_parser() -> None:
     known = {
-        "id": "msg_1", "type": "message", "role": "assistant", "model": DEFAULT,
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": DEFAULT,
         "content": [{"type": "tool_use", "id": "toolu_1", "name": "t", "input": {"a": 1}}],
-        "stop_reason": "tool_use", "stop_sequence": None,
+        "stop_reason": "tool_use",
+        "stop_sequence": None,
         "usage": {"input_tokens": 3, "output_tokens": 4},
-    }  # fmt: skip
+    }
     raw = RawReply(json.dumps(known).encode())
     message = await read_message(raw)  # type: ignore[arg-type]
     assert isinstance(message, Message) and not raw.sdk_parsed
@@ -352,9 +380,12 @@ async def test_a_checkpoint_that_cannot_be_written_does_not_take_the_calls_cost_
 
     with pytest.raises(Exception, match="no_such_table"):
         await make_llm().create(
-            purpose="act", system=SYSTEM, messages=[{"role": "user", "content": "go"}],
-            ctx=CallContext(task_id=task, budget_usd=2.0), keep=lambda message: [kept],
-        )  # fmt: skip
+            purpose="act",
+            system=SYSTEM,
+            messages=[{"role": "user", "content": "go"}],
+            ctx=CallContext(task_id=task, budget_usd=2.0),
+            keep=lambda message: [kept],
+        )
     rows = await db.fetchall(
         "SELECT cost_usd, stop_reason FROM llm_calls WHERE task_id = ?", (task,)
     )
@@ -375,9 +406,12 @@ async def test_what_the_caller_keeps_is_written_with_the_calls_row(
         return [("UPDATE tasks SET result = ? WHERE id = ?", (text_of(message), task))]
 
     message = await make_llm().create(
-        purpose="act", system=SYSTEM, messages=[{"role": "user", "content": "go"}],
-        ctx=CallContext(task_id=task, budget_usd=2.0), keep=keep,
-    )  # fmt: skip
+        purpose="act",
+        system=SYSTEM,
+        messages=[{"role": "user", "content": "go"}],
+        ctx=CallContext(task_id=task, budget_usd=2.0),
+        keep=keep,
+    )
     assert seen == [message] and message._request_id is not None
     row = await db.fetchone("SELECT result, spent_usd FROM tasks WHERE id = ?", (task,))
     assert row["result"] == "Done." and row["spent_usd"] > 0

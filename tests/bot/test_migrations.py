@@ -20,8 +20,15 @@ async def test_blank_database_gets_full_schema(tmp_path: Path) -> None:
         names = await migrate(db)
         assert names == [m.name for m in discover()]
         tables = {name for kind, name in await schema(db) if kind == "table"}
-        assert {"tasks", "slack_events", "approvals", "tool_calls", "checkpoints", "llm_calls",
-                "schema_migrations"} <= tables  # fmt: skip
+        assert {
+            "tasks",
+            "slack_events",
+            "approvals",
+            "tool_calls",
+            "checkpoints",
+            "llm_calls",
+            "schema_migrations",
+        } <= tables
         recorded = [
             r[0] for r in await db.fetchall("SELECT name FROM schema_migrations ORDER BY name")
         ]

@@ -34,32 +34,67 @@ SONNET, HAIKU, OPUS = "claude-sonnet-5-5", "claude-haiku-5-5", "claude-opus-5-5"
 
 
 async def add_task(
-    db: Database, task_id: int, *, user: str, status: str, created: float,
-    took: float | None = None, coworker: str = "dev", parent: int | None = None,
-) -> None:  # fmt: skip
+    db: Database,
+    task_id: int,
+    *,
+    user: str,
+    status: str,
+    created: float,
+    took: float | None = None,
+    coworker: str = "dev",
+    parent: int | None = None,
+) -> None:
     finished = created + took if took is not None else None
     await db.execute(
         "INSERT INTO tasks (id, parent_id, status, coworker, delegator, channel, thread_ts,"
         " message_ts, request, created_at, finished_at, updated_at)"
         " VALUES (?, ?, ?, ?, ?, 'C1', ?, ?, ?, ?, ?, ?)",
-        (task_id, parent, status, coworker, user, str(task_id), str(task_id),
-         f"request {task_id}", created, finished, created),
-    )  # fmt: skip
+        (
+            task_id,
+            parent,
+            status,
+            coworker,
+            user,
+            str(task_id),
+            str(task_id),
+            f"request {task_id}",
+            created,
+            finished,
+            created,
+        ),
+    )
 
 
 async def add_call(
     db: Database, task_id: int | None, model: str, cost: float, at: float, **kw: Any
 ) -> None:
-    row = {"purpose": "act", "input_tokens": 100, "output_tokens": 10, "latency_ms": 500.0,
-           "stop_reason": "end_turn", **kw}  # fmt: skip
+    row = {
+        "purpose": "act",
+        "input_tokens": 100,
+        "output_tokens": 10,
+        "latency_ms": 500.0,
+        "stop_reason": "end_turn",
+        **kw,
+    }
     await db.execute(
         "INSERT INTO llm_calls (task_id, coworker, purpose, model, input_tokens, output_tokens,"
         " cache_write_tokens, cache_read_tokens, cost_usd, latency_ms, stop_reason, error,"
         " created_at) VALUES (?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (task_id, row["purpose"], model, row["input_tokens"], row["output_tokens"],
-         row.get("cache_write", 0), row.get("cache_read", 0), cost, row["latency_ms"],
-         row["stop_reason"], row.get("error"), at),
-    )  # fmt: skip
+        (
+            task_id,
+            row["purpose"],
+            model,
+            row["input_tokens"],
+            row["output_tokens"],
+            row.get("cache_write", 0),
+            row.get("cache_read", 0),
+            cost,
+            row["latency_ms"],
+            row["stop_reason"],
+            row.get("error"),
+            at,
+        ),
+    )
 
 
 async def add_approval(
@@ -69,9 +104,8 @@ async def add_approval(
     await db.execute(
         "INSERT INTO approvals (task_id, kind, tool, reason, status, requested_at, deadline,"
         " decided_by, decided_at) VALUES (?, 'tool', 'github__merge', 'merge it', ?, ?, ?, ?, ?)",
-        (task_id, status, requested, requested + 4 * H,
-         "U9" if decided else None, decided),
-    )  # fmt: skip
+        (task_id, status, requested, requested + 4 * H, "U9" if decided else None, decided),
+    )
 
 
 async def add_event(db: Database, task_id: int, kind: str, at: float) -> None:
@@ -84,15 +118,23 @@ async def seed(db: Database, t0: float = T0) -> None:
     """Six top-level tasks in the window, one sub-task, one task too old to count."""
     await add_task(db, 1, user="U1", status="done", created=t0 - 1 * D, took=600)
     await add_task(db, 2, user="U1", status="done", created=t0 - 2 * D, took=1200)
-    await add_task(db, 3, user="U2", status="done", created=t0 - 3 * D, took=300,
-                   coworker="writer")  # fmt: skip
-    await add_task(db, 4, user="U2", status="failed", created=t0 - 1 * H, took=60,
-                   coworker="writer")  # fmt: skip
+    await add_task(db, 3, user="U2", status="done", created=t0 - 3 * D, took=300, coworker="writer")
+    await add_task(
+        db, 4, user="U2", status="failed", created=t0 - 1 * H, took=60, coworker="writer"
+    )
     await add_task(db, 5, user="U1", status="cancelled", created=t0 - 2 * H, took=30)
     await add_task(db, 6, user="U2", status="running", created=t0 - 600)
     await add_task(db, 7, user="U1", status="done", created=t0 - 10 * D, took=50)
-    await add_task(db, 8, user="U1", status="done", created=t0 - 2 * D + 100, took=200,
-                   coworker="writer", parent=2)  # fmt: skip
+    await add_task(
+        db,
+        8,
+        user="U1",
+        status="done",
+        created=t0 - 2 * D + 100,
+        took=200,
+        coworker="writer",
+        parent=2,
+    )
 
     await add_call(db, 1, SONNET, 0.10, t0 - 1 * D + 10)
     await add_call(db, 1, HAIKU, 0.01, t0 - 1 * D + 5, purpose="classify")
@@ -214,8 +256,9 @@ async def test_task_timeline_in_time_order_with_sub_tasks(seeded: Database) -> N
 async def test_failed_call_shows_its_error(seeded: Database) -> None:
     t = await timeline(seeded, 4)
     assert [s.outcome for s in t.steps if s.kind == "model"] == [
-        "end_turn", "error: APIConnectionError",
-    ]  # fmt: skip
+        "end_turn",
+        "error: APIConnectionError",
+    ]
 
 
 def test_render_table_aligns_columns() -> None:
@@ -229,17 +272,27 @@ def test_render_table_aligns_columns() -> None:
 async def test_render_summary_shows_every_figure(seeded: Database) -> None:
     text = render_summary(await summary(seeded, days=7, until=T0))
     for expected in (
-        "6 (3 done, 1 failed, 1 cancelled, 1 open)", "60.0% (3 of 5)",
-        "median 10m 00s · p90 18m 00s", "median $0.18 · p90 $0.40 (n=6) · total $1.20",
-        "66.7% (4 of 6)", "median 2m 00s · p90 48m 24s (n=3)", SONNET, "writer",
-    ):  # fmt: skip
+        "6 (3 done, 1 failed, 1 cancelled, 1 open)",
+        "60.0% (3 of 5)",
+        "median 10m 00s · p90 18m 00s",
+        "median $0.18 · p90 $0.40 (n=6) · total $1.20",
+        "66.7% (4 of 6)",
+        "median 2m 00s · p90 48m 24s (n=3)",
+        SONNET,
+        "writer",
+    ):
         assert expected in text, expected
 
 
 async def test_admins_are_role_members_directly_or_by_group() -> None:
-    config = parse_config({"roles": {
-        "ops": {"members": ["U1", "S9"], "admin": True}, "devs": {"members": ["U2"]},
-    }})  # fmt: skip
+    config = parse_config(
+        {
+            "roles": {
+                "ops": {"members": ["U1", "S9"], "admin": True},
+                "devs": {"members": ["U2"]},
+            }
+        }
+    )
 
     class Groups:
         async def is_bot(self, user: str) -> bool:
@@ -276,8 +329,12 @@ def run_report(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env.update(PYTHONPATH=str(REPO), DATABASE_URL=f"sqlite:///{tmp_path / 'r.db'}")
     return subprocess.run(
         [sys.executable, "-m", "bot", "report", *args],
-        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=60,
+    )
 
 
 async def test_cli_report_prints_the_summary_and_a_task(tmp_path: Path) -> None:

@@ -170,9 +170,12 @@ async def test_task_and_tool_spans_nest_the_model_spans(collector: OtlpCollector
     assert tool_span.parent_span_id == task.span_id
     assert tool_span.trace_id == task.trace_id
     assert attributes(task) == {
-        "gen_ai.operation.name": "invoke_agent", "gen_ai.provider.name": "anthropic",
-        "gen_ai.agent.name": "dev", "coworker.task": "T-7", "coworker.phase": "running",
-    }  # fmt: skip
+        "gen_ai.operation.name": "invoke_agent",
+        "gen_ai.provider.name": "anthropic",
+        "gen_ai.agent.name": "dev",
+        "coworker.task": "T-7",
+        "coworker.phase": "running",
+    }
     t = attributes(tool_span)
     assert t["gen_ai.operation.name"] == "execute_tool"
     assert t["gen_ai.tool.name"] == "github__search" and t["gen_ai.tool.call.id"] == "toolu_1"
@@ -208,8 +211,12 @@ def probe(endpoint: str) -> dict[str, list[str]]:
     env["PYTHONPATH"] = str(REPO)
     result = subprocess.run(
         [sys.executable, "-c", PROBE, endpoint],
-        capture_output=True, text=True, env=env, timeout=60, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=True,
+    )
     return dict(json.loads(result.stdout.strip().splitlines()[-1]))
 
 

@@ -473,9 +473,15 @@ class FakeSlack:
         """Store a file (e.g. one a user attached) and return its Slack file object."""
         data = content.encode() if isinstance(content, str) else content
         stored = StoredFile(
-            id=_new_id("F"), name=name, length=len(data), title=title, content=data, user=user,
-            mimetype=mimetypes.guess_type(name)[0] or "application/octet-stream", completed=True,
-        )  # fmt: skip
+            id=_new_id("F"),
+            name=name,
+            length=len(data),
+            title=title,
+            content=data,
+            user=user,
+            mimetype=mimetypes.guess_type(name)[0] or "application/octet-stream",
+            completed=True,
+        )
         self.files[stored.id] = stored
         return self._file_object(stored)
 
@@ -724,10 +730,14 @@ class FakeSlack:
             raise SlackError("no_text")
         content = {k: p[k] for k in ("blocks", "attachments", "metadata") if p.get(k) is not None}
         message = self._store(
-            channel, text=p.get("text") or "", user=self.bot_user_id,
-            thread_ts=_blank_to_none(p.get("thread_ts")), bot_id=self.bot_id,
-            app_id=self.app_id, **content,
-        )  # fmt: skip
+            channel,
+            text=p.get("text") or "",
+            user=self.bot_user_id,
+            thread_ts=_blank_to_none(p.get("thread_ts")),
+            bot_id=self.bot_id,
+            app_id=self.app_id,
+            **content,
+        )
         return {"channel": channel, "ts": message["ts"], "message": self._public(message)}
 
     def _chat_update(self, p: dict[str, Any]) -> dict[str, Any]:
@@ -886,9 +896,12 @@ class FakeSlack:
         if not name or not str(p.get("length") or "").isdigit():
             raise SlackError("invalid_arguments")
         stored = StoredFile(
-            id=_new_id("F"), name=name, length=int(p["length"]), user=self.bot_user_id,
+            id=_new_id("F"),
+            name=name,
+            length=int(p["length"]),
+            user=self.bot_user_id,
             mimetype=mimetypes.guess_type(name)[0] or "application/octet-stream",
-        )  # fmt: skip
+        )
         self.files[stored.id] = stored
         return {"upload_url": f"{self.url}/upload/v1/{stored.id}", "file_id": stored.id}
 
@@ -1001,9 +1014,14 @@ class FakeSlack:
         if channel_id.startswith("D"):
             user = next((u for u, d in self._dms.items() if d == channel_id), f"U{channel_id[1:]}")
             return {
-                "id": channel_id, "created": _CREATED, "is_im": True, "is_org_shared": False,
-                "user": user, "is_user_deleted": False, "priority": 0,
-            }  # fmt: skip
+                "id": channel_id,
+                "created": _CREATED,
+                "is_im": True,
+                "is_org_shared": False,
+                "user": user,
+                "is_user_deleted": False,
+                "priority": 0,
+            }
         return self._channel_object(channel_id, channel_id.lower(), False, True)
 
     def _channel_object(
@@ -1011,13 +1029,26 @@ class FakeSlack:
     ) -> dict[str, Any]:
         empty_topic = {"value": "", "creator": "", "last_set": 0}
         return {
-            "id": channel_id, "name": name, "name_normalized": name, "created": _CREATED,
-            "creator": "U1", "is_channel": not is_private, "is_group": is_private,
-            "is_im": False, "is_mpim": False, "is_private": is_private, "is_archived": False,
-            "is_general": False, "is_shared": False, "is_org_shared": False,
-            "is_ext_shared": False, "is_member": is_member, "topic": dict(empty_topic),
-            "purpose": dict(empty_topic), "previous_names": [],
-        }  # fmt: skip
+            "id": channel_id,
+            "name": name,
+            "name_normalized": name,
+            "created": _CREATED,
+            "creator": "U1",
+            "is_channel": not is_private,
+            "is_group": is_private,
+            "is_im": False,
+            "is_mpim": False,
+            "is_private": is_private,
+            "is_archived": False,
+            "is_general": False,
+            "is_shared": False,
+            "is_org_shared": False,
+            "is_ext_shared": False,
+            "is_member": is_member,
+            "topic": dict(empty_topic),
+            "purpose": dict(empty_topic),
+            "previous_names": [],
+        }
 
     def _default_user(self, user_id: str) -> dict[str, Any]:
         if user_id == self.bot_user_id:
@@ -1036,21 +1067,37 @@ class FakeSlack:
     ) -> dict[str, Any]:
         real_name = real_name or name.title()
         profile = {
-            "real_name": real_name, "display_name": name, "real_name_normalized": real_name,
-            "display_name_normalized": name, "status_text": "", "status_emoji": "",
-            "image_72": f"https://avatars.example.com/{user_id}_72.png", "team": self.team_id,
-        }  # fmt: skip
+            "real_name": real_name,
+            "display_name": name,
+            "real_name_normalized": real_name,
+            "display_name_normalized": name,
+            "status_text": "",
+            "status_emoji": "",
+            "image_72": f"https://avatars.example.com/{user_id}_72.png",
+            "team": self.team_id,
+        }
         if is_bot:
             profile["bot_id"] = self.bot_id if user_id == self.bot_user_id else f"B{user_id[1:]}"
         else:
             profile["email"] = email or f"{name}@example.com"
         return {
-            "id": user_id, "team_id": self.team_id, "name": name, "deleted": False,
-            "color": "9f69e7", "real_name": real_name, **_tz_fields(tz), "profile": profile,
-            "is_admin": is_admin, "is_owner": False, "is_primary_owner": False,
-            "is_restricted": False, "is_ultra_restricted": False, "is_bot": is_bot,
-            "is_app_user": False, "updated": _CREATED,
-        }  # fmt: skip
+            "id": user_id,
+            "team_id": self.team_id,
+            "name": name,
+            "deleted": False,
+            "color": "9f69e7",
+            "real_name": real_name,
+            **_tz_fields(tz),
+            "profile": profile,
+            "is_admin": is_admin,
+            "is_owner": False,
+            "is_primary_owner": False,
+            "is_restricted": False,
+            "is_ultra_restricted": False,
+            "is_bot": is_bot,
+            "is_app_user": False,
+            "updated": _CREATED,
+        }
 
     def _store_view(
         self,
@@ -1065,17 +1112,26 @@ class FakeSlack:
         _check_blocks(view.get("blocks", []), MAX_VIEW_BLOCKS)
         view_id = view_id or _new_id("V")
         stored = {
-            "id": view_id, "team_id": self.team_id, "type": view["type"],
-            "blocks": view.get("blocks", []), "private_metadata": view.get("private_metadata", ""),
-            "callback_id": view.get("callback_id", ""), "state": {"values": {}},
-            "hash": f"{int(time.time())}.{uuid.uuid4().hex[:8]}", "title": view.get("title"),
+            "id": view_id,
+            "team_id": self.team_id,
+            "type": view["type"],
+            "blocks": view.get("blocks", []),
+            "private_metadata": view.get("private_metadata", ""),
+            "callback_id": view.get("callback_id", ""),
+            "state": {"values": {}},
+            "hash": f"{int(time.time())}.{uuid.uuid4().hex[:8]}",
+            "title": view.get("title"),
             "clear_on_close": bool(view.get("clear_on_close")),
-            "notify_on_close": bool(view.get("notify_on_close")), "close": view.get("close"),
-            "submit": view.get("submit"), "previous_view_id": previous_id,
-            "root_view_id": root_id or view_id, "app_id": self.app_id,
-            "external_id": view.get("external_id", ""), "app_installed_team_id": self.team_id,
+            "notify_on_close": bool(view.get("notify_on_close")),
+            "close": view.get("close"),
+            "submit": view.get("submit"),
+            "previous_view_id": previous_id,
+            "root_view_id": root_id or view_id,
+            "app_id": self.app_id,
+            "external_id": view.get("external_id", ""),
+            "app_installed_team_id": self.team_id,
             "bot_id": self.bot_id,
-        }  # fmt: skip
+        }
         self.views[view_id] = stored
         return stored
 
@@ -1100,10 +1156,14 @@ class FakeSlack:
 
     def _share_files(self, channel: str, files: list[StoredFile], p: dict[str, Any]) -> None:
         self._store(
-            channel, text=p.get("initial_comment") or "", user=self.bot_user_id,
-            thread_ts=_blank_to_none(p.get("thread_ts")), bot_id=self.bot_id,
-            files=[self._file_object(f) for f in files], upload=True,
-        )  # fmt: skip
+            channel,
+            text=p.get("initial_comment") or "",
+            user=self.bot_user_id,
+            thread_ts=_blank_to_none(p.get("thread_ts")),
+            bot_id=self.bot_id,
+            files=[self._file_object(f) for f in files],
+            upload=True,
+        )
 
     def _file_object(self, stored: StoredFile) -> dict[str, Any]:
         extension = stored.name.rpartition(".")[2].lower() if "." in stored.name else "binary"
@@ -1111,17 +1171,32 @@ class FakeSlack:
         channels = [stored.channel_id] if stored.channel_id else []
         permalink_base = f"https://{self.team_domain}.slack.com/files"
         return {
-            "id": stored.id, "created": _CREATED, "timestamp": _CREATED, "name": stored.name,
-            "title": stored.title or stored.name, "mimetype": stored.mimetype,
-            "filetype": extension, "pretty_type": extension.upper(), "user": stored.user,
-            "user_team": self.team_id, "editable": False, "mode": "hosted",
-            "size": len(stored.content) or stored.length, "is_external": False,
-            "external_type": "", "is_public": bool(channels), "public_url_shared": False,
-            "display_as_bot": False, "url_private": url,
+            "id": stored.id,
+            "created": _CREATED,
+            "timestamp": _CREATED,
+            "name": stored.name,
+            "title": stored.title or stored.name,
+            "mimetype": stored.mimetype,
+            "filetype": extension,
+            "pretty_type": extension.upper(),
+            "user": stored.user,
+            "user_team": self.team_id,
+            "editable": False,
+            "mode": "hosted",
+            "size": len(stored.content) or stored.length,
+            "is_external": False,
+            "external_type": "",
+            "is_public": bool(channels),
+            "public_url_shared": False,
+            "display_as_bot": False,
+            "url_private": url,
             "url_private_download": f"{url}?download=1",
             "permalink": f"{permalink_base}/{stored.user}/{stored.id}/{stored.name}",
-            "channels": channels, "groups": [], "ims": [], "comments_count": 0,
-        }  # fmt: skip
+            "channels": channels,
+            "groups": [],
+            "ims": [],
+            "comments_count": 0,
+        }
 
     # ----------------------------------------------------- socket mode helpers
 
@@ -1258,10 +1333,16 @@ def _user_message(
 ) -> dict[str, Any]:
     ts = ts or new_ts()
     event: dict[str, Any] = {
-        "type": kind, "client_msg_id": str(uuid.uuid4()), "text": text, "user": user,
-        "ts": ts, "blocks": _rich_text(text), "team": DEFAULT_TEAM_ID, "channel": channel,
+        "type": kind,
+        "client_msg_id": str(uuid.uuid4()),
+        "text": text,
+        "user": user,
+        "ts": ts,
+        "blocks": _rich_text(text),
+        "team": DEFAULT_TEAM_ID,
+        "channel": channel,
         "event_ts": ts,
-    }  # fmt: skip
+    }
     if thread_ts:
         event["thread_ts"] = thread_ts
     if files:
@@ -1380,23 +1461,37 @@ def block_action(
     message = {"type": "message", "user": DEFAULT_BOT_USER_ID, "ts": message_ts, **message}
     message.pop("channel", None)
     container = {
-        "type": "message", "message_ts": message_ts, "channel_id": channel, "is_ephemeral": False,
-    }  # fmt: skip
+        "type": "message",
+        "message_ts": message_ts,
+        "channel_id": channel,
+        "is_ephemeral": False,
+    }
     if thread_ts:
         container["thread_ts"] = thread_ts
     action = {
-        "action_id": action_id, "block_id": block_id or uuid.uuid4().hex[:5], "value": value,
-        "type": action_type, "action_ts": new_ts(),
+        "action_id": action_id,
+        "block_id": block_id or uuid.uuid4().hex[:5],
+        "value": value,
+        "type": action_type,
+        "action_ts": new_ts(),
         "text": {"type": "plain_text", "text": action_id, "emoji": True},
-    }  # fmt: skip
+    }
     return {
-        "type": "block_actions", "user": _interactive_user(user, team_id),
-        "api_app_id": DEFAULT_APP_ID, "token": VERIFICATION_TOKEN, "container": container,
-        "trigger_id": trigger_id or _trigger_id(), "enterprise": None,
-        "team": {"id": team_id, "domain": "fakeworkspace"}, "is_enterprise_install": False,
-        "channel": {"id": channel, "name": channel.lower()}, "message": message,
-        "state": {"values": {}}, "response_url": _response_url(team_id), "actions": [action],
-    }  # fmt: skip
+        "type": "block_actions",
+        "user": _interactive_user(user, team_id),
+        "api_app_id": DEFAULT_APP_ID,
+        "token": VERIFICATION_TOKEN,
+        "container": container,
+        "trigger_id": trigger_id or _trigger_id(),
+        "enterprise": None,
+        "team": {"id": team_id, "domain": "fakeworkspace"},
+        "is_enterprise_install": False,
+        "channel": {"id": channel, "name": channel.lower()},
+        "message": message,
+        "state": {"values": {}},
+        "response_url": _response_url(team_id),
+        "actions": [action],
+    }
 
 
 def view_submission(
@@ -1422,20 +1517,38 @@ def view_submission(
     }
     view_id = view_id or _new_id("V")
     view = {
-        "id": view_id, "team_id": team_id, "type": "modal", "blocks": [],
-        "private_metadata": private_metadata, "callback_id": callback_id,
-        "state": {"values": state}, "hash": f"{_CREATED}.{uuid.uuid4().hex[:8]}",
-        "title": {"type": "plain_text", "text": "Coworker"}, "clear_on_close": False,
-        "notify_on_close": False, "close": None, "submit": None, "previous_view_id": None,
-        "root_view_id": view_id, "app_id": DEFAULT_APP_ID, "external_id": "",
-        "app_installed_team_id": team_id, "bot_id": DEFAULT_BOT_ID,
-    }  # fmt: skip
+        "id": view_id,
+        "team_id": team_id,
+        "type": "modal",
+        "blocks": [],
+        "private_metadata": private_metadata,
+        "callback_id": callback_id,
+        "state": {"values": state},
+        "hash": f"{_CREATED}.{uuid.uuid4().hex[:8]}",
+        "title": {"type": "plain_text", "text": "Coworker"},
+        "clear_on_close": False,
+        "notify_on_close": False,
+        "close": None,
+        "submit": None,
+        "previous_view_id": None,
+        "root_view_id": view_id,
+        "app_id": DEFAULT_APP_ID,
+        "external_id": "",
+        "app_installed_team_id": team_id,
+        "bot_id": DEFAULT_BOT_ID,
+    }
     return {
-        "type": "view_submission", "team": {"id": team_id, "domain": "fakeworkspace"},
-        "user": _interactive_user(user, team_id), "api_app_id": DEFAULT_APP_ID,
-        "token": VERIFICATION_TOKEN, "trigger_id": _trigger_id(), "view": view,
-        "response_urls": [], "is_enterprise_install": False, "enterprise": None,
-    }  # fmt: skip
+        "type": "view_submission",
+        "team": {"id": team_id, "domain": "fakeworkspace"},
+        "user": _interactive_user(user, team_id),
+        "api_app_id": DEFAULT_APP_ID,
+        "token": VERIFICATION_TOKEN,
+        "trigger_id": _trigger_id(),
+        "view": view,
+        "response_urls": [],
+        "is_enterprise_install": False,
+        "enterprise": None,
+    }
 
 
 def slash_command(
@@ -1447,13 +1560,20 @@ def slash_command(
 ) -> dict[str, str]:
     """A slash command's form fields (all strings, as Slack posts them)."""
     return {
-        "token": VERIFICATION_TOKEN, "team_id": team_id, "team_domain": "fakeworkspace",
-        "channel_id": channel, "channel_name": channel.lower(), "user_id": user,
-        "user_name": user.lower(), "command": command, "text": text,
-        "api_app_id": DEFAULT_APP_ID, "is_enterprise_install": "false",
+        "token": VERIFICATION_TOKEN,
+        "team_id": team_id,
+        "team_domain": "fakeworkspace",
+        "channel_id": channel,
+        "channel_name": channel.lower(),
+        "user_id": user,
+        "user_name": user.lower(),
+        "command": command,
+        "text": text,
+        "api_app_id": DEFAULT_APP_ID,
+        "is_enterprise_install": "false",
         "response_url": _response_url(team_id).replace("/actions/", "/commands/"),
         "trigger_id": _trigger_id(),
-    }  # fmt: skip
+    }
 
 
 def event_callback(
@@ -1465,16 +1585,25 @@ def event_callback(
 ) -> dict[str, Any]:
     """The ``event_callback`` wrapper Slack puts around an event."""
     authorization = {
-        "enterprise_id": None, "team_id": team_id, "user_id": bot_user_id, "is_bot": True,
+        "enterprise_id": None,
+        "team_id": team_id,
+        "user_id": bot_user_id,
+        "is_bot": True,
         "is_enterprise_install": False,
-    }  # fmt: skip
+    }
     return {
-        "token": VERIFICATION_TOKEN, "team_id": team_id, "enterprise_id": None,
-        "api_app_id": api_app_id, "event": event, "type": "event_callback",
-        "event_id": event_id or _new_id("Ev"), "event_time": int(time.time()),
-        "authorizations": [authorization], "is_ext_shared_channel": False,
+        "token": VERIFICATION_TOKEN,
+        "team_id": team_id,
+        "enterprise_id": None,
+        "api_app_id": api_app_id,
+        "event": event,
+        "type": "event_callback",
+        "event_id": event_id or _new_id("Ev"),
+        "event_time": int(time.time()),
+        "authorizations": [authorization],
+        "is_ext_shared_channel": False,
         "event_context": f"4-{uuid.uuid4().hex}",
-    }  # fmt: skip
+    }
 
 
 # -------------------------------------------------------------------- HTTP mode

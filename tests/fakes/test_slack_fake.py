@@ -171,9 +171,12 @@ async def test_reactions_users_and_home(slack: FakeSlack, client: AsyncWebClient
 
 async def test_files_upload_v2_round_trip(slack: FakeSlack, client: AsyncWebClient):
     response = await client.files_upload_v2(
-        channel="C1", thread_ts="1700000000.000100", content="# Report\n", filename="report.md",
+        channel="C1",
+        thread_ts="1700000000.000100",
+        content="# Report\n",
+        filename="report.md",
         title="Report",
-    )  # fmt: skip
+    )
     file_id = response["file"]["id"]
 
     stored = slack.files[file_id]

@@ -109,13 +109,16 @@ def test_keycaps_and_vowel_signs_stay_whole() -> None:
 @given(
     st.lists(
         st.one_of(
-            st.just(""), st.just("```"), st.just("~~~~"), st.just("  ```"),
+            st.just(""),
+            st.just("```"),
+            st.just("~~~~"),
+            st.just("  ```"),
             st.text(alphabet="ab cd\t`~", min_size=1, max_size=90),
         ),
         max_size=60,
     ),
     st.integers(min_value=40, max_value=400),
-)  # fmt: skip
+)
 def test_any_text_splits_into_parts_within_the_limit_and_loses_no_letter(
     lines: list[str], limit: int
 ) -> None:

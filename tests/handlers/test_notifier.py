@@ -15,8 +15,18 @@ from tests.fakes.slack import FakeSlack
 
 
 def task(**kw: object) -> Task:
-    fields: dict = dict(id=7, status="running", priority=1, coworker="dev", delegator="U1",
-                        channel="C1", thread_ts="1.0", message_ts="1.0", request="r", budget_usd=2.0)  # fmt: skip
+    fields: dict = dict(
+        id=7,
+        status="running",
+        priority=1,
+        coworker="dev",
+        delegator="U1",
+        channel="C1",
+        thread_ts="1.0",
+        message_ts="1.0",
+        request="r",
+        budget_usd=2.0,
+    )
     fields.update(kw)
     return Task(**fields)
 
@@ -71,9 +81,11 @@ def fast_retries(client: AsyncWebClient) -> AsyncWebClient:
     from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
     from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryIntervalCalculator
 
-    client.retry_handlers.append(AsyncConnectionErrorRetryHandler(
-        max_retry_count=2, interval_calculator=FixedValueRetryIntervalCalculator(0.01)
-    ))  # fmt: skip
+    client.retry_handlers.append(
+        AsyncConnectionErrorRetryHandler(
+            max_retry_count=2, interval_calculator=FixedValueRetryIntervalCalculator(0.01)
+        )
+    )
     return client
 
 

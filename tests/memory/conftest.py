@@ -40,8 +40,13 @@ async def keyword_store(db: Database, memory_config: MemoryConfig) -> MemoryStor
 def make_task(db: Database) -> MakeTask:
     """Insert a task row (memories.source_task references tasks)."""
 
-    async def make(task_id: int, *, request: str = "do the thing", project: str | None = None,
-                   delegator: str = "U1") -> int:  # fmt: skip
+    async def make(
+        task_id: int,
+        *,
+        request: str = "do the thing",
+        project: str | None = None,
+        delegator: str = "U1",
+    ) -> int:
         await db.execute(
             "INSERT INTO tasks (id, delegator, channel, thread_ts, message_ts, project, request,"
             " created_at, updated_at) VALUES (?, ?, 'C1', '1.0', '1.0', ?, ?, 0, 0)",

@@ -30,8 +30,7 @@ async def test_backup_while_another_coroutine_writes(store: MemoryStore, tmp_pat
 
     async def writer() -> None:
         while not stop.is_set():
-            written.append(await store.add("fact", f"written during backup {len(written)}",
-                                           "team"))  # fmt: skip
+            written.append(await store.add("fact", f"written during backup {len(written)}", "team"))
             if len(written) == 5:
                 writing.set()
 

@@ -24,8 +24,9 @@ class Extractor:
 
 
 async def add_episode(store: MemoryStore, text: str, project: str = "web") -> int:
-    return await store.add("episode", text, "project", project=project, user_id="U1",
-                           outcome="done")  # fmt: skip
+    return await store.add(
+        "episode", text, "project", project=project, user_id="U1", outcome="done"
+    )
 
 
 async def test_propose_then_approve_makes_a_fact_active(any_store: MemoryStore) -> None:
@@ -52,8 +53,9 @@ async def test_reject_deletes_and_is_not_proposed_again(any_store: MemoryStore) 
     await add_episode(store, "Request: tidy labels")
     await add_episode(store, "Request: tidy labels again")
     candidate = "Labels are tidied every Friday"
-    (fact,) = await propose_facts(store, await pending_episodes(store, limit=1),
-                                  Extractor([candidate]))  # fmt: skip
+    (fact,) = await propose_facts(
+        store, await pending_episodes(store, limit=1), Extractor([candidate])
+    )
     assert await reject(store, fact.id) is True
     assert await store.get(fact.id) is None
     assert await reject(store, fact.id) is False
@@ -64,25 +66,28 @@ async def test_reject_deletes_and_is_not_proposed_again(any_store: MemoryStore) 
 
 async def test_a_duplicate_is_not_proposed_twice(any_store: MemoryStore) -> None:
     store = any_store
-    await remember(store, "Staging resets every Sunday night", Scope(project="web"),
-                   user_id="U1")  # fmt: skip
+    await remember(store, "Staging resets every Sunday night", Scope(project="web"), user_id="U1")
     await add_episode(store, "Request: check staging")
-    extract = Extractor([
-        "staging resets every sunday night.",  # an active fact already says this
-        "The staging DB is Postgres 16",
-        "The staging DB is Postgres 16!",  # the same candidate twice in one run
-    ])  # fmt: skip
+    extract = Extractor(
+        [
+            "staging resets every sunday night.",  # an active fact already says this
+            "The staging DB is Postgres 16",
+            "The staging DB is Postgres 16!",  # the same candidate twice in one run
+        ]
+    )
     proposed = await propose_facts(store, await pending_episodes(store), extract)
     assert [f.content for f in proposed] == ["The staging DB is Postgres 16"]
     await add_episode(store, "Request: check staging again")
-    later = await propose_facts(store, await pending_episodes(store),
-                                Extractor(["The staging DB is Postgres 16"]))  # fmt: skip
+    later = await propose_facts(
+        store, await pending_episodes(store), Extractor(["The staging DB is Postgres 16"])
+    )
     assert later == []  # still proposed, awaiting review
 
 
 async def test_failed_extraction_leaves_the_episode_pending(store: MemoryStore) -> None:
     ep = await add_episode(store, "Request: anything")
-    proposed = await propose_facts(store, await pending_episodes(store),
-                                   Extractor(LLMUnavailable("down", status=529)))  # fmt: skip
+    proposed = await propose_facts(
+        store, await pending_episodes(store), Extractor(LLMUnavailable("down", status=529))
+    )
     assert proposed == []
     assert [m.id for m in await pending_episodes(store)] == [ep]

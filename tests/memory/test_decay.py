@@ -11,8 +11,15 @@ from memory.store import MemoryStore
 DAY = 86_400
 
 
-async def aged(store: MemoryStore, content: str, days: float, *, used_days: float | None = None,
-               uses: int = 0, importance: float = 0.5) -> int:  # fmt: skip
+async def aged(
+    store: MemoryStore,
+    content: str,
+    days: float,
+    *,
+    used_days: float | None = None,
+    uses: int = 0,
+    importance: float = 0.5,
+) -> int:
     memory_id = await store.add("fact", content, "team", importance=importance)
     now = time.time()
     await store.db.execute(
@@ -48,5 +55,7 @@ async def test_restore_until_purged(store: MemoryStore) -> None:
     assert await purge_archived(store, older_than=time.time() + 1) == 1
     assert await store.get(other) is None
     assert await restore(store, other) is False
-    assert await store.db.fetchval("SELECT count(*) FROM memory_vec WHERE memory_id = ?",
-                                   (other,)) == 0  # fmt: skip
+    assert (
+        await store.db.fetchval("SELECT count(*) FROM memory_vec WHERE memory_id = ?", (other,))
+        == 0
+    )

@@ -30,12 +30,14 @@ def cos(a: list[float], b: list[float]) -> float:
 
 async def test_hashed_embedder_is_deterministic_normalised_and_meaningful() -> None:
     e = HashedNgramEmbedder()
-    a, b, c, a2 = await e.embed([
-        "restart the flaky CI runner",
-        "the CI runner is flaky again, restart it",
-        "order pizza for the offsite",
-        "restart the flaky CI runner",
-    ])  # fmt: skip
+    a, b, c, a2 = await e.embed(
+        [
+            "restart the flaky CI runner",
+            "the CI runner is flaky again, restart it",
+            "order pizza for the offsite",
+            "restart the flaky CI runner",
+        ]
+    )
     assert len(a) == 384 and a == a2
     assert math.isclose(math.sqrt(sum(x * x for x in a)), 1.0)
     assert cos(a, b) > 0.5 > cos(a, c)
@@ -50,12 +52,24 @@ async def test_hashed_embedder_is_deterministic_normalised_and_meaningful() -> N
         (MemoryConfig(embeddings="voyage"), {"VOYAGE_API_KEY": "k"}, "voyage", False),
         (MemoryConfig(embeddings="openai"), {}, None, True),
         (MemoryConfig(embeddings="openai"), {"OPENAI_API_KEY": "k"}, "openai", False),
-        (MemoryConfig(embeddings="openai", embeddings_url="http://localhost:11434"), {}, None,
-         True),  # a local server needs the model name
-        (MemoryConfig(embeddings="openai", embeddings_url="http://localhost:11434/v1",
-                      embeddings_model="nomic-embed-text"), {}, "openai", False),
+        (
+            MemoryConfig(embeddings="openai", embeddings_url="http://localhost:11434"),
+            {},
+            None,
+            True,
+        ),  # a local server needs the model name
+        (
+            MemoryConfig(
+                embeddings="openai",
+                embeddings_url="http://localhost:11434/v1",
+                embeddings_model="nomic-embed-text",
+            ),
+            {},
+            "openai",
+            False,
+        ),
     ],
-)  # fmt: skip
+)
 async def test_load_embedder_never_raises(
     config: MemoryConfig, env: dict[str, str], expect: str | None, warns: bool
 ) -> None:
@@ -120,8 +134,12 @@ async def stand_in() -> AsyncIterator[StandIn]:
 async def test_openai_compatible_provider_against_local_server(
     stand_in: StandIn, db: Database
 ) -> None:
-    config = MemoryConfig(embeddings="openai", embeddings_url=stand_in.url,
-                          embeddings_model="nomic-local", embeddings_api_key_env="LOCAL_KEY")  # fmt: skip
+    config = MemoryConfig(
+        embeddings="openai",
+        embeddings_url=stand_in.url,
+        embeddings_model="nomic-local",
+        embeddings_api_key_env="LOCAL_KEY",
+    )
     embedder, warning = load_embedder(config, {"LOCAL_KEY": KEY})
     assert embedder is not None and warning is None and embedder.dim == 0
     store = MemoryStore(db, embedder, config)
@@ -131,9 +149,10 @@ async def test_openai_compatible_provider_against_local_server(
         fact = await store.add("fact", "Grafana dashboards live in the ops folder", "team")
         await store.add("fact", "Vacation requests go to HR", "team")
         hits = await store.vectors.nearest(
-            await store.vectors.embed_query("where are the grafana dashboards") or b"", 1,
+            await store.vectors.embed_query("where are the grafana dashboards") or b"",
+            1,
             scope=Scope(),
-        )  # fmt: skip
+        )
         assert hits[0][0] == fact
     finally:
         await embedder.aclose()  # type: ignore[attr-defined]
@@ -169,8 +188,9 @@ async def test_client_errors_are_not_retried(stand_in: StandIn) -> None:
 
 
 async def test_unreachable_server_degrades_to_keyword_only(db: Database) -> None:
-    api = EmbeddingAPI("openai", "http://127.0.0.1:9/v1/embeddings", None, attempts=2,
-                       backoff=0.001, timeout=2)  # fmt: skip
+    api = EmbeddingAPI(
+        "openai", "http://127.0.0.1:9/v1/embeddings", None, attempts=2, backoff=0.001, timeout=2
+    )
     store = MemoryStore(db, OpenAICompatibleEmbedder(api, "m"), MemoryConfig())
     await store.prepare()
     await api.aclose()

@@ -10,11 +10,18 @@ from tests.memory.conftest import MakeTask
 
 def episode(task_id: int, **overrides: object) -> EpisodeInput:
     values: dict[str, object] = dict(
-        task_id=task_id, request="summarize yesterday's failed CI runs",
-        plan_summary="1. list failed runs 2. group by test", tools_used=["github__list_runs"],
-        outcome="done", result_summary="3 flaky tests found", duration_s=42.0, cost_usd=0.12,
-        project="web", user="U1", permalink="https://x.slack.com/archives/C1/p1",
-    )  # fmt: skip
+        task_id=task_id,
+        request="summarize yesterday's failed CI runs",
+        plan_summary="1. list failed runs 2. group by test",
+        tools_used=["github__list_runs"],
+        outcome="done",
+        result_summary="3 flaky tests found",
+        duration_s=42.0,
+        cost_usd=0.12,
+        project="web",
+        user="U1",
+        permalink="https://x.slack.com/archives/C1/p1",
+    )
     return EpisodeInput.model_validate(values | overrides)
 
 

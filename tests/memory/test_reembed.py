@@ -38,8 +38,9 @@ async def test_switching_dimension_rebuilds_and_reembeds(
 ) -> None:
     first = MemoryStore(db, HashedNgramEmbedder(), memory_config)
     await first.prepare()
-    ids = [await first.add("fact", f"fact {i} about kubernetes upgrades", "team")
-           for i in range(70)]  # fmt: skip
+    ids = [
+        await first.add("fact", f"fact {i} about kubernetes upgrades", "team") for i in range(70)
+    ]
     target = await first.add("fact", "terraform state lives in the infra bucket", "team")
 
     second = MemoryStore(db, SmallEmbedder(), memory_config)
@@ -47,8 +48,12 @@ async def test_switching_dimension_rebuilds_and_reembeds(
     sql = await db.fetchval("SELECT sql FROM sqlite_master WHERE name = 'memory_vec'")
     assert "FLOAT[64]" in sql
     assert await db.fetchval("SELECT count(*) FROM memory_vec") == 0
-    assert await db.fetchval("SELECT count(*) FROM embedding_cache WHERE provider != ?",
-                             ("small:hashed-64",)) == 0  # fmt: skip
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM embedding_cache WHERE provider != ?", ("small:hashed-64",)
+        )
+        == 0
+    )
     # keyword recall still answers while the index is rebuilt
     assert (await second.recall("terraform state bucket", Scope()))[0].id == target
 
@@ -75,8 +80,9 @@ async def test_rows_stored_while_the_provider_is_down_are_embedded_later(
     assert await store.reembed_all() == 0  # still down: stops, does not spin
     embedder.down = False
     assert await store.reembed_all() == 1
-    assert await db.fetchval("SELECT count(*) FROM memory_vec WHERE memory_id = ?",
-                             (memory_id,)) == 1  # fmt: skip
+    assert (
+        await db.fetchval("SELECT count(*) FROM memory_vec WHERE memory_id = ?", (memory_id,)) == 1
+    )
 
 
 async def test_a_failing_provider_is_paused_instead_of_slowing_every_task(

@@ -20,8 +20,9 @@ DAY = 86_400
 
 async def test_project_fact_reaches_its_project_only(any_store: MemoryStore) -> None:
     store = any_store
-    fact = await store.add("fact", "Payments deploys need a feature flag", "project",
-                           project="payments")  # fmt: skip
+    fact = await store.add(
+        "fact", "Payments deploys need a feature flag", "project", project="payments"
+    )
     request = "how do payments deploys work"
     same = await retrieve_for_task(store, request, Scope(project="payments", user_id="U1"))
     other = await retrieve_for_task(store, request, Scope(project="mobile", user_id="U1"))
@@ -32,8 +33,9 @@ async def test_project_fact_reaches_its_project_only(any_store: MemoryStore) -> 
 
 async def test_user_memory_never_reaches_another_user(any_store: MemoryStore) -> None:
     s = any_store
-    mine = await s.add("fact", "My manager is Priya and she likes terse updates", "user",
-                       user_id="U1")  # fmt: skip
+    mine = await s.add(
+        "fact", "My manager is Priya and she likes terse updates", "user", user_id="U1"
+    )
     await s.add("episode", "Request: weekly update for Priya", "user", user_id="U1")
     for scope in (Scope(user_id="U2"), Scope(project="web", user_id="U2"), Scope()):
         assert await s.recall("manager Priya terse updates", scope) == []
@@ -48,17 +50,22 @@ async def test_k_results_when_95_percent_are_out_of_scope(store: MemoryStore) ->
     drafts = []
     for i in range(400):
         visible = i % 20 == 0  # 20 of 400 in the asking user's scope
-        drafts.append(MemoryDraft(
-            kind="fact",
-            content=f"note {i} about deployment pipelines and release checklists",
-            scope="project", project="alpha" if visible else f"other{i % 7}",
-        ))  # fmt: skip
+        drafts.append(
+            MemoryDraft(
+                kind="fact",
+                content=f"note {i} about deployment pipelines and release checklists",
+                scope="project",
+                project="alpha" if visible else f"other{i % 7}",
+            )
+        )
     await store.add_many(drafts)
     scope = Scope(project="alpha", user_id="U9")
     nearest = await store.vectors.nearest(
-        await store.vectors.embed_query("deployment release checklist") or b"", 10,
-        scope=scope, kind="fact",
-    )  # fmt: skip
+        await store.vectors.embed_query("deployment release checklist") or b"",
+        10,
+        scope=scope,
+        kind="fact",
+    )
     assert len(nearest) == 10
     results = await store.recall("deployment release checklist", scope, kind="fact", k=10)
     assert len(results) == 10
@@ -78,8 +85,9 @@ async def test_hybrid_ranks_the_relevant_memory_first(store: MemoryStore) -> Non
 async def test_recent_use_and_importance_break_ties(store: MemoryStore) -> None:
     old = await store.add("fact", "Release notes live in the wiki", "team")
     new = await store.add("fact", "Release notes live in the wiki", "team", importance=0.5)
-    await store.db.execute("UPDATE memories SET created_at = ? WHERE id = ?",
-                           (time.time() - 200 * DAY, old))  # fmt: skip
+    await store.db.execute(
+        "UPDATE memories SET created_at = ? WHERE id = ?", (time.time() - 200 * DAY, old)
+    )
     results = await store.recall("where are release notes", Scope())
     assert [m.id for m in results] == [new, old]
     await store.update(old, importance=1.0)
@@ -104,9 +112,13 @@ async def test_retrieve_for_task_renders_within_budget_and_marks_used(
     await store.prepare()
     fact = await store.add("fact", "Invoices are exported from Stripe every Monday", "team")
     for i in range(8):
-        await store.add("episode", f"Request: export the Stripe invoices for week {i}\n"
-                        "Outcome: done: uploaded the CSV to the finance drive", "team",
-                        outcome="done")  # fmt: skip
+        await store.add(
+            "episode",
+            f"Request: export the Stripe invoices for week {i}\n"
+            "Outcome: done: uploaded the CSV to the finance drive",
+            "team",
+            outcome="done",
+        )
     context = await retrieve_for_task(store, "export stripe invoices", Scope())
     assert len(context.text) <= 120 * 4 and context.tokens <= 120
     assert [m.id for m in context.facts] == [fact]
@@ -133,8 +145,9 @@ async def test_keyword_only_when_the_provider_fails_to_load(
 
 async def test_keyword_ranking_ignores_fts_syntax_in_queries(keyword_store: MemoryStore) -> None:
     await keyword_store.add("fact", "quotes and NEAR operators", "team")
-    ids = await keyword_ranking(keyword_store, 'NEAR( "quotes -x* AND', Scope(), None,
-                                ("active",), 5)  # fmt: skip
+    ids = await keyword_ranking(
+        keyword_store, 'NEAR( "quotes -x* AND', Scope(), None, ("active",), 5
+    )
     assert len(ids) == 1
     assert await keyword_ranking(keyword_store, "the of and", Scope(), None, ("active",), 5) == []
 
@@ -142,10 +155,14 @@ async def test_keyword_ranking_ignores_fts_syntax_in_queries(keyword_store: Memo
 async def test_users_sharing_a_vector_shard_stay_apart(store: MemoryStore) -> None:
     users = [f"U{i:03d}" for i in range(40)]  # more users than shards: some must share one
     assert len({shard(f"user:{u}") for u in users}) < len(users)
-    await store.add_many([
-        MemoryDraft(kind="fact", content=f"my locker code is {i}{i}{i}", scope="user", user_id=u)
-        for i, u in enumerate(users)
-    ])  # fmt: skip
+    await store.add_many(
+        [
+            MemoryDraft(
+                kind="fact", content=f"my locker code is {i}{i}{i}", scope="user", user_id=u
+            )
+            for i, u in enumerate(users)
+        ]
+    )
     for i, user in enumerate(users):
         hits = await store.recall("what is my locker code", Scope(user_id=user), k=5)
         assert [m.user_id for m in hits] == [user], user
@@ -155,29 +172,53 @@ async def test_users_sharing_a_vector_shard_stay_apart(store: MemoryStore) -> No
 async def test_common_terms_do_not_drown_the_keyword_side(
     store: MemoryStore, keyword_store: MemoryStore
 ) -> None:
-    drafts = [MemoryDraft(kind="episode", content=f"Request: routine report {i}", scope="team")
-              for i in range(COMMON_MIN + 50)]  # fmt: skip
+    drafts = [
+        MemoryDraft(kind="episode", content=f"Request: routine report {i}", scope="team")
+        for i in range(COMMON_MIN + 50)
+    ]
     await store.add_many(drafts)
     rare = await store.add("episode", "Request: feed the zebra", "team")
     hybrid = await keyword_ranking(store, "request zebra", Scope(), "episode", ("active",), 30)
     assert hybrid == [rare]  # "request" is in every episode: dropped, not ranked
     assert await keyword_ranking(store, "request", Scope(), None, ("active",), 30) == []
     # without vectors, a query of common words still gets an answer
-    assert len(await keyword_ranking(keyword_store, "routine report", Scope(), None,
-                                     ("active",), 30)) == 30  # fmt: skip
+    assert (
+        len(await keyword_ranking(keyword_store, "routine report", Scope(), None, ("active",), 30))
+        == 30
+    )
 
 
 @pytest.mark.parametrize("budget", [0, 10, 50, 120, 400, 1000])
 def test_render_never_exceeds_the_budget(budget: int) -> None:
     now = time.time()
-    common: dict[str, Any] = dict(scope="team", project=None, user_id=None, source_task=None, permalink=None,
-                  sources=[], importance=0.5, status="active", outcome="done", feedback=None,
-                  correction=None, tools_used=[], duration_s=None, cost_usd=None,
-                  consolidated_at=None, decided_by=None, embedded_by=None, created_at=now,
-                  updated_at=now, last_used_at=None, use_count=0, archived_at=None)  # fmt: skip
+    common: dict[str, Any] = dict(
+        scope="team",
+        project=None,
+        user_id=None,
+        source_task=None,
+        permalink=None,
+        sources=[],
+        importance=0.5,
+        status="active",
+        outcome="done",
+        feedback=None,
+        correction=None,
+        tools_used=[],
+        duration_s=None,
+        cost_usd=None,
+        consolidated_at=None,
+        decided_by=None,
+        embedded_by=None,
+        created_at=now,
+        updated_at=now,
+        last_used_at=None,
+        use_count=0,
+        archived_at=None,
+    )
     facts = [Memory(id=i, kind="fact", content="fact " * 40, **common) for i in range(5)]
-    episodes = [Memory(id=10 + i, kind="episode", content="step\n" * 80, **common)
-                for i in range(10)]  # fmt: skip
+    episodes = [
+        Memory(id=10 + i, kind="episode", content="step\n" * 80, **common) for i in range(10)
+    ]
     text, used_facts, used_episodes = render(facts, episodes, budget * CHARS_PER_TOKEN)
     assert len(text) <= budget * CHARS_PER_TOKEN
     assert bool(text) == bool(used_facts or used_episodes)

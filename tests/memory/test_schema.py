@@ -13,8 +13,13 @@ async def names(db: Database, kind: str) -> set[str]:
 
 async def test_migration_creates_tables_and_triggers(db: Database) -> None:
     tables = await names(db, "table")
-    assert {"memories", "memories_fts", "memory_meta", "embedding_cache",
-            "rejected_facts"} <= tables  # fmt: skip
+    assert {
+        "memories",
+        "memories_fts",
+        "memory_meta",
+        "embedding_cache",
+        "rejected_facts",
+    } <= tables
     assert "memory_vec" not in tables  # its dimension is the provider's: built in code
     triggers = await names(db, "trigger")
     assert {"memories_fts_insert", "memories_fts_delete", "memories_fts_update"} <= triggers

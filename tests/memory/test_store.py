@@ -27,15 +27,27 @@ async def fts_ids(store: MemoryStore, word: str) -> set[int]:
 async def test_add_and_get_round_trip(store: MemoryStore, make_task: MakeTask) -> None:
     await make_task(7)
     memory_id = await store.add(
-        "episode", "Request: rotate the API keys", "project", project="payments", user_id="U1",
-        source_task=7, permalink="https://x.slack.com/p1", importance=0.7, outcome="done",
-        tools_used=["vault__rotate"], duration_s=12.5, cost_usd=0.03,
-    )  # fmt: skip
+        "episode",
+        "Request: rotate the API keys",
+        "project",
+        project="payments",
+        user_id="U1",
+        source_task=7,
+        permalink="https://x.slack.com/p1",
+        importance=0.7,
+        outcome="done",
+        tools_used=["vault__rotate"],
+        duration_s=12.5,
+        cost_usd=0.03,
+    )
     memory = await store.get(memory_id)
     assert memory is not None
     assert (memory.kind, memory.scope, memory.project, memory.user_id) == (
-        "episode", "project", "payments", "U1",
-    )  # fmt: skip
+        "episode",
+        "project",
+        "payments",
+        "U1",
+    )
     assert memory.tools_used == ["vault__rotate"] and memory.outcome == "done"
     assert memory.importance == 0.7 and memory.status == "active" and memory.use_count == 0
     assert memory.embedded_by == store.vectors.signature
@@ -55,8 +67,10 @@ async def test_forget_deletes_from_table_vec_fts_and_cache(store: MemoryStore) -
     keep = await store.add("fact", "deploys happen on tuesdays", "team")
     gone = await store.add("fact", "the wifi password is hunter2", "team")
     cache_key = store.vectors.cache_hash("the wifi password is hunter2")
-    assert await store.db.fetchval("SELECT count(*) FROM embedding_cache WHERE hash = ?",
-                                   (cache_key,)) == 1  # fmt: skip
+    assert (
+        await store.db.fetchval("SELECT count(*) FROM embedding_cache WHERE hash = ?", (cache_key,))
+        == 1
+    )
     assert gone in await vec_ids(store) and gone in await fts_ids(store, "hunter2")
 
     assert await store.forget(gone) is True
@@ -65,8 +79,10 @@ async def test_forget_deletes_from_table_vec_fts_and_cache(store: MemoryStore) -
     assert await vec_ids(store) == {keep}
     assert await fts_ids(store, "hunter2") == set()
     assert await fts_ids(store, "tuesdays") == {keep}
-    assert await store.db.fetchval("SELECT count(*) FROM embedding_cache WHERE hash = ?",
-                                   (cache_key,)) == 0  # fmt: skip
+    assert (
+        await store.db.fetchval("SELECT count(*) FROM embedding_cache WHERE hash = ?", (cache_key,))
+        == 0
+    )
     assert await store.forget(gone) is False
 
 
@@ -81,8 +97,9 @@ async def test_forget_reaches_the_vector_table_without_an_embedder(
 
 async def test_find_matches_substring_or_all_words_within_scope(store: MemoryStore) -> None:
     a = await store.add("fact", "Staging deploys need approval from Dana", "team")
-    b = await store.add("fact", "Dana approves staging deploys on Fridays", "project",
-                        project="web")  # fmt: skip
+    b = await store.add(
+        "fact", "Dana approves staging deploys on Fridays", "project", project="web"
+    )
     await store.add("fact", "Dana's staging secret", "user", user_id="U2")
     found = await store.find("staging deploys", Scope(project="web", user_id="U1"))
     assert {m.id for m in found} == {a, b}

@@ -59,9 +59,15 @@ class BotProcess:
         env = {**os.environ, **self.env, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
         with self.log.open("ab") as out:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bot", cwd=self.cwd, env=env,
-                stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out,
-            )  # fmt: skip
+                sys.executable,
+                "-m",
+                "bot",
+                cwd=self.cwd,
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+            )
         self.started_at = time.monotonic()
         self.starts += 1
 
@@ -137,10 +143,19 @@ class ChildBotRun:
         await self.anthropic.start()
         (self.tmp / "coworker.toml").write_text(config)
         delay = {"EFFECTS_DELAY": f"{tool_delay[0]},{tool_delay[1]}"} if tool_delay else {}
-        (self.tmp / ".mcp.json").write_text(json.dumps({"mcpServers": {"effects": {
-            "command": sys.executable, "args": [str(EFFECTS_SERVER)],
-            "env": {"EFFECTS_LOG": str(self.effects_log), **delay},
-        }}}))  # fmt: skip
+        (self.tmp / ".mcp.json").write_text(
+            json.dumps(
+                {
+                    "mcpServers": {
+                        "effects": {
+                            "command": sys.executable,
+                            "args": [str(EFFECTS_SERVER)],
+                            "env": {"EFFECTS_LOG": str(self.effects_log), **delay},
+                        }
+                    }
+                }
+            )
+        )
         env = bot_env(self.slack, self.anthropic, self.tmp)
         self.bot = BotProcess(env=env, cwd=self.tmp, log=self.tmp / "bot.log")
 

@@ -17,10 +17,15 @@ EFFECTS = Path(__file__).parent / "servers" / "effects.py"
 
 def effects_mcp(log: Path, **env: str) -> dict[str, Any]:
     """`.mcp.json` content for the effects server, logging real calls to `log`."""
-    return {"mcpServers": {"effects": {
-        "command": sys.executable, "args": [str(EFFECTS)],
-        "env": {"EFFECTS_LOG": str(log), **env},
-    }}}  # fmt: skip
+    return {
+        "mcpServers": {
+            "effects": {
+                "command": sys.executable,
+                "args": [str(EFFECTS)],
+                "env": {"EFFECTS_LOG": str(log), **env},
+            }
+        }
+    }
 
 
 @pytest.fixture

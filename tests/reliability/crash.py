@@ -116,9 +116,10 @@ class CrashRun(ChildBotRun):
         self.jitter = jitter
         self.latency = latency
         self.slack = FakeSlack(
-            bot_token="xoxb-crash-bot", app_token="xapp-crash-app",
+            bot_token="xoxb-crash-bot",
+            app_token="xapp-crash-app",
             latency=(0.002, 0.02) if latency else None,
-        )  # fmt: skip
+        )
         self.anthropic = FakeAnthropic()
         self._clicked: dict[int, tuple[float, int]] = {}
         self._watchers: list[asyncio.Task[None]] = []
@@ -141,10 +142,12 @@ class CrashRun(ChildBotRun):
 
     def progress(self) -> int:
         """Any step forward: model and tool calls, finished calls, task events."""
-        return self.work() + int(self.val(
-            "SELECT (SELECT COUNT(*) FROM tool_calls WHERE status != 'started')"
-            " + (SELECT COUNT(*) FROM task_events)"
-        ))  # fmt: skip
+        return self.work() + int(
+            self.val(
+                "SELECT (SELECT COUNT(*) FROM tool_calls WHERE status != 'started')"
+                " + (SELECT COUNT(*) FROM task_events)"
+            )
+        )
 
     def open_tasks(self) -> int:
         return int(
@@ -166,8 +169,9 @@ class CrashRun(ChildBotRun):
         """Mention the bot with a new job and wait until its task is recorded."""
         job = self._next_job
         self._next_job += 1
-        event = app_mention(f"job-{job}: file a ticket for the flaky login test", user=DELEGATOR,
-                            channel="C1")  # fmt: skip
+        event = app_mention(
+            f"job-{job}: file a ticket for the flaky login test", user=DELEGATOR, channel="C1"
+        )
         async with asyncio.timeout(60):
             while True:
                 envelope = await self.slack.send_event(event, event_id=f"Ev-job-{job}")
@@ -216,12 +220,15 @@ class CrashRun(ChildBotRun):
         ran = rerun and runs(self.effects_log, tool.split("__", 1)[1], job or 0) > 0
         if ran:
             payload = view_submission(
-                "approval_reject", {"reason": {"text": "It already ran: TCK-99 exists."}},
-                user=DELEGATOR, private_metadata=str(approval),
-            )  # fmt: skip
+                "approval_reject",
+                {"reason": {"text": "It already ran: TCK-99 exists."}},
+                user=DELEGATOR,
+                private_metadata=str(approval),
+            )
         else:
-            payload = block_action("approval_approve", str(approval), user=DELEGATOR,
-                                   channel=channel, message_ts=ts)  # fmt: skip
+            payload = block_action(
+                "approval_approve", str(approval), user=DELEGATOR, channel=channel, message_ts=ts
+            )
         try:
             await self.slack.send_interactive(payload)
         except (AssertionError, ConnectionError):

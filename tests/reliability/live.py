@@ -27,10 +27,12 @@ async def settle(timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
         while True:
             running = [
-                t for t in asyncio.all_tasks()
-                if t is not me and not t.done()
+                t
+                for t in asyncio.all_tasks()
+                if t is not me
+                and not t.done()
                 and getattr(t.get_coro(), "__qualname__", "").endswith(_LISTENERS)
-            ]  # fmt: skip
+            ]
             if not running:
                 return
             await asyncio.wait(running, timeout=timeout)

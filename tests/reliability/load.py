@@ -150,8 +150,9 @@ class LoadRun(ChildBotRun):
         mentions, commands = [], []
         start = time.monotonic()
         for i in range(n):
-            event = app_mention(f"job-{i + 1}: is the deploy still slow?", user=f"U{i:03d}",
-                                channel=f"C{i % 5}")  # fmt: skip
+            event = app_mention(
+                f"job-{i + 1}: is the deploy still slow?", user=f"U{i:03d}", channel=f"C{i % 5}"
+            )
             mentions.append(await self.slack.send_event(event))
             if i % 10 == 5:
                 commands.append(

@@ -137,8 +137,11 @@ async def test_the_sweep_posts_only_the_parts_slack_did_not_take_and_stops_when_
         posts = len(h.slack.calls_to("chat.postMessage"))
 
         def deliverable_posts() -> list[Any]:
-            return [c for c in h.slack.calls_to("chat.postMessage")[posts:]
-                    if "Done: T-" in str(c.params.get("text"))]  # fmt: skip
+            return [
+                c
+                for c in h.slack.calls_to("chat.postMessage")[posts:]
+                if "Done: T-" in str(c.params.get("text"))
+            ]
 
         go.set()
         for task in (1, 2):
@@ -203,8 +206,13 @@ async def test_slack_errors_while_a_plan_is_posted_leave_no_stray_work(
 def failing_for(job: int, statuses: list[int], then: Steps = look_and_note) -> Any:
     """The scripted model, except that `job`'s acting calls first get `statuses` errors."""
     script = scripted(then)
-    kinds = {429: "rate_limit_error", 529: "overloaded_error", 500: "api_error",
-             502: "api_error", 503: "api_error"}  # fmt: skip
+    kinds = {
+        429: "rate_limit_error",
+        529: "overloaded_error",
+        500: "api_error",
+        502: "api_error",
+        503: "api_error",
+    }
 
     def respond(body: dict[str, Any]) -> Reply:
         acting = (body.get("tool_choice") or {}).get("name") != "submit_plan"
@@ -307,8 +315,13 @@ def tool_result(h: Harness, task: int, tool: str) -> str:
     for req in reversed(h.anthropic.requests):
         if job_of(json.dumps(req.body["messages"][0])) != task:
             continue
-        ids = {b["id"] for m in req.body["messages"] if isinstance(m["content"], list)
-               for b in m["content"] if b.get("type") == "tool_use" and b["name"] == tool}  # fmt: skip
+        ids = {
+            b["id"]
+            for m in req.body["messages"]
+            if isinstance(m["content"], list)
+            for b in m["content"]
+            if b.get("type") == "tool_use" and b["name"] == tool
+        }
         for m in req.body["messages"]:
             for b in m["content"] if isinstance(m["content"], list) else []:
                 if b.get("type") == "tool_result" and b["tool_use_id"] in ids:
@@ -407,17 +420,23 @@ async def run_cli(
     }
     argv = ["-m", "bot", *args] if launcher is None else ["-c", launcher, *args]
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, *argv, cwd=cwd, env={**clean, "PYTHONPATH": str(REPO), **env},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        *argv,
+        cwd=cwd,
+        env={**clean, "PYTHONPATH": str(REPO), **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     _, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode is not None
     return proc.returncode, err.decode(errors="replace")
 
 
 async def test_corrupt_files_at_start_exit_2_with_one_line(tmp_path: Path) -> None:
-    cases = {"toml": ("coworker.toml", b"\xff\xfe\x00 not text \x80"),
-             "mcp": (".mcp.json", b"[" * 100_000)}  # fmt: skip
+    cases = {
+        "toml": ("coworker.toml", b"\xff\xfe\x00 not text \x80"),
+        "mcp": (".mcp.json", b"[" * 100_000),
+    }
     env = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": "xapp-1"}
     cli_runs: list[Any] = []
     for case, (name, content) in cases.items():
@@ -447,8 +466,9 @@ async def test_backup_to_a_full_disk_or_a_bad_path_fails_with_one_line(tmp_path:
     (tmp_path / "a-file").write_text("not a directory")
     bad_path = run_cli("backup", str(tmp_path / "a-file" / "copy.db"), cwd=tmp_path, env=env)
     # Writes past 64 KiB fail (EFBIG) as on a full disk; the live database is only read.
-    full = run_cli("backup", str(tmp_path / "full" / "copy.db"), cwd=tmp_path, env=env,
-                   launcher=FULL_DISK)  # fmt: skip
+    full = run_cli(
+        "backup", str(tmp_path / "full" / "copy.db"), cwd=tmp_path, env=env, launcher=FULL_DISK
+    )
     for code, err in await asyncio.gather(bad_path, full):
         lines = [line for line in err.splitlines() if line.strip()]
         assert code == 1, err

@@ -51,13 +51,30 @@ OURS, OTHER = "T0001", "TOTHER"
 APPROVER, BOTLIKE, STRANGER = "ULEAD", "UHELPERBOT", "USTRANGER"
 CONFIG = f'plan_approval = "never"\n[approvals]\napprovers = ["{APPROVER}", "{BOTLIKE}"]\n'
 EXAMPLES = settings(
-    max_examples=50, deadline=None, derandomize=False, database=None,
+    max_examples=50,
+    deadline=None,
+    derandomize=False,
+    database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)  # fmt: skip
-DECISIONS = ("approval_approved", "approval_rejected", "cancelled", "resumed", "plan_approved",
-             "plan_edited")  # fmt: skip
-ACTION_IDS = ("approval_approve", "approval_reject", "plan_approve", "plan_edit", "task_cancel",
-              "task_resume", "feedback_up", "feedback_down")  # fmt: skip
+)
+DECISIONS = (
+    "approval_approved",
+    "approval_rejected",
+    "cancelled",
+    "resumed",
+    "plan_approved",
+    "plan_edited",
+)
+ACTION_IDS = (
+    "approval_approve",
+    "approval_reject",
+    "plan_approve",
+    "plan_edit",
+    "task_cancel",
+    "task_resume",
+    "feedback_up",
+    "feedback_down",
+)
 
 
 class Big(str):
@@ -74,8 +91,9 @@ class Blob(bytes):
         return super().__repr__() if len(self) < 500 else f"Blob({len(self)} bytes)"
 
 
-HUGE = tuple(Big(t) for t in ("x" * 45_000, "🙂" * 15_000, "<@UBOT> " + "a " * 30_000,
-                              "\u0000\u202e" * 500))  # fmt: skip
+HUGE = tuple(
+    Big(t) for t in ("x" * 45_000, "🙂" * 15_000, "<@UBOT> " + "a " * 30_000, "\u0000\u202e" * 500)
+)
 
 
 def model(body: dict[str, Any]) -> Any:
@@ -123,10 +141,13 @@ class World:
     ) -> None:
         """Everything decided since `mark` was decided by `user`, who may decide it."""
         self.live.run(settle())
-        rows = self.live.run(self.h.coworker.db.fetchall(
-            "SELECT e.kind, e.actor, t.delegator FROM task_events e JOIN tasks t ON t.id = e.task_id"
-            " WHERE e.id > ? AND e.actor IS NOT NULL", (mark[0],),
-        ))  # fmt: skip
+        rows = self.live.run(
+            self.h.coworker.db.fetchall(
+                "SELECT e.kind, e.actor, t.delegator FROM task_events e JOIN tasks t ON t.id = e.task_id"
+                " WHERE e.id > ? AND e.actor IS NOT NULL",
+                (mark[0],),
+            )
+        )
         for kind, actor, delegator in rows:
             if kind in DECISIONS:
                 assert actor == user, (kind, actor, user)
@@ -172,13 +193,22 @@ def events(draw: st.DrawFn) -> dict[str, Any]:
     if kind == "reply":
         return {**event, "channel_type": "channel", "channel": draw(st.sampled_from(["C1", "C2"]))}
     if kind == "subtype":
-        return {**event, "subtype": draw(st.sampled_from(["bot_message", "message_changed",
-                                                          "file_share", "me_message", "x"]))}  # fmt: skip
+        return {
+            **event,
+            "subtype": draw(
+                st.sampled_from(["bot_message", "message_changed", "file_share", "me_message", "x"])
+            ),
+        }
     subscribed = ["app_home_opened", "assistant_thread_started", "assistant_thread_context_changed"]
-    return {"type": draw(st.sampled_from(subscribed)), "user": user, "channel": channel,
-            "tab": draw(st.sampled_from(["home", "messages", "x"])),
-            "assistant_thread": draw(st.fixed_dictionaries(
-                {"channel_id": channels, "thread_ts": ids, "user_id": users}))}  # fmt: skip
+    return {
+        "type": draw(st.sampled_from(subscribed)),
+        "user": user,
+        "channel": channel,
+        "tab": draw(st.sampled_from(["home", "messages", "x"])),
+        "assistant_thread": draw(
+            st.fixed_dictionaries({"channel_id": channels, "thread_ts": ids, "user_id": users})
+        ),
+    }
 
 
 @st.composite
@@ -191,15 +221,31 @@ def clicks(draw: st.DrawFn) -> tuple[dict[str, Any], str, str]:
     else:
         callback = draw(st.sampled_from(["approval_reject", "plan_edit", "fact_edit"]))
         values = {"reason": {"text": draw(texts)}, "plan": {"text": draw(texts)}}
-        payload = view_submission(callback, values, user=user, private_metadata=draw(ids),
-                                  team_id=team)  # fmt: skip
+        payload = view_submission(
+            callback, values, user=user, private_metadata=draw(ids), team_id=team
+        )
     return payload, user, team
 
 
-commands = st.sampled_from(["cancel", "resume", "status", "tasks", "help", "budget", "memory",
-                            "remember", "forget", ""]).flatmap(
-    lambda name: st.tuples(st.just(name), ids | texts).map(lambda p: f"{p[0]} {p[1]}".strip())
-) | texts  # fmt: skip
+commands = (
+    st.sampled_from(
+        [
+            "cancel",
+            "resume",
+            "status",
+            "tasks",
+            "help",
+            "budget",
+            "memory",
+            "remember",
+            "forget",
+            "",
+        ]
+    ).flatmap(
+        lambda name: st.tuples(st.just(name), ids | texts).map(lambda p: f"{p[0]} {p[1]}".strip())
+    )
+    | texts
+)
 
 
 # -- Socket Mode -----------------------------------------------------------------------
@@ -325,8 +371,9 @@ def http_requests(draw: st.DrawFn) -> tuple[bytes, str, str, str]:
 def http_bodies(draw: st.DrawFn) -> tuple[bytes, str, str, str]:
     """(body, content type, user, team): Slack's payloads with hostile values, or garbage
     (then the user is empty: nobody may decide anything)."""
-    kind = draw(st.sampled_from(["event", "click", "command", "garbage-json", "garbage-form",
-                                 "bytes"]))  # fmt: skip
+    kind = draw(
+        st.sampled_from(["event", "click", "command", "garbage-json", "garbage-form", "bytes"])
+    )
     form, js = "application/x-www-form-urlencoded", "application/json"
     if kind == "event":
         team = draw(teams)
@@ -346,8 +393,12 @@ def http_bodies(draw: st.DrawFn) -> tuple[bytes, str, str, str]:
     if kind == "garbage-json":
         return json.dumps(draw(json_values)).encode(), js, "", OURS
     if kind == "garbage-form":
-        fields = draw(st.dictionaries(st.sampled_from(["payload", "command", "text", "user_id",
-                                                       "type", "ssl_check"]), st.text(max_size=40)))  # fmt: skip
+        fields = draw(
+            st.dictionaries(
+                st.sampled_from(["payload", "command", "text", "user_id", "type", "ssl_check"]),
+                st.text(max_size=40),
+            )
+        )
         return urllib.parse.urlencode(fields).encode(), form, "", OURS
     return draw(st.binary(max_size=200)), draw(st.sampled_from([js, form, "text/plain"])), "", OURS
 

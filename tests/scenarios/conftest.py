@@ -27,9 +27,15 @@ def plan(
 def tickets_mcp(log: Path) -> dict[str, Any]:
     import sys
 
-    return {"mcpServers": {"tickets": {
-        "command": sys.executable, "args": [str(TICKETS)], "env": {"TICKETS_LOG": str(log)},
-    }}}  # fmt: skip
+    return {
+        "mcpServers": {
+            "tickets": {
+                "command": sys.executable,
+                "args": [str(TICKETS)],
+                "env": {"TICKETS_LOG": str(log)},
+            }
+        }
+    }
 
 
 def warehouse_mcp() -> dict[str, Any]:

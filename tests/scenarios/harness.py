@@ -122,8 +122,9 @@ class Harness:
             lambda: self.coworker.db.fetchval(
                 "SELECT id FROM tasks WHERE channel = ? AND message_ts = ?", (channel, event["ts"])
             ),
-            timeout, what=f"a task for {text!r}",
-        )  # fmt: skip
+            timeout,
+            what=f"a task for {text!r}",
+        )
         return int(task_id)
 
     async def reply(self, text: str, thread_ts: str, user: str = "U1", channel: str = "C1") -> None:
@@ -142,10 +143,11 @@ class Harness:
         plan_ts = await until(
             lambda: self.coworker.db.fetchval("SELECT plan_ts FROM tasks WHERE id = ?", (task_id,)),
             what=f"the plan of T-{task_id} in the thread",
-        )  # fmt: skip
+        )
         channel = (await self.task(task_id)).channel
-        return await self.click("plan_approve", task_id, user=user, channel=channel,
-                                message_ts=plan_ts)  # fmt: skip
+        return await self.click(
+            "plan_approve", task_id, user=user, channel=channel, message_ts=plan_ts
+        )
 
     async def dm(
         self, text: str, user: str = "U1", channel: str = "D1", **kw: Any

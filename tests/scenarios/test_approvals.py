@@ -126,10 +126,14 @@ async def test_rejected_with_reason_is_not_run_and_model_is_told(
         [opened] = await h.slack.wait_for("views.open")
         assert opened.params["view"]["callback_id"] == "approval_reject"
         h.anthropic.enqueue_text("Understood, I did not file it.")
-        await h.slack.send_interactive(view_submission(
-            "approval_reject", {"reason": {"text": "duplicate of TCK-1"}}, user="U1",
-            private_metadata=str(approval["id"]),
-        ))  # fmt: skip
+        await h.slack.send_interactive(
+            view_submission(
+                "approval_reject",
+                {"reason": {"text": "duplicate of TCK-1"}},
+                user="U1",
+                private_metadata=str(approval["id"]),
+            )
+        )
         await h.wait_status("done")
         assert tool_runs(log) == []
         told = str(h.anthropic.requests[-1].body["messages"][-1])

@@ -44,8 +44,9 @@ async def test_budget_wraps_up_stops_and_a_top_up_continues(
     log = tmp_path / "t.log"
     async with make_harness(mcp=tickets_mcp(log), config=BUDGET_CONFIG) as h:
         search = ("tickets__search", {"query": "flaky"})
-        h.anthropic.enqueue_tool_use("submit_plan", plan(("Search", ["tickets__search"])),
-                                     usage=CALL)  # fmt: skip  # $0.30
+        h.anthropic.enqueue_tool_use(
+            "submit_plan", plan(("Search", ["tickets__search"])), usage=CALL
+        )  # $0.30
         h.anthropic.enqueue_tool_use(*search, usage=CALL)  # $0.60
         h.anthropic.enqueue_tool_use(*search, usage=CALL)  # $0.90: past 80%
         h.anthropic.enqueue_tool_use(*search, text="So far: TCK-1 looks flaky.", usage=CALL)
@@ -94,8 +95,9 @@ async def test_a_declined_top_up_ends_the_task_without_a_second_deliverable(
 ) -> None:
     async with make_harness(mcp=tickets_mcp(tmp_path / "t.log"), config=BUDGET_CONFIG) as h:
         search = ("tickets__search", {"query": "flaky"})
-        h.anthropic.enqueue_tool_use("submit_plan", plan(("Search", ["tickets__search"])),
-                                     usage=CALL)  # fmt: skip
+        h.anthropic.enqueue_tool_use(
+            "submit_plan", plan(("Search", ["tickets__search"])), usage=CALL
+        )
         for _ in range(3):
             h.anthropic.enqueue_tool_use(*search, usage=CALL)
         await h.mention("find the flaky tests")
@@ -104,10 +106,14 @@ async def test_a_declined_top_up_ends_the_task_without_a_second_deliverable(
         approval = await h.coworker.db.fetchone("SELECT * FROM approvals WHERE kind = 'budget'")
         await h.click("approval_reject", approval["id"], user="U1")
         await h.slack.wait_for("views.open")
-        await h.slack.send_interactive(view_submission(
-            "approval_reject", {"reason": {"text": "enough for now"}}, user="U1",
-            private_metadata=str(approval["id"]),
-        ))  # fmt: skip
+        await h.slack.send_interactive(
+            view_submission(
+                "approval_reject",
+                {"reason": {"text": "enough for now"}},
+                user="U1",
+                private_metadata=str(approval["id"]),
+            )
+        )
         done = await h.wait_status("done")
         assert not done.delivery_pending  # what it had was posted when the budget ran out
         status = [c.params["text"] for c in h.slack.calls_to("chat.update")]
@@ -195,8 +201,10 @@ async def test_a_task_exports_task_model_and_tool_spans(
     acting = next(s for s in runs if attributes(s)["coworker.phase"] == "running")
     children = [s for s in spans if s.parent_span_id == acting.span_id]
     assert sorted(s.name for s in children) == [
-        "chat claude-sonnet-5-5", "chat claude-sonnet-5-5", "execute_tool tickets__search",
-    ]  # fmt: skip
+        "chat claude-sonnet-5-5",
+        "chat claude-sonnet-5-5",
+        "execute_tool tickets__search",
+    ]
     tool = next(s for s in children if s.name.startswith("execute_tool"))
     assert attributes(tool)["gen_ai.tool.name"] == "tickets__search"
     chat = next(s for s in children if s.name.startswith("chat"))

@@ -79,9 +79,14 @@ async def test_edit_through_modal_revises_plan(harness: Harness) -> None:
     [opened] = await h.slack.wait_for("views.open")
     assert opened.params["view"]["callback_id"] == "plan_edit"
     h.anthropic.enqueue_tool_use("submit_plan", plan(("Step B only", [])))
-    await h.slack.send_interactive(view_submission(
-        "plan_edit", {"plan": {"text": "Only do step B"}}, user="U1", private_metadata=str(task.id)
-    ))  # fmt: skip
+    await h.slack.send_interactive(
+        view_submission(
+            "plan_edit",
+            {"plan": {"text": "Only do step B"}},
+            user="U1",
+            private_metadata=str(task.id),
+        )
+    )
     await h.slack.wait_for(
         "chat.postMessage", lambda c: "Step B only" in str(c.params.get("blocks"))
     )
@@ -206,7 +211,7 @@ async def test_a_plan_revised_from_a_comment_is_the_only_one_that_can_be_approve
     new_ts = await until(
         lambda: h.coworker.db.fetchval("SELECT plan_ts FROM tasks WHERE plan_ts != ?", (old_ts,)),
         what="the revised plan",
-    )  # fmt: skip
+    )
     await h.wait_status("awaiting_plan_approval")
     replaced = [c for c in h.slack.calls_to("chat.update") if c.params["ts"] == old_ts]
     assert "replaced by a revised plan" in replaced[-1].params["text"]

@@ -71,8 +71,13 @@ async def test_a_result_replayed_after_a_restart_is_what_the_model_saw_live(
         await h.wait_status("done")
 
         def result(body: dict[str, Any]) -> Any:
-            return next(b for m in body["messages"] if m["role"] == "user"
-                        for b in m["content"] if b.get("type") == "tool_result")  # fmt: skip
+            return next(
+                b
+                for m in body["messages"]
+                if m["role"] == "user"
+                for b in m["content"]
+                if b.get("type") == "tool_result"
+            )
 
         live, replayed = result(live_request.body), result(h.anthropic.requests[-1].body)
         assert "cut: 500 of" in str(live["content"])
@@ -158,10 +163,15 @@ async def test_old_tool_output_gives_way_when_working_memory_is_full(
         done = await h.wait_status("done")
         assert done.result == "Read all four pages."
         results = [
-            [b["content"] for m in r.body["messages"] if m["role"] == "user"
-             for b in m["content"] if isinstance(b, dict) and b.get("type") == "tool_result"]
+            [
+                b["content"]
+                for m in r.body["messages"]
+                if m["role"] == "user"
+                for b in m["content"]
+                if isinstance(b, dict) and b.get("type") == "tool_result"
+            ]
             for r in h.anthropic.requests[1:]
-        ]  # fmt: skip
+        ]
         last = results[-1]
         assert len(last) == 4 and "page 3 " in str(last[-1])  # the newest stays whole
         assert TRIMMED in str(last[0]) and "page 0 " not in str(last)
@@ -331,8 +341,10 @@ async def test_app_home_shows_open_tasks(harness: Harness) -> None:
 
 
 def second_part(params: dict[str, Any]) -> bool:
-    return any(b.get("type") == "markdown" and b["text"].startswith("Section 1")
-               for b in params.get("blocks") or [])  # fmt: skip
+    return any(
+        b.get("type") == "markdown" and b["text"].startswith("Section 1")
+        for b in params.get("blocks") or []
+    )
 
 
 TWO_PARTS = "\n\n".join(f"Section {i}\n" + "word " * 1150 for i in range(2))
@@ -400,8 +412,9 @@ async def test_a_plan_or_questions_slack_did_not_take_are_posted_by_the_sweep(
 ) -> None:
     h = harness
     h.coworker.delivery.settle = 0.0  # no post under way to wait for in this test
-    h.slack.refuse("chat.postMessage", lambda p: "Plan for T-1" in str(p.get("text")),
-                   "service_unavailable")  # fmt: skip
+    h.slack.refuse(
+        "chat.postMessage", lambda p: "Plan for T-1" in str(p.get("text")), "service_unavailable"
+    )
     h.anthropic.enqueue_tool_use("submit_plan", plan(("Step", [])))
     await h.mention("summarize the incident")
     await h.wait_status("awaiting_plan_approval")
@@ -419,8 +432,9 @@ async def test_a_plan_or_questions_slack_did_not_take_are_posted_by_the_sweep(
     await h.approve_plan()
     await h.wait_status("done")
 
-    h.slack.refuse("chat.postMessage", lambda p: "a few questions" in str(p.get("text")),
-                   "service_unavailable")  # fmt: skip
+    h.slack.refuse(
+        "chat.postMessage", lambda p: "a few questions" in str(p.get("text")), "service_unavailable"
+    )
     h.anthropic.enqueue_tool_use("submit_plan", plan(questions=["Which service?"]))
     task_id = await h.delegate("fix the outage", channel="C2")
     await h.wait_status("waiting_input", task_id=task_id)
@@ -429,12 +443,23 @@ async def test_a_plan_or_questions_slack_did_not_take_are_posted_by_the_sweep(
     await h.coworker.delivery.sweep()  # still refused: tried again next time
     h.slack.stop_refusing()
     await h.coworker.delivery.sweep()
-    asked = [c for c in h.slack.calls_to("chat.postMessage") if c.response.get("ok")
-             and "Which service?" in str(c.params.get("text"))]  # fmt: skip
+    asked = [
+        c
+        for c in h.slack.calls_to("chat.postMessage")
+        if c.response.get("ok") and "Which service?" in str(c.params.get("text"))
+    ]
     assert len(asked) == 1
     await h.coworker.delivery.sweep()  # once taken, never again
-    assert len([c for c in h.slack.calls_to("chat.postMessage") if c.response.get("ok")
-                and "Which service?" in str(c.params.get("text"))]) == 1  # fmt: skip
+    assert (
+        len(
+            [
+                c
+                for c in h.slack.calls_to("chat.postMessage")
+                if c.response.get("ok") and "Which service?" in str(c.params.get("text"))
+            ]
+        )
+        == 1
+    )
 
 
 async def test_a_deliverable_slack_did_not_take_for_a_day_is_given_up_and_said(

@@ -111,10 +111,24 @@ async def test_consolidation_review_approve_and_reject(
             block_action("fact_approve", str(ids[0]), user="UNOBODY", channel="C1")
         )
         await h.slack.wait_for("chat.postEphemeral")
-        await h.slack.send_interactive(block_action("fact_approve", str(ids[0]), user="ULEAD", channel="C1",
-                                                    message_ts=posts[0].response["ts"]))  # fmt: skip
-        await h.slack.send_interactive(block_action("fact_reject", str(ids[1]), user="ULEAD", channel="C1",
-                                                    message_ts=posts[1].response["ts"]))  # fmt: skip
+        await h.slack.send_interactive(
+            block_action(
+                "fact_approve",
+                str(ids[0]),
+                user="ULEAD",
+                channel="C1",
+                message_ts=posts[0].response["ts"],
+            )
+        )
+        await h.slack.send_interactive(
+            block_action(
+                "fact_reject",
+                str(ids[1]),
+                user="ULEAD",
+                channel="C1",
+                message_ts=posts[1].response["ts"],
+            )
+        )
         decided = {p.response["ts"] for p in posts}  # not the task's status updates
         await h.slack.wait_for("chat.update", lambda c: c.params.get("ts") in decided, count=2)
         statuses = dict(
@@ -144,8 +158,14 @@ async def test_fact_edit_through_modal(make_harness: Callable[..., Harness]) -> 
             block_action("fact_edit", str(fact_id), user="ULEAD", channel="C1")
         )
         await h.slack.wait_for("views.open")
-        await h.slack.send_interactive(view_submission("fact_edit", {"fact": {"text": "Releases on Friday"}},
-                                                       user="ULEAD", private_metadata=str(fact_id)))  # fmt: skip
+        await h.slack.send_interactive(
+            view_submission(
+                "fact_edit",
+                {"fact": {"text": "Releases on Friday"}},
+                user="ULEAD",
+                private_metadata=str(fact_id),
+            )
+        )
 
         async def edited() -> Any:
             fact = await memory.store.get(fact_id)

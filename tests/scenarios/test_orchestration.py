@@ -85,10 +85,18 @@ async def test_delegate_to_another_coworker_returns_typed_result(
         "lead",
         tool_reply("team__delegate", {"coworker": "dev", "objective": "check the tests pass"}),
     )
-    script.add("dev", tool_reply("team__submit_result", {
-        "summary": "All 120 tests pass", "artifacts": ["ci-run-42"],
-        "findings": [{"severity": "low", "text": "one slow test"}], "open_questions": [],
-    }))  # fmt: skip
+    script.add(
+        "dev",
+        tool_reply(
+            "team__submit_result",
+            {
+                "summary": "All 120 tests pass",
+                "artifacts": ["ci-run-42"],
+                "findings": [{"severity": "low", "text": "one slow test"}],
+                "open_questions": [],
+            },
+        ),
+    )
     script.add(
         "lead",
         lambda body: text_reply("Release is good: " + results_in(body)[0]["result"]["summary"]),
@@ -182,12 +190,17 @@ async def test_delegation_cycle_is_refused_and_said(make_harness: Callable[..., 
         )
         orchestrator = h.coworker.runner.work.toolbox.orchestrator
         again = await orchestrator.handle(
-            await h.task(2), json.loads(detail)["key"], "team__delegate",
+            await h.task(2),
+            json.loads(detail)["key"],
+            "team__delegate",
             {"coworker": "dev", "objective": "Fix the bug!"},
-        )  # fmt: skip
+        )
         assert again is not None and again[1] and again[0].startswith("Refused")
-        notes = [c for c in h.slack.calls_to("chat.postMessage")
-                 if "refused a hand-off" in c.params.get("text", "")]  # fmt: skip
+        notes = [
+            c
+            for c in h.slack.calls_to("chat.postMessage")
+            if "refused a hand-off" in c.params.get("text", "")
+        ]
         assert len(notes) == 1
 
 

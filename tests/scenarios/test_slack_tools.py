@@ -17,10 +17,12 @@ async def test_channel_the_delegator_is_not_in_cannot_be_read(make_harness) -> N
         h.slack.channel_members["CPUB"] = ["U1", "UBOSS"]
         h.slack.add_message("CPUB", "release on Friday", user="UBOSS")
         h.anthropic.enqueue_tool_use("submit_plan", plan(("Read", ["slack__channel_history"])))
-        h.anthropic.enqueue_tool_uses([
-            ("slack__channel_history", {"channel": "CSECRET"}),
-            ("slack__channel_history", {"channel": "CPUB"}),
-        ])  # fmt: skip
+        h.anthropic.enqueue_tool_uses(
+            [
+                ("slack__channel_history", {"channel": "CSECRET"}),
+                ("slack__channel_history", {"channel": "CPUB"}),
+            ]
+        )
         h.anthropic.enqueue_text("Summary: release on Friday.")
         await h.mention("what's new?", user="U1")
         await h.wait_status("done")
@@ -34,10 +36,12 @@ async def test_a_file_shared_with_the_request_can_be_read(make_harness) -> None:
         shared = h.slack.add_file("notes.txt", "deploy checklist: tag, build, ship")
         other = h.slack.add_file("salaries.csv", "name,salary")
         h.anthropic.enqueue_tool_use("submit_plan", plan(("Read", ["slack__read_file"])))
-        h.anthropic.enqueue_tool_uses([
-            ("slack__read_file", {"file_id": shared["id"]}),
-            ("slack__read_file", {"file_id": other["id"]}),
-        ])  # fmt: skip
+        h.anthropic.enqueue_tool_uses(
+            [
+                ("slack__read_file", {"file_id": shared["id"]}),
+                ("slack__read_file", {"file_id": other["id"]}),
+            ]
+        )
         h.anthropic.enqueue_text("The checklist has three steps.")
         await h.slack.send_event(app_mention("summarize this file", user="U1", files=[shared]))
         done = await h.wait_status("done")

@@ -198,9 +198,11 @@ async def test_a_query_result_matching_the_plan_passes_its_check(
         assert "✅ warehouse__query result" in str(posted.params["blocks"])
         # A follow-up that queries nothing shows no check from the run before.
         h.anthropic.enqueue_text("The total is 200.50.")
-        await h.slack.send_event(channel_message(
-            "and the total?", user="U1", channel="C1", thread_ts=posted.params["thread_ts"]
-        ))  # fmt: skip
+        await h.slack.send_event(
+            channel_message(
+                "and the total?", user="U1", channel="C1", thread_ts=posted.params["thread_ts"]
+            )
+        )
         await h.slack.wait_for("chat.postMessage", lambda c: "200.50" in str(c.params))
         assert (await h.task()).checks == []
 

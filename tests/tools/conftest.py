@@ -61,9 +61,13 @@ def config(**sections: Any) -> Config:
 def ctx_for(gateway: McpGateway, **overrides: Any) -> CallContext:
     """A call context allowed every tool the gateway knows, with a fresh idempotency key."""
     fields: dict[str, Any] = {
-        "task_id": None, "step": 1, "coworker": "coworker", "delegator": "U1",
-        "idempotency_key": uuid.uuid4().hex, "allowed": {t.name for t in gateway.tools()},
-    }  # fmt: skip
+        "task_id": None,
+        "step": 1,
+        "coworker": "coworker",
+        "delegator": "U1",
+        "idempotency_key": uuid.uuid4().hex,
+        "allowed": {t.name for t in gateway.tools()},
+    }
     fields.update(overrides)
     return CallContext(**fields)
 

@@ -19,13 +19,30 @@ from tools.gateway import args_hash
 
 TOKEN = "xoxb-1111-2222-builtintoken"
 
-REPLIES = {"ok": True, "messages": [
-    {"ts": "1.0", "user": "U1", "text": "can you check CI?", "thread_ts": "1.0", "reply_count": 1},
-    {"ts": "2.0", "user": "U2", "text": "on it", "thread_ts": "1.0"},
-]}  # fmt: skip
+REPLIES = {
+    "ok": True,
+    "messages": [
+        {
+            "ts": "1.0",
+            "user": "U1",
+            "text": "can you check CI?",
+            "thread_ts": "1.0",
+            "reply_count": 1,
+        },
+        {"ts": "2.0", "user": "U2", "text": "on it", "thread_ts": "1.0"},
+    ],
+}
 REPLIES_FIRST = {"ts": "1.0", "user": "U1", "text": "can you check CI?"}
-USER = {"ok": True, "user": {"id": "U1", "name": "ann", "real_name": "Ann Lee", "tz": "Europe/Paris",
-                             "profile": {"display_name": "ann", "title": "SRE"}}}  # fmt: skip
+USER = {
+    "ok": True,
+    "user": {
+        "id": "U1",
+        "name": "ann",
+        "real_name": "Ann Lee",
+        "tz": "Europe/Paris",
+        "profile": {"display_name": "ann", "title": "SRE"},
+    },
+}
 
 
 class SlackStandIn:
@@ -146,8 +163,11 @@ async def test_memory_server(make_gateway: GatewayFactory) -> None:
         "memory__remember": ("notify", "annotation destructiveHint=false"),
         "memory__recall": ("auto", "annotation readOnlyHint"),
     }
-    done = await gateway.call("memory__remember", {"content": "CI runs on Buildkite", "scope": "project"},
-                              ctx_for(gateway))  # fmt: skip
+    done = await gateway.call(
+        "memory__remember",
+        {"content": "CI runs on Buildkite", "scope": "project"},
+        ctx_for(gateway),
+    )
     assert (done.status, done.content) == ("ok", "remembered (1)")
     bad = await gateway.call(
         "memory__remember", {"content": "x", "scope": "galaxy"}, ctx_for(gateway)

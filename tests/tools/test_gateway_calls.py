@@ -200,8 +200,9 @@ class TestBlockTier:
         approval = await add_approval(
             db, task_id, "rec__write_note", args_hash("rec__write_note", self.ARGS)
         )
-        approved = ctx_for(rec_gateway, task_id=task_id, approval_id=approval,
-                           idempotency_key=ctx.idempotency_key)  # fmt: skip
+        approved = ctx_for(
+            rec_gateway, task_id=task_id, approval_id=approval, idempotency_key=ctx.idempotency_key
+        )
         assert (await rec_gateway.call("rec__write_note", self.ARGS, approved)).status == "ok"
         assert recorder.tools() == ["write_note"]
 
@@ -256,8 +257,9 @@ async def test_long_results_are_cut_for_the_model_and_the_audit(
 
 
 async def test_timeout(make_gateway: GatewayFactory, recorder: Recorder, db: Database) -> None:
-    gateway = await make_gateway(builtin={"rec": build_server(recorder)},
-                                 cfg=config(gateway={"call_timeout": "0.2s"}))  # fmt: skip
+    gateway = await make_gateway(
+        builtin={"rec": build_server(recorder)}, cfg=config(gateway={"call_timeout": "0.2s"})
+    )
     ctx = ctx_for(gateway)
     started = time.monotonic()
     result = await asyncio.wait_for(gateway.call("rec__slow", {"seconds": 10}, ctx), 5)
@@ -272,8 +274,10 @@ async def test_timeout(make_gateway: GatewayFactory, recorder: Recorder, db: Dat
 async def test_rate_limit(make_gateway: GatewayFactory, recorder: Recorder) -> None:
     cfg = config(gateway={"call_timeout": "1s", "servers": {"rec": {"calls_per_minute": 2}}})
     gateway = await make_gateway(builtin={"rec": build_server(recorder)}, cfg=cfg)
-    results = [await asyncio.wait_for(gateway.call("rec__echo", {"text": str(i)}, ctx_for(gateway)), 5)
-               for i in range(3)]  # fmt: skip
+    results = [
+        await asyncio.wait_for(gateway.call("rec__echo", {"text": str(i)}, ctx_for(gateway)), 5)
+        for i in range(3)
+    ]
     assert [r.status for r in results] == ["ok", "ok", "unavailable"]
     assert "rate limit of 2 calls a minute" in results[2].content
     assert recorder.tools() == ["echo", "echo"]
@@ -352,8 +356,9 @@ async def test_interrupted_write_needs_the_delegator(
     assert (await row(db, ctx.idempotency_key))["status"] == "started"
     assert recorder.calls == []
     approval = await add_approval(db, task_id, "rec__archive", args_hash("rec__archive", args))
-    rerun = ctx_for(rec_gateway, task_id=task_id, approval_id=approval,
-                    idempotency_key=ctx.idempotency_key)  # fmt: skip
+    rerun = ctx_for(
+        rec_gateway, task_id=task_id, approval_id=approval, idempotency_key=ctx.idempotency_key
+    )
     assert (await rec_gateway.call("rec__archive", args, rerun)).status == "ok"
     assert recorder.tools() == ["archive"]
 
@@ -367,8 +372,10 @@ async def test_dry_run_first(make_gateway: GatewayFactory, recorder: Recorder) -
     assert dry.content == "would archive a"
     done = await gateway.call("rec__archive", {"item": "a"}, ctx_for(gateway, dry_run_ok=True))
     assert done.content == "archived a"
-    assert recorder.calls == [("archive", {"item": "a", "dry_run": True}),
-                              ("archive", {"item": "a", "dry_run": False})]  # fmt: skip
+    assert recorder.calls == [
+        ("archive", {"item": "a", "dry_run": True}),
+        ("archive", {"item": "a", "dry_run": False}),
+    ]
 
 
 async def test_same_key_while_running_is_not_run_twice(

@@ -96,8 +96,10 @@ async def test_a_server_that_never_starts(make_gateway: GatewayFactory, tmp_path
     assert "broken (stdio): DOWN: the server process exited" in text
     assert "missing (stdio): DOWN: cannot start: command not found: npx" in text
     assert any(line.startswith("time (stdio): up, 2 tools") for line in lines)
-    assert any("time__get_current_time" in line and "auto" in line and "annotation readOnlyHint"
-               in line for line in lines)  # fmt: skip
+    assert any(
+        "time__get_current_time" in line and "auto" in line and "annotation readOnlyHint" in line
+        for line in lines
+    )
     now = await asyncio.wait_for(
         gateway.call("time__get_current_time", {"timezone": "UTC"}, ctx_for(gateway)), 10
     )

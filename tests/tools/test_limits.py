@@ -61,8 +61,9 @@ def test_success_resets_the_count() -> None:
 
 
 async def test_a_slot_is_taken_at_once_when_free_and_waited_for_until_the_deadline() -> None:
-    guard = ServerGuard.for_server("rec", parse_config({"gateway": {"servers": {
-        "rec": {"max_concurrency": 1}}}}).gateway)  # fmt: skip
+    guard = ServerGuard.for_server(
+        "rec", parse_config({"gateway": {"servers": {"rec": {"max_concurrency": 1}}}}).gateway
+    )
     assert not await take_slot(guard, time.monotonic() - 0.01)  # no time left: not taken
     assert not guard.slots.locked()
     assert await take_slot(guard, time.monotonic() + 1) and guard.slots.locked()

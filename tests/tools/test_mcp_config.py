@@ -14,10 +14,23 @@ def write(tmp_path: Path, data: object) -> Path:
 
 
 def test_standard_format_with_expansion(tmp_path: Path) -> None:
-    path = write(tmp_path, {"mcpServers": {
-        "github": {"command": "npx", "args": ["-y", "server-github"], "env": {"GITHUB_TOKEN": "${GH}"}},
-        "docs": {"type": "http", "url": "http://${HOST:-localhost}:9/mcp", "headers": {"Authorization": "Bearer ${DOCS}"}},
-    }})  # fmt: skip
+    path = write(
+        tmp_path,
+        {
+            "mcpServers": {
+                "github": {
+                    "command": "npx",
+                    "args": ["-y", "server-github"],
+                    "env": {"GITHUB_TOKEN": "${GH}"},
+                },
+                "docs": {
+                    "type": "http",
+                    "url": "http://${HOST:-localhost}:9/mcp",
+                    "headers": {"Authorization": "Bearer ${DOCS}"},
+                },
+            }
+        },
+    )
     servers = load_mcp_config(path, env={"GH": "ghp_x", "DOCS": "t0k"})
     assert isinstance(servers["github"], StdioServer)
     assert servers["github"].env == {"GITHUB_TOKEN": "ghp_x"}

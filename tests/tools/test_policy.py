@@ -17,10 +17,22 @@ DESTRUCTIVE = {"destructiveHint": True}
         ({}, "block", "gh__get", RO, "auto", "annotation readOnlyHint"),
         ({}, "block", "gh__label", NOT_DESTRUCTIVE, "notify", "annotation destructiveHint=false"),
         ({}, "auto", "gh__delete", DESTRUCTIVE, "block", "annotation destructiveHint"),
-        ({}, "auto", "gh__edit", {"readOnlyHint": False}, "block",
-         "annotation readOnlyHint=false (destructiveHint defaults to true)"),
-        ({}, "block", "gh__odd", {"readOnlyHint": True, "destructiveHint": True}, "auto",
-         "annotation readOnlyHint"),
+        (
+            {},
+            "auto",
+            "gh__edit",
+            {"readOnlyHint": False},
+            "block",
+            "annotation readOnlyHint=false (destructiveHint defaults to true)",
+        ),
+        (
+            {},
+            "block",
+            "gh__odd",
+            {"readOnlyHint": True, "destructiveHint": True},
+            "auto",
+            "annotation readOnlyHint",
+        ),
         # no hints at all: the operator's default
         ({}, "block", "gh__x", None, "block", "default"),
         ({}, "notify", "gh__x", None, "notify", "default"),
@@ -29,10 +41,22 @@ DESTRUCTIVE = {"destructiveHint": True}
         ({"time__*": "auto"}, "block", "time__set", DESTRUCTIVE, "auto", 'rule "time__*"'),
         ({"gh__*": "block"}, "auto", "gh__get", RO, "block", 'rule "gh__*"'),
         # precedence among rules: exact, then most literal characters
-        ({"gh__*": "block", "gh__merge": "notify"}, "block", "gh__merge", None, "notify",
-         'rule "gh__merge"'),
-        ({"*": "auto", "gh__*": "notify", "gh__merge_*": "block"}, "auto", "gh__merge_pr", RO,
-         "block", 'rule "gh__merge_*"'),
+        (
+            {"gh__*": "block", "gh__merge": "notify"},
+            "block",
+            "gh__merge",
+            None,
+            "notify",
+            'rule "gh__merge"',
+        ),
+        (
+            {"*": "auto", "gh__*": "notify", "gh__merge_*": "block"},
+            "auto",
+            "gh__merge_pr",
+            RO,
+            "block",
+            'rule "gh__merge_*"',
+        ),
         ({"*": "auto", "gh__*": "notify"}, "block", "gh__list", None, "notify", 'rule "gh__*"'),
         ({"*": "auto", "gh__*": "notify"}, "block", "jira__get", None, "auto", 'rule "*"'),
         ({"gh__?et": "block", "gh__*": "auto"}, "auto", "gh__get", None, "block", 'rule "gh__?et"'),
@@ -41,7 +65,7 @@ DESTRUCTIVE = {"destructiveHint": True}
         # a rule that does not match leaves annotations in charge
         ({"gh__*": "block"}, "block", "time__now", RO, "auto", "annotation readOnlyHint"),
     ],
-)  # fmt: skip
+)
 def test_tier_table(
     rules: dict[str, Any], default: str, name: str, annotations: Any, tier: str, source: str
 ) -> None:

@@ -4,20 +4,31 @@ from tools.scope import allowed_globs, scope_tools
 
 
 def tool(name: str) -> ToolInfo:
-    return ToolInfo(name=name, server=name.split("__")[0], tool=name.split("__")[1],
-                    description="", input_schema={"type": "object"}, annotations={},
-                    tier="auto", tier_source="default")  # fmt: skip
+    return ToolInfo(
+        name=name,
+        server=name.split("__")[0],
+        tool=name.split("__")[1],
+        description="",
+        input_schema={"type": "object"},
+        annotations={},
+        tier="auto",
+        tier_source="default",
+    )
 
 
 TOOLS = [
     tool(n) for n in ("github__get_issue", "github__merge", "time__now", "slack__post_message")
 ]
 
-ROLES = parse_config({"roles": {
-    "dev": {"members": ["U1", "S_DEVS"], "tools": ["github__*", "time__*"]},
-    "ops": {"members": ["U2"], "tools": ["slack__*"]},
-    "default": {"tools": ["time__*"]},
-}})  # fmt: skip
+ROLES = parse_config(
+    {
+        "roles": {
+            "dev": {"members": ["U1", "S_DEVS"], "tools": ["github__*", "time__*"]},
+            "ops": {"members": ["U2"], "tools": ["slack__*"]},
+            "default": {"tools": ["time__*"]},
+        }
+    }
+)
 
 
 def test_no_roles_means_everything() -> None:
