@@ -10,6 +10,9 @@ import pytest
 
 from bot.base.db import Database
 from bot.base.migrations import migrate
+from tests.postgres_server import pg_db, postgres_server, postgres_url
+
+__all__ = ["pg_db", "postgres_server", "postgres_url"]  # fixtures for every test
 
 _OUR_VARS = (
     "SLACK_BOT_TOKEN",

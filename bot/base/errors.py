@@ -4,6 +4,8 @@
     ├── SettingsError          a required environment variable is missing or bad
     ├── ConfigError            coworker.toml or .mcp.json is wrong (names file and key)
     ├── MigrationError         a migration failed; the database is left as it was
+    ├── DatabaseUnavailable    the database cannot be reached or cannot serve (says what to do)
+    ├── BackupUnsupported      this engine is backed up with its own tools (pg_dump)
     ├── TaskNotFound           no task with that id
     ├── NotAllowed             this person may not do that (approve, edit, cancel)
     ├── StalePlan              a button of a plan that a revised one replaced
@@ -116,3 +118,19 @@ class ToolUnavailable(ToolError):
     def __init__(self, *, tool: str, reason: str) -> None:
         super().__init__(f"{tool} is unavailable: {reason}", tool=tool)
         self.reason = reason
+
+
+class DatabaseUnavailable(CoworkerError):
+    """The database cannot be used: unreachable, too old, or missing what Coworker needs."""
+
+    def __init__(self, message: str, *, engine: str) -> None:
+        super().__init__(message)
+        self.engine = engine
+
+
+class BackupUnsupported(CoworkerError):
+    """`backup` on an engine whose backups are made with its own tools."""
+
+    def __init__(self, message: str, *, engine: str) -> None:
+        super().__init__(message)
+        self.engine = engine
