@@ -203,8 +203,8 @@ class VectorIndex:
                 rows.append((hashes[i], self._cache_provider, len(vector), found[hashes[i]], now))
             async with self.db.transaction() as tx:
                 await tx.executemany(
-                    "INSERT OR IGNORE INTO embedding_cache (hash, provider, dim, vector,"
-                    " created_at) VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO embedding_cache (hash, provider, dim, vector, created_at)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (hash) DO NOTHING",
                     rows,
                 )
         return [found[h] for h in hashes]

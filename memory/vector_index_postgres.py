@@ -1,0 +1,158 @@
+"""The vector side of memory on PostgreSQL: a pgvector table with an HNSW index (cosine).
+
+Embedding, the embedding cache and the provider bookkeeping are the engine-neutral parts of
+`memory.vector_index.VectorIndex`; this subclass keeps the vectors in `memory_vectors`
+instead of a vec0 table. Its dimension is the provider's, so, as on SQLite, the table is
+created here at start-up (the one CREATE outside migrations) and rebuilt empty when the
+provider, model or dimension changes; `memory_meta` records which built it. Replicas
+starting together rebuild it once: the rebuild holds an advisory lock and looks again.
+
+Scope, kind and status are columns of the vector table, filtered inside the index scan:
+pgvector's iterative scan (`hnsw.iterative_scan`) walks the HNSW graph further until `k`
+rows pass the filter, so a narrow scope still gets `k` rows and nothing outside it is read
+back. A row references its memory with ON DELETE CASCADE, so forgetting a memory removes
+its vector even if a caller forgot to.
+
+Vectors are stored L2-normalised (as the blobs are), and `<=>` is cosine distance, so
+similarity is `1 - distance`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from array import array
+from typing import Any
+
+from bot.base.postgres import PostgresDatabase, PostgresTx
+from memory.embeddings import Embedder
+from memory.records import Kind, Scope, Status, scope_id
+from memory.vector_index import MAX_K, VectorIndex
+
+log = logging.getLogger(__name__)
+
+TABLE = "memory_vectors"
+#: advisory lock key held while (re)building the table ("cwvector")
+REBUILD_LOCK = 0x6377766563746F73
+#: candidates the HNSW search keeps per step; more is slower and closer to exact
+EF_SEARCH = 100
+#: how far an iterative scan may walk before it gives up on filling `k`
+MAX_SCAN_TUPLES = 40_000
+
+PUT_SQL = (
+    f"INSERT INTO {TABLE} (memory_id, embedding, scope_id, kind, status)"
+    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (memory_id) DO UPDATE SET"
+    " embedding = excluded.embedding, scope_id = excluded.scope_id,"
+    " kind = excluded.kind, status = excluded.status"
+)
+
+
+def to_vector(blob: bytes) -> Any:
+    """A pgvector `Vector` from the float32 blob `VectorIndex` makes."""
+    from pgvector import Vector
+
+    floats = array("f")
+    floats.frombytes(blob)
+    return Vector(floats.tolist())
+
+
+class PostgresVectorIndex(VectorIndex):
+    """`memory_vectors` with an HNSW index, for one embeddings provider."""
+
+    db: PostgresDatabase  # type: ignore[assignment]
+
+    def __init__(self, db: PostgresDatabase, embedder: Embedder | None) -> None:
+        super().__init__(db, embedder)  # type: ignore[arg-type]
+
+    async def _table_exists(self) -> bool:
+        return bool(await self.db.fetchval(f"SELECT to_regclass('{TABLE}') IS NOT NULL"))
+
+    async def _rebuild(self, wanted: dict[str, Any]) -> None:
+        async with self.db.transaction() as tx:
+            await tx.execute("SELECT pg_advisory_xact_lock(?)", (REBUILD_LOCK,))
+            meta = await tx.fetchval("SELECT value FROM memory_meta WHERE key = 'vector_index'")
+            exists = await tx.fetchval(f"SELECT to_regclass('{TABLE}') IS NOT NULL")
+            if exists and meta and json.loads(meta) == wanted:
+                return  # another replica built it a moment ago
+            await tx.execute(f"DROP TABLE IF EXISTS {TABLE}")
+            # Created in code, not a migration: the dimension is the provider's.
+            await tx.execute(
+                f"CREATE TABLE {TABLE} ("
+                " memory_id BIGINT PRIMARY KEY REFERENCES memories(id) ON DELETE CASCADE,"
+                f" embedding vector({int(wanted['dim'])}) NOT NULL,"
+                " scope_id BIGINT NOT NULL,"
+                " kind TEXT NOT NULL,"
+                " status TEXT NOT NULL)"
+            )
+            await tx.execute(
+                f"CREATE INDEX {TABLE}_hnsw ON {TABLE} USING hnsw (embedding vector_cosine_ops)"
+            )
+            await tx.execute(f"CREATE INDEX {TABLE}_scope ON {TABLE} (scope_id, kind, status)")
+            await tx.execute(
+                "INSERT INTO memory_meta (key, value) VALUES ('vector_index', ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (json.dumps(wanted),),
+            )
+            # Vectors of another model are useless now, and forget() could not find them.
+            await tx.execute(
+                "DELETE FROM embedding_cache WHERE provider != ?", (self._cache_provider,)
+            )
+
+    async def nearest(
+        self,
+        blob: bytes,
+        k: int,
+        *,
+        scope: Scope,
+        kind: Kind | None = None,
+        statuses: tuple[Status, ...] = ("active",),
+    ) -> list[tuple[int, float]]:
+        """(memory id, cosine similarity) of the `k` nearest memories `scope` may see."""
+        if not self.ready or k <= 0:
+            return []
+        k = min(k, MAX_K)
+        sql = (
+            f"SELECT memory_id, embedding <=> ? AS distance FROM {TABLE}"
+            " WHERE scope_id = ANY(?) AND status = ANY(?)"
+        )
+        params: list[Any] = [to_vector(blob), scope.ids(), list(statuses)]
+        if kind is not None:
+            sql += " AND kind = ?"
+            params.append(kind)
+        sql += " ORDER BY distance LIMIT ?"
+        async with self.db.transaction() as tx:
+            await tx.execute(f"SET LOCAL hnsw.ef_search = {max(EF_SEARCH, k)}")
+            await tx.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            await tx.execute(f"SET LOCAL hnsw.max_scan_tuples = {MAX_SCAN_TUPLES}")
+            rows = await tx.fetchall(sql, [*params, k])
+        # relaxed_order may hand rows back slightly out of order
+        hits = sorted((float(r["distance"]), int(r["memory_id"])) for r in rows)
+        return [(memory_id, 1.0 - distance) for distance, memory_id in hits]
+
+    # -- writes, inside the caller's transaction ----------------------------------------
+
+    async def put(
+        self, tx: PostgresTx, memory_id: int, blob: bytes, kind: str, key: str, status: str
+    ) -> None:
+        """Store (or replace) a memory's vector, filed under scope key `key`."""
+        await tx.execute(PUT_SQL, (memory_id, to_vector(blob), scope_id(key), kind, status))
+
+    async def delete(self, tx: PostgresTx, memory_id: int) -> None:
+        if self.exists:
+            await tx.execute(f"DELETE FROM {TABLE} WHERE memory_id = ?", (memory_id,))
+
+    async def set_status(self, tx: PostgresTx, memory_id: int, status: str) -> None:
+        if self.exists:
+            await tx.execute(
+                f"UPDATE {TABLE} SET status = ? WHERE memory_id = ?", (status, memory_id)
+            )
+
+    async def move(  # type: ignore[override]
+        self, tx: PostgresTx, memory_id: int, kind: str, key: str, status: str
+    ) -> None:
+        """Re-file a memory's vector under a new scope."""
+        if self.exists:
+            await tx.execute(
+                f"UPDATE {TABLE} SET scope_id = ?, kind = ?, status = ? WHERE memory_id = ?",
+                (scope_id(key), kind, status, memory_id),
+            )
