@@ -7,14 +7,18 @@ created here at start-up (the one CREATE outside migrations) and rebuilt empty w
 provider, model or dimension changes; `memory_meta` records which built it. Replicas
 starting together rebuild it once: the rebuild holds an advisory lock and looks again.
 
-Scope, kind and status are columns of the vector table, filtered inside the index scan:
-pgvector's iterative scan (`hnsw.iterative_scan`) walks the HNSW graph further until `k`
-rows pass the filter, so a narrow scope still gets `k` rows and nothing outside it is read
-back. A row references its memory with ON DELETE CASCADE, so forgetting a memory removes
-its vector even if a caller forgot to.
+Scope, kind and status are columns of the vector table, filtered inside the search, so
+nothing outside the scope is read back and a narrow scope still gets `k` rows. Which
+search depends on how many vectors the scope may see: up to `EXACT_MAX`, an exact scan of
+just those rows (found through the (scope, kind, status) index) ranks them all, which is
+both exact and faster than walking a graph built over everyone's memories; beyond it, the
+HNSW index with pgvector's iterative scan (`hnsw.iterative_scan`), which walks the graph
+further until `k` rows pass the filter. A row references its memory with ON DELETE
+CASCADE, so forgetting a memory removes its vector even if a caller forgot to.
 
-Vectors are stored L2-normalised (as the blobs are), and `<=>` is cosine distance, so
-similarity is `1 - distance`.
+Vectors are stored as `halfvec` (16-bit floats): half the bytes to read per candidate, and
+cosine ranks within 1e-3 of 32-bit floats. They are L2-normalised (as the blobs are), and
+`<=>` is cosine distance, so similarity is `1 - distance`.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ log = logging.getLogger(__name__)
 TABLE = "memory_vectors"
 #: advisory lock key held while (re)building the table ("cwvector")
 REBUILD_LOCK = 0x6377766563746F73
+#: a scope that sees at most this many vectors is searched exactly
+EXACT_MAX = 20_000
 #: candidates the HNSW search keeps per step; more is slower and closer to exact
 EF_SEARCH = 100
 #: how far an iterative scan may walk before it gives up on filling `k`
@@ -41,7 +47,7 @@ MAX_SCAN_TUPLES = 40_000
 
 PUT_SQL = (
     f"INSERT INTO {TABLE} (memory_id, embedding, scope_id, kind, status)"
-    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (memory_id) DO UPDATE SET"
+    " VALUES (?, CAST(? AS halfvec), ?, ?, ?) ON CONFLICT (memory_id) DO UPDATE SET"
     " embedding = excluded.embedding, scope_id = excluded.scope_id,"
     " kind = excluded.kind, status = excluded.status"
 )
@@ -61,8 +67,11 @@ class PostgresVectorIndex(VectorIndex):
 
     db: PostgresDatabase  # type: ignore[assignment]
 
-    def __init__(self, db: PostgresDatabase, embedder: Embedder | None) -> None:
+    def __init__(
+        self, db: PostgresDatabase, embedder: Embedder | None, *, exact_max: int = EXACT_MAX
+    ) -> None:
         super().__init__(db, embedder)  # type: ignore[arg-type]
+        self.exact_max = exact_max
 
     async def _table_exists(self) -> bool:
         return bool(await self.db.fetchval(f"SELECT to_regclass('{TABLE}') IS NOT NULL"))
@@ -79,13 +88,13 @@ class PostgresVectorIndex(VectorIndex):
             await tx.execute(
                 f"CREATE TABLE {TABLE} ("
                 " memory_id BIGINT PRIMARY KEY REFERENCES memories(id) ON DELETE CASCADE,"
-                f" embedding vector({int(wanted['dim'])}) NOT NULL,"
+                f" embedding halfvec({int(wanted['dim'])}) NOT NULL,"
                 " scope_id BIGINT NOT NULL,"
                 " kind TEXT NOT NULL,"
                 " status TEXT NOT NULL)"
             )
             await tx.execute(
-                f"CREATE INDEX {TABLE}_hnsw ON {TABLE} USING hnsw (embedding vector_cosine_ops)"
+                f"CREATE INDEX {TABLE}_hnsw ON {TABLE} USING hnsw (embedding halfvec_cosine_ops)"
             )
             await tx.execute(f"CREATE INDEX {TABLE}_scope ON {TABLE} (scope_id, kind, status)")
             await tx.execute(
@@ -111,20 +120,27 @@ class PostgresVectorIndex(VectorIndex):
         if not self.ready or k <= 0:
             return []
         k = min(k, MAX_K)
-        sql = (
-            f"SELECT memory_id, embedding <=> ? AS distance FROM {TABLE}"
-            " WHERE scope_id = ANY(?) AND status = ANY(?)"
-        )
-        params: list[Any] = [to_vector(blob), scope.ids(), list(statuses)]
+        where = "scope_id = ANY(?) AND status = ANY(?)"
+        params: list[Any] = [scope.ids(), list(statuses)]
         if kind is not None:
-            sql += " AND kind = ?"
+            where += " AND kind = ?"
             params.append(kind)
-        sql += " ORDER BY distance LIMIT ?"
         async with self.db.transaction() as tx:
-            await tx.execute(f"SET LOCAL hnsw.ef_search = {max(EF_SEARCH, k)}")
-            await tx.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-            await tx.execute(f"SET LOCAL hnsw.max_scan_tuples = {MAX_SCAN_TUPLES}")
-            rows = await tx.fetchall(sql, [*params, k])
+            seen = await tx.fetchval(
+                f"SELECT COUNT(*) FROM (SELECT 1 FROM {TABLE} WHERE {where} LIMIT ?) s",
+                [*params, self.exact_max + 1],
+            )
+            if seen <= self.exact_max:  # rank every visible vector: no index scan
+                await tx.execute("SET LOCAL enable_indexscan = off")
+            else:
+                await tx.execute(f"SET LOCAL hnsw.ef_search = {max(EF_SEARCH, k)}")
+                await tx.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+                await tx.execute(f"SET LOCAL hnsw.max_scan_tuples = {MAX_SCAN_TUPLES}")
+            rows = await tx.fetchall(
+                f"SELECT memory_id, embedding <=> CAST(? AS halfvec) AS distance FROM {TABLE}"
+                f" WHERE {where} ORDER BY distance LIMIT ?",
+                [to_vector(blob), *params, k],
+            )
         # relaxed_order may hand rows back slightly out of order
         hits = sorted((float(r["distance"]), int(r["memory_id"])) for r in rows)
         return [(memory_id, 1.0 - distance) for distance, memory_id in hits]

@@ -71,8 +71,9 @@ def _quit_with_parent() -> None:
 class EmbeddedPostgres:
     """A PostgreSQL server in a temporary directory, reachable on a Unix socket."""
 
-    def __init__(self, *, with_vector: bool = True) -> None:
+    def __init__(self, *, with_vector: bool = True, **settings: str) -> None:
         self.with_vector = with_vector
+        self.settings = SETTINGS | settings
         self.root = Path(tempfile.mkdtemp(prefix="cwpg-"))
         self.data = self.root / "data"
         self.socket_dir = self.root / "run"
@@ -109,7 +110,7 @@ class EmbeddedPostgres:
                 "--no-instructions",
             ]
         )
-        settings = [arg for k, v in SETTINGS.items() for arg in ("-c", f"{k}={v}")]
+        settings = [arg for k, v in self.settings.items() for arg in ("-c", f"{k}={v}")]
         with open(self.root / "server.log", "wb") as log:
             self.process = subprocess.Popen(
                 [str(bin_dir / "postgres"), "-D", str(self.data), "-k", str(self.socket_dir)]

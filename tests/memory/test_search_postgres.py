@@ -78,10 +78,14 @@ def random_draft(rng: random.Random, i: int) -> MemoryDraft:
     return MemoryDraft(kind=kind, content=text, scope="user", user_id=f"U{i % 30}")
 
 
-async def test_nearest_is_the_exact_top_k_within_a_narrow_scope(pg_db: PostgresDatabase) -> None:
-    """A scope that sees a few percent of memories still gets k rows, all its own."""
+@pytest.mark.parametrize("search", ["exact", "hnsw"])
+async def test_nearest_is_the_exact_top_k_within_a_narrow_scope(
+    pg_db: PostgresDatabase, search: str
+) -> None:
+    """A scope that sees a few percent of memories still gets k rows, all its own; a small
+    scope is ranked exactly, a large one through the HNSW graph."""
     embedder = HashedNgramEmbedder(dim=64)
-    index = PostgresVectorIndex(pg_db, embedder)
+    index = PostgresVectorIndex(pg_db, embedder, exact_max=10_000 if search == "exact" else 0)
     await index.prepare()
     rng = random.Random(7)
     drafts = [random_draft(rng, i) for i in range(800)]
@@ -107,11 +111,15 @@ async def test_nearest_is_the_exact_top_k_within_a_narrow_scope(pg_db: PostgresD
     assert len(hits) == 10
     by_id = dict(zip(ids, drafts, strict=True))
     assert all(by_id[m].scope_key in visible and by_id[m].kind == "fact" for m, _ in hits)
-    found = {m for m, _ in hits}
-    assert len(found & {m for _, m in exact}) >= 9  # HNSW is approximate; ≥ 0.9 recall here
+    # Vectors are 16-bit floats: a hit within 2e-3 of the exact 10th counts as a tie.
+    floor = exact[-1][0] - 2e-3
+    good = sum(cosine(by_id[m].content) >= floor for m, _ in hits)
+    assert good >= (10 if search == "exact" else 9)  # HNSW is approximate
     for (memory_id, similarity), (expected, _) in zip(hits[:1], exact[:1], strict=True):
-        assert math.isclose(similarity, cosine(by_id[memory_id].content), abs_tol=1e-5)
-        assert similarity <= expected + 1e-5
+        assert math.isclose(
+            similarity, cosine(by_id[memory_id].content), abs_tol=2e-3
+        )  # stored as 16-bit floats
+        assert similarity <= expected + 2e-3
 
 
 async def test_nothing_leaks_across_projects_or_people(
