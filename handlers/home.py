@@ -69,7 +69,7 @@ async def memory_blocks(svc: Any, user: str) -> list[dict[str, Any]]:
     if proposed:
         blocks.append({"type": "header", "text": {"type": "plain_text", "text": "Facts to review"}})
     for fact in proposed[:5]:
-        blocks.extend(svc.notifier.fact_blocks(fact.id, fact.content))
+        blocks.extend(bk.fact_blocks(fact.id, fact.content))
     return blocks
 
 
