@@ -11,7 +11,8 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.reports import Summary, home_summaries, money, summary_rows
+from bot.report_text import money, summary_rows
+from bot.reports import Summary, home_summaries
 from bot.team_memory import describe
 from handlers import blocks as bk
 from handlers.commands import task_line
