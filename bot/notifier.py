@@ -1,9 +1,9 @@
 """The `Notifier` protocol: how the core tells people what is happening.
 
 The core never speaks Slack. It calls these methods; the Slack implementation (Block Kit,
-`chat.update`, splitting at limits, rate-limited posting) lives in `handlers/notifier.py`,
-and tests or a console can supply their own. Every method receives the task, whose
-channel and thread say where the words go.
+`chat.update`, splitting at limits, rate-limited posting) lives in `handlers/notifier.py`
+and the modules it puts together, and tests or a console can supply their own. Every
+method receives the task, whose channel and thread say where the words go.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.reports import Summary, home_summaries, money, summary_rows
+from bot.report_text import money, summary_rows
+from bot.reports import Summary, home_summaries
 from bot.team_memory import describe
 from handlers import blocks as bk
 from handlers.commands import task_line
@@ -69,7 +70,7 @@ async def memory_blocks(svc: Any, user: str) -> list[dict[str, Any]]:
     if proposed:
         blocks.append({"type": "header", "text": {"type": "plain_text", "text": "Facts to review"}})
     for fact in proposed[:5]:
-        blocks.extend(svc.notifier.fact_blocks(fact.id, fact.content))
+        blocks.extend(bk.fact_blocks(fact.id, fact.content))
     return blocks
 
 
