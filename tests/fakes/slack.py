@@ -310,8 +310,18 @@ class FakeSlack:
         bot_id: str = DEFAULT_BOT_ID,
         app_id: str = DEFAULT_APP_ID,
         team_domain: str = "fakeworkspace",
+        app_tokens: tuple[str, ...] = (),
+        dispatch: str = "newest",
+        seed: int | None = None,
     ) -> None:
         self.bot_token, self.app_token = bot_token, app_token
+        #: more app-level tokens of the same app (Slack allows several; one per replica
+        #: lets a test tell the replicas' Socket Mode connections apart)
+        self.app_tokens = (app_token, *app_tokens)
+        #: which open connection gets an envelope: "newest", or "random" as Slack does
+        #: with several connections
+        self.dispatch = dispatch
+        self._rng = random.Random(seed)
         self.bot_user_id, self.bot_id, self.app_id = bot_user_id, bot_id, app_id
         self.team_id, self.team_domain = team_id, team_domain
         self.latency = latency
@@ -338,8 +348,9 @@ class FakeSlack:
         self._failures: dict[str, deque[_Failure]] = {}
         self._refusals: list[tuple[str, Callable[[dict[str, Any]], bool], str]] = []
         self._dms: dict[str, str] = {}
-        self._tickets: set[str] = set()
+        self._tickets: dict[str, str] = {}  # ticket -> the app token that opened it
         self._sockets: list[web.WebSocketResponse] = []
+        self._socket_tokens: dict[web.WebSocketResponse, str] = {}
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self._port = 0
@@ -576,7 +587,12 @@ class FakeSlack:
         return self.connection_count
 
     async def send_event(
-        self, event: dict[str, Any], event_id: str | None = None, team_id: str | None = None
+        self,
+        event: dict[str, Any],
+        event_id: str | None = None,
+        team_id: str | None = None,
+        *,
+        via: str | None = None,
     ) -> str:
         """Push an ``events_api`` envelope; returns its envelope_id.
 
@@ -588,19 +604,28 @@ class FakeSlack:
             event, event_id, team_id or self.team_id, self.app_id, self.bot_user_id
         )
         return await self._send_envelope(
-            "events_api", payload, accepts_response_payload=False, retry_attempt=0, retry_reason=""
+            "events_api",
+            payload,
+            via,
+            accepts_response_payload=False,
+            retry_attempt=0,
+            retry_reason="",
         )
 
-    async def send_interactive(self, payload: dict[str, Any]) -> str:
+    async def send_interactive(self, payload: dict[str, Any], *, via: str | None = None) -> str:
         """Push an ``interactive`` envelope (block_actions, view_submission...)."""
         payload = self._with_local_response_url(payload)
         accepts = payload.get("type") in ("view_submission", "block_suggestion")
-        return await self._send_envelope("interactive", payload, accepts_response_payload=accepts)
+        return await self._send_envelope(
+            "interactive", payload, via, accepts_response_payload=accepts
+        )
 
-    async def send_slash_command(self, payload: dict[str, Any]) -> str:
+    async def send_slash_command(self, payload: dict[str, Any], *, via: str | None = None) -> str:
         """Push a ``slash_commands`` envelope; ``payload`` is the command's form fields."""
         payload = self._with_local_response_url(payload)
-        return await self._send_envelope("slash_commands", payload, accepts_response_payload=True)
+        return await self._send_envelope(
+            "slash_commands", payload, via, accepts_response_payload=True
+        )
 
     async def wait_for_ack(self, envelope_id: str, timeout: float = 5.0) -> Ack:
         """Wait for the app to acknowledge an envelope."""
@@ -657,6 +682,8 @@ class FakeSlack:
         try:
             self._check_token(method, token)
             self._check_channel(params)
+            if method == "apps.connections.open":
+                return 200, {"ok": True, **self._apps_connections_open(params, token)}, {}
             return 200, {"ok": True, **handler(params)}, {}
         except SlackError as e:
             return 200, {"ok": False, "error": e.error, **e.extra}, {}
@@ -698,6 +725,7 @@ class FakeSlack:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         self._sockets.append(ws)
+        self._socket_tokens[ws] = self._tickets[request.query["ticket"]]
         self.connection_count += 1
         await ws.send_json(self._hello())
         await self._notify()
@@ -707,6 +735,7 @@ class FakeSlack:
                     await self._receive_ack(message.data)
         finally:
             self._sockets.remove(ws)
+            self._socket_tokens.pop(ws, None)
             await self._notify()
         return ws
 
@@ -925,20 +954,20 @@ class FakeSlack:
             "response_metadata": {"next_cursor": ""},
         }
 
-    def _apps_connections_open(self, p: dict[str, Any]) -> dict[str, Any]:
+    def _apps_connections_open(self, p: dict[str, Any], token: str | None = None) -> dict[str, Any]:
         ticket = uuid.uuid4().hex
-        self._tickets.add(ticket)
+        self._tickets[ticket] = token or self.app_token
         host = f"ws://127.0.0.1:{self._port}"
         return {"url": f"{host}/socket-mode?ticket={ticket}&app_id={self.app_id}"}
 
     # ------------------------------------------------------- Web API helpers
 
     def _check_token(self, method: str, token: str | None) -> None:
-        expected = self.app_token if method in _APP_TOKEN_METHODS else self.bot_token
+        expected = self.app_tokens if method in _APP_TOKEN_METHODS else (self.bot_token,)
         if not token:
             raise SlackError("not_authed")
-        if token != expected:
-            known = token in (self.bot_token, self.app_token)
+        if token not in expected:
+            known = token in (self.bot_token, *self.app_tokens)
             raise SlackError("not_allowed_token_type" if known else "invalid_auth")
 
     def _check_channel(self, params: dict[str, Any]) -> None:
@@ -1215,13 +1244,35 @@ class FakeSlack:
     def _open_sockets(self) -> list[web.WebSocketResponse]:
         return [ws for ws in self._sockets if not ws.closed]
 
-    async def _send_envelope(self, kind: str, payload: dict[str, Any], **extra: Any) -> str:
-        """Write an envelope to the newest open connection, waiting for one if needed."""
+    def open_connections(self) -> dict[str, int]:
+        """Open Socket Mode connections per app token."""
+        counts: dict[str, int] = {}
+        for ws in self._open_sockets():
+            token = self._socket_tokens.get(ws, self.app_token)
+            counts[token] = counts.get(token, 0) + 1
+        return counts
+
+    async def _send_envelope(
+        self, kind: str, payload: dict[str, Any], via: str | None = None, **extra: Any
+    ) -> str:
+        """Write an envelope to an open connection (the newest, a random one, or one opened
+        with app token `via`), waiting for one if needed."""
+
+        def candidates() -> list[web.WebSocketResponse]:
+            open_ = self._open_sockets()
+            if via is None:
+                return open_
+            return [ws for ws in open_ if self._socket_tokens.get(ws) == via]
+
         await self.wait_connected()
+        await self._wait_until(
+            lambda: bool(candidates()), 5.0, lambda: f"no open connection opened with {via}"
+        )
         envelope_id = str(uuid.uuid4())
         envelope = {"envelope_id": envelope_id, "payload": payload, "type": kind, **extra}
         self.envelopes[envelope_id] = envelope
-        ws = self._open_sockets()[-1]
+        sockets = candidates()
+        ws = self._rng.choice(sockets) if self.dispatch == "random" else sockets[-1]
         self.sent_at[envelope_id] = time.perf_counter()
         await ws.send_str(json.dumps(envelope))
         return envelope_id

@@ -296,3 +296,44 @@ async def test_post_signed_reaches_a_verifying_server():
 async def test_wait_connected_times_out_clearly(slack: FakeSlack):
     with pytest.raises(AssertionError, match="no Socket Mode connection"):
         await asyncio.wait_for(slack.wait_connected(timeout=0.05), 1)
+
+
+async def test_envelopes_go_to_a_random_connection_or_the_one_asked_for():
+    """Like Slack with several replicas connected: each envelope goes to one open
+    connection, chosen at random; a test can also pick a replica's connection by its token."""
+    tokens = ("xapp-r1", "xapp-r2", "xapp-r3")
+    async with FakeSlack(
+        bot_token=BOT_TOKEN, app_token=tokens[0], app_tokens=tokens[1:], dispatch="random", seed=3
+    ) as slack:
+        received: dict[str, list[str]] = {t: [] for t in tokens}
+        sockets = []
+        for token in tokens:
+            socket = SocketModeClient(
+                app_token=token, web_client=AsyncWebClient(base_url=slack.api_url)
+            )
+
+            async def ack(
+                client: SocketModeClient, request: SocketModeRequest, token=token
+            ) -> None:
+                received[token].append(request.envelope_id)
+                await client.send_socket_mode_response(SocketModeResponse(request.envelope_id))
+
+            socket.socket_mode_request_listeners.append(ack)
+            await socket.connect()
+            sockets.append(socket)
+        try:
+            async with asyncio.timeout(5):
+                while len(slack.open_connections()) < 3:
+                    await asyncio.sleep(0.01)
+            assert slack.open_connections() == dict.fromkeys(tokens, 1)
+            sent = [await slack.send_event(app_mention(f"m{n}", user="U2")) for n in range(30)]
+            for envelope_id in sent:
+                await slack.wait_for_ack(envelope_id)
+            assert all(len(ids) >= 3 for ids in received.values())  # spread over all three
+            assert sorted(sum(received.values(), [])) == sorted(sent)  # each to one only
+            chosen = await slack.send_interactive(block_action("approve", "T-1"), via="xapp-r2")
+            await slack.wait_for_ack(chosen)
+            assert chosen in received["xapp-r2"]
+        finally:
+            for socket in sockets:
+                await socket.close()
