@@ -168,6 +168,15 @@ class OrchestrationConfig(_Section):
     spend_threshold: float = Field(default=0.8, gt=0, le=1)
 
 
+class ClusterConfig(_Section):
+    """Replicas on PostgreSQL (README "Scale out"); SQLite runs one process and ignores it."""
+
+    #: how long a replica's hold on a task, and on leadership, lasts without a heartbeat
+    lease: Duration = Field(default=30.0, ge=3)
+    #: how often a replica looks for work and news in case a NOTIFY was lost
+    poll: Duration = Field(default=3.0, gt=0, le=60)
+
+
 class Config(_Section):
     plan_approval: Literal["always", "never"] = "always"
     models: ModelsConfig = ModelsConfig()
@@ -184,6 +193,7 @@ class Config(_Section):
     memory: MemoryConfig = MemoryConfig()
     validation: ValidationConfig = ValidationConfig()
     orchestration: OrchestrationConfig = OrchestrationConfig()
+    cluster: ClusterConfig = ClusterConfig()
 
     def price(self, model: str) -> Price | None:
         return self.prices.get(model) or DEFAULT_PRICES.get(model)

@@ -17,6 +17,7 @@ def test_missing_file_means_defaults(tmp_path: Path) -> None:
     assert config == Config()
     assert config.approvals.timeout == 4 * 3600
     assert config.plan_approval == "always"
+    assert (config.cluster.lease, config.cluster.poll) == (30, 3)
 
 
 def test_design_example_loads(tmp_path: Path) -> None:
@@ -65,6 +66,8 @@ tools = ["github__*", "git__*"]
         ('[[coworkers]]\nname = "Dev Team"\n', "coworkers[0].name"),
         ('[policy.tools]\n"x__*" = "sometimes"\n', "policy.tools.x__*"),
         ("surprise = 1\n", "surprise"),
+        ('[cluster]\nlease = "1s"\n', "cluster.lease"),
+        ('[cluster]\nleese = "30s"\n', "cluster.leese"),
     ],
 )
 def test_bad_key_or_value_names_file_and_key(tmp_path: Path, text: str, key: str) -> None:
