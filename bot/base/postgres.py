@@ -19,6 +19,7 @@ so replicas starting together migrate once.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
 import time
@@ -323,6 +324,16 @@ class PostgresTx:
     async def fetchval(self, sql: str, params: Params = ()) -> Any:
         row = await self.fetchone(sql, params)
         return None if row is None else next(iter(row.values()))
+
+    async def lock(self, key: str) -> None:
+        """Hold `key` until this transaction ends: another transaction locking the same key
+        waits, so a read followed by a write cannot interleave with another's."""
+        await self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(key),))
+
+
+def lock_key(key: str) -> int:
+    """A stable signed 64-bit advisory lock key for a name (the same in every process)."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
 
 
 class PostgresDatabase:

@@ -340,3 +340,35 @@ def test_missing_driver_says_what_to_install(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setitem(sys.modules, "psycopg", None)  # as if the extra were not installed
     with pytest.raises(SettingsError, match=r"pip install 'coworker\[postgres\]'"):
         driver()
+
+
+async def test_a_locked_key_serializes_read_then_write(pg_db: PostgresDatabase) -> None:
+    """Two transactions that read a count and then write by it, under one key: no lost
+    update (without the lock both would read 0 and write 1)."""
+    task_id = await add_task(pg_db)
+    inside, second_done = asyncio.Event(), asyncio.Event()
+
+    async def waiting_on_a_lock() -> bool:
+        return bool(
+            await pg_db.fetchval(
+                "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            )
+        )
+
+    async def bump(first: bool) -> None:
+        async with pg_db.transaction() as tx:
+            await tx.lock(f"task:{task_id}")
+            steps = await tx.fetchval("SELECT steps FROM tasks WHERE id = ?", (task_id,))
+            if first:  # hold on until the other transaction is in, or blocked
+                inside.set()
+                while not second_done.is_set() and not await waiting_on_a_lock():
+                    await asyncio.sleep(0.01)
+            await tx.execute("UPDATE tasks SET steps = ? WHERE id = ?", (steps + 1, task_id))
+
+    async with asyncio.timeout(5):
+        first = asyncio.create_task(bump(first=True))
+        await inside.wait()
+        await bump(first=False)
+        second_done.set()
+        await first
+    assert await pg_db.fetchval("SELECT steps FROM tasks WHERE id = ?", (task_id,)) == 2
