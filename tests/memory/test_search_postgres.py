@@ -314,3 +314,17 @@ async def test_another_provider_rebuilds_the_table_once_for_all_replicas(
     finally:
         for r in replicas:
             await r.close()
+
+
+async def test_vectors_too_large_for_the_scope_index_are_read_from_the_table(
+    pg_db: PostgresDatabase,
+) -> None:
+    index = PostgresVectorIndex(pg_db, HashedNgramEmbedder(dim=1536))
+    await index.prepare()
+    assert not index.covered
+    mine = await add(pg_db, index, MemoryDraft(kind="fact", content="big vectors", scope="team"))
+    await add(
+        pg_db, index, MemoryDraft(kind="fact", content="big vectors", scope="user", user_id="U2")
+    )
+    blob = (await index.embed_documents(["big vectors"]))[0]
+    assert [m for m, _ in await index.nearest(blob, 5, scope=Scope(user_id="U1"))] == [mine]
