@@ -139,19 +139,23 @@ class PostgresVectorIndex(VectorIndex):
                 f"SELECT COUNT(*) FROM (SELECT 1 FROM {TABLE} WHERE {where} LIMIT ?) s",
                 [*params, self.exact_max + 1],
             )
-            if seen <= self.exact_max:  # rank every visible vector, not through the graph
-                await tx.execute("SET LOCAL enable_indexscan = off")
-                if self.covered:  # straight from the B-tree's entries
+            distance = (
+                f"SELECT memory_id, embedding <=> CAST(? AS halfvec) AS distance FROM {TABLE}"
+            )
+            if seen <= self.exact_max:
+                # Rank every visible vector: OFFSET 0 keeps the ORDER BY out of the scan, so
+                # the graph is not used; the B-tree's entries are, when they hold the vectors.
+                if self.covered:
                     await tx.execute("SET LOCAL enable_bitmapscan = off")
                     await tx.execute("SET LOCAL enable_seqscan = off")
+                sql = f"SELECT * FROM ({distance} WHERE {where} OFFSET 0) s"
             else:
                 await tx.execute(f"SET LOCAL hnsw.ef_search = {max(EF_SEARCH, k)}")
                 await tx.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
                 await tx.execute(f"SET LOCAL hnsw.max_scan_tuples = {MAX_SCAN_TUPLES}")
+                sql = f"{distance} WHERE {where}"
             rows = await tx.fetchall(
-                f"SELECT memory_id, embedding <=> CAST(? AS halfvec) AS distance FROM {TABLE}"
-                f" WHERE {where} ORDER BY distance LIMIT ?",
-                [to_vector(blob), *params, k],
+                f"{sql} ORDER BY distance LIMIT ?", [to_vector(blob), *params, k]
             )
         # relaxed_order may hand rows back slightly out of order
         hits = sorted((float(r["distance"]), int(r["memory_id"])) for r in rows)

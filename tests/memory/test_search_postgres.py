@@ -12,9 +12,9 @@ import pytest
 from bot.base.postgres import PostgresDatabase
 from memory.embeddings import HashedNgramEmbedder
 from memory.keyword_index_postgres import PostgresKeywordIndex
-from memory.records import MemoryDraft, Scope, scope_key
+from memory.records import MemoryDraft, Scope, scope_id, scope_key
 from memory.vector_index import to_blob
-from memory.vector_index_postgres import TABLE, PostgresVectorIndex
+from memory.vector_index_postgres import PUT_SQL, TABLE, PostgresVectorIndex, to_vector
 
 WORDS = [f"{a}{b}" for a in ("ka", "lo", "mi", "ru", "te") for b in range(40)]
 
@@ -328,3 +328,48 @@ async def test_vectors_too_large_for_the_scope_index_are_read_from_the_table(
     )
     blob = (await index.embed_documents(["big vectors"]))[0]
     assert [m for m, _ in await index.nearest(blob, 5, scope=Scope(user_id="U1"))] == [mine]
+
+
+async def test_an_exact_search_does_not_walk_the_graph(pg_db: PostgresDatabase) -> None:
+    """A narrow scope is ranked in full even where the planner would rather walk the HNSW
+    graph (a table big enough, a graph search that keeps few candidates): all k rows."""
+    embedder = HashedNgramEmbedder(dim=16)
+    index = PostgresVectorIndex(pg_db, embedder)
+    await index.prepare()
+    rng = random.Random(11)
+    drafts = [random_draft(rng, i) for i in range(6000)]
+    blobs = await index.embed_documents([d.content for d in drafts])
+    rows = [
+        {"id": i + 1} | d.columns() | {"embedded_by": None, "created_at": 1.0, "updated_at": 1.0}
+        for i, d in enumerate(drafts)
+    ]
+    async with pg_db.transaction() as tx:  # in bulk, the graph built after the rows
+        await tx.execute(f"DROP INDEX {TABLE}_hnsw")
+        await tx.executemany(
+            f"INSERT INTO memories ({', '.join(rows[0])})"
+            f" VALUES ({', '.join(':' + c for c in rows[0])})",
+            rows,
+        )
+        await tx.executemany(
+            PUT_SQL,
+            [
+                (i + 1, to_vector(b), scope_id(d.scope_key), d.kind, d.status)
+                for i, (d, b) in enumerate(zip(drafts, blobs, strict=True))
+            ],
+        )
+        await tx.execute(
+            f"CREATE INDEX {TABLE}_hnsw ON {TABLE} USING hnsw (embedding halfvec_cosine_ops)"
+        )
+    await pg_db.execute(f"ANALYZE {TABLE}")
+    name = await pg_db.fetchval("SELECT current_database()")
+    await pg_db.execute(f'ALTER DATABASE "{name}" SET hnsw.ef_search = 10')
+    fresh = await PostgresDatabase.open(pg_db.url)  # sessions that start with that setting
+    try:
+        searcher = PostgresVectorIndex(fresh, embedder)
+        await searcher.prepare()
+        blob = to_blob(embedder.vector(" ".join(rng.choice(WORDS) for _ in range(6))))
+        scope = Scope(project="p3", user_id="U4")
+        assert len(await searcher.nearest(blob, 10, scope=scope, kind="fact")) == 10
+    finally:
+        await fresh.close()
+        await pg_db.execute(f'ALTER DATABASE "{name}" RESET ALL')
