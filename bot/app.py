@@ -258,7 +258,10 @@ async def build(settings: Settings) -> Coworker:
     gateway = McpGateway(specs, config, db, builtin=builtin)
     await gateway.start()
     runner = TaskRunner(
-        db, concurrency=config.runner.concurrency, fanout=config.orchestration.fanout_concurrency
+        db,
+        concurrency=config.runner.concurrency,
+        fanout=config.orchestration.fanout_concurrency,
+        tasks=tasks,
     )
     orchestrator = Orchestrator(tasks, config, notifier, runner.wake)
     approvals = ApprovalService(

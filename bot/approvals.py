@@ -17,11 +17,11 @@ from typing import Any, Protocol
 
 from bot.base.clock import now
 from bot.base.config import Config
-from bot.base.db import Database
+from bot.base.db import Database, marks
 from bot.base.errors import NotAllowed
 from bot.base.redact import redact, redact_text
 from bot.notifier import ApprovalView, Notifier, StatusSnapshot
-from bot.tasks import FINISHED, Task, TaskStore
+from bot.tasks import FINISHED, Task, TaskStatus, TaskStore
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ class ApprovalService:
             "INSERT OR IGNORE INTO approvals (task_id, kind, idempotency_key, tool, args_hash,"
             " arguments, reason, tier, channel, requested_at, deadline)"
             " SELECT ?,?,?,?,?,?,?,?,?,?,? WHERE EXISTS (SELECT 1 FROM tasks WHERE id = ?"
-            f" AND status NOT IN {FINISHED!r}) RETURNING id",
+            f" AND status NOT IN ({marks(len(FINISHED))})) RETURNING id",
             (
                 task.id,
                 kind,
@@ -175,6 +175,7 @@ class ApprovalService:
                 t,
                 t + self.config.approvals.timeout,
                 task.id,
+                *FINISHED,
             ),
         )
         if key:
@@ -225,16 +226,17 @@ class ApprovalService:
         if approval.kind == "budget" and approve:
             base = self.config.budget.task_usd
             await self.tasks.update(task.id, budget_usd=task.budget_usd + base)
-            to = "queued" if task.plan else "received"  # ran out while planning: plan again
-            await self.tasks.transition(task.id, to, from_=("paused",))
+            # Ran out while planning: plan again.
+            to = TaskStatus.QUEUED if task.plan else TaskStatus.RECEIVED
+            await self.tasks.transition(task.id, to, from_=TaskStatus.PAUSED)
         elif approval.kind == "budget":
             # What it had was posted when it paused. A subtask is stopped rather than done,
             # so no pipeline stage builds on it and it is not retried as a failure.
             child = task.parent_id is not None
             ended = await self.tasks.transition(
                 task.id,
-                "cancelled" if child else "done",
-                from_=("paused",),
+                TaskStatus.CANCELLED if child else TaskStatus.DONE,
+                from_=TaskStatus.PAUSED,
                 error="budget_declined" if child else None,
             )
             if ended:
@@ -245,7 +247,11 @@ class ApprovalService:
                 if child and self.subtask_finished is not None:
                     await self.subtask_finished(fresh)
         else:
-            await self.tasks.transition(task.id, "queued", from_=("waiting_approval", "paused"))
+            await self.tasks.transition(
+                task.id,
+                TaskStatus.QUEUED,
+                from_=(TaskStatus.WAITING_APPROVAL, TaskStatus.PAUSED),
+            )
         result = self.wake()
         if result is not None:
             await result
@@ -255,8 +261,8 @@ class ApprovalService:
         acted = 0
         rows = await self.db.fetchall(
             "SELECT a.* FROM approvals a JOIN tasks t ON t.id = a.task_id WHERE a.status ="
-            f" 'pending' AND a.deadline <= ? AND t.status NOT IN {FINISHED!r}",
-            (now(),),
+            f" 'pending' AND a.deadline <= ? AND t.status NOT IN ({marks(len(FINISHED))})",
+            (now(), *FINISHED),
         )
         for approval in map(Approval.from_row, rows):
             task = await self.tasks.get(approval.task_id)
@@ -286,15 +292,18 @@ class ApprovalService:
                 "UPDATE approvals SET status = 'expired' WHERE id = ? AND status = 'pending'",
                 (approval.id,),
             ),
-            (
-                "UPDATE tasks SET status = 'paused', updated_at = ? WHERE id = ? AND status IN"
-                " ('waiting_approval', 'queued', 'running') AND EXISTS (SELECT 1 FROM approvals"
-                " WHERE id = ? AND status = 'expired')",
-                (now(), task.id, approval.id),
+            self.tasks.move(
+                task.id,
+                TaskStatus.PAUSED,
+                from_=(TaskStatus.WAITING_APPROVAL, TaskStatus.QUEUED, TaskStatus.RUNNING),
+                condition=(
+                    "EXISTS (SELECT 1 FROM approvals WHERE id = ? AND status = 'expired')",
+                    (approval.id,),
+                ),
             ),
         )
         if changed and paused_now:
-            await self.tasks.log(task.id, "status:paused")
+            await self.tasks.moved(paused_now)
             paused = await self.tasks.get(task.id)
             await self.notifier.status(paused, StatusSnapshot.of(paused, "paused"))
             await self.notifier.paused(
@@ -310,12 +319,28 @@ class ApprovalService:
             (now() + self.config.approvals.timeout, task_id),
         )
 
+    async def pending_count(self, task_id: int) -> int:
+        """How many of the task's approvals wait for a decision."""
+        count = await self.db.fetchval(
+            "SELECT COUNT(*) FROM approvals WHERE task_id = ? AND status = 'pending'", (task_id,)
+        )
+        return int(count or 0)
+
+    async def expire_pending(self, task_ids: list[int]) -> int:
+        """Expire every pending approval of these tasks (they were cancelled)."""
+        return await self.db.execute(
+            "UPDATE approvals SET status = 'expired' WHERE status = 'pending'"
+            f" AND task_id IN ({marks(len(task_ids))})",
+            task_ids,
+        )
+
     async def pending_for(self, user: str) -> list[Approval]:
         """Pending approvals this user may decide (App Home)."""
         rows = await self.db.fetchall(
             "SELECT a.*, t.delegator FROM approvals a JOIN tasks t ON t.id = a.task_id"
-            f" WHERE a.status = 'pending' AND t.status NOT IN {FINISHED!r}"
-            " ORDER BY a.requested_at"
+            f" WHERE a.status = 'pending' AND t.status NOT IN ({marks(len(FINISHED))})"
+            " ORDER BY a.requested_at",
+            FINISHED,
         )
         cfg = self.config.approvals
         return [

@@ -21,6 +21,7 @@ from bot.notifier import Notifier, StatusSnapshot
 from bot.orchestration import Orchestrator
 from bot.runner import TaskRunner
 from bot.tasks import OPEN, Task, TaskStore
+from bot.tasks import TaskStatus as S
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ class Delegation:
         # a revision in between (its plan_ts changes) makes this approval change nothing.
         current = ("plan_ts IS ? OR plan_ts IS NULL", (task.plan_ts,))
         if not await self.tasks.transition(
-            task_id, "queued", from_="awaiting_plan_approval", condition=current
+            task_id, S.QUEUED, from_=S.AWAITING_PLAN_APPROVAL, condition=current
         ):
             return False
         await self.tasks.log(task_id, "plan_approved", actor=user)
@@ -146,11 +147,11 @@ class Delegation:
         """Plan again from the person's edited plan."""
         task = await self.tasks.get(task_id)
         await self._require(task, user, "edit the plan of")
-        if task.status != "awaiting_plan_approval":
+        if task.status != S.AWAITING_PLAN_APPROVAL:
             return False
         await self.tasks.add_input(task_id, user, f"Revise the plan as follows:\n{text}", None)
         if not await self.tasks.transition(
-            task_id, "received", from_="awaiting_plan_approval", plan=None
+            task_id, S.RECEIVED, from_=S.AWAITING_PLAN_APPROVAL, plan=None
         ):
             return False
         await self.tasks.log(task_id, "plan_edited", actor=user)
@@ -163,15 +164,11 @@ class Delegation:
         interrupted, its approvals expire, and a subtask's parent goes on without it."""
         task = await self.tasks.get(task_id)
         await self._require(task, user, "cancel")
-        if not await self.tasks.transition(task_id, "cancelled", from_=OPEN, cancel_requested=1):
+        if not await self.tasks.transition(task_id, S.CANCELLED, from_=OPEN, cancel_requested=1):
             return False
         self.runner.stop_task(task_id)  # at once: no later step of it starts
         family = [task_id, *await self._cancel_subtasks(task_id)]
-        await self.tasks.db.execute(
-            "UPDATE approvals SET status = 'expired' WHERE status = 'pending'"
-            f" AND task_id IN ({','.join('?' * len(family))})",
-            family,
-        )
+        await self.approvals.expire_pending(family)
         await self.tasks.log(task_id, "cancelled", actor=user)
         for member in family:
             ended = await self.tasks.get(member)
@@ -184,15 +181,9 @@ class Delegation:
 
     async def _cancel_subtasks(self, task_id: int) -> list[int]:
         """Cancel and stop every open subtask under `task_id`, at any depth; their ids."""
-        rows = await self.tasks.db.fetchall(
-            "WITH RECURSIVE family(id) AS (SELECT id FROM tasks WHERE parent_id = ?"
-            " UNION SELECT t.id FROM tasks t JOIN family f ON t.parent_id = f.id)"
-            " SELECT id FROM family ORDER BY id",
-            (task_id,),
-        )
         cancelled = []
-        for (child,) in rows:
-            if await self.tasks.transition(child, "cancelled", from_=OPEN, cancel_requested=1):
+        for child in await self.tasks.descendants(task_id):
+            if await self.tasks.transition(child, S.CANCELLED, from_=OPEN, cancel_requested=1):
                 self.runner.stop_task(child)
                 cancelled.append(child)
         return cancelled
@@ -201,8 +192,8 @@ class Delegation:
         """Continue a paused or failed task from its checkpoint."""
         task = await self.tasks.get(task_id)
         await self._require(task, user, "resume")
-        to = "received" if task.plan is None else "queued"
-        if not await self.tasks.transition(task_id, to, from_=("paused", "failed"), error=None):
+        to = S.RECEIVED if task.plan is None else S.QUEUED
+        if not await self.tasks.transition(task_id, to, from_=(S.PAUSED, S.FAILED), error=None):
             return False
         # Only once it is resumed: expired approvals are asked again (the run asks again for
         # one it reaches first: Toolbox.approval_for).
