@@ -129,7 +129,10 @@ class Intake:
         if kind == "continued":  # committed: a running task looks at its row next turn
             self.tasks.note_reply()
             await self.tasks.moved(moved)
-        return IntakeResult(kind, await self.tasks.get(task_id))
+        task = await self.tasks.get(task_id)
+        if kind == "created":
+            self.tasks.created(task)
+        return IntakeResult(kind, task)
 
     async def _record(self, tx: Tx, msg: IncomingMessage) -> bool:
         cur = await tx.execute(

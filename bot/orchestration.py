@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field, ValidationError
 from bot.base.clock import now
 from bot.base.config import Config
 from bot.notifier import Notifier
-from bot.tasks import FINISHED, Task, TaskStatus, TaskStore
+from bot.tasks import FINISHED, Task, TaskStatus, TaskStore, log_state
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +216,8 @@ class Orchestrator:
                 await self._create_child(tx, parent, key, i, s, share, None, journal)
                 for i, s in enumerate(first)
             ]
+        for child_id, stage in zip(ids, first, strict=True):
+            log_state(child_id, TaskStatus.QUEUED, stage.coworker, 0.0, now())
         refs = ", ".join(f"T-{i}" for i in ids)
         who = ", ".join(sorted({f"`{s.coworker}`" for s in stages}))
         await self.notifier.note(parent, f"↪ {parent.ref} handed work to {who} ({kind}): {refs}")
@@ -404,9 +406,10 @@ class Orchestrator:
             row = await tx.fetchone("SELECT status FROM tasks WHERE id = ?", (parent.id,))
             if row[0] == TaskStatus.CANCELLED:  # cancelled meanwhile: no next stage
                 return True
-            await self._create_child(
+            child_id = await self._create_child(
                 tx, parent, spawn["key"], nxt, stages[nxt], child.budget_usd, previous
             )
+        log_state(child_id, TaskStatus.QUEUED, stages[nxt].coworker, 0.0, now())
         self.wake()
         return True
 

@@ -9,7 +9,8 @@
 others call `transition()`, or take a statement from `move()` to batch with their own
 writes and hand its rows to `moved()`. Moves are conditional updates (`… WHERE status IN
 (…)`): the row count says whether this caller won, so a double click or a racing timeout
-changes state once. Every move is a `status:<state>` event.
+changes state once. Every move is a `status:<state>` event and one INFO log line (task,
+state, coworker, time since it was received, spend; never the request's text).
 """
 
 from __future__ import annotations
@@ -156,6 +157,18 @@ def edges_from(sources: Iterable[TaskStatus | str], to: TaskStatus | str) -> Tas
     return to
 
 
+def log_state(task_id: int, state: str, coworker: str | None, spent: float, since: float) -> None:
+    """The operator's line for a task entering `state` (no request text: it may be private)."""
+    log.info(
+        "task=T-%d state=%s coworker=%s duration=%.1fs cost=$%.4f",
+        task_id,
+        state,
+        coworker or "-",
+        max(0.0, now() - since),
+        spent,
+    )
+
+
 @dataclass
 class Task:
     id: int
@@ -242,7 +255,8 @@ class TaskStore:
         self.replies += 1
 
     async def create(self, tx: Tx, **fields: Any) -> int:
-        """Insert a task (received, or queued for a subtask) inside the caller's transaction."""
+        """Insert a task (received, or queued for a subtask) inside the caller's transaction;
+        the caller logs it with `created()` once that commits."""
         if fields["status"] not in (S.RECEIVED, S.QUEUED):
             raise ValueError(
                 f"a task starts received (or queued, a subtask), not {fields['status']}"
@@ -273,6 +287,11 @@ class TaskStore:
             (channel, thread_ts),
         )
         return Task.from_row(row) if row else None
+
+    @staticmethod
+    def created(task: Task) -> None:
+        """Log a task that came to be (its first state)."""
+        log_state(task.id, task.status, task.coworker, task.spent_usd, task.created_at)
 
     async def update(self, task_id: int, **fields: Any) -> None:
         """Change fields other than the status (that takes a move: `transition()`)."""
@@ -328,11 +347,14 @@ class TaskStore:
         )
 
     async def moved(self, rows: Sequence[Any]) -> int:
-        """Record the moves a `move()` (or the runner's claim) made: a `status:` event for
-        each task in `rows`; how many there were."""
+        """Record the moves a `move()` (or the runner's claim) made: a `status:` event and a
+        log line for each task in `rows`; how many there were."""
         at = now()
         events: list[Statement] = []
         for row in rows:
+            log_state(
+                row["id"], row["status"], row["coworker"], row["spent_usd"], row["created_at"]
+            )
             events.append(
                 (
                     "INSERT INTO task_events (task_id, kind, at) VALUES (?, ?, ?)",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from bot.base.db import Database
@@ -25,6 +27,13 @@ async def new_task(tasks: TaskStore, **fields: object) -> int:
             budget_usd=2.0,
             **fields,
         )
+
+
+def states(caplog: pytest.LogCaptureFixture) -> list[str]:
+    lines = [r.getMessage() for r in caplog.records if r.name == "bot.tasks"]
+    return [
+        part.removeprefix("state=") for line in lines for part in line.split() if "state=" in part
+    ]
 
 
 def test_every_state_has_its_edges_and_every_open_one_can_be_cancelled() -> None:
@@ -66,3 +75,23 @@ async def test_claims_and_recovery_are_moves_with_status_events(db: Database) ->
         "status:running",
         "status:queued",
     ]
+
+
+async def test_each_state_change_is_one_info_line_without_the_request(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    tasks = TaskStore(db)
+    task_id = await new_task(tasks)
+    tasks.created(await tasks.get(task_id))
+    await tasks.claim(fanout=3)
+    await db.execute("UPDATE tasks SET spent_usd = 0.0123 WHERE id = ?", (task_id,))
+    assert await tasks.transition(task_id, TaskStatus.FAILED, from_=TaskStatus.PLANNING)
+    assert not await tasks.transition(task_id, TaskStatus.QUEUED, from_=TaskStatus.PLANNING)
+
+    assert states(caplog) == ["received", "planning", "failed"]
+    last = [r.getMessage() for r in caplog.records if r.name == "bot.tasks"][-1]
+    assert last.startswith(f"task=T-{task_id} state=failed coworker=dev duration=")
+    assert last.endswith("s cost=$0.0123")
+    assert all(r.levelno == logging.INFO for r in caplog.records if r.name == "bot.tasks")
+    assert "confidential" not in caplog.text
