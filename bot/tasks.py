@@ -267,9 +267,8 @@ class TaskStore:
             if key in fields:
                 fields[key] = json.dumps(fields[key])
         cols = ", ".join(fields)
-        marks = ", ".join("?" for _ in fields)
         cur = await tx.execute(
-            f"INSERT INTO tasks ({cols}) VALUES ({marks})", list(fields.values())
+            f"INSERT INTO tasks ({cols}) VALUES ({marks(len(fields))})", list(fields.values())
         )
         return int(cur.lastrowid or 0)
 
@@ -565,19 +564,19 @@ class TaskStore:
         )
 
     async def list_for(self, user: str, *, open_only: bool = False, limit: int = 20) -> list[Task]:
-        where = "delegator = ?"
+        where, params = "delegator = ?", [user]
         if open_only:
-            where += " AND status IN (" + ",".join(f"'{s}'" for s in OPEN) + ")"
+            where += f" AND status IN ({marks(len(OPEN))})"
+            params += OPEN
         rows = await self.db.fetchall(
             f"SELECT * FROM tasks WHERE {where} AND parent_id IS NULL ORDER BY id DESC LIMIT ?",
-            (user, limit),
+            (*params, limit),
         )
         return [Task.from_row(r) for r in rows]
 
     async def list_open(self, limit: int = 20) -> list[Task]:
-        marks = ",".join("?" for _ in OPEN)
         rows = await self.db.fetchall(
-            f"SELECT * FROM tasks WHERE status IN ({marks}) AND parent_id IS NULL"
+            f"SELECT * FROM tasks WHERE status IN ({marks(len(OPEN))}) AND parent_id IS NULL"
             " ORDER BY id DESC LIMIT ?",
             (*OPEN, limit),
         )
