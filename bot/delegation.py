@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from bot.approvals import ApprovalService, Decision, Directory
+from bot.approvals import Approval, ApprovalService, Decision, Directory
 from bot.base.clock import now
 from bot.base.config import Config
 from bot.base.errors import NotAllowed, StalePlan
@@ -19,6 +19,7 @@ from bot.inflight import InFlight
 from bot.intake import IncomingMessage, Intake, IntakeResult
 from bot.notifier import Notifier, StatusSnapshot
 from bot.orchestration import Orchestrator
+from bot.reports import Summary, home_summaries
 from bot.runner import TaskRunner
 from bot.tasks import OPEN, Task, TaskStore
 from bot.tasks import TaskStatus as S
@@ -203,10 +204,45 @@ class Delegation:
         self.runner.wake()
         return True
 
+    async def plan_to_edit(self, task_id: int, user: str) -> Task:
+        """The task whose plan `user` wants to edit.
+
+        Raises:
+            NotAllowed: not the delegator or an approver.
+        """
+        task = await self.tasks.get(task_id)
+        if not await self.may_manage(task, user):
+            raise NotAllowed(user=user, action="edit the plan")
+        return task
+
+    async def may_reject(self, approval_id: int, user: str) -> bool:
+        """Whether there is such an approval for `user` to reject (asked before the modal
+        for a reason opens).
+
+        Raises:
+            NotAllowed: `user` may not decide it.
+        """
+        approval = await self.approvals.get(approval_id)
+        if approval is None:
+            return False
+        task = await self.tasks.get(approval.task_id)
+        if not await self.approvals.may_decide(task, user):
+            raise NotAllowed(user=user, action="reject")
+        return True
+
     async def decide(
         self, approval_id: int, user: str, *, approve: bool, note: str | None = None
     ) -> Decision:
+        """Approve or reject an approval: the one way a person's decision reaches it."""
         return await self.approvals.decide(approval_id, user, approve=approve, note=note)
+
+    async def approvals_for(self, user: str) -> list[Approval]:
+        """Pending approvals `user` may decide (App Home)."""
+        return await self.approvals.pending_for(user)
+
+    async def spend_for(self, user: str) -> list[tuple[str, Summary]]:
+        """The viewer's spend and outcomes, and the team's for admins, each with a title."""
+        return await home_summaries(self.tasks.db, self.config, self.directory, user)
 
     async def feedback(self, task_id: int, user: str, value: int) -> None:
         """👍 / 👎 from the delegator (others' votes are ignored); it updates the episode too."""

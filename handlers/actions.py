@@ -115,9 +115,7 @@ async def open_plan_edit(
     await ack()
 
     async def call(svc: Services, task_id: int, user: str) -> None:
-        task = await svc.tasks.get(task_id)
-        if not await svc.delegation.may_manage(task, user):
-            raise NotAllowed(user=user, action="edit the plan")
+        task = await svc.delegation.plan_to_edit(task_id, user)
         await client.views_open(trigger_id=body["trigger_id"], view=views.plan_edit_modal(task))
 
     await _run(body, context, client, call)
@@ -129,12 +127,8 @@ async def open_reject(
     await ack()
 
     async def call(svc: Services, approval_id: int, user: str) -> None:
-        approval = await svc.approvals.get(approval_id)
-        if approval is None:
+        if not await svc.delegation.may_reject(approval_id, user):
             return
-        task = await svc.tasks.get(approval.task_id)
-        if not await svc.approvals.may_decide(task, user):
-            raise NotAllowed(user=user, action="reject")
         try:
             await client.views_open(
                 trigger_id=body["trigger_id"], view=views.reject_modal(approval_id)

@@ -12,7 +12,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.report_text import money, summary_rows
-from bot.reports import Summary, home_summaries
+from bot.reports import Summary
 from bot.team_memory import describe
 from handlers import blocks as bk
 from handlers.commands import task_line
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 async def home_view(svc: Services, user: str) -> dict[str, Any]:
     mine, _ = await svc.delegation.tasks_for(user)
     open_mine = [t for t in mine if not t.finished]
-    pending = await svc.approvals.pending_for(user)
+    pending = await svc.delegation.approvals_for(user)
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": "Your tasks"}},
         bk.section("\n".join(task_line(t) for t in open_mine[:15]) or "No open tasks."),
@@ -76,7 +76,7 @@ async def memory_blocks(svc: Services, user: str) -> list[dict[str, Any]]:
 async def spend_blocks(svc: Services, user: str) -> list[dict[str, Any]]:
     """Spend and outcomes of the viewer's tasks (and the team's, for admins)."""
     blocks: list[dict[str, Any]] = []
-    for title, summary in await home_summaries(svc.db, svc.config, svc.directory, user):
+    for title, summary in await svc.delegation.spend_for(user):
         blocks.append({"type": "header", "text": {"type": "plain_text", "text": title}})
         blocks.append(summary_block(summary))
     return blocks

@@ -2,7 +2,8 @@
 
 Bolt hands listeners a plain `context` dict; `register_handlers` puts the services in it
 and `services(context)` gives them back typed, so mypy and a reader see what a handler
-reaches (and that it reaches no database and no MCP server).
+reaches: `Delegation` for tasks and approvals (decisions go through `Delegation.decide`
+only), `TeamMemory` for facts, the notifier for fact messages; no database, no MCP server.
 """
 
 from __future__ import annotations
@@ -12,11 +13,8 @@ from typing import Any, Protocol, cast
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.approvals import ApprovalService, Directory
-from bot.base.config import Config
-from bot.base.db import Database
+from bot.approvals import Directory
 from bot.delegation import Delegation
-from bot.tasks import TaskStore
 from bot.team_memory import TeamMemory
 from handlers.notifier import SlackNotifier
 
@@ -35,18 +33,6 @@ class Services(Protocol):
 
     @property
     def slack(self) -> AsyncWebClient: ...
-
-    @property
-    def config(self) -> Config: ...
-
-    @property
-    def db(self) -> Database: ...
-
-    @property
-    def tasks(self) -> TaskStore: ...
-
-    @property
-    def approvals(self) -> ApprovalService: ...
 
     @property
     def delegation(self) -> Delegation: ...
