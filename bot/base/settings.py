@@ -8,8 +8,9 @@ naming the variable, which the CLI prints as one line.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.base.errors import SettingsError
@@ -32,6 +33,18 @@ class Settings(BaseSettings):
     port: int = Field(default=3000, ge=1, le=65535)
     otel_exporter_otlp_endpoint: str | None = None
     voyage_api_key: SecretStr | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_is_unset(cls, data: Any) -> Any:
+        """A variable set to "" or spaces counts as unset: its default applies.
+
+        `SLACK_APP_TOKEN=` (a line left empty in .env or a compose file) would otherwise
+        mean Socket Mode with an empty token.
+        """
+        if not isinstance(data, dict):
+            return data
+        return {k: v for k, v in data.items() if not (isinstance(v, str) and not v.strip())}
 
     @field_validator("slack_api_url")
     @classmethod
