@@ -4,8 +4,8 @@
 the database, makes the Anthropic client, starts the MCP gateway, and connects the core
 services to the Slack adapter; if any of it fails, what was already opened is closed, so
 the process can exit. `Coworker.serve_forever()` then connects to Slack (Socket Mode or
-HTTP) and runs until stopped. Tests call `build()` with stand-in URLs and drive the same
-object.
+HTTP) and runs until SIGTERM or SIGINT, then shuts down gracefully. Tests call `build()`
+with stand-in URLs and drive the same object.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import asyncio
 import gc
 import logging
 import os
+import signal
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -165,8 +166,13 @@ class Coworker:
             return False
         return True
 
-    async def stop(self) -> None:
-        """Disconnect, stop work (it resumes from checkpoints), close everything."""
+    async def stop(self, grace: float = 0.0) -> None:
+        """Disconnect, stop work, close everything.
+
+        Running tasks get `grace` seconds to reach their next checkpoint; whatever is still
+        running then is interrupted. Either way it resumes from its checkpoint at the next
+        start.
+        """
         if self._socket is not None:
             await self._socket.close_async()
         if self._runner_http is not None:
@@ -174,7 +180,7 @@ class Coworker:
         await self.delegation.inflight.drain()
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
-        await self.runner.stop()
+        await self.runner.stop(grace)
         await telemetry.close()
         await self.notifier.close()
         await self.gateway.stop()
@@ -184,15 +190,32 @@ class Coworker:
         await self.db.close()
 
     async def serve_forever(self) -> None:
+        """Work until SIGTERM or SIGINT, then stop taking work and shut down gracefully."""
+        stopping = asyncio.Event()
+        signals = (signal.SIGTERM, signal.SIGINT)
+        loop = asyncio.get_running_loop()
+        for sig in signals:
+            loop.add_signal_handler(sig, shutdown_requested, sig, stopping)
         try:
             await self.start()
             await self.connect()
             # Everything built so far lives as long as the process: keep it out of the cyclic
             # collector's generations, so collections stay short and do not stall acks.
             gc.freeze()
-            await asyncio.Event().wait()
+            await stopping.wait()
         finally:
-            await self.stop()
+            await self.stop(self.config.runner.shutdown_grace if stopping.is_set() else 0.0)
+            for sig in signals:
+                loop.remove_signal_handler(sig)
+        log.info("shut down")
+
+
+def shutdown_requested(sig: signal.Signals, stopping: asyncio.Event) -> None:
+    if stopping.is_set():
+        log.info("%s: already shutting down", sig.name)
+        return
+    log.info("%s: shutting down (running tasks stop at their next checkpoint)", sig.name)
+    stopping.set()
 
 
 def reason(exc: BaseException) -> str:
@@ -329,6 +352,7 @@ async def _build(settings: Settings, opened: AsyncExitStack) -> Coworker:
         approvals=approvals,
         notifier=notifier,
         config=config,
+        between_steps=runner.at_checkpoint,
     )
     delivery = Delivery(tasks, notifier, busy=lambda task_id: task_id in runner.active)
     runner.work = TaskWork(

@@ -10,8 +10,10 @@ systemd send, shuts down as SIGINT does: running tasks reach their next checkpoi
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
+import signal
 import socket
 import sys
 import time
@@ -21,9 +23,13 @@ from pathlib import Path
 
 import pytest
 
+from bot.base.db import sqlite_module
 from tests.fakes.anthropic import FakeAnthropic
-from tests.fakes.slack import FakeSlack
-from tests.reliability.bot_process import REPO, bot_env
+from tests.fakes.slack import FakeSlack, app_mention
+from tests.reliability.bot_process import REPO, BotProcess, bot_env
+from tests.reliability.conftest import effects_mcp
+from tests.reliability.script import look_and_note, runs, scripted
+from tests.scenarios.harness import until
 
 EXIT_WITHIN = 60.0
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ (INFO|WARNING) ")
@@ -128,3 +134,102 @@ async def test_the_port_in_use_exits_2_with_one_line(tmp_path: Path) -> None:
             code, stderr, _ = await run_to_exit(env, tmp_path)
     assert code == 2
     assert the_one_line(stderr) == f"error: cannot listen on PORT {port}: address already in use"
+
+
+class StopRun:
+    """The bot with the effects server, whose `comment` a test can hold in flight."""
+
+    def __init__(self, tmp: Path, slack: FakeSlack, anthropic: FakeAnthropic, grace: str):
+        self.tmp = tmp
+        self.hold = tmp / "hold"
+        self.effects = tmp / "effects.log"
+        (tmp / "coworker.toml").write_text(CONFIG.format(grace=grace))
+        mcp = effects_mcp(self.effects, EFFECTS_HOLD=str(self.hold))
+        (tmp / ".mcp.json").write_text(json.dumps(mcp))
+        anthropic.responder = scripted(look_and_note)
+        self.slack = slack
+        self.bot = BotProcess(env=bot_env(slack, anthropic, tmp), cwd=tmp, log=tmp / "bot.log")
+
+    def val(self, sql: str) -> object:
+        path = self.tmp / "coworker.db"
+        conn = sqlite_module().connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        try:
+            row = conn.execute(sql).fetchone()
+        finally:
+            conn.close()
+        return None if row is None else row[0]
+
+    async def start(self) -> None:
+        connected = self.slack.connection_count
+        await self.bot.start()
+        await self.slack.wait_connected(timeout=60, after=connected)
+
+    async def comment_in_flight(self) -> None:
+        """Delegate job 1 and wait until its `comment` call has started (and is held)."""
+        self.hold.touch()
+        await self.slack.send_event(app_mention("job-1: is the deploy still slow?", user="U1"))
+        await until(
+            lambda: self.val(
+                "SELECT 1 FROM tool_calls WHERE tool = 'effects__comment' AND status = 'started'"
+            ),
+            timeout=60,
+            what="the comment call in flight",
+        )
+
+    async def sigterm(self) -> float:
+        assert self.bot.proc is not None
+        self.bot.proc.send_signal(signal.SIGTERM)
+        return time.monotonic()
+
+
+async def test_sigterm_lets_the_running_step_finish_exits_0_and_the_task_resumes(
+    tmp_path: Path,
+) -> None:
+    async with stand_ins() as (slack, anthropic):
+        run = StopRun(tmp_path, slack, anthropic, grace="20s")
+        try:
+            await run.start()
+            await run.comment_in_flight()
+            sent = await run.sigterm()
+            await until(lambda: "SIGTERM: shutting down" in run.bot.log_text(), what="the log")
+            run.hold.unlink()  # the step in progress finishes during the grace period
+            assert await run.bot.wait_exit(20) == 0
+            assert time.monotonic() - sent < 20
+            assert run.val("SELECT status FROM tasks WHERE id = 1") == "running"
+            assert run.val("SELECT status FROM tool_calls WHERE tool = 'effects__comment'") == "ok"
+            assert runs(run.effects, "comment", 1) == 1
+
+            await run.start()  # the next start resumes from the checkpoint
+            await until(
+                lambda: run.val("SELECT status FROM tasks WHERE id = 1") == "done",
+                timeout=60,
+                what="T-1 done after the restart",
+            )
+            assert runs(run.effects, "search", 1) == 1 and runs(run.effects, "comment", 1) == 1
+            # One model turn per step: search, comment, the answer; none repeated.
+            assert run.val("SELECT COUNT(*) FROM llm_calls WHERE purpose = 'act'") == 3
+            await run.sigterm()
+            assert await run.bot.wait_exit(20) == 0
+        finally:
+            await run.bot.kill()
+    log = run.bot.log_text()
+    assert "Traceback" not in log and " ERROR " not in log, log
+    assert log.count("shut down\n") == 2
+
+
+async def test_sigterm_interrupts_a_step_that_outlasts_the_grace_and_exits_0(
+    tmp_path: Path,
+) -> None:
+    async with stand_ins() as (slack, anthropic):
+        run = StopRun(tmp_path, slack, anthropic, grace="1s")
+        try:
+            await run.start()
+            await run.comment_in_flight()  # and never let go
+            sent = await run.sigterm()
+            assert await run.bot.wait_exit(15) == 0
+            assert time.monotonic() - sent < 10
+        finally:
+            await run.bot.kill()
+    log = run.bot.log_text()
+    assert "interrupting 1 task(s) mid-step" in log and "Traceback" not in log, log
+    assert runs(run.effects, "comment", 1) == 0
