@@ -233,3 +233,16 @@ async def test_sigterm_interrupts_a_step_that_outlasts_the_grace_and_exits_0(
     log = run.bot.log_text()
     assert "interrupting 1 task(s) mid-step" in log and "Traceback" not in log, log
     assert runs(run.effects, "comment", 1) == 0
+
+
+async def test_a_database_that_cannot_be_opened_exits_1_with_one_line(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("not a folder")
+    path = tmp_path / "afile" / "coworker.db"
+    async with stand_ins() as (slack, anthropic):
+        env = bot_env(slack, anthropic, tmp_path, DATABASE_URL=f"sqlite:///{path}")
+        code, stderr, _ = await run_to_exit(env, tmp_path)
+    assert code == 1
+    expected = (
+        f"error: cannot open the database {path}: {tmp_path / 'afile'} is a file, not a folder"
+    )
+    assert the_one_line(stderr) == expected
