@@ -72,3 +72,17 @@ def test_a_database_that_cannot_be_opened_is_one_line(tmp_path: Path, command: l
         f"error: cannot open the database {tmp_path / 'afile' / 'coworker.db'}: "
         f"{tmp_path / 'afile'} is a file, not a folder"
     ]
+
+
+def test_a_config_file_named_but_missing_exits_2_naming_it(tmp_path: Path) -> None:
+    env = {
+        "SLACK_BOT_TOKEN": "xoxb-1",
+        "SLACK_APP_TOKEN": "xapp-1",
+        "COWORKER_CONFIG": str(tmp_path / "cowroker.toml"),
+    }
+    result = run_bot(cwd=tmp_path, env=env)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"error: {tmp_path / 'cowroker.toml'}: no such file (COWORKER_CONFIG names it; "
+        "unset it for the defaults)"
+    ]
