@@ -18,6 +18,12 @@ from bot.base.settings import load_settings
 EXIT_USAGE = 2
 
 
+def not_blank(value: str) -> str:
+    if not value.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m bot", description="Coworker: a Slack-native AI coworker."
@@ -30,7 +36,11 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--days", type=int, default=7)
     report.add_argument("--task", help="one task's calls step by step, e.g. T-42")
     backup = sub.add_parser("backup", help="copy the database consistently while the bot runs")
-    backup.add_argument("path")
+    backup.add_argument(
+        "path",
+        type=not_blank,
+        help="the file to write, or a folder to write coworker-YYYYmmdd-HHMMSS.db in",
+    )
     memory = sub.add_parser("memory", help="memory jobs")
     memory.add_argument("action", choices=["consolidate", "decay"])
     return p

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+from pathlib import Path
 
 from bot.base.db import Database, sqlite_module
 from bot.base.errors import CoworkerError
@@ -36,14 +38,22 @@ async def dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def run_backup(settings: Settings, path: str) -> int:
-    """A consistent copy of the database, safe while the bot runs (SQLite's backup API)."""
-    from memory.backup import backup_to
+    """A consistent copy of the database, safe while the bot runs (SQLite's backup API).
 
-    db = await Database.open(settings.database_path)
+    PATH may be a folder (a timestamped file is written in it); the live database is refused,
+    and a copy that fails leaves nothing behind.
+    """
+    from memory.backup import backup_target, backup_to
+
+    live = settings.database_path
+    target = backup_target(path, live)
+    if not await asyncio.to_thread(Path(live).is_file):
+        raise CoworkerError(f"no database at {live}: nothing to back up")
+    db = await Database.open(live, readonly=True)
     try:
-        written = await backup_to(db, path)
+        written = await backup_to(db, target)
     except (OSError, sqlite_module().Error) as exc:  # a full disk, a path that cannot be written
-        raise CoworkerError(f"backup to {path} failed: {exc}") from None
+        raise CoworkerError(f"backup to {target} failed: {exc}") from None
     finally:
         await db.close()
     print(f"backup written to {written}")
