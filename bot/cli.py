@@ -6,8 +6,9 @@ import argparse
 import asyncio
 from pathlib import Path
 
+from bot.base.config import load_config
 from bot.base.db import Database, sqlite_module
-from bot.base.errors import CoworkerError
+from bot.base.errors import CoworkerError, LLMUnavailable
 from bot.base.migrations import migrate
 from bot.base.settings import Settings
 
@@ -62,17 +63,37 @@ async def run_backup(settings: Settings, path: str) -> int:
 
 async def run_memory_job(settings: Settings, action: str) -> int:
     """`memory consolidate` proposes facts and posts them for review; `memory decay` archives."""
+    if action == "decay":
+        return await run_decay(settings)
     from bot.app import build
 
     coworker = await build(settings)
     try:
         assert coworker.memory is not None
-        if action == "consolidate":
-            proposals = await coworker.memory.consolidate()
-            await coworker.notifier.facts_proposed(proposals)
-            print(f"{len(proposals)} fact(s) proposed for review")
-        else:
-            print(f"{await coworker.memory.decay()} memory(ies) archived")
+        proposals = await coworker.memory.consolidate()
+        await coworker.notifier.facts_proposed(proposals)
+    except LLMUnavailable as exc:
+        raise CoworkerError(
+            f"memory consolidate: {exc}; no facts were proposed, and the episodes wait for "
+            "the next run"
+        ) from None
     finally:
         await coworker.stop()
+    print(f"{len(proposals)} fact(s) proposed for review")
+    return 0
+
+
+async def run_decay(settings: Settings) -> int:
+    """`memory decay`: archive faded memories. It needs the database only (no Slack, no MCP)."""
+    from memory.decay import archive_stale
+    from memory.store import MemoryStore
+
+    config = load_config(settings.coworker_config, required=settings.named("coworker_config"))
+    db = await Database.open(settings.database_path)
+    try:
+        await migrate(db)
+        archived = await archive_stale(MemoryStore(db, None, config.memory))
+    finally:
+        await db.close()
+    print(f"{len(archived)} memory(ies) archived")
     return 0

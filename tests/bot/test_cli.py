@@ -1,9 +1,13 @@
+import argparse
+import json
 import os
 import re
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -129,3 +133,49 @@ def test_backup_of_no_database_creates_none(tmp_path: Path) -> None:
         f"error: no database at {tmp_path / 'state' / 'live.db'}: nothing to back up"
     ]
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["report", "--days", "0"], "python -m bot report: argument --days: must be at least 1"),
+        (["report", "--task", "X-1"], "argument --task: 'X-1' is not a task reference (like T-42)"),
+        (["memory", "frob"], "python -m bot memory: argument action: invalid choice: 'frob'"),
+        (["backup"], "the following arguments are required: path"),
+        (["nope"], "python -m bot: argument command: invalid choice: 'nope'"),
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_2(tmp_path: Path, args: list[str], says: str) -> None:
+    result = run_bot(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: ") and says in line and line.endswith("--help)")
+
+
+def test_every_argument_has_help() -> None:
+    from bot.__main__ import parser
+
+    def arguments(p: argparse.ArgumentParser, prog: str) -> list[tuple[str, str | None]]:
+        found = []
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    found += arguments(child, f"{prog} {name}")
+            elif not isinstance(action, argparse._HelpAction):
+                found.append(
+                    (f"{prog} {'/'.join(action.option_strings) or action.dest}", action.help)
+                )
+        return found
+
+    found = arguments(parser(), "python -m bot")
+    assert found and [name for name, text in found if not text] == []
+
+
+def test_memory_decay_needs_neither_slack_nor_mcp_servers(tmp_path: Path) -> None:
+    marker = tmp_path / "started"
+    server = {"command": sys.executable, "args": ["-c", f"open({str(marker)!r}, 'w')"]}
+    (tmp_path / ".mcp.json").write_text(json.dumps({"mcpServers": {"probe": server}}))
+    result = run_bot("memory", "decay", cwd=tmp_path, env=migrated(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0 memory(ies) archived"
+    assert not marker.exists()
