@@ -357,8 +357,8 @@ class AgentLoop:
         if family < threshold:
             return None
         key = f"t{task.id}:spend"
-        row = await self.approvals.current(task.id, key)
-        if row is None or (row["status"] == "pending" and row["message_ts"] is None):
+        approval = await self.approvals.current(task.id, key)
+        if approval is None or (approval.status == "pending" and approval.message_ts is None):
             await self.approvals.request(
                 task,
                 kind="spend",
@@ -368,9 +368,9 @@ class AgentLoop:
                 f"${task.budget_usd:.2f} budget. Go on?",
             )
             return Outcome("waiting", None, wait=Wait.APPROVAL)
-        if row["status"] == "pending":
+        if approval.status == "pending":
             return Outcome("waiting", None, wait=Wait.APPROVAL)
-        if row["status"] == "rejected":
+        if approval.status == "rejected":
             return Outcome(
                 "done",
                 (last_text or "")

@@ -52,6 +52,7 @@ from bot.validation import Validator
 from handlers import register_handlers
 from handlers.directory import SlackDirectory
 from handlers.notifier import SlackNotifier
+from handlers.services import HomeSection
 from handlers.slack_app import http_app, make_app, socket_mode
 from handlers.slack_app import make_client as make_slack_client
 from memory import MemoryStore, load_embedder
@@ -80,10 +81,10 @@ class Coworker:
     delegation: Delegation
     notifier: SlackNotifier
     directory: SlackDirectory
+    memory: TeamMemory
     team_id: str | None = None
     bot_user_id: str | None = None
-    home_sections: list[Any] = field(default_factory=list)
-    memory: TeamMemory | None = None
+    home_sections: list[HomeSection] = field(default_factory=list)
     delivery: Delivery | None = None
     scheduler: Any = None
     background: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -333,7 +334,10 @@ async def _build(settings: Settings, opened: AsyncExitStack) -> Coworker:
     opened.push_async_callback(gateway.stop)
     await gateway.start()
     runner = TaskRunner(
-        db, concurrency=config.runner.concurrency, fanout=config.orchestration.fanout_concurrency
+        db,
+        concurrency=config.runner.concurrency,
+        fanout=config.orchestration.fanout_concurrency,
+        tasks=tasks,
     )
     orchestrator = Orchestrator(tasks, config, notifier, runner.wake)
     approvals = ApprovalService(

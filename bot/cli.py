@@ -27,7 +27,7 @@ async def dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "migrate":
         return await run_migrate(settings)
     if args.command == "report":
-        from bot.reports import report_command
+        from bot.report_text import report_command
 
         print(await report_command(settings.database_path, days=args.days, task=args.task))
         return 0

@@ -37,6 +37,11 @@ Statement = tuple[str, Params]
 MMAP_BYTES = 1 << 30
 
 
+def marks(n: int) -> str:
+    """`?, ?, ?`: one placeholder per value of an `IN (…)` list (values never go into SQL)."""
+    return ", ".join("?" * n)
+
+
 @cache
 def sqlite_module() -> ModuleType:
     """The first DB-API sqlite module on this Python that can load extensions."""
