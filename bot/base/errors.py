@@ -4,7 +4,8 @@
     ├── SettingsError          a required environment variable is missing or bad
     ├── ConfigError            coworker.toml or .mcp.json is wrong (names file and key)
     ├── MigrationError         a migration failed; the database is left as it was
-    ├── DatabaseUnavailable    the database cannot be reached or cannot serve (says what to do)
+    ├── Unreachable            a service (Slack, the database) cannot be reached or opened
+    │   └── DatabaseUnavailable  the database cannot be reached or cannot serve (says what to do)
     ├── BackupUnsupported      this engine is backed up with its own tools (pg_dump)
     ├── TaskNotFound           no task with that id
     ├── NotAllowed             this person may not do that (approve, edit, cancel)
@@ -51,11 +52,19 @@ class MigrationError(CoworkerError):
         self.migration = migration
 
 
+class Unreachable(CoworkerError):
+    """A service the bot needs cannot be reached (or its file opened); nothing was changed."""
+
+    def __init__(self, message: str, *, service: str) -> None:
+        super().__init__(message)
+        self.service = service
+
+
 class TaskNotFound(CoworkerError):
     user_message = "I can't find that task."
 
     def __init__(self, *, task_id: int | str) -> None:
-        super().__init__(f"task {task_id} not found")
+        super().__init__(f"no task T-{task_id}")
         self.task_id = task_id
 
 
@@ -120,11 +129,11 @@ class ToolUnavailable(ToolError):
         self.reason = reason
 
 
-class DatabaseUnavailable(CoworkerError):
+class DatabaseUnavailable(Unreachable):
     """The database cannot be used: unreachable, too old, or missing what Coworker needs."""
 
     def __init__(self, message: str, *, engine: str) -> None:
-        super().__init__(message)
+        super().__init__(message, service="database")
         self.engine = engine
 
 
