@@ -234,8 +234,11 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
-async def _prepare_server(conn: psycopg.AsyncConnection[Any], url: str) -> None:
-    """Check the server version and make sure the `vector` extension exists in the database."""
+async def _prepare_server(
+    conn: psycopg.AsyncConnection[Any], url: str, *, readonly: bool = False
+) -> bool:
+    """Check the server version and make sure the `vector` extension exists in the database
+    (`readonly`: only look); whether it exists now."""
     import psycopg
 
     cur = await conn.execute(
@@ -246,8 +249,8 @@ async def _prepare_server(conn: psycopg.AsyncConnection[Any], url: str) -> None:
     version, available, created = await cur.fetchone() or (0, False, False)
     if problem := server_problem(version, available):
         raise DatabaseUnavailable(f"{describe(url)}: {problem}", engine="postgres")
-    if created:
-        return
+    if created or readonly:
+        return bool(created)
     try:
         async with conn.transaction():
             # Replicas starting together would otherwise race on the catalog's unique index.
@@ -260,9 +263,10 @@ async def _prepare_server(conn: psycopg.AsyncConnection[Any], url: str) -> None:
             " CREATE EXTENSION vector; in it once",
             engine="postgres",
         ) from None
+    return True
 
 
-async def _adapters(conn: psycopg.AsyncConnection[Any]) -> Any:
+async def _adapters(conn: psycopg.AsyncConnection[Any], *, vector: bool = True) -> Any:
     """Type adapters shared by every pooled connection: pgvector, flags, numbers."""
     import psycopg
     from pgvector.psycopg.vector import register_vector_info
@@ -290,7 +294,8 @@ async def _adapters(conn: psycopg.AsyncConnection[Any]) -> Any:
     adapters = AdaptersMap(psycopg.adapters)
     adapters.register_dumper(bool, FlagDumper)
     adapters.register_loader("numeric", NumberLoader)
-    register_vector_info(adapters, await TypeInfo.fetch(conn, "vector"))  # type: ignore[arg-type]
+    if vector:
+        register_vector_info(adapters, await TypeInfo.fetch(conn, "vector"))  # type: ignore[arg-type]
     return adapters
 
 
@@ -341,10 +346,17 @@ class PostgresDatabase:
 
     engine: Literal["postgres"] = "postgres"
 
+    #: no file: the database is a server
+    path: str | None = None
+
     def __init__(self, pool: AsyncConnectionPool[Any], url: str) -> None:
+        import psycopg
+
         self._pool = pool
         self.url = url
         self.where = describe(url)
+        #: the driver's errors, which callers that turn a failure into one line catch
+        self.errors: tuple[type[Exception], ...] = (psycopg.Error,)
 
     @classmethod
     async def open(
@@ -354,8 +366,11 @@ class PostgresDatabase:
         min_size: int = 1,
         max_size: int = 10,
         retry_for: float = RETRY_FOR,
+        readonly: bool = False,
     ) -> PostgresDatabase:
         """Connect (retrying while unreachable), check the server, and open the pool.
+
+        `readonly` only looks (`doctor`): nothing is created, every transaction is read-only.
 
         Raises:
             SettingsError: the driver is not installed.
@@ -367,16 +382,19 @@ class PostgresDatabase:
 
         conn = await connect(url, retry_for=retry_for)
         try:
-            await _prepare_server(conn, url)
-            adapters = await _adapters(conn)
+            vector = await _prepare_server(conn, url, readonly=readonly)
+            adapters = await _adapters(conn, vector=vector)
         finally:
             await conn.close()
+        kwargs: dict[str, Any] = {"autocommit": True, "row_factory": dict_row, "context": adapters}
+        if readonly:
+            kwargs["options"] = "-c default_transaction_read_only=on"
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             url,
             min_size=min_size,
-            max_size=max_size,
+            max_size=2 if readonly else max_size,
             open=False,
-            kwargs={"autocommit": True, "row_factory": dict_row, "context": adapters},
+            kwargs=kwargs,
             name="coworker",
         )
         try:
@@ -422,6 +440,13 @@ class PostgresDatabase:
                 cur = await conn.execute(*bind(sql, params))
                 out.append(await cur.fetchall() if cur.description else cur.rowcount)
         return out
+
+    async def tables(self) -> set[str]:
+        """The tables of the current schema."""
+        rows = await self.fetchall(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+        )
+        return {r["tablename"] for r in rows}
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresTx]:

@@ -372,3 +372,19 @@ async def test_a_locked_key_serializes_read_then_write(pg_db: PostgresDatabase) 
         second_done.set()
         await first
     assert await pg_db.fetchval("SELECT steps FROM tasks WHERE id = ?", (task_id,)) == 2
+
+
+async def test_a_readonly_open_only_looks(postgres_url: str) -> None:
+    """What doctor uses: no extension created, no table, no write possible."""
+    db = await PostgresDatabase.open(postgres_url, readonly=True)
+    try:
+        assert await db.tables() == set()
+        assert await db.fetchval("SELECT COUNT(*) FROM pg_extension WHERE extname = 'vector'") == 0
+        with pytest.raises(db.errors, match="read-only transaction"):
+            await db.execute("CREATE TABLE nope (id INTEGER)")
+    finally:
+        await db.close()
+
+
+async def test_tables_lists_the_schema(pg_db: PostgresDatabase) -> None:
+    assert {"tasks", "memories", "schema_migrations", "replicas"} <= await pg_db.tables()
