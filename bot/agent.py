@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,8 +141,11 @@ class AgentLoop:
         approvals: ApprovalService,
         notifier: Notifier,
         config: Config,
+        between_steps: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.db = db
+        #: Called where everything before is saved; a graceful shutdown ends the run there.
+        self.between_steps = between_steps
         self.tasks = tasks
         self.llm = llm
         self.toolbox = toolbox
@@ -241,6 +245,8 @@ class AgentLoop:
         )
         used: list[str] = []
         while True:
+            if self.between_steps is not None:
+                await self.between_steps()
             last = state.messages[-1]
             if last["role"] == "assistant":
                 calls = [b for b in last["content"] if b.get("type") == "tool_use"]

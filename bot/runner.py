@@ -5,6 +5,9 @@ highest priority first, then oldest. `received` tasks are claimed for planning, 
 ones for acting. On start, tasks left `planning` or `running` by a crash go back to the
 queue and resume from their checkpoint, as do tasks whose approval was decided just before
 a crash (`TaskStore.recover`).
+A graceful stop (`stop(grace)`) claims nothing more and lets running tasks reach their
+next checkpoint (`at_checkpoint()`, which the agent loop calls between steps) before it
+interrupts what is left; they too resume at the next start.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class TaskRunner:
         self._jobs: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
+        self.stopping = False
         self.peak = 0
 
     async def recover(self) -> int:
@@ -94,7 +98,7 @@ class TaskRunner:
         try:
             await self.work(task)
         except asyncio.CancelledError:
-            log.info("task %s: run stopped", task.id)
+            log.info("task %s: run stopped%s", task.id, " for shutdown" if self.stopping else "")
         except Exception:
             log.exception("task %s: unexpected error in the runner", task.id)
         finally:
@@ -116,13 +120,31 @@ class TaskRunner:
             while self.active:
                 await asyncio.gather(*self.active.values(), return_exceptions=True)
 
-    async def stop(self) -> None:
-        """Stop claiming and interrupt running work; it resumes from checkpoints next start."""
+    async def at_checkpoint(self) -> None:
+        """Between two steps of a task (all before it saved): end the run here if stopping."""
+        if self.stopping:
+            # The run ends as a cancel would; the task stays `running` and resumes at start.
+            raise asyncio.CancelledError("shutting down")
+
+    async def stop(self, grace: float = 0.0) -> None:
+        """Stop claiming; give running work `grace` seconds to reach a checkpoint, then
+        interrupt what is left. Either way it resumes from its checkpoint at the next start.
+        """
+        self.stopping = True
         if self._loop is not None:
             self._loop.cancel()
             await asyncio.gather(self._loop, return_exceptions=True)
             self._loop = None
         jobs = list(self._jobs)
+        if jobs and grace > 0:
+            log.info(
+                "waiting up to %g s for %d running task(s) to reach a checkpoint", grace, len(jobs)
+            )
+            _, late = await asyncio.wait(jobs, timeout=grace)
+            if late:
+                log.info(
+                    "interrupting %d task(s) mid-step; they resume at the next start", len(late)
+                )
         for job in jobs:
             job.cancel()
         await asyncio.gather(*jobs, return_exceptions=True)
