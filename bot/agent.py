@@ -216,7 +216,7 @@ class AgentLoop:
         for i in inputs:
             if i["id"] not in taken:
                 state.inputs.append(i)
-                self.add_text(state, f"<@{i['user']}> replied in the thread: {i['text']}")
+                self.add_text(state, f"<@{i['author']}> replied in the thread: {i['text']}")
 
     @staticmethod
     def add_text(state: State, text: str) -> None:

@@ -158,10 +158,11 @@ class ApprovalService:
         """
         t = now()
         inserted = await self.db.fetchall(
-            "INSERT OR IGNORE INTO approvals (task_id, kind, idempotency_key, tool, args_hash,"
+            "INSERT INTO approvals (task_id, kind, idempotency_key, tool, args_hash,"
             " arguments, reason, tier, channel, requested_at, deadline)"
-            " SELECT ?,?,?,?,?,?,?,?,?,?,? WHERE EXISTS (SELECT 1 FROM tasks WHERE id = ?"
-            f" AND status NOT IN ({marks(len(FINISHED))})) RETURNING id",
+            " SELECT CAST(? AS BIGINT), ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS DOUBLE PRECISION),"
+            " CAST(? AS DOUBLE PRECISION) WHERE EXISTS (SELECT 1 FROM tasks WHERE id = ?"
+            f" AND status NOT IN ({marks(len(FINISHED))})) ON CONFLICT DO NOTHING RETURNING id",
             (
                 task.id,
                 kind,
@@ -181,7 +182,7 @@ class ApprovalService:
         if key:
             approval = await self.for_key(key)
         else:
-            approval = await self.get(inserted[0][0]) if inserted else None
+            approval = await self.get(inserted[0]["id"]) if inserted else None
         if approval is None:
             log.info("task %s ended before its approval was asked for", task.ref)
             return None
@@ -287,7 +288,7 @@ class ApprovalService:
     async def _expire(self, task: Task, approval: Approval) -> int:
         # One transaction: a crash between the two would leave the task waiting on an
         # approval nobody can answer any more.
-        changed, paused_now = await self.db.batch(
+        expired, paused_now = await self.db.batch(
             (
                 "UPDATE approvals SET status = 'expired' WHERE id = ? AND status = 'pending'",
                 (approval.id,),
@@ -302,7 +303,8 @@ class ApprovalService:
                 ),
             ),
         )
-        if changed and paused_now:
+        changed = int(expired) if isinstance(expired, int) else 0
+        if changed and isinstance(paused_now, list) and paused_now:
             await self.tasks.moved(paused_now)
             paused = await self.tasks.get(task.id)
             await self.notifier.status(paused, StatusSnapshot.of(paused, "paused"))

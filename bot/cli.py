@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from bot.base.db import Database, sqlite_module
+from bot.base.db import open_database
 from bot.base.errors import CoworkerError
 from bot.base.migrations import migrate
 from bot.base.settings import Settings
 
 
 async def run_migrate(settings: Settings) -> int:
-    db = await Database.open(settings.database_path)
+    db = await open_database(settings.database_url)
     try:
         names = await migrate(db)
     finally:
@@ -26,7 +26,7 @@ async def dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "report":
         from bot.report_text import report_command
 
-        print(await report_command(settings.database_path, days=args.days, task=args.task))
+        print(await report_command(settings.database_url, days=args.days, task=args.task))
         return 0
     if args.command == "backup":
         return await run_backup(settings, args.path)
@@ -39,10 +39,12 @@ async def run_backup(settings: Settings, path: str) -> int:
     """A consistent copy of the database, safe while the bot runs (SQLite's backup API)."""
     from memory.backup import backup_to
 
-    db = await Database.open(settings.database_path)
+    db = await open_database(settings.database_url)
+    # A full disk, a path that cannot be written, the engine refusing.
+    failures: tuple[type[Exception], ...] = (OSError, *db.errors)
     try:
         written = await backup_to(db, path)
-    except (OSError, sqlite_module().Error) as exc:  # a full disk, a path that cannot be written
+    except failures as exc:
         raise CoworkerError(f"backup to {path} failed: {exc}") from None
     finally:
         await db.close()

@@ -134,7 +134,7 @@ class Delegation:
             raise StalePlan(task_id=task_id)
         # The plan message Slack took but whose ts we never heard of is the one clicked; and
         # a revision in between (its plan_ts changes) makes this approval change nothing.
-        current = ("plan_ts IS ? OR plan_ts IS NULL", (task.plan_ts,))
+        current = ("plan_ts IS NOT DISTINCT FROM ? OR plan_ts IS NULL", (task.plan_ts,))
         if not await self.tasks.transition(
             task_id, S.QUEUED, from_=S.AWAITING_PLAN_APPROVAL, condition=current
         ):

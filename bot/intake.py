@@ -135,19 +135,20 @@ class Intake:
         return IntakeResult(kind, task)
 
     async def _record(self, tx: Tx, msg: IncomingMessage) -> bool:
-        cur = await tx.execute(
-            "INSERT OR IGNORE INTO slack_events (event_id, channel, ts, received_at)"
-            " VALUES (?, ?, ?, ?)",
+        # Both keys count: the event id, and channel + ts (an app_mention's `message` twin).
+        recorded = await tx.execute(
+            "INSERT INTO slack_events (event_id, channel, ts, received_at)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (msg.event_id, msg.channel, msg.ts, now()),
         )
-        return cur.rowcount == 1
+        return recorded == 1
 
     async def _over_rate(self, tx: Tx, user: str) -> bool:
-        row = await tx.fetchone(
+        started = await tx.fetchval(
             "SELECT COUNT(*) FROM tasks WHERE delegator = ? AND created_at > ? AND parent_id IS NULL",
             (user, now() - 60),
         )
-        return int(row[0] or 0) >= self.config.runner.max_new_tasks_per_minute
+        return int(started or 0) >= self.config.runner.max_new_tasks_per_minute
 
     async def _create(self, tx: Tx, msg: IncomingMessage, parsed: ParsedRequest) -> int:
         files = [
@@ -191,10 +192,12 @@ class Intake:
         # The status as of this transaction: a run finishing meanwhile either commits first
         # (then the reply is a follow-up, queued here) or finds the reply pending afterwards.
         row = await tx.fetchone("SELECT status, plan FROM tasks WHERE id = ?", (task.id,))
-        status, planned = TaskStatus(row[0]), row[1] is not None
+        assert row is not None  # tasks are never deleted
+        status, planned = TaskStatus(row["status"]), row["plan"] is not None
         open_ = status != TaskStatus.CANCELLED
         await tx.execute(
-            "INSERT INTO task_inputs (task_id, user, text, ts, at, consumed) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO task_inputs (task_id, author, text, ts, at, consumed)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
             (task.id, msg.user, text, msg.ts, now(), int(not (steers and open_))),
         )
         if not (steers and open_):

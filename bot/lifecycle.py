@@ -106,7 +106,7 @@ class TaskWork:
     async def plan(self, task: Task) -> None:
         inputs = await self.tasks.pending_inputs(task.id)
         if inputs:
-            extra = "\n".join(f"<@{i['user']}> added: {i['text']}" for i in inputs)
+            extra = "\n".join(f"<@{i['author']}> added: {i['text']}" for i in inputs)
             task.request = f"{task.request}\n\n{extra}"
             await self.tasks.add_to_request(task.id, task.request, inputs)
         if not task.coworker:

@@ -263,8 +263,8 @@ class LLM:
             ),
             *kept,
         )
-        if total:
-            ctx.spent_usd = float(total[0][0])
+        if isinstance(total, list) and total:
+            ctx.spent_usd = float(total[0]["spent_usd"])
         return cost
 
 

@@ -45,7 +45,7 @@ TREE = """
 WITH RECURSIVE tree(id, root) AS (
     SELECT id, id FROM tasks
      WHERE parent_id IS NULL AND created_at >= :since AND created_at < :until
-       AND (:user IS NULL OR delegator = :user)
+       AND (CAST(:user AS TEXT) IS NULL OR delegator = :user)
     UNION ALL
     SELECT t.id, tree.root FROM tasks t JOIN tree ON t.parent_id = tree.id
 )
@@ -68,7 +68,7 @@ SELECT t.id, t.status, t.created_at, t.finished_at,
 APPROVAL_WAITS = (
     TREE
     + """
-SELECT a.decided_at - a.requested_at FROM approvals a JOIN tree x ON x.id = a.task_id
+SELECT a.decided_at - a.requested_at AS waited FROM approvals a JOIN tree x ON x.id = a.task_id
  WHERE a.decided_at IS NOT NULL
 """
 )
@@ -96,12 +96,12 @@ SELECT COALESCE(NULLIF(t.coworker, ''), c.coworker, '(unrouted)') AS name, COUNT
 # One task and every sub-task under it.
 TREE_OF_TASK = """
 WITH RECURSIVE tree(id) AS (
-    SELECT ? UNION ALL SELECT t.id FROM tasks t JOIN tree ON t.parent_id = tree.id
+    SELECT CAST(? AS BIGINT) UNION ALL SELECT t.id FROM tasks t JOIN tree ON t.parent_id = tree.id
 )
 """
 
 UNTASKED = """
-SELECT COUNT(*), COALESCE(SUM(cost_usd), 0) FROM llm_calls
+SELECT COUNT(*) AS calls, COALESCE(SUM(cost_usd), 0) AS cost FROM llm_calls
  WHERE task_id IS NULL AND created_at >= :since AND created_at < :until
 """
 
@@ -225,8 +225,8 @@ async def summary(
         if r["status"] == "done" and r["finished_at"] is not None
     ]
     costs = [float(r["cost"]) for r in roots]
-    waits = [float(r[0]) for r in await db.fetchall(APPROVAL_WAITS, params)]
-    untasked = await db.fetchone(UNTASKED, params) if user is None else (0, 0.0)
+    waits = [float(r["waited"]) for r in await db.fetchall(APPROVAL_WAITS, params)]
+    untasked = (await db.fetchone(UNTASKED, params) if user is None else None) or {}
     return Summary(
         days=days,
         user=user,
@@ -242,8 +242,8 @@ async def summary(
         approval_wait_s=Spread.of(waits),
         by_model=await _cost_lines(db, BY_MODEL, params),
         by_coworker=await _cost_lines(db, BY_COWORKER, params),
-        untasked_calls=int(untasked[0]),
-        untasked_usd=float(untasked[1]),
+        untasked_calls=int(untasked.get("calls") or 0),
+        untasked_usd=float(untasked.get("cost") or 0.0),
     )
 
 

@@ -310,12 +310,7 @@ class Toolbox:
         flag = self.gateway.dry_run_flag(name)
         if flag is None or args.get(flag):
             return None
-        row = await self.approvals.db.fetchone(
-            "SELECT result FROM tool_calls WHERE task_id = ? AND tool = ? AND status = 'ok'"
-            " AND json_extract(arguments, ?) IN (1, 'true') ORDER BY id DESC LIMIT 1",
-            (task.id, name, f"$.{flag}"),
-        )
-        return None if row is None else str(row["result"])
+        return await self.gateway.last_preview(task.id, name)
 
     @staticmethod
     def plan_step(task: Task, tool: str) -> str | None:

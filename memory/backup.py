@@ -1,25 +1,19 @@
-"""Backups of the whole database with SQLite's online backup API.
+"""Nightly backups of the whole database, and their rotation.
 
-The copy runs on the app's own connection (`Database.run_sync`), which holds the database
-lock for the duration, so it is a consistent snapshot even while the bot writes: writers
-simply wait, as they would for any transaction. The copy is written to a `.partial` file,
-checked with `PRAGMA quick_check`, then renamed, so a crash never leaves a truncated file
-that looks like a backup.
+The copy is the database's own (`Database.backup_to`: on SQLite the online backup API on
+the app's connection, a consistent snapshot even while the bot writes, checked and then
+renamed into place, so a crash never leaves a truncated file that looks like a backup).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
 import re
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from bot.base.config import MemoryConfig
-from bot.base.db import Database, sqlite_module
-from memory.errors import BackupFailed
+from bot.base.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -31,34 +25,7 @@ _BACKUP_NAME = re.compile(r"^coworker-\d{8}-\d{6}\.db$")
 
 async def backup_to(db: Database, path: str | Path) -> Path:
     """Copy the live database to `path` (replaced atomically); return the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.unlink(missing_ok=True)
-    module = sqlite_module()
-
-    def copy(conn: Any) -> None:
-        dest = module.connect(str(partial))
-        try:
-            conn.backup(dest)
-        finally:
-            dest.close()
-
-    await db.run_sync(copy)
-    await asyncio.to_thread(_check, partial)
-    os.replace(partial, path)
-    return path
-
-
-def _check(path: Path) -> None:
-    conn = sqlite_module().connect(str(path))
-    try:
-        result = conn.execute("PRAGMA quick_check").fetchone()[0]
-    finally:
-        conn.close()
-    if result != "ok":
-        path.unlink(missing_ok=True)
-        raise BackupFailed(f"backup {path.name} failed quick_check: {result}", path=str(path))
+    return await db.backup_to(path)
 
 
 def rotate(directory: str | Path, keep: int) -> list[Path]:

@@ -15,7 +15,7 @@
     │   ├── ToolInvalid        arguments do not match the tool's input schema
     │   └── ToolUnavailable    the server is down or its circuit breaker is open
     ├── EmbeddingUnavailable   (memory.errors) the embeddings provider failed; keyword-only
-    └── BackupFailed           (memory.errors) a backup could not be written
+    └── BackupFailed           a database backup failed its check (nothing is left behind)
 
 Context travels in keyword-only fields so that the edge (a Slack handler, the CLI) can
 build a short, safe message without showing `str(exception)` to users.
@@ -125,3 +125,9 @@ class ToolUnavailable(ToolError):
     def __init__(self, *, tool: str, reason: str) -> None:
         super().__init__(f"{tool} is unavailable: {reason}", tool=tool)
         self.reason = reason
+
+
+class BackupFailed(CoworkerError):
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path

@@ -179,9 +179,9 @@ async def fake() -> AsyncIterator[FakeAnthropic]:
 
 async def new_task(db: Database, budget: float = 2.0) -> int:
     t = now()
-    return await db.insert(
+    return await db.fetchval(
         "INSERT INTO tasks (delegator, channel, thread_ts, message_ts, request, budget_usd,"
-        " created_at, updated_at) VALUES ('U1', 'C1', '1.0', '1.0', 'r', ?, ?, ?)",
+        " created_at, updated_at) VALUES ('U1', 'C1', '1.0', '1.0', 'r', ?, ?, ?) RETURNING id",
         (budget, t, t),
     )
 
@@ -328,7 +328,7 @@ async def test_a_reply_the_installed_types_do_not_describe_is_parsed_by_the_sdk(
     assert (plain.content[0].id, plain.content[0].input) == ("toolu_9", {"q": "x"})
     assert plain.stop_reason == "tool_use"
     rows = await db.fetchall("SELECT stop_reason FROM llm_calls WHERE task_id = ?", (task,))
-    assert [r[0] for r in rows] == ["end_turn", "tool_use"]
+    assert [r["stop_reason"] for r in rows] == ["end_turn", "tool_use"]
 
 
 class RawReply:

@@ -54,7 +54,7 @@ async def test_approved_by_delegator_runs_once(
         row = await h.coworker.db.fetchone(
             "SELECT status, decided_by FROM approvals WHERE id = ?", (approval["id"],)
         )
-        assert tuple(row) == ("used", "U1")
+        assert row is not None and tuple(row.values()) == ("used", "U1")
 
 
 async def test_a_reply_while_a_call_waits_joins_after_its_result(
@@ -176,7 +176,7 @@ async def test_timeout_escalates_then_pauses_and_resume_continues(
         row = await h.coworker.db.fetchone(
             "SELECT status FROM approvals WHERE id = ?", (approval["id"],)
         )
-        assert row[0] == "expired"
+        assert row is not None and row["status"] == "expired"
         # Resuming asks again, and approving then runs it.
         await h.slack.send_slash_command(slash_command("resume T-1", user="U1"))
         await h.wait_status("waiting_approval")
@@ -262,7 +262,7 @@ async def test_a_cancelled_task_stays_cancelled(
         late = await h.coworker.approvals.request(task, kind="tool", key="late", reason="r")
         assert late is None
         rows = await h.coworker.db.fetchall("SELECT id, status FROM approvals ORDER BY id")
-        assert [tuple(r) for r in rows] == [(approval["id"], "expired")]
+        assert [tuple(r.values()) for r in rows] == [(approval["id"], "expired")]
         assert (await h.task()).status == "cancelled"
         assert await h.coworker.approvals.pending_for("U1") == []
         assert len(h.anthropic.requests) == 2 and tool_runs(log) == []
