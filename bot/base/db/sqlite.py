@@ -140,16 +140,16 @@ class SQLiteTx:
         self._conn = conn
 
     async def execute(self, sql: str, params: Params = ()) -> int:
-        async with self._conn.execute(sql, params) as cur:
-            return cur.rowcount
+        # One hop: the cursor is left to the garbage collector rather than closed in another.
+        cur = await self._conn.execute(sql, params)
+        return int(cur.rowcount)
 
     async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
         await self._conn.executemany(sql, rows)
 
     async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
-        async with self._conn.execute(sql, params) as cur:
-            row: Row | None = await cur.fetchone()  # type: ignore[assignment]
-            return row
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         return list(await self._conn.execute_fetchall(sql, params))  # type: ignore[arg-type]
