@@ -1,8 +1,12 @@
-"""Nightly backups of the whole database, and their rotation.
+"""Backups of the whole database: where `python -m bot backup PATH` writes, nightly copies,
+and their rotation.
 
-The copy is the database's own (`Database.backup_to`: on SQLite the online backup API on
-the app's connection, a consistent snapshot even while the bot writes, checked and then
-renamed into place, so a crash never leaves a truncated file that looks like a backup).
+The copy is the database's own (`Database.backup_to`; on SQLite the online backup API on
+the app's connection, a consistent snapshot even while the bot writes, written to a
+`.partial` file, checked with `PRAGMA quick_check`, then renamed, so a crash never leaves a
+truncated file that looks like a backup, and a copy that fails leaves nothing behind).
+`backup_target()` says where `backup PATH` writes: a folder means a timestamped file in it,
+and the live database is refused.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from pathlib import Path
 
 from bot.base.config import MemoryConfig
 from bot.base.db import Database
+from memory.errors import BackupFailed
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +31,28 @@ _BACKUP_NAME = re.compile(r"^coworker-\d{8}-\d{6}\.db$")
 async def backup_to(db: Database, path: str | Path) -> Path:
     """Copy the live database to `path` (replaced atomically); return the path."""
     return await db.backup_to(path)
+
+
+def backup_target(path: str, live: str, now: datetime | None = None) -> Path:
+    """Where `backup PATH` writes: PATH, or a timestamped file in it if it is a folder.
+
+    Raises:
+        BackupFailed: PATH is the live database (or one of its side files).
+    """
+    target = Path(path)
+    if target.is_dir():
+        target = target / _name(now)
+    live_files = {Path(live + side).resolve() for side in ("", "-wal", "-shm", "-journal")}
+    if target.resolve() in live_files:
+        raise BackupFailed(
+            f"backup to {target} refused: that is the live database; name another file",
+            path=str(target),
+        )
+    return target
+
+
+def _name(now: datetime | None = None) -> str:
+    return f"{PREFIX}{(now or datetime.now(UTC)).strftime('%Y%m%d-%H%M%S')}{SUFFIX}"
 
 
 def rotate(directory: str | Path, keep: int) -> list[Path]:
@@ -41,8 +68,7 @@ def rotate(directory: str | Path, keep: int) -> list[Path]:
 
 async def nightly_backup(db: Database, config: MemoryConfig, now: datetime | None = None) -> Path:
     """Back up to `backup_dir/coworker-YYYYmmdd-HHMMSS.db` and keep the last `backup_keep`."""
-    stamp = (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
-    path = await backup_to(db, Path(config.backup_dir) / f"{PREFIX}{stamp}{SUFFIX}")
+    path = await backup_to(db, Path(config.backup_dir) / _name(now))
     removed = rotate(config.backup_dir, config.backup_keep)
     log.info("backup written to %s (%d old removed)", path, len(removed))
     return path

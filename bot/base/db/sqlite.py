@@ -268,9 +268,8 @@ class SQLiteDatabase(Database):
             BackupFailed: the copy failed its check.
         """
         path = Path(path)
-        await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+        made = await asyncio.to_thread(_make_folders, path.parent)
         partial = path.with_name(path.name + ".partial")
-        partial.unlink(missing_ok=True)
         module = sqlite_module()
 
         def copy(conn: Any) -> None:
@@ -281,12 +280,16 @@ class SQLiteDatabase(Database):
                 dest.close()
 
         try:
+            partial.unlink(missing_ok=True)
             await self._run(copy)
             await asyncio.to_thread(_check, partial)
-        except BaseException:
+            os.replace(partial, path)
+        except BaseException:  # nothing is left behind: not the .partial, not its folders
             partial.unlink(missing_ok=True)
+            for folder in reversed(made):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
             raise
-        os.replace(partial, path)
         return path
 
     async def _run(self, fn: Callable[[Any], T]) -> T:
@@ -294,6 +297,13 @@ class SQLiteDatabase(Database):
         async with self._lock:
             result: T = await self._conn._execute(fn, self._conn._conn)
             return result
+
+
+def _make_folders(folder: Path) -> list[Path]:
+    """Create `folder` and missing parents; the ones created, outermost first."""
+    missing = [f for f in (folder, *folder.parents) if not f.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    return list(reversed(missing))
 
 
 def _check(path: Path) -> None:
