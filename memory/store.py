@@ -1,4 +1,7 @@
-"""`MemoryStore`: episodes and facts in SQLite, indexed for keywords and vectors.
+"""`MemoryStore`: episodes and facts in the database, indexed for keywords and vectors.
+
+The rows are plain SQL through the database interface; the indexes are the engine's own
+(on SQLite, FTS5 in `memory.keyword_index` and sqlite-vec in `memory.vector_index`).
 
 A memory is one row of `memories`. Its FTS5 entry follows it through triggers (migration
 0004); its vector lives in `memory_vec`, written in the same transaction as the row, so the
@@ -40,7 +43,7 @@ from memory.vector_index import VectorIndex
 log = logging.getLogger(__name__)
 
 # `mmap_size` and `secure_delete = FAST`, which memory relies on, are set on every
-# connection in bot/db.py.
+# connection in bot/base/db/sqlite.py.
 
 _COLUMNS = (*MemoryDraft.model_fields, "scope_tag", "embedded_by", "created_at", "updated_at")
 _UPDATABLE = (
