@@ -3,10 +3,16 @@
 -- `user` is a reserved word in PostgreSQL.
 ALTER TABLE task_inputs RENAME COLUMN user TO author;
 
--- The key `TaskStore.log_once` logs an event once per, until now read out of the JSON detail.
+-- The key `TaskStore.log_once` logs an event once per, until now read out of the JSON detail
+-- (kept on the first event of a task, kind and key only, so the unique index always holds).
 ALTER TABLE task_events ADD COLUMN once_key TEXT;
 UPDATE task_events SET once_key = json_extract(detail, '$.key')
- WHERE json_valid(detail) AND json_type(detail) = 'object';
+ WHERE json_valid(detail) AND json_type(detail, '$.key') = 'text'
+   AND NOT EXISTS (
+       SELECT 1 FROM task_events AS e
+        WHERE e.task_id = task_events.task_id AND e.kind = task_events.kind
+          AND e.id < task_events.id AND json_valid(e.detail)
+          AND json_extract(e.detail, '$.key') = json_extract(task_events.detail, '$.key'));
 CREATE UNIQUE INDEX task_events_once ON task_events (task_id, kind, once_key)
     WHERE once_key IS NOT NULL;
 

@@ -119,7 +119,8 @@ async def test_0008_keeps_replies_and_gives_json_inside_values_their_own_columns
         await db.execute(
             "INSERT INTO task_events (task_id, kind, detail, at) VALUES"
             ' (1, \'data_check\', \'{"key": "t1:toolu_1", "line": "ok"}\', 0),'
-            " (1, 'check', '[\"a list\"]', 0), (1, 'created', NULL, 0)"
+            " (1, 'check', '[\"a list\"]', 0), (1, 'created', NULL, 0),"
+            ' (1, \'data_check\', \'{"key": "t1:toolu_1", "line": "twice"}\', 0)'
         )
         for key, arguments in (("k1", '{"dry_run": true}'), ("k2", '{"dry_run": false}')):
             await db.execute(
@@ -134,7 +135,7 @@ async def test_0008_keeps_replies_and_gives_json_inside_values_their_own_columns
             {"id": 1, "author": "U2", "text": "also staging", "ts": None}
         ]
         keys = await db.fetchall("SELECT kind, once_key FROM task_events ORDER BY id")
-        assert [r["once_key"] for r in keys] == ["t1:toolu_1", None, None]
+        assert [r["once_key"] for r in keys] == ["t1:toolu_1", None, None, None]
         assert not await tasks.log_once(1, "data_check", "t1:toolu_1", line="again")
         assert await tasks.log_once(1, "data_check", "t1:toolu_2", line="new")
         dry = await db.fetchall("SELECT idempotency_key, dry_run FROM tool_calls ORDER BY id")
