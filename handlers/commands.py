@@ -10,10 +10,10 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
 from bot.base.errors import CoworkerError, NotAllowed, TaskNotFound
-from bot.base.redact import redact_text
 from bot.tasks import Task, parse_task_ref
 from bot.team_memory import describe
 from handlers.responses import NOT_YOURS
+from handlers.slack_app import outgoing
 
 log = logging.getLogger(__name__)
 
@@ -161,8 +161,8 @@ async def handle_command(
     reply = await run_command(
         context["coworker"], command.get("user_id", ""), command.get("text") or "", command
     )
-    # response_url is a plain webhook, not the Web API client that redacts what it posts.
-    await respond(text=redact_text(reply), response_type="ephemeral")
+    # response_url is a plain webhook, not the Web API client that makes what it posts safe.
+    await respond(text=outgoing(reply), response_type="ephemeral")
 
 
 def register(app: AsyncApp) -> None:
