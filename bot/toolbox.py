@@ -18,18 +18,19 @@ from bot import telemetry
 from bot.approvals import ApprovalService, Directory
 from bot.base.config import Config
 from bot.notifier import Notifier
-from bot.orchestration import Orchestrator, is_orchestration, tool_definitions
+from bot.orchestration import SUBMIT, Orchestrator, is_orchestration, tool_definitions
 from bot.planner import coworker_for
 from bot.plans import Expect
 from bot.tasks import Task, TaskStore
 from bot.validation import check_result
 from tools.gateway import CallContext, McpGateway, ToolInfo, args_hash
-from tools.scope import allowed_globs, scope_tools
+from tools.scope import allowed_globs, matches, scope_tools
 
 log = logging.getLogger(__name__)
 
 FINAL = ("ok", "error", "denied", "invalid", "unavailable", "rejected")
 DEFAULT_REASON = "Needed for the current step of the plan."
+NOT_IN_SCOPE = "not among this task's tools (the coworker's tools exclude it); nothing was done"
 RERUN_REASON = "This call was started before a restart and may or may not have run. Run it again?"
 
 
@@ -101,12 +102,19 @@ class Toolbox:
 
     def definitions(self, task: Task, tools: list[ToolInfo]) -> list[dict[str, Any]] | None:
         """Tool definitions for the model: the task's MCP tools plus orchestration tools."""
-        extra = (
-            tool_definitions(self.config, child=task.parent_id is not None)
-            if self.orchestrator
-            else []
-        )
-        return (api_tools(tools) or []) + extra or None
+        return (api_tools(tools) or []) + self.team_tools(task) or None
+
+    def team_tools(self, task: Task) -> list[dict[str, Any]]:
+        """The orchestration tools of this task: the hand-offs its coworker's `tools` globs
+        allow, like any other tool, and a subtask's way to hand its result back."""
+        if self.orchestrator is None:
+            return []
+        globs = coworker_for(self.config, task.coworker).tools
+        return [
+            d
+            for d in tool_definitions(self.config, child=task.parent_id is not None)
+            if d["name"] == SUBMIT or matches(d["name"], globs)
+        ]
 
     async def for_task(self, task: Task) -> list[ToolInfo]:
         """Coworker scope ∩ delegator scope: never more than the delegator may use."""
@@ -156,6 +164,8 @@ class Toolbox:
         if (refusal := await self.beyond_delegator(task, name, args)) is not None:
             return tool_result(call["id"], refusal, True)
         if is_orchestration(name) and self.orchestrator is not None:
+            if name not in {d["name"] for d in self.team_tools(task)}:
+                return tool_result(call["id"], f"{name}: {NOT_IN_SCOPE}", True)
             handled = await self.orchestrator.handle(task, key, name, args)
             return Wait.CHILDREN if handled is None else tool_result(call["id"], *handled)
         journal = None if fresh else await self.gateway.journaled(key)

@@ -3,7 +3,10 @@ work off with, how far a request may raise its budget, and no mass mentions in o
 
 from __future__ import annotations
 
-from tests.scenarios.conftest import plan
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.scenarios.conftest import plan, tickets_mcp
 from tests.scenarios.harness import Harness
 
 NO_PLAN_APPROVAL = 'plan_approval = "never"\n'
@@ -25,3 +28,50 @@ async def test_mass_mentions_the_model_writes_notify_nobody(harness: Harness) ->
         assert mention not in posted
     # Each still reads as text: "@", a word joiner (json.dumps writes it \u2060), the name.
     assert "for @\\u2060channel @\\u2060here @\\u2060everyone @\\u2060oncall" in posted
+
+
+SCOPED_TEAM = """plan_approval = "never"
+[[coworkers]]
+name = "dev"
+tools = ["tickets__search"]
+[[coworkers]]
+name = "lead"
+tools = ["tickets__*", "team__delegate"]
+[[coworkers]]
+name = "writer"
+"""
+
+
+async def test_hand_off_tools_obey_the_coworkers_tool_globs(
+    make_harness: Callable[..., Harness], tmp_path: Path
+) -> None:
+    log = tmp_path / "t.log"
+    async with make_harness(mcp=tickets_mcp(log), config=SCOPED_TEAM) as h:
+        h.anthropic.enqueue_tool_use("submit_plan", plan(("Search", ["tickets__search"])))
+        h.anthropic.enqueue_tool_use(
+            "team__delegate", {"coworker": "writer", "objective": "write it up"}
+        )
+        h.anthropic.enqueue_text("Searched only.")
+        await h.mention("dev: look for flaky tickets")
+        done = await h.wait_status("done")
+        offered = [t["name"] for t in h.anthropic.requests[1].body["tools"]]
+        assert offered == ["tickets__search"]
+        refused = str(h.anthropic.requests[-1].body["messages"][-1])
+        assert "team__delegate: not among this task's tools" in refused
+        assert await h.coworker.db.fetchval("SELECT COUNT(*) FROM tasks") == 1
+        assert await h.coworker.db.fetchval("SELECT COUNT(*) FROM spawns") == 0
+        assert done.result == "Searched only."
+
+        # A glob that names one hand-off tool offers that one; the default ("*") all three.
+        h.anthropic.enqueue_tool_use("submit_plan", plan(("Plan", [])))
+        h.anthropic.enqueue_text("Nothing to hand off.")
+        await h.delegate("lead: triage")
+        await h.wait_status("done", task_id=2)
+        lead = [t["name"] for t in h.anthropic.requests[-1].body["tools"]]
+        assert [n for n in lead if n.startswith("team__")] == ["team__delegate"]
+        h.anthropic.enqueue_tool_use("submit_plan", plan(("Plan", [])))
+        h.anthropic.enqueue_text("Done.")
+        await h.delegate("writer: draft notes")
+        await h.wait_status("done", task_id=3)
+        writer = [t["name"] for t in h.anthropic.requests[-1].body["tools"]]
+        assert {"team__delegate", "team__fan_out", "team__pipeline"} <= set(writer)
