@@ -92,6 +92,8 @@ class Delegation:
             ts = await self.notifier.acknowledged(result.task)
             await self.tasks.update(result.task.id, ack_ts=ts)
             await self.tasks.log(result.task.id, "created", actor=msg.user)
+            for note in result.notes:
+                await self.notifier.note(result.task, note)
         elif result.kind == "continued" and result.task is not None:
             await self.tasks.log(result.task.id, "reply", actor=msg.user)
         elif result.kind == "closed" and result.task is not None:

@@ -19,6 +19,7 @@ from bot.base.config import Config
 from bot.base.errors import BudgetExhausted, LLMUnavailable
 from bot.base.redact import redact_text
 from bot.delivery import Delivery
+from bot.intake import budget_note
 from bot.notifier import Notifier, StatusSnapshot
 from bot.orchestration import Orchestrator
 from bot.planner import Planner, PlanRejected
@@ -113,7 +114,8 @@ class TaskWork:
             await self.tasks.update(task.id, coworker=task.coworker)
         tools = await self.toolbox.for_task(task)
         memory = await self.memory.context_for(task)
-        asked = sum(1 for e in await self.tasks.events(task.id) if e["kind"] == "questions")
+        events = await self.tasks.events(task.id)
+        asked = sum(1 for e in events if e["kind"] == "questions")
         try:
             plan = await self.planner.plan(
                 task, tools, conversation=[{"role": "user", "content": task.request}], memory=memory
@@ -125,6 +127,7 @@ class TaskWork:
                 "plan_invalid",
             )
             return
+        plan = plan.model_copy(update={"budget_note": budget_note(events)})
         if plan.questions and asked < 2:
             await self.tasks.log(task.id, "questions", detail=plan.questions)
             if await self.tasks.transition(task.id, "waiting_input", from_="planning"):

@@ -69,6 +69,9 @@ class Plan(BaseModel):
     estimate_minutes: int = Field(default=5, ge=1, le=24 * 60)
     questions: list[str] = Field(default_factory=list, max_length=5)
     deliverable: Literal["answer", "written", "code", "data"] = "answer"
+    #: Filled in from the request, never by the model: a `!budget` beyond what a request
+    #: may set (`bot.intake.budget_note`).
+    budget_note: str | None = None
 
 
 def plan_tool_schema() -> dict[str, Any]:
@@ -82,6 +85,7 @@ def _plan_tool() -> dict[str, Any]:
     schema = Plan.model_json_schema()
     step = schema["$defs"]["PlanStep"]
     step["properties"].pop("approval", None)
+    schema["properties"].pop("budget_note", None)
     return {
         "name": "submit_plan",
         "description": (

@@ -75,7 +75,10 @@ def plan_blocks(
         stop = "  ⏸ _stops for approval_" if step.get("approval") else ""
         lines.append(f"{i}. {escape(step['what'])}{tools}{stop}")
     lines.append("")
-    lines.append(f"Estimate ~{plan.get('estimate_minutes', '?')} min · budget ${budget_usd:.2f}")
+    note = f" ({escape(plan['budget_note'])})" if plan.get("budget_note") else ""
+    lines.append(
+        f"Estimate ~{plan.get('estimate_minutes', '?')} min · budget ${budget_usd:.2f}{note}"
+    )
     blocks = [section(part) for part in split_markdown("\n".join(lines), SECTION_LIMIT)]
     if needs_approval:
         v = str(task_id)

@@ -75,3 +75,29 @@ async def test_hand_off_tools_obey_the_coworkers_tool_globs(
         await h.wait_status("done", task_id=3)
         writer = [t["name"] for t in h.anthropic.requests[-1].body["tools"]]
         assert {"team__delegate", "team__fan_out", "team__pipeline"} <= set(writer)
+
+
+async def test_a_request_cannot_lift_its_budget_past_the_cap(harness: Harness) -> None:
+    h = harness
+    h.anthropic.enqueue_tool_use("submit_plan", plan(("Rebuild it", [])))
+    await h.mention("!budget 100000 rebuild the search index")
+    task = await h.wait_status("awaiting_plan_approval")
+    assert task.budget_usd == 20.0  # 10 x the default task_usd of $2.00
+    await h.slack.wait_for(
+        "chat.postMessage", lambda c: "a request can set at most $20.00" in str(c.params)
+    )
+    [shown] = await h.slack.wait_for(
+        "chat.postMessage", lambda c: "Plan for T-1" in c.params.get("text", "")
+    )
+    blocks = str(shown.params["blocks"])
+    assert (
+        "budget $20.00 (you asked for $100,000.00: more than this needs an approver's top-up)"
+        in blocks
+    )
+
+    h.anthropic.enqueue_tool_use("submit_plan", plan(("Tidy", [])))
+    await h.delegate("!budget 0 tidy the wiki")
+    await h.slack.wait_for(
+        "chat.postMessage", lambda c: "`!budget 0` has no amount I can use" in str(c.params)
+    )
+    assert (await h.task(2)).budget_usd == 2.0
