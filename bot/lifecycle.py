@@ -19,6 +19,7 @@ from bot.base.config import Config
 from bot.base.errors import BudgetExhausted, LLMUnavailable
 from bot.base.redact import redact_text
 from bot.delivery import Delivery
+from bot.failures import INTERNAL, model_failure
 from bot.intake import budget_note
 from bot.notifier import Notifier, StatusSnapshot
 from bot.orchestration import Orchestrator
@@ -29,15 +30,6 @@ from bot.toolbox import Toolbox, Wait
 from bot.validation import Check, Validator, feedback
 
 log = logging.getLogger(__name__)
-
-MODEL_DOWN = (
-    "I couldn't reach the model API (Anthropic) after several retries, so I stopped here. "
-    "Nothing was lost: `/coworker resume {ref}` picks up where I left off."
-)
-INTERNAL = (
-    "Something went wrong on my side and I stopped this task (reference {ref}). "
-    "An admin can find the details in the logs; `/coworker resume {ref}` tries again."
-)
 
 
 class MemoryHooks(Protocol):
@@ -98,8 +90,9 @@ class TaskWork:
                 await self.act(task)
         except BudgetExhausted:  # while planning (acting turns it into an outcome)
             await self._out_of_budget(task, None)
-        except LLMUnavailable:
-            await self._fail(task, MODEL_DOWN.format(ref=task.ref), "model_unavailable")
+        except LLMUnavailable as exc:
+            retries = self.config.runner.model_retries
+            await self._fail(task, *model_failure(exc, task.ref, retries))
         except Exception:
             log.exception("task %s failed", task.ref)
             await self._fail(task, INTERNAL.format(ref=task.ref), "internal_error")
