@@ -98,6 +98,10 @@ class Delegation:
                 await self.notifier.note(result.task, note)
         elif result.kind == "continued" and result.task is not None:
             await self.tasks.log(result.task.id, "reply", actor=msg.user)
+            for note in result.notes:
+                await self.notifier.note(result.task, note)
+        elif result.kind == "empty":
+            await self.notifier.tell(msg.channel, msg.thread_ts or msg.ts, msg.user, self.hello())
         elif result.kind == "closed" and result.task is not None:
             await self._say_closed(result.task, msg.user)
         elif result.kind == "rate_limited":
@@ -106,6 +110,17 @@ class Delegation:
         if result.kind in ("created", "continued"):
             self.runner.wake()
         return result
+
+    def hello(self) -> str:
+        """The short help a bare mention gets."""
+        names = [f"`{c.name}`" for c in self.config.coworkers]
+        team = f" Coworkers here: {', '.join(names)}." if names else ""
+        return (
+            "Hi! Tell me what to do in the same message, for example `@coworker summarize "
+            "yesterday's failed CI runs`, or send it to me as a DM. Add `!high` or `!urgent` "
+            f"for priority and `!budget 5` for a budget in dollars.{team} `/coworker help` "
+            "lists the commands."
+        )
 
     async def _say_closed(self, task: Task, user: str) -> None:
         """Tell the person who could steer it, once, that a cancelled task stays so."""

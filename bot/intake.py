@@ -29,7 +29,7 @@ _HIGH_WORDS = re.compile(r"\bhigh[- ]priority\b", re.IGNORECASE)
 _LOW_WORDS = re.compile(r"\blow[- ]priority\b|\bno rush\b|\bwhenever\b", re.IGNORECASE)
 _SLACK_LINK = re.compile(r"<(https?://[^>|]+)(?:\|[^>]*)?>")
 _BARE_LINK = re.compile(r"(?<![<|])\bhttps?://[^\s>]+")
-_COWORKER_PREFIX = re.compile(r"^\s*([a-z0-9][a-z0-9_-]{0,31})\s*:\s*", re.IGNORECASE)
+_COWORKER_PREFIX = re.compile(r"^\s*([a-z0-9][a-z0-9_-]{0,31})\s*:(?!//)\s*", re.IGNORECASE)
 
 
 @dataclass
@@ -47,6 +47,8 @@ class IncomingMessage:
     mention: bool = False
     files: list[dict[str, Any]] = field(default_factory=list)
     assistant: bool = False
+    #: The text's length when it was longer than intake takes (`text` is its beginning).
+    cut_from: int | None = None
 
     @property
     def is_dm(self) -> bool:
@@ -61,6 +63,8 @@ class ParsedRequest:
     budget_usd: float | None = None
     #: `!budget` as written when it gave no usable amount ("0", "-5", "lots"): answered.
     budget_unusable: str | None = None
+    #: A `name:` prefix naming no configured coworker (the request is routed as usual).
+    unknown_coworker: str | None = None
     high_visibility: bool = False
     links: list[str] = field(default_factory=list)
 
@@ -93,16 +97,19 @@ def parse_request(text: str, config: Config) -> ParsedRequest:
     budget, unusable = parse_budget(_FLAG_BUDGET.search(body))
     visible = bool(_FLAG_VISIBLE.search(body)) or priority == 3
     body = _FLAG_VISIBLE.sub("", _FLAG_BUDGET.sub("", _FLAG_PRIORITY.sub("", body))).strip()
-    coworker = None
+    coworker = unknown = None
     if (m := _COWORKER_PREFIX.match(body)) and config.coworker(m.group(1).lower()):
         coworker = m.group(1).lower()
         body = body[m.end() :].strip()
+    elif m and config.coworkers and not m.group(1).isdigit():
+        unknown = m.group(1).lower()  # kept in the request: it may not have meant a name
     return ParsedRequest(
         text=body,
         priority=priority,
         coworker=coworker,
         budget_usd=budget,
         budget_unusable=unusable,
+        unknown_coworker=unknown,
         high_visibility=visible,
         links=list(dict.fromkeys(links)),
     )
@@ -157,7 +164,10 @@ class Intake:
                 if not parsed.text and not msg.files:
                     return IntakeResult("empty")
                 task_id, kind = await self._create(tx, msg, parsed), "created"
-                notes = await self._budget_notes(tx, task_id, parsed)
+                notes = [
+                    *self._coworker_note(parsed),
+                    *await self._budget_notes(tx, task_id, parsed),
+                ]
             await tx.execute(
                 "UPDATE slack_events SET task_id = ? WHERE event_id = ?", (task_id, msg.event_id)
             )
@@ -167,7 +177,13 @@ class Intake:
         task = await self.tasks.get(task_id)
         if kind == "created":
             self.tasks.created(task)
-        return IntakeResult(kind, task, notes if kind == "created" else [])
+        if kind in ("created", "continued") and msg.cut_from:
+            notes.insert(
+                0,
+                f"Your message was {msg.cut_from:,} characters long; I read only the first "
+                f"{len(msg.text):,}.",
+            )
+        return IntakeResult(kind, task, notes if kind in ("created", "continued") else [])
 
     async def _record(self, tx: Tx, msg: IncomingMessage) -> bool:
         cur = await tx.execute(
@@ -207,6 +223,20 @@ class Intake:
             high_visibility=int(parsed.high_visibility),
             assistant=int(msg.assistant),
         )
+
+    def _coworker_note(self, parsed: ParsedRequest) -> list[str]:
+        """Who exists, when the request began with a name that is none of them."""
+        if parsed.unknown_coworker is None:
+            return []
+        names = [f"`{c.name}`" for c in self.config.coworkers]
+        missing = f"There is no coworker called `{parsed.unknown_coworker}` here"
+        if len(names) == 1:
+            return [f"{missing} (only {names[0]}), so {names[0]} takes it."]
+        listed = f"{', '.join(names[:-1])} and {names[-1]}"
+        return [
+            f"{missing} (there are {listed}), so I'll choose one. To pick, start the request "
+            f"with its name, like `{self.config.coworkers[0].name}: …`."
+        ]
 
     def _budget(self, parsed: ParsedRequest) -> float:
         """`!budget` up to `[budget] max_task_usd`, else the coworker's or the default."""

@@ -157,19 +157,22 @@ class SlackNotifier:
     async def note(self, task: Task, text: str) -> None:
         await self.post(task, text)
 
-    async def rate_limited(self, channel: str, thread_ts: str, user: str, limit: int) -> None:
-        text = (
-            f"You've started {limit} tasks in the last minute, so I didn't start this one. "
-            "Please ask again in a minute."
-        )
+    async def tell(self, channel: str, thread_ts: str, user: str, text: str) -> None:
         try:
             await self.client.chat_postEphemeral(
                 channel=channel, user=user, text=text, thread_ts=thread_ts
             )
         except SlackApiError as exc:
-            log.info("rate-limit notice to %s failed: %s", user, exc.response.get("error"))
+            log.info("ephemeral notice to %s failed: %s", user, exc.response.get("error"))
         except UNREACHABLE as exc:
-            log.info("rate-limit notice to %s failed: %s", user, type(exc).__name__)
+            log.info("ephemeral notice to %s failed: %s", user, type(exc).__name__)
+
+    async def rate_limited(self, channel: str, thread_ts: str, user: str, limit: int) -> None:
+        text = (
+            f"You've started {limit} tasks in the last minute, so I didn't start this one. "
+            "Please ask again in a minute."
+        )
+        await self.tell(channel, thread_ts, user, text)
 
     # -- facts -----------------------------------------------------------------------
 

@@ -169,3 +169,24 @@ async def test_a_budget_beyond_the_cap_is_capped_and_said(db: Database) -> None:
         "the usual budget of $2.00."
     ]
     assert budget_note(await TaskStore(db).events(2)) is None
+
+
+TEAM = parse_config({"coworkers": [{"name": "dev"}, {"name": "writer"}]})
+
+
+@pytest.mark.parametrize(
+    ("text", "coworker", "unknown", "rest"),
+    [
+        ("dev: fix it", "dev", None, "fix it"),
+        ("qa: run the suite", None, "qa", "qa: run the suite"),
+        ("https://example.com: look at it", None, None, "https://example.com: look at it"),
+        ("10:30 standup notes", None, None, "10:30 standup notes"),
+        ("summarize the thread", None, None, "summarize the thread"),
+    ],
+)
+def test_a_name_prefix_picks_a_coworker_or_is_noted_as_unknown(
+    text: str, coworker: str | None, unknown: str | None, rest: str
+) -> None:
+    parsed = parse_request(text, TEAM)
+    assert (parsed.coworker, parsed.unknown_coworker, parsed.text) == (coworker, unknown, rest)
+    assert parse_request(text, Config()).unknown_coworker is None  # no coworkers configured
