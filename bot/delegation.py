@@ -13,16 +13,17 @@ from typing import Any
 from bot.approvals import Approval, ApprovalService, Decision, Directory
 from bot.base.clock import now
 from bot.base.config import Config
-from bot.base.errors import NotAllowed, StalePlan
+from bot.base.errors import NotAllowed, StalePlan, TaskNotFound
 from bot.inbox import Inbox
 from bot.inflight import InFlight
 from bot.intake import IncomingMessage, Intake, IntakeResult
 from bot.notifier import Notifier, StatusSnapshot
 from bot.orchestration import Orchestrator
-from bot.reports import Summary, home_summaries
+from bot.reports import Summary, Timeline, home_summaries, timeline
 from bot.runner import TaskRunner
 from bot.tasks import OPEN, Task, TaskStore
 from bot.tasks import TaskStatus as S
+from bot.visibility import Visibility
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ class Delegation:
         self.directory = directory
         self.config = config
         self.inflight = InFlight()
+        self.visibility = Visibility(config, directory)
         self.memory = memory
 
     def keep(self, msg: IncomingMessage) -> None:
@@ -271,9 +273,34 @@ class Delegation:
         if self.memory is not None:
             await self.memory.feedback(task_id, value)
 
-    async def status_of(self, task_id: int) -> tuple[Task, list[dict[str, Any]]]:
-        return await self.tasks.get(task_id), await self.tasks.events(task_id)
+    async def visible_task(self, task_id: int, user: str) -> Task:
+        """A task `user` may see (`bot.visibility`).
 
-    async def tasks_for(self, user: str) -> tuple[list[Task], list[Task]]:
-        """(this user's recent tasks, everyone's open tasks)."""
-        return await self.tasks.list_for(user), await self.tasks.list_open()
+        Raises:
+            TaskNotFound: there is no such task, or not one `user` may see: the same
+                answer, so asking gives away nothing about other people's tasks.
+        """
+        task = await self.tasks.get(task_id)
+        if not await self.visibility.may_see(task, user):
+            raise TaskNotFound(task_id=task_id)
+        return task
+
+    async def status_of(self, task_id: int, user: str) -> tuple[Task, list[dict[str, Any]]]:
+        """A task and its event log, for someone who may see it."""
+        task = await self.visible_task(task_id, user)
+        return task, await self.tasks.events(task_id)
+
+    async def timeline_of(self, task_id: int, user: str) -> Timeline:
+        """A task's model calls, tool calls and approvals, for someone who may see it."""
+        await self.visible_task(task_id, user)
+        return await timeline(self.tasks.db, task_id)
+
+    async def my_tasks(self, user: str) -> list[Task]:
+        """This user's recent tasks, newest first."""
+        return await self.tasks.list_for(user)
+
+    async def tasks_for(self, user: str, *, limit: int = 10) -> tuple[list[Task], list[Task]]:
+        """(this user's recent tasks, other people's open tasks this user may see)."""
+        mine = await self.my_tasks(user)
+        others = [t for t in await self.tasks.list_open(limit=100) if t.delegator != user]
+        return mine, await self.visibility.visible(others, user, limit=limit)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from tests.fakes.slack import slash_command
 from tests.scenarios.conftest import plan, tickets_mcp
 from tests.scenarios.harness import Harness
 
@@ -101,3 +102,45 @@ async def test_a_request_cannot_lift_its_budget_past_the_cap(harness: Harness) -
         "chat.postMessage", lambda c: "`!budget 0` has no amount I can use" in str(c.params)
     )
     assert (await h.task(2)).budget_usd == 2.0
+
+
+async def ask(h: Harness, text: str, user: str, channel: str = "C1") -> str:
+    """A `/coworker` command from `user`; the ephemeral answer's text."""
+    before = len(h.slack.calls_to("response_url"))
+    await h.slack.send_slash_command(slash_command(text, user=user, channel=channel))
+    *_, answer = await h.slack.wait_for("response_url", count=before + 1)
+    return str(answer.params["text"])
+
+
+ADMINS = '[roles.admins]\nadmin = true\nmembers = ["UADMIN"]\n'
+
+
+async def test_people_see_their_tasks_their_channels_tasks_and_admins_all(
+    make_harness: Callable[..., Harness],
+) -> None:
+    async with make_harness(config=ADMINS) as h:
+        h.slack.add_channel("C1")
+        h.slack.channel_members["C1"] = ["U2", "U3"]
+        h.anthropic.enqueue_tool_use("submit_plan", plan(("Draft it", [])))
+        await h.dm("confidential: draft the layoff memo", user="U1", channel="D1")
+        await h.wait_status("awaiting_plan_approval", task_id=1)
+        h.anthropic.enqueue_tool_use("submit_plan", plan(("Fix it", [])))
+        assert await h.delegate("fix the flaky login test", user="U2", channel="C1") == 2
+        await h.wait_status("awaiting_plan_approval", task_id=2)
+
+        # A member of C1 sees the channel's task, not another person's DM task.
+        listing = await ask(h, "tasks", user="U3")
+        assert "`T-2`" in listing and "flaky login" in listing
+        assert "T-1" not in listing and "confidential" not in listing
+        assert await ask(h, "status T-1", user="U3") == "I can't find that task."
+        assert await ask(h, "report T-1", user="U3") == "I can't find that task."
+        assert "fix the flaky login test" in await ask(h, "status T-2", user="U3")
+        # Someone outside C1 sees neither; the delegator sees their own DM task.
+        assert await ask(h, "status T-2", user="U4") == "I can't find that task."
+        assert "T-2" not in await ask(h, "tasks", user="U4")
+        assert "confidential" in await ask(h, "status T-1", user="U1", channel="D1")
+        assert "T-1 · awaiting" in await ask(h, "report T-1", user="U1", channel="D1")
+        # An admin sees everything.
+        everything = await ask(h, "tasks", user="UADMIN")
+        assert "`T-1`" in everything and "`T-2`" in everything
+        assert "confidential" in await ask(h, "status T-1", user="UADMIN")
