@@ -18,8 +18,8 @@ from typing import Any
 
 JOINER = "\u2060"
 
-_SPECIAL = re.compile(r"<!(channel|here|everyone|group)(?:\|[^>]*)?>", re.IGNORECASE)
-_SUBTEAM = re.compile(r"<!subteam\^[A-Za-z0-9]+(?:\|@?([^>]*))?>", re.IGNORECASE)
+_SPECIAL = re.compile(r"<!(channel|here|everyone|group)\b[^>]*>", re.IGNORECASE)
+_SUBTEAM = re.compile(r"<!subteam\^[A-Za-z0-9]+(?:[| ]@?([^>]*))?[^>]*>", re.IGNORECASE)
 _PLAIN = re.compile(r"(?<![\w@])@(channel|here|everyone)\b", re.IGNORECASE)
 
 

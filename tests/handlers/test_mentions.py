@@ -64,3 +64,8 @@ async def test_the_client_neutralizes_what_it_posts_and_updates() -> None:
         assert posted.params["text"] == f"@{JOINER}channel done"
         assert posted.params["blocks"][0]["text"] == f"Ask @{JOINER}oncall or <@U2>"
         assert updated.params["text"] == f"@{JOINER}here again"
+
+
+@pytest.mark.parametrize("text", ["<!here here>", "<!channel foo>", "<!subteam^S1 @oncall>"])
+def test_variants_of_the_markup_are_neutralized_too(text: str) -> None:
+    assert "<!" not in neutralize_text(text)
