@@ -21,6 +21,7 @@ from bot.base.db import Database, marks
 from bot.base.errors import NotAllowed
 from bot.base.redact import redact, redact_text
 from bot.notifier import ApprovalView, Notifier, StatusSnapshot
+from bot.plans import step_using
 from bot.tasks import FINISHED, Task, TaskStatus, TaskStore
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,8 @@ class Directory(Protocol):
     async def groups_of(self, user: str) -> set[str]: ...
 
     async def in_channel(self, user: str, channel: str) -> bool: ...
+
+    async def tz_of(self, user: str) -> str | None: ...
 
 
 @dataclass
@@ -112,6 +115,14 @@ class ApprovalService:
         self.wake = wake
         #: Tells a subtask's parent it ended (the orchestrator's `child_finished`).
         self.subtask_finished = subtask_finished
+
+    @staticmethod
+    def view(task: Task, approval: Approval) -> ApprovalView:
+        """What the approval's message shows, again: the plan step it serves included."""
+        view = approval.view()
+        if approval.tool is not None:
+            view.plan_step = step_using(task.plan, approval.tool)
+        return view
 
     async def may_decide(self, task: Task, user: str) -> bool:
         """The delegator, a configured approver, or someone it was escalated to; never a bot."""
@@ -218,7 +229,7 @@ class ApprovalService:
         if not changed:
             return Decision(changed=False, status=decided.status, task=task)
         await self.tasks.log(task.id, f"approval_{status}", actor=user, detail={"id": approval_id})
-        await self.notifier.approval_updated(task, decided.view(), decided.message_ts)
+        await self.notifier.approval_updated(task, self.view(task, decided), decided.message_ts)
         await self._after_decision(task, decided, approve)
         return Decision(changed=True, status=status, task=task)
 
@@ -280,7 +291,7 @@ class ApprovalService:
         )
         if changed:
             people = self.config.approvals.escalate_to or [task.delegator]
-            await self.notifier.approval_escalated(task, approval.view(), people)
+            await self.notifier.approval_escalated(task, self.view(task, approval), people)
             await self.tasks.log(task.id, "approval_escalated", detail={"id": approval.id})
         return changed
 

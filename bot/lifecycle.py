@@ -200,7 +200,7 @@ class TaskWork:
             revised = await self.agent.run(task, feedback=feedback(checks))
             if revised.kind != "done":
                 return revised
-            outcome = Outcome("done", revised.text, outcome.tools_used + revised.tools_used)
+            outcome = Outcome("done", revised.text, revised.tools_used)  # every run's tools
         lines = data + [c.line() for c in checks]
         if not all(c.passed for c in checks):
             lines.append(

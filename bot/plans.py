@@ -99,6 +99,14 @@ def _plan_tool() -> dict[str, Any]:
     }
 
 
+def step_using(plan: dict[str, Any] | None, tool: str) -> str | None:
+    """The first step of a plan (as stored) that uses `tool`, numbered: "2. Open the issue"."""
+    for i, step in enumerate((plan or {}).get("steps", []), 1):
+        if tool in step.get("tools", []):
+            return f"{i}. {step['what']}"
+    return None
+
+
 def render_plan(plan: Plan) -> str:
     """Plain Markdown for the model's context and for the Edit modal."""
     lines = [plan.summary, ""]

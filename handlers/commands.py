@@ -7,7 +7,6 @@ that task (`bot.visibility`, through `Delegation`); for anyone else it does not 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,6 +16,8 @@ from bot.base.errors import CoworkerError, NotAllowed, TaskNotFound
 from bot.report_text import render_timeline
 from bot.tasks import Task, parse_task_ref
 from bot.team_memory import describe
+from bot.words import event_words, state_words, stop_words
+from handlers.blocks import local_time
 from handlers.responses import NOT_YOURS
 from handlers.services import Services, services
 from handlers.slack_app import outgoing
@@ -35,7 +36,8 @@ Flags: `!high` / `!urgent` / `!low` priority, `!budget 5` dollars, `dev: …` to
 
 def task_line(task: Task) -> str:
     req = task.request.splitlines()[0][:80] if task.request else ""
-    return f"`{task.ref}` {task.status} · {task.priority_name} · <@{task.delegator}> · {req}"
+    state = state_words(task.status)
+    return f"`{task.ref}` {state} · {task.priority_name} · <@{task.delegator}> · {req}"
 
 
 async def cmd_tasks(svc: Services, user: str, arg: str, cmd: dict[str, Any]) -> str:
@@ -53,15 +55,17 @@ async def cmd_status(svc: Services, user: str, arg: str, cmd: dict[str, Any]) ->
     if task_id is None:
         return "Which task? For example `/coworker status T-42`."
     task, events = await svc.delegation.status_of(task_id, user)
+    tz = await svc.directory.tz_of(user)
     lines = [
         task_line(task),
         f"steps: {task.steps} · spent ${task.spent_usd:.2f} of ${task.budget_usd:.2f}",
     ]
     if task.error:
-        lines.append(f"stopped because: {task.error.replace('_', ' ')}")
+        lines.append(f"stopped because: {stop_words(task.error)}")
     for e in events[-8:]:
         who = f" by <@{e['actor']}>" if e["actor"] else ""
-        lines.append(f"• {time.strftime('%H:%M:%S', time.gmtime(e['at']))} {e['kind']}{who}")
+        what = event_words(e["kind"], e["detail"])
+        lines.append(f"• {local_time(e['at'], tz)} {what}{who}")
     return "\n".join(lines)
 
 

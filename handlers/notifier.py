@@ -148,11 +148,19 @@ class SlackNotifier:
         return await self.poster.deliver(task, text, checks=checks, skip=skip)
 
     async def failed(self, task: Task, message: str) -> None:
+        await self._ack_again(task)
         await self.post(task, f"⚠️ {message}", [bk.section(f"⚠️ {message}")])
 
     async def cancelled(self, task: Task, user: str | None) -> None:
+        await self._ack_again(task)
         by = f" by <@{user}>" if user else ""
         await self.post(task, f"🛑 {task.ref} was cancelled{by}.")
+
+    async def _ack_again(self, task: Task) -> None:
+        """A task that ended before its plan was shown: the "Got it" reply stops saying
+        "routing…" (the plan's post updates it otherwise)."""
+        if task.ack_ts and task.plan is None and task.parent_id is None:
+            await self.update(task.channel, task.ack_ts, bk.ack_text(task), None)
 
     async def note(self, task: Task, text: str) -> None:
         await self.post(task, text)

@@ -139,7 +139,9 @@ async def test_people_see_their_tasks_their_channels_tasks_and_admins_all(
         assert await ask(h, "status T-2", user="U4") == "I can't find that task."
         assert "T-2" not in await ask(h, "tasks", user="U4")
         assert "confidential" in await ask(h, "status T-1", user="U1", channel="D1")
-        assert "T-1 · awaiting" in await ask(h, "report T-1", user="U1", channel="D1")
+        assert "T-1 · waiting for plan approval" in await ask(
+            h, "report T-1", user="U1", channel="D1"
+        )
         # An admin sees everything.
         everything = await ask(h, "tasks", user="UADMIN")
         assert "`T-1`" in everything and "`T-2`" in everything
