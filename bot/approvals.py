@@ -233,6 +233,37 @@ class ApprovalService:
         await self._after_decision(task, decided, approve)
         return Decision(changed=True, status=status, task=task)
 
+    async def give_reason(self, approval_id: int, user: str, text: str) -> tuple[Task, bool] | None:
+        """The reason for a rejection, given afterwards by the person who rejected: kept on
+        the approval and its message, and put to the model at the task's next turn unless
+        the task has finished. The task and whether it will hear it; None when there was
+        nothing to explain (no such rejection, or its reason was given already).
+
+        Raises:
+            NotAllowed: `user` is not the person who rejected it.
+        """
+        approval = await self.get(approval_id)
+        if approval is None or approval.status != "rejected":
+            return None
+        if user != approval.decided_by:
+            raise NotAllowed(user=user, action=f"give the reason for rejecting {approval_id}")
+        note = redact_text(text)
+        changed = await self.db.execute(
+            "UPDATE approvals SET decision_note = ? WHERE id = ? AND status = 'rejected'"
+            " AND decided_by = ? AND decision_note IS NULL",
+            (note, approval_id, user),
+        )
+        if not changed:
+            return None
+        task = await self.tasks.get(approval.task_id)
+        await self.tasks.log(task.id, "approval_reason", actor=user, detail={"id": approval_id})
+        said = f"<@{user}> explained why they rejected `{approval.tool}`: {note}"
+        told = await self.tasks.add_input_if_open(task.id, user, said)
+        decided = await self.get(approval_id)
+        assert decided is not None
+        await self.notifier.approval_updated(task, self.view(task, decided), decided.message_ts)
+        return task, told
+
     async def _after_decision(self, task: Task, approval: Approval, approve: bool) -> None:
         if approval.kind == "budget" and approve:
             base = self.config.budget.task_usd

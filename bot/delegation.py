@@ -234,20 +234,37 @@ class Delegation:
             raise NotAllowed(user=user, action="edit the plan")
         return task
 
-    async def may_reject(self, approval_id: int, user: str) -> bool:
-        """Whether there is such an approval for `user` to reject (asked before the modal
-        for a reason opens).
+    async def may_give_reason(self, approval_id: int, user: str) -> bool:
+        """Whether `user` may explain this rejection now (asked before its modal opens).
 
         Raises:
-            NotAllowed: `user` may not decide it.
+            NotAllowed: someone other than the person who rejected it.
         """
         approval = await self.approvals.get(approval_id)
-        if approval is None:
+        if approval is None or approval.status != "rejected" or approval.decision_note:
             return False
-        task = await self.tasks.get(approval.task_id)
-        if not await self.approvals.may_decide(task, user):
-            raise NotAllowed(user=user, action="reject")
+        if user != approval.decided_by:
+            raise NotAllowed(user=user, action="give the reason")
         return True
+
+    async def give_reason(self, approval_id: int, user: str, text: str) -> bool:
+        """Explain a rejection after the click; True when the task will hear it (its next
+        turn), else the person is told that it had already finished."""
+        given = await self.approvals.give_reason(approval_id, user, text)
+        if given is None:
+            return False
+        task, heard = given
+        if heard:
+            self.runner.wake()
+            return True
+        await self.notifier.tell(
+            task.channel,
+            task.thread_ts,
+            user,
+            f"{task.ref} had already finished, so the coworker won't see your reason; it is "
+            "kept on the approval request.",
+        )
+        return False
 
     async def decide(
         self, approval_id: int, user: str, *, approve: bool, note: str | None = None

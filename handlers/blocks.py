@@ -203,6 +203,11 @@ def approval_blocks(task: Task, view: ApprovalView, *, buttons: bool) -> list[di
         )
     else:
         blocks.append(context(decision_line(view)))
+        if view.kind == "tool" and view.status == "rejected" and not view.note:
+            v = str(view.approval_id)
+            blocks.append(
+                actions(f"approval-reason:{v}", button("Add a reason", "approval_reason", v))
+            )
     return blocks
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.slack import slash_command, view_submission
+from tests.fakes.slack import slash_command
 from tests.scenarios.conftest import plan, tickets_mcp
 from tests.scenarios.harness import Harness, until
 
@@ -155,14 +155,7 @@ async def test_the_status_line_lists_only_tools_that_ran_and_keeps_them_for_a_fo
         await h.wait_status("waiting_approval")
         approval = await h.coworker.db.fetchval("SELECT id FROM approvals")
         h.anthropic.enqueue_text("Found it; filing was refused.")
-        await h.slack.send_interactive(
-            view_submission(
-                "approval_reject",
-                {"reason": {"text": ""}},
-                user="U1",
-                private_metadata=str(approval),
-            )
-        )
+        await h.click("approval_reject", approval, user="U1")
         await h.wait_status("done")
         done = await status_line(h, "T-1 · done")
         assert "tools: `tickets__search` ·" in done and "create_ticket" not in done
@@ -224,11 +217,7 @@ async def test_a_decided_approval_keeps_its_plan_step(
         approval = await h.coworker.approvals.get(1)
         assert approval is not None
         h.anthropic.enqueue_text("Not filed.")
-        await h.slack.send_interactive(
-            view_submission(
-                "approval_reject", {"reason": {"text": ""}}, user="U1", private_metadata="1"
-            )
-        )
+        await h.click("approval_reject", 1, user="U1")
         [decided] = await h.slack.wait_for(
             "chat.update", lambda c: c.params.get("ts") == approval.message_ts
         )
