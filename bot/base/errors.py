@@ -62,7 +62,7 @@ class TaskNotFound(CoworkerError):
     user_message = "I can't find that task."
 
     def __init__(self, *, task_id: int | str) -> None:
-        super().__init__(f"task {task_id} not found")
+        super().__init__(f"no task T-{task_id}")
         self.task_id = task_id
 
 
