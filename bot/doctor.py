@@ -27,7 +27,7 @@ from mcp.server.mcpserver import MCPServer
 from slack_sdk.errors import SlackApiError
 
 from bot.base.config import Config, load_config
-from bot.base.db import Database
+from bot.base.db import SQLITE_PREFIX, open_database
 from bot.base.errors import CoworkerError
 from bot.base.migrations import pending
 from bot.base.settings import Settings, hint, read_settings
@@ -159,7 +159,7 @@ async def check_sqlite(path: str) -> list[Line]:
         if problem:
             return [error(f"{where}: cannot be created: {problem}")]
         return [warn(f"{where}: does not exist yet; the bot creates it at start")]
-    db = await Database.open(path, readonly=True)
+    db = await open_database(SQLITE_PREFIX + path, readonly=True)
     try:
         version = await db.fetchval("SELECT vec_version()")
         todo = await pending(db)
@@ -255,7 +255,7 @@ async def check_mcp(f: Findings) -> list[Line]:
         return [skip("MCP servers: not checked until the files above are fixed")]
     # The gateway's journal is never written here (no tool is called): an in-memory
     # database stands in, so the operator's database is not touched.
-    journal = await Database.open(":memory:")
+    journal = await open_database(SQLITE_PREFIX + ":memory:")
     gateway = McpGateway(f.servers, f.config, journal, builtin=_builtin(f.settings))
     try:
         await gateway.start()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 
-from bot.base.postgres import PostgresDatabase
+from bot.base.db.postgres import PostgresDatabase
 from memory.keywords import query_terms
 from memory.records import Kind, Scope, Status
 

@@ -32,7 +32,7 @@ import logging
 from array import array
 from typing import Any
 
-from bot.base.postgres import PostgresDatabase, PostgresTx
+from bot.base.db.postgres import PostgresDatabase, PostgresTx
 from memory.embeddings import Embedder
 from memory.records import Kind, Scope, Status, scope_id
 from memory.vector_index import MAX_K, VectorIndex

@@ -37,8 +37,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from bot.base.db.postgres import PostgresDatabase
 from bot.base.migrations import discover
-from bot.base.postgres import PostgresDatabase
 
 RUN_AS = "nobody"
 PG_MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations" / "postgres"

@@ -22,7 +22,7 @@ import logging
 from typing import Any
 
 from bot.base.clock import now
-from bot.base.postgres import PostgresDatabase, PostgresTx
+from bot.base.db.postgres import PostgresDatabase, PostgresTx
 from bot.cluster import DB_NOW, DEFAULT_LEASE
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ import json
 import logging
 from typing import Any
 
-from bot.base.postgres import PostgresDatabase
+from bot.base.db.postgres import PostgresDatabase
 from bot.cluster import DB_NOW
 from bot.intake import IncomingMessage
 

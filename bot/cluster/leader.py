@@ -19,7 +19,7 @@ from typing import Any
 
 import psycopg
 
-from bot.base.postgres import PostgresDatabase
+from bot.base.db.postgres import PostgresDatabase
 from bot.cluster import DB_NOW, DEFAULT_LEASE
 
 log = logging.getLogger(__name__)

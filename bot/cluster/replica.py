@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from bot.base.config import ClusterConfig
-from bot.base.postgres import PostgresDatabase
+from bot.base.db.postgres import PostgresDatabase
 from bot.cluster import replica_id
 from bot.cluster.claims import TaskLeases
 from bot.cluster.inbox import InboxTable

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from bot.base.postgres import PostgresDatabase
+from bot.base.db.postgres import PostgresDatabase
 from bot.cluster import DB_NOW, DEFAULT_LEASE
 from bot.cluster.claims import TaskLeases
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 
-from bot.base.postgres import connect, server_problem
+from bot.base.db.postgres import connect, server_problem
 from bot.cluster import DB_NOW
 
 

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import psycopg
 
-from bot.base.postgres import PostgresDatabase, PostgresTx
+from bot.base.db.postgres import PostgresDatabase, PostgresTx
 
 log = logging.getLogger(__name__)
 

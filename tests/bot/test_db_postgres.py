@@ -12,8 +12,8 @@ from contextlib import asynccontextmanager
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
+from bot.base.db.postgres import PostgresDatabase, driver, server_problem, translate
 from bot.base.errors import BackupUnsupported, DatabaseUnavailable, SettingsError
-from bot.base.postgres import PostgresDatabase, driver, server_problem, translate
 from tests.postgres_server import EmbeddedPostgres
 
 # -- placeholders ---------------------------------------------------------------------------

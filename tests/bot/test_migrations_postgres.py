@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from bot.base.db import Database
+from bot.base.db.postgres import PostgresDatabase
 from bot.base.errors import MigrationError
 from bot.base.migrations import MIGRATIONS_DIR, discover
-from bot.base.postgres import PostgresDatabase
 from tests.postgres_server import PG_MIGRATIONS
 
 

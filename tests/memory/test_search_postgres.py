@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bot.base.postgres import PostgresDatabase
+from bot.base.db.postgres import PostgresDatabase
 from memory.embeddings import HashedNgramEmbedder
 from memory.keyword_index_postgres import PostgresKeywordIndex
 from memory.records import MemoryDraft, Scope, scope_id, scope_key

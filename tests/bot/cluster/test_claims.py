@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
-from bot.base.postgres import PostgresDatabase
+from bot.base.db.postgres import PostgresDatabase
 from bot.cluster.claims import TaskLeases
 from tests.bot.cluster.conftest import OpenReplica, add_tasks
 

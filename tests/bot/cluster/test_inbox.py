@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.base.postgres import PostgresDatabase
+from bot.base.db.postgres import PostgresDatabase
 from bot.cluster.inbox import InboxTable
 from bot.cluster.replicas import ReplicaRegistry
 from bot.intake import IncomingMessage

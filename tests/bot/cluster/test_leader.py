@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.base.postgres import PostgresDatabase
+from bot.base.db.postgres import PostgresDatabase
 from bot.cluster.leader import LeaderLease
 from tests.bot.cluster.conftest import OpenReplica
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from bot.base.config import ClusterConfig
-from bot.base.postgres import PostgresDatabase
+from bot.base.db.postgres import PostgresDatabase
 from bot.cluster.replica import Replica
 from tests.bot.cluster.conftest import OpenReplica, add_tasks
 

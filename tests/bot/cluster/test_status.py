@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from bot.base.db.postgres import PostgresDatabase
 from bot.base.errors import DatabaseUnavailable
 from bot.base.migrations import discover
-from bot.base.postgres import PostgresDatabase
 from bot.cluster.leader import LeaderLease
 from bot.cluster.replicas import ReplicaRegistry
 from bot.cluster.status import postgres_status

@@ -29,6 +29,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from bot.base.db import Database, Params, Row, Statement
 from bot.base.errors import BackupUnsupported, DatabaseUnavailable, MigrationError, SettingsError
 
 if TYPE_CHECKING:
@@ -36,10 +37,6 @@ if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool
 
 log = logging.getLogger(__name__)
-
-Row = dict[str, Any]
-Params = Sequence[Any] | Mapping[str, Any]
-Statement = tuple[str, Params]
 
 MIN_SERVER_VERSION = 150000
 INSTALL_HINT = "pip install 'coworker[postgres]'"
@@ -341,10 +338,10 @@ def lock_key(key: str) -> int:
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
 
 
-class PostgresDatabase:
+class PostgresDatabase(Database):
     """A pool of autocommit connections; `transaction()` and `batch()` group statements."""
 
-    engine: Literal["postgres"] = "postgres"
+    engine = "postgres"
 
     #: no file: the database is a server
     path: str | None = None
