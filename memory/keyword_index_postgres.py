@@ -69,7 +69,7 @@ class PostgresKeywordIndex:
         rows = await self.db.fetchall(sql, [*params, limit])
         return [int(r["id"]) for r in rows]
 
-    async def containing_all(self, text: str, scope: Scope, *, limit: int) -> list[int]:
+    async def containing_all(self, text: str, scope: Scope, limit: int) -> list[int]:
         """Ids of memories `scope` may see that have every word of `text` (for forget)."""
         terms = query_terms(text)
         if not terms:

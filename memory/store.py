@@ -63,8 +63,17 @@ class MemoryStore:
     def __init__(self, db: Database, embedder: Embedder | None, config: MemoryConfig) -> None:
         self.db = db
         self.config = config
-        self.vectors = VectorIndex(db, embedder)
-        self.keywords = KeywordIndex(db)
+        if db.engine == "postgres":
+            from bot.base.db.postgres import PostgresDatabase
+            from memory.keyword_index_postgres import PostgresKeywordIndex
+            from memory.vector_index_postgres import PostgresVectorIndex
+
+            assert isinstance(db, PostgresDatabase)
+            self.vectors: VectorIndex = PostgresVectorIndex(db, embedder)
+            self.keywords: KeywordIndex | PostgresKeywordIndex = PostgresKeywordIndex(db)
+        else:
+            self.vectors = VectorIndex(db, embedder)
+            self.keywords = KeywordIndex(db)
 
     @property
     def keyword_only(self) -> bool:

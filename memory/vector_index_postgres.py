@@ -30,9 +30,11 @@ from __future__ import annotations
 import json
 import logging
 from array import array
+from collections.abc import Sequence
 from typing import Any
 
-from bot.base.db.postgres import PostgresDatabase, PostgresTx
+from bot.base.db import Tx
+from bot.base.db.postgres import PostgresDatabase
 from memory.embeddings import Embedder
 from memory.records import Kind, Scope, Status, scope_id
 from memory.vector_index import MAX_K, VectorIndex
@@ -71,12 +73,12 @@ def to_vector(blob: bytes) -> Any:
 class PostgresVectorIndex(VectorIndex):
     """`memory_vectors` with an HNSW index, for one embeddings provider."""
 
-    db: PostgresDatabase  # type: ignore[assignment]
+    db: PostgresDatabase
 
     def __init__(
         self, db: PostgresDatabase, embedder: Embedder | None, *, exact_max: int = EXACT_MAX
     ) -> None:
-        super().__init__(db, embedder)  # type: ignore[arg-type]
+        super().__init__(db, embedder)
         self.exact_max = exact_max
 
     async def _table_exists(self) -> bool:
@@ -169,25 +171,30 @@ class PostgresVectorIndex(VectorIndex):
 
     # -- writes, inside the caller's transaction ----------------------------------------
 
+    async def put_many(self, tx: Tx, rows: Sequence[tuple[int, bytes, str, str, str]]) -> None:
+        """Store vectors: (memory id, blob, kind, scope key, status) each."""
+        await tx.executemany(
+            PUT_SQL,
+            [(m, to_vector(blob), scope_id(key), kind, st) for m, blob, kind, key, st in rows],
+        )
+
     async def put(
-        self, tx: PostgresTx, memory_id: int, blob: bytes, kind: str, key: str, status: str
+        self, tx: Tx, memory_id: int, blob: bytes, kind: str, key: str, status: str
     ) -> None:
         """Store (or replace) a memory's vector, filed under scope key `key`."""
         await tx.execute(PUT_SQL, (memory_id, to_vector(blob), scope_id(key), kind, status))
 
-    async def delete(self, tx: PostgresTx, memory_id: int) -> None:
+    async def delete(self, tx: Tx, memory_id: int) -> None:
         if self.exists:
             await tx.execute(f"DELETE FROM {TABLE} WHERE memory_id = ?", (memory_id,))
 
-    async def set_status(self, tx: PostgresTx, memory_id: int, status: str) -> None:
+    async def set_status(self, tx: Tx, memory_id: int, status: str) -> None:
         if self.exists:
             await tx.execute(
                 f"UPDATE {TABLE} SET status = ? WHERE memory_id = ?", (status, memory_id)
             )
 
-    async def move(  # type: ignore[override]
-        self, tx: PostgresTx, memory_id: int, kind: str, key: str, status: str
-    ) -> None:
+    async def move(self, tx: Tx, memory_id: int, kind: str, key: str, status: str) -> None:
         """Re-file a memory's vector under a new scope."""
         if self.exists:
             await tx.execute(

@@ -42,9 +42,36 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A module with `ENGINES = ("sqlite", "postgres")` runs each test that uses the
+    database (the `db` fixture, directly or through others) once per engine."""
+    engines = getattr(metafunc.module, "ENGINES", None)
+    if engines and "engine" in metafunc.fixturenames:
+        metafunc.parametrize("engine", engines, indirect=True)
+
+
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    """A fresh, fully migrated database in a temporary file."""
+def engine(request: pytest.FixtureRequest) -> str:
+    """The engine of `db`: SQLite unless the module asks for both (`ENGINES`)."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture
+async def db(
+    engine: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Database]:
+    """A fresh, fully migrated database: a temporary SQLite file, or a PostgreSQL database of
+    the session's server (emptied for the next test afterwards)."""
+    if engine == "postgres":
+        server = request.getfixturevalue("postgres_server")
+        name = await server.take_migrated()
+        database: Database = await open_database(server.url(name))
+        try:
+            yield database
+        finally:
+            await database.close()
+            await server.give_back(name)
+        return
     database = await open_database(f"sqlite:///{tmp_path / 'test.db'}")
     await migrate(database)
     try:

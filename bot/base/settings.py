@@ -60,12 +60,18 @@ class Settings(BaseSettings):
 
     @field_validator("database_url")
     @classmethod
-    def _sqlite_only(cls, v: str) -> str:
-        if not v.startswith("sqlite:///"):
+    def _known_engine(cls, v: str) -> str:
+        if not v.startswith(("sqlite:///", "postgresql://", "postgres://")):
             raise ValueError(
-                "must look like sqlite:///relative/path.db or sqlite:////absolute/path.db"
+                "must look like sqlite:///relative/path.db, sqlite:////absolute/path.db"
+                " or postgresql://user:password@host/db"
             )
         return v
+
+    @property
+    def database_engine(self) -> str:
+        """`sqlite` or `postgres`, from the scheme of `DATABASE_URL`."""
+        return "sqlite" if self.database_url.startswith("sqlite:///") else "postgres"
 
     @property
     def database_path(self) -> str:

@@ -15,6 +15,9 @@ from memory.records import Memory, MemoryDraft, Scope, shard
 from memory.retrieval import CHARS_PER_TOKEN, keyword_ranking, render, retrieve_for_task
 from memory.store import MemoryStore
 
+#: the tests that use the database run on both engines (tests/conftest.py)
+ENGINES = ("sqlite", "postgres")
+
 DAY = 86_400
 
 

@@ -49,8 +49,10 @@ _MAX_DELAY = 8.0
 
 
 class _Migration(Protocol):
-    name: str
-    sql: str
+    @property
+    def name(self) -> str: ...
+    @property
+    def sql(self) -> str: ...
 
 
 # -- placeholders ---------------------------------------------------------------------------
