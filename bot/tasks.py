@@ -238,6 +238,9 @@ class Task:
         for key in ("high_visibility", "assistant", "cancel_requested", "delivery_pending"):
             d[key] = bool(d[key])
         d.pop("updated_at", None)
+        # Which replica holds a running task, and until when (PostgreSQL: bot.cluster.claims).
+        d.pop("lease_owner", None)
+        d.pop("lease_expires_at", None)
         return cls(**d)
 
 

@@ -11,6 +11,9 @@ from bot.delivery import Delivery
 from bot.notifier import Delivered
 from bot.tasks import Task, TaskStore
 
+#: the tests that use the database run on both engines (tests/conftest.py)
+ENGINES = ("sqlite", "postgres")
+
 
 class HeldDeliveries:
     """The part of the Notifier the delivery uses; every deliver waits for `gate`."""

@@ -11,6 +11,9 @@ from bot.base.db import Database
 from bot.intake import IncomingMessage, Intake, budget_note, parse_request
 from bot.tasks import Task, TaskStore
 
+#: the tests that use the database run on both engines (tests/conftest.py)
+ENGINES = ("sqlite", "postgres")
+
 
 class WatchedStore(TaskStore):
     """A TaskStore that notes how many replies were counted whenever intake reads a task."""

@@ -11,6 +11,9 @@ from bot.base.db import Database
 from bot.runner import TaskRunner
 from bot.tasks import Task
 
+#: the tests that use the database run on both engines (tests/conftest.py)
+ENGINES = ("sqlite", "postgres")
+
 
 async def queued_task(db: Database) -> int:
     t = now()
@@ -24,6 +27,8 @@ async def queued_task(db: Database) -> int:
 async def test_a_failed_claim_does_not_stop_the_queue(
     db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
+    if db.engine != "sqlite":
+        pytest.skip("makes claims fail with SQLite's query_only")
     ran: list[int] = []
     done = asyncio.Event()
 

@@ -48,3 +48,24 @@ def test_the_readme_shows_an_absolute_database_url_with_four_slashes() -> None:
     assert load_settings(database_url=absolute.group(1)).database_path.startswith("/")
     relative = load_settings(database_url="sqlite:///state/coworker.db").database_path
     assert relative == "state/coworker.db"
+
+
+@pytest.mark.parametrize(
+    ("url", "engine"),
+    [
+        ("sqlite:///./coworker.db", "sqlite"),
+        ("postgresql://coworker:pw@db:5432/coworker", "postgres"),
+        ("postgres://coworker@db/coworker", "postgres"),
+    ],
+)
+def test_database_url_picks_the_engine(
+    monkeypatch: pytest.MonkeyPatch, url: str, engine: str
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", url)
+    assert load_settings().database_engine == engine
+
+
+def test_an_unknown_database_url_names_both_forms(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "mysql://db/coworker")
+    with pytest.raises(SettingsError, match="DATABASE_URL: .*sqlite:///.*postgresql://"):
+        load_settings()

@@ -9,6 +9,9 @@ import pytest
 from bot.base.db import Database
 from bot.tasks import EDGES, FINISHED, OPEN, TaskStatus, TaskStore
 
+#: the tests that use the database run on both engines (tests/conftest.py)
+ENGINES = ("sqlite", "postgres")
+
 REQUEST = "the confidential figures for the board"
 
 
