@@ -199,12 +199,17 @@ def read_tool_log(path: Path) -> dict[str, tuple[float, float]]:
 class Run(ChildBotRun):
     """One bot process against the stand-ins, for one concurrency."""
 
-    def __init__(self, tmp: Path, concurrency: int, steps: int) -> None:
+    def __init__(
+        self, tmp: Path, concurrency: int, steps: int, database_url: str | None = None
+    ) -> None:
         self.tmp, self.concurrency = tmp, concurrency
+        #: a postgresql:// URL to run the bot on PostgreSQL (benchmarks/replicas.py)
+        self.database_url = database_url
         self.slack = FakeSlack(bot_token="xoxb-bench", app_token="xapp-bench")
         self.anthropic = TimedAnthropic()
         self.model = Model(steps)
         self.tool_log = tmp / "tool.log"
+        self._pg: Any = None
 
     async def __aenter__(self) -> Run:
         await self.slack.start()
@@ -220,6 +225,8 @@ class Run(ChildBotRun):
         }
         (self.tmp / ".mcp.json").write_text(json.dumps({"mcpServers": {"bench": server}}))
         env = bot_env(self.slack, self.anthropic, self.tmp)
+        if self.database_url:
+            env["DATABASE_URL"] = self.database_url
         self.bot = BotProcess(env=env, cwd=self.tmp, log=self.tmp / "bot.log")
         await self.bot.start()
         try:
@@ -228,12 +235,23 @@ class Run(ChildBotRun):
             raise SystemExit(f"the bot did not connect:\n{self.bot.log_text()[-3000:]}") from None
         return self
 
+    async def __aexit__(self, *exc: object) -> None:
+        if self._pg is not None:
+            self._pg.close()
+        await super().__aexit__(*exc)
+
     @property
     def pid(self) -> int:
         assert self.bot is not None and self.bot.proc is not None
         return self.bot.proc.pid
 
     def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        if self.database_url:
+            import psycopg
+
+            if self._pg is None:
+                self._pg = psycopg.connect(self.database_url, autocommit=True)
+            return list(self._pg.execute(sql.replace("?", "%s"), params).fetchall())
         return list(self.db().execute(sql, params).fetchall())
 
     async def tasks(self, names: list[str], timeout: float) -> list[int]:
