@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 
-from bot.base.db.postgres import PostgresDatabase
+from bot.base.db import Database
 from memory.keywords import query_terms
 from memory.records import Kind, Scope, Status
 
@@ -35,7 +35,7 @@ def tsquery(terms: list[str], op: str) -> str:
 class PostgresKeywordIndex:
     """Scoped `ts_rank` ranking over memories.content_tsv, skipping over-common terms."""
 
-    def __init__(self, db: PostgresDatabase) -> None:
+    def __init__(self, db: Database) -> None:
         self.db = db
         self._common: dict[str, tuple[bool, float]] = {}
         self._cap: tuple[int, float] = (COMMON_MIN, 0.0)

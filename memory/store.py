@@ -64,11 +64,9 @@ class MemoryStore:
         self.db = db
         self.config = config
         if db.engine == "postgres":
-            from bot.base.db.postgres import PostgresDatabase
             from memory.keyword_index_postgres import PostgresKeywordIndex
             from memory.vector_index_postgres import PostgresVectorIndex
 
-            assert isinstance(db, PostgresDatabase)
             self.vectors: VectorIndex = PostgresVectorIndex(db, embedder)
             self.keywords: KeywordIndex | PostgresKeywordIndex = PostgresKeywordIndex(db)
         else:

@@ -33,8 +33,7 @@ from array import array
 from collections.abc import Sequence
 from typing import Any
 
-from bot.base.db import Tx
-from bot.base.db.postgres import PostgresDatabase
+from bot.base.db import Database, Tx
 from memory.embeddings import Embedder
 from memory.records import Kind, Scope, Status, scope_id
 from memory.vector_index import MAX_K, VectorIndex
@@ -73,10 +72,8 @@ def to_vector(blob: bytes) -> Any:
 class PostgresVectorIndex(VectorIndex):
     """`memory_vectors` with an HNSW index, for one embeddings provider."""
 
-    db: PostgresDatabase
-
     def __init__(
-        self, db: PostgresDatabase, embedder: Embedder | None, *, exact_max: int = EXACT_MAX
+        self, db: Database, embedder: Embedder | None, *, exact_max: int = EXACT_MAX
     ) -> None:
         super().__init__(db, embedder)
         self.exact_max = exact_max

@@ -134,8 +134,9 @@ def test_bad_variables_are_each_one_line_and_the_others_are_still_reported(
     assert "✓ SLACK_BOT_TOKEN: set" in lines
     assert "✗ PORT: must be at most 65535 (see README.md, section 'Configuration')" in lines
     assert (
-        "✗ DATABASE_URL: must look like sqlite:///relative/path.db or "
-        "sqlite:////absolute/path.db (see README.md, section 'Configuration')"
+        "✗ DATABASE_URL: must look like sqlite:///relative/path.db, "
+        "sqlite:////absolute/path.db or postgresql://user:password@host/db"
+        " (see README.md, section 'Configuration')"
     ) in lines
     assert "- database: not checked until DATABASE_URL is fixed" in lines
 
