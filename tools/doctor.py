@@ -1,4 +1,5 @@
-"""What `python -m bot doctor` prints about MCP servers: up or down and why, tools and tiers."""
+"""What `python -m bot doctor` prints about MCP servers: up or down and why, shared or
+per-user (and how many people connected), tools and tiers."""
 
 from __future__ import annotations
 
@@ -17,6 +18,12 @@ def describe(gateway: _Gateway) -> list[str]:
     for server in gateway.servers():
         state = "up" if server.up else f"DOWN: {server.reason}"
         count = f", {len(server.tools)} tools" if server.up or server.tools else ""
+        if server.mode == "per-user":
+            state = f"per-user, {_people(server.connected or 0)} connected"
+            if not server.up:
+                state += f"; listing its tools failed: {server.reason}"
+            elif not server.connected:
+                count = "; its tools are listed once someone connects"
         lines.append(f"{server.name} ({server.transport}): {state}{count}")
         width = max((len(t.name) for t in server.tools), default=0)
         for tool in server.tools:
@@ -24,3 +31,7 @@ def describe(gateway: _Gateway) -> list[str]:
         if not server.tools:
             lines.append("  no tools known")
     return lines
+
+
+def _people(count: int) -> str:
+    return "1 person" if count == 1 else f"{count} people"

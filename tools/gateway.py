@@ -14,6 +14,11 @@ Servers come from `.mcp.json` (stdio and streamable HTTP) and from in-process `M
 (the built-in slack and memory servers). Each has a supervisor (tools/connection.py); a
 server that fails to start or dies is marked down with a reason and retried in the
 background, and never stops the bot or the other servers.
+
+A per-user HTTP server (an `oauth` key, or a 401 with `WWW-Authenticate` to a request
+without a token, found at start) has no shared connection: a call runs in its delegator's
+own session with the delegator's token (tools/personal.py), and a delegator without a
+usable connection gets `needs_connection` instead of a call.
 """
 
 from __future__ import annotations
@@ -22,24 +27,30 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from fnmatch import fnmatchcase
 from typing import Any
 
+import httpx2
 import mcp.types as mt
 from mcp.server.mcpserver import MCPServer
 
 from bot.base.config import Config
 from bot.base.db import Database
-from bot.base.errors import ConfigError, ToolDenied
+from bot.base.errors import ConfigError, ConnectFailed, ConnectionNeeded, SettingsError, ToolDenied
 from bot.base.redact import redact, redact_text, secrets_in
+from bot.base.secretbox import VARIABLE as SECRET_KEY
+from bot.base.secretbox import SecretBox
 from tools.calls import CallContext, Outcome, ToolResult
 from tools.catalog import CatalogEntry, ServerStatus, ToolInfo, build_catalog
 from tools.connection import ServerConnection
 from tools.execute import precheck, run_on_server, unavailable
 from tools.journal import REACHED, CallRecord, JournalEntry, ToolJournal, args_hash
 from tools.limits import ServerGuard
-from tools.mcp_config import ServerSpec
+from tools.mcp_config import HttpServer, ServerSpec
+from tools.oauth.connector import OAuthConnector
+from tools.oauth.discovery import challenge
+from tools.personal import PersonalServer, PersonalSession
 from tools.policy import ApprovalPolicy
 from tools.results import cut
 from tools.validation import problems
@@ -73,6 +84,8 @@ class McpGateway:
         *,
         retry_initial: float = 0.5,
         retry_max: float = 60.0,
+        box: SecretBox | None = None,
+        public_base: Callable[[], str] | None = None,
     ) -> None:
         clash = set(servers) & set(builtin or {})
         if clash:
@@ -87,6 +100,17 @@ class McpGateway:
         self._policy = ApprovalPolicy(config.policy)
         self._dry_run = dict(config.policy.dry_run)
         self._journal = ToolJournal(db)
+        self._db, self._box = db, box
+        #: The URL people's browsers reach the bot's listener at (Connect links, callbacks).
+        self.public_base = public_base or (lambda: "http://127.0.0.1:3000")
+        #: The per-user servers (known from `oauth` keys, or found by `start()`).
+        self.personal: dict[str, PersonalServer] = {}
+        self.connector: OAuthConnector | None = None
+        self._declared = {
+            name: spec
+            for name, spec in servers.items()
+            if isinstance(spec, HttpServer) and spec.oauth is not None
+        }
         specs: dict[str, ServerSpec | MCPServer] = {**servers, **(builtin or {})}
         self._connections = {
             name: ServerConnection(
@@ -98,6 +122,7 @@ class McpGateway:
                 retry_max=retry_max,
             )
             for name, spec in sorted(specs.items())
+            if name not in self._declared
         }
         self._guards = {name: ServerGuard.for_server(name, self._config) for name in specs}
         self._listings: dict[str, list[mt.Tool]] = {}
@@ -108,9 +133,14 @@ class McpGateway:
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start every server concurrently; return once each is up or has failed once."""
+        """Start every server concurrently; return once each is up or has failed once.
+
+        Raises:
+            SettingsError: there are per-user servers and no `COWORKER_SECRET_KEY`.
+        """
         if self._tasks:
             raise RuntimeError("the MCP gateway is already started")
+        await self._start_personal({**self._declared, **await self._protected()})
         for conn in self._connections.values():
             self._tasks.append(asyncio.create_task(conn.run(), name=f"mcp:{conn.name}"))
         await asyncio.gather(*(c.wait_first_attempt() for c in self._connections.values()))
@@ -122,8 +152,60 @@ class McpGateway:
             down or "",
         )
 
+    async def _protected(self) -> dict[str, HttpServer]:
+        """The HTTP servers without static headers that ask for a person's token."""
+        candidates = {
+            name: conn.spec
+            for name, conn in self._connections.items()
+            if isinstance(conn.spec, HttpServer) and not conn.spec.headers
+        }
+        if not candidates:
+            return {}
+        async with httpx2.AsyncClient(timeout=self._config.start_timeout) as http:
+            answers = await asyncio.gather(
+                *(challenge(http, spec.url) for spec in candidates.values()),
+                return_exceptions=True,
+            )
+        found = {
+            name: spec
+            for (name, spec), answer in zip(candidates.items(), answers, strict=True)
+            if isinstance(answer, httpx2.Response)
+        }
+        for name in found:
+            del self._connections[name]  # never started: its calls go through people's sessions
+        return found
+
+    async def _start_personal(self, specs: dict[str, HttpServer]) -> None:
+        if not specs:
+            return
+        if self._box is None:
+            names = ", ".join(sorted(specs))
+            raise SettingsError(
+                f"{SECRET_KEY} is not set: the per-user MCP server(s) {names} keep each "
+                "person's tokens encrypted with it (see README.md, 'Per-user servers')",
+                variable=SECRET_KEY,
+            )
+        self.connector = OAuthConnector(self._db, self._box, dict(specs), self.public_base)
+        for name, spec in sorted(specs.items()):
+            self.personal[name] = PersonalServer(
+                name,
+                spec,
+                self.connector,
+                start_timeout=self._config.start_timeout,
+                on_tools=self._on_tools,
+            )
+        if self._box.keys > 1:
+            log.info(
+                "%s has %d keys: sealing stored tokens with the first", SECRET_KEY, self._box.keys
+            )
+            await self.connector.reseal()
+        await asyncio.gather(*(server.start() for server in self.personal.values()))
+
     async def stop(self) -> None:
         """Close every connection and wait for the supervisors to finish."""
+        await asyncio.gather(*(server.stop() for server in self.personal.values()))
+        if self.connector is not None:
+            await self.connector.close()
         for conn in self._connections.values():
             conn.stop()
         tasks, self._tasks = self._tasks, []
@@ -149,17 +231,33 @@ class McpGateway:
         return entry.info if entry else None
 
     def servers(self) -> list[ServerStatus]:
-        """Every server: up or down and why, and its tools."""
-        return [
+        """Every server: up or down and why, and its tools (per-user ones: who connected)."""
+        shared = [
             ServerStatus(
                 name=c.name,
                 transport=c.transport,
                 up=c.up,
                 reason=c.reason,
-                tools=[e.info for e in self._catalog.values() if e.info.server == c.name],
+                tools=self._tools_of(c.name),
             )
             for c in self._connections.values()
         ]
+        personal = [
+            ServerStatus(
+                name=p.name,
+                transport=p.transport,
+                up=p.listed or not p.connected,
+                reason=p.reason,
+                tools=self._tools_of(p.name),
+                mode="per-user",
+                connected=p.connected,
+            )
+            for p in self.personal.values()
+        ]
+        return sorted(shared + personal, key=lambda s: s.name)
+
+    def _tools_of(self, server: str) -> list[ToolInfo]:
+        return [e.info for e in self._catalog.values() if e.info.server == server]
 
     def _on_tools(self, server: str, tools: list[mt.Tool]) -> None:
         self._listings[server] = tools
@@ -201,6 +299,10 @@ class McpGateway:
         entry = self._catalog.get(name)
         rec = self._record(name, entry, arguments, ctx)
         refusal = self._refusal(name, entry, arguments, ctx)
+        if refusal is None and entry is None and rec.server in self.personal and ctx.delegator:
+            # Tools of a per-user server nobody could list yet: connecting comes first.
+            if await self.connected(ctx.delegator, rec.server) is None:
+                refusal = Outcome.not_connected(name, rec.server, ctx.delegator, reconnect=False)
         # The common case, a new key for a call that needs no approval, costs one insert.
         if entry and not refusal and rec.tier != "block" and await self._journal.claim(rec):
             return await self._run(entry.info, rec, arguments, ctx, t0, claimed=True)
@@ -277,8 +379,11 @@ class McpGateway:
         in_doubt: bool = False,
     ) -> ToolResult:
         """Journal the call as started (consuming its approval), then run it on its server."""
-        conn, guard = self._connections[info.server], self._guards[info.server]
-        blocked = precheck(info, conn, guard, self._config.call_timeout)
+        conn = self._connection(info.server, ctx)
+        guard = self._guards[info.server]
+        blocked = precheck(info, conn, guard, self._config.call_timeout)  # type: ignore[arg-type]
+        if blocked is None and isinstance(conn, PersonalSession):
+            blocked = await self._token_problem(info, conn)
         if blocked is not None:
             return await self._end_early(rec, blocked, arguments, t0, journal=not in_doubt)
         approval_id = ctx.approval_id if approval else None
@@ -290,10 +395,57 @@ class McpGateway:
             return await self._end_early(rec, outcome, arguments, t0, journal=not in_doubt)
         if not approval and not claimed:
             await self._journal.start(rec)
-        outcome = await run_on_server(conn, guard, info, arguments, self._config.call_timeout)
-        if outcome.status == "unavailable" and approval_id is not None:
+        outcome = await self._on_server(conn, guard, info, arguments)
+        if outcome.status in ("unavailable", "unconnected") and approval_id is not None:
             await self._journal.restore_approval(approval_id)
         return await self._finish(rec, outcome, arguments, t0)
+
+    def _connection(self, server: str, ctx: CallContext) -> ServerConnection | PersonalSession:
+        """The shared connection, or for a per-user server the delegator's own session."""
+        personal = self.personal.get(server)
+        if personal is None:
+            return self._connections[server]
+        return personal.session(ctx.delegator or "")
+
+    async def _token_problem(self, info: ToolInfo, session: PersonalSession) -> Outcome | None:
+        """Why the delegator's token cannot be used for this call, if it cannot."""
+        assert self.connector is not None
+        try:
+            await self.connector.access_token(session.user, info.server)
+        except ConnectionNeeded as exc:
+            return Outcome.not_connected(
+                info.name, info.server, session.user, reconnect=exc.reconnect
+            )
+        except ConnectFailed as exc:
+            return unavailable(info.name, exc.reason)
+        return None
+
+    async def _on_server(
+        self,
+        conn: ServerConnection | PersonalSession,
+        guard: ServerGuard,
+        info: ToolInfo,
+        arguments: dict[str, Any],
+    ) -> Outcome:
+        timeout = self._config.call_timeout
+        if not isinstance(conn, PersonalSession):
+            return await run_on_server(conn, guard, info, arguments, timeout)
+        refusals = conn.refusals
+        conn.hold()
+        try:
+            outcome = await run_on_server(conn, guard, info, arguments, timeout)  # type: ignore[arg-type]
+        finally:
+            conn.release()
+        if outcome.is_error and conn.refusals > refusals:
+            # Refused for want of a usable token (401 after a refresh): the tool did not run.
+            return Outcome.not_connected(info.name, info.server, conn.user, reconnect=True)
+        return outcome
+
+    async def connected(self, user: str, server: str) -> float | None:
+        """When `user` connected to the per-user `server`, or None if they have not."""
+        if self.connector is None:
+            return None
+        return (await self.connector.tokens.connected(user)).get(server)
 
     def _tier_of(self, name: str) -> str:
         entry = self._catalog.get(name)
@@ -367,6 +519,7 @@ def _result(outcome: Outcome, tier: str, t0: float, limit: int) -> ToolResult:
         status=outcome.status,
         duration_ms=round(duration_ms, 3),
         truncated=truncated,
+        needs_connection=outcome.needs_connection,
     )
 
 
