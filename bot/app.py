@@ -29,7 +29,9 @@ from bot.base.config import Config, load_config
 from bot.base.db import Database
 from bot.base.errors import SettingsError
 from bot.base.migrations import migrate
+from bot.base.secretbox import SecretBox
 from bot.base.settings import Settings
+from bot.connections import Connections
 from bot.delegation import Delegation
 from bot.delivery import SWEEP_SECONDS, Delivery
 from bot.inbox import PRUNE_SECONDS, Inbox
@@ -44,10 +46,10 @@ from bot.tasks import TaskStore
 from bot.team_memory import TeamMemory
 from bot.toolbox import Toolbox
 from bot.validation import Validator
-from handlers import register_handlers
+from handlers import oauth, register_handlers
 from handlers.directory import SlackDirectory
 from handlers.notifier import SlackNotifier
-from handlers.slack_app import http_app, make_app, socket_mode
+from handlers.slack_app import health_app, http_app, make_app, socket_mode
 from handlers.slack_app import make_client as make_slack_client
 from memory import MemoryStore, load_embedder
 from tools.builtin.memory import memory_server
@@ -80,6 +82,8 @@ class Coworker:
     home_sections: list[Any] = field(default_factory=list)
     memory: TeamMemory | None = None
     delivery: Delivery | None = None
+    connections: Connections | None = None
+    public_url: PublicUrl | None = None
     scheduler: Any = None
     background: set[asyncio.Task[Any]] = field(default_factory=set)
     _socket: Any = None
@@ -134,18 +138,38 @@ class Coworker:
         }
 
     async def connect(self) -> None:
-        """Connect to Slack: Socket Mode with an app token, else HTTP on PORT."""
+        """Connect to Slack: Socket Mode with an app token, else HTTP on PORT. The HTTP
+        listener also serves `/oauth/*` (in Socket Mode too, when there are per-user
+        servers: their sign-in comes back to it)."""
         if self.settings.slack_app_token is not None:
             self._socket = await socket_mode(
                 self.app, self.settings.slack_app_token.get_secret_value()
             )
             log.info("connected to Slack over Socket Mode")
+        web_app = self.web_app()
+        if web_app is None:
             return
-        self._runner_http = web.AppRunner(http_app(self.app, self.healthy))
+        self._runner_http = web.AppRunner(web_app)
         await self._runner_http.setup()
         self._site = web.TCPSite(self._runner_http, "0.0.0.0", self.settings.port)
         await self._site.start()
-        log.info("listening for Slack on :%s/slack/events", self.settings.port)
+        port = self._runner_http.addresses[0][1]
+        if self.public_url is not None:
+            self.public_url.port = port
+        what = "OAuth callbacks" if self.settings.socket_mode else "Slack"
+        log.info("listening for %s on :%s", what, port)
+
+    def web_app(self) -> web.Application | None:
+        """What the HTTP listener serves: Slack's requests in HTTP mode, OAuth callbacks
+        whenever there are per-user servers; None when there is nothing to serve."""
+        if not self.settings.socket_mode:
+            web_app = http_app(self.app, self.healthy)
+        elif self.gateway.personal:
+            web_app = health_app(self.healthy)
+        else:
+            return None
+        oauth.add_routes(web_app, self)
+        return web_app
 
     async def healthy(self) -> bool:
         try:
@@ -184,6 +208,23 @@ class Coworker:
             await asyncio.Event().wait()
         finally:
             await self.stop()
+
+
+@dataclass
+class PublicUrl:
+    """`PUBLIC_URL`, or the listener's own address once it knows its port."""
+
+    settings: Settings
+    port: int | None = None
+
+    def __call__(self) -> str:
+        return self.settings.public_base(self.port)
+
+
+def secret_box(settings: Settings) -> SecretBox | None:
+    """The box sealing people's tokens, from `COWORKER_SECRET_KEY` (None when unset)."""
+    key = settings.coworker_secret_key
+    return SecretBox.from_setting(key.get_secret_value(), "oauth tokens") if key else None
 
 
 def inbox_for(db: Database) -> Inbox | None:
@@ -254,7 +295,10 @@ async def build(settings: Settings) -> Coworker:
         "slack": slack_server(slack),
         "memory": memory_server(memory.tool_remember, memory.tool_recall),
     }
-    gateway = McpGateway(specs, config, db, builtin=builtin)
+    public_url = PublicUrl(settings)
+    gateway = McpGateway(
+        specs, config, db, builtin=builtin, box=secret_box(settings), public_base=public_url
+    )
     await gateway.start()
     runner = TaskRunner(
         db, concurrency=config.runner.concurrency, fanout=config.orchestration.fanout_concurrency
@@ -269,7 +313,17 @@ async def build(settings: Settings) -> Coworker:
         runner.wake,
         subtask_finished=orchestrator.child_finished,
     )
-    toolbox = Toolbox(gateway, approvals, notifier, directory, config, orchestrator, tasks=tasks)
+    connections = Connections(db, tasks, gateway, notifier, runner.wake)
+    toolbox = Toolbox(
+        gateway,
+        approvals,
+        notifier,
+        directory,
+        config,
+        orchestrator,
+        tasks=tasks,
+        connections=connections,
+    )
     agent = AgentLoop(
         db=db,
         tasks=tasks,
@@ -323,6 +377,8 @@ async def build(settings: Settings) -> Coworker:
         bot_user_id=bot_user_id,
         memory=memory,
         delivery=delivery,
+        connections=connections,
+        public_url=public_url,
     )
     register_handlers(app, coworker)
     return coworker

@@ -1,18 +1,22 @@
-"""`/coworker`: help, tasks, status, cancel, resume, budget, and the memory commands."""
+"""`/coworker`: help, tasks, status, cancel, resume, budget, connections, and the memory
+commands."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
-from bot.base.errors import CoworkerError, NotAllowed, TaskNotFound
-from bot.base.redact import redact_text
+from bot.base.errors import ConnectFailed, CoworkerError, NotAllowed, TaskNotFound
+from bot.base.redact import redact, redact_text
 from bot.tasks import Task, parse_task_ref
 from bot.team_memory import describe
+from handlers import blocks as bk
 from handlers.responses import NOT_YOURS
 
 log = logging.getLogger(__name__)
@@ -24,9 +28,18 @@ Flags: `!high` / `!urgent` / `!low` priority, `!budget 5` dollars, `dev: …` to
 • `/coworker status T-42`: where a task stands
 • `/coworker cancel T-42` · `/coworker resume T-42`
 • `/coworker budget`: spend this week
+• `/coworker connections`: your accounts on tools that work as you (Connect, Disconnect)
 • `/coworker remember <fact>` (add `--team` or `--me` for scope) · `/coworker forget <id or text>` · `/coworker memory`"""
 
 Reply = Callable[[str], Awaitable[Any]]
+
+
+@dataclass
+class Blocks:
+    """A reply with Block Kit blocks (and `text` for notifications)."""
+
+    text: str
+    blocks: list[dict[str, Any]] = field(default_factory=list)
 
 
 def task_line(task: Task) -> str:
@@ -125,7 +138,30 @@ async def cmd_help(svc: Any, user: str, arg: str, cmd: dict[str, Any]) -> str:
     return HELP
 
 
-COMMANDS: dict[str, Callable[[Any, str, str, dict[str, Any]], Awaitable[str]]] = {
+async def cmd_connections(svc: Any, user: str, arg: str, cmd: dict[str, Any]) -> Blocks:
+    """The person's per-user servers, with Connect links (theirs: the reply is ephemeral)."""
+    return Blocks("Your connections", await connections_listing(svc, user, links=True))
+
+
+async def connections_listing(svc: Any, user: str, *, links: bool) -> list[dict[str, Any]]:
+    views = await svc.connections.listing(user)
+    made: dict[str, str] = {}
+    if links:
+        missing = [v.server for v in views if not v.connected]
+        urls = await asyncio.gather(
+            *(svc.connections.link(user, s) for s in missing), return_exceptions=True
+        )
+        for server, url in zip(missing, urls, strict=True):
+            if isinstance(url, ConnectFailed):
+                log.info("no Connect link for %s: %s", server, url.reason)
+            elif isinstance(url, BaseException):
+                raise url
+            else:
+                made[server] = url
+    return bk.connections_blocks(views, made, where="command" if links else "home")
+
+
+COMMANDS: dict[str, Callable[[Any, str, str, dict[str, Any]], Awaitable[str | Blocks]]] = {
     "help": cmd_help,
     "tasks": cmd_tasks,
     "status": cmd_status,
@@ -135,10 +171,11 @@ COMMANDS: dict[str, Callable[[Any, str, str, dict[str, Any]], Awaitable[str]]] =
     "forget": cmd_forget,
     "memory": cmd_memory,
     "budget": cmd_budget,
+    "connections": cmd_connections,
 }
 
 
-async def run_command(svc: Any, user: str, text: str, cmd: dict[str, Any]) -> str:
+async def run_command(svc: Any, user: str, text: str, cmd: dict[str, Any]) -> str | Blocks:
     """The reply to `/coworker <text>`; errors become one short sentence."""
     name, _, arg = text.strip().partition(" ")
     handler = COMMANDS.get(name.lower() or "help")
@@ -162,7 +199,12 @@ async def handle_command(
         context["coworker"], command.get("user_id", ""), command.get("text") or "", command
     )
     # response_url is a plain webhook, not the Web API client that redacts what it posts.
-    await respond(text=redact_text(reply), response_type="ephemeral")
+    if isinstance(reply, Blocks):
+        await respond(
+            text=redact_text(reply.text), blocks=redact(reply.blocks), response_type="ephemeral"
+        )
+    else:
+        await respond(text=redact_text(reply), response_type="ephemeral")
 
 
 def register(app: AsyncApp) -> None:

@@ -182,9 +182,11 @@ async def test_tokens_are_sealed_at_rest_and_never_logged_or_audited(
     assert not [t for t in issued if t in logged]
 
 
-def database_bytes(directory: Path) -> bytes:
+def database_bytes(directory: Path, name: str = "test.db") -> bytes:
     """The database file and its WAL, as stored on disk."""
-    return b"".join(path.read_bytes() for path in sorted(directory.glob("test.db*")))
+    paths = sorted(directory.glob(f"{name}*"))
+    assert paths, f"no {name} in {directory}"
+    return b"".join(path.read_bytes() for path in paths)
 
 
 async def expiring(db: Database, user: str, seconds: float = 10.0) -> None:
