@@ -36,7 +36,8 @@ from bot.base.errors import TaskNotFound
 
 DAY = 86_400
 INTERVENTION_EVENTS = ("approval_requested", "plan_edited", "approval_rejected", "questions")
-_KINDS = ", ".join(f"'{kind}'" for kind in INTERVENTION_EVENTS)
+#: Named placeholders for the kinds (the queries below take named parameters).
+_KINDS = ", ".join(f":kind{i}" for i in range(len(INTERVENTION_EVENTS)))
 
 # The top-level tasks in the window (optionally one delegator's) and every sub-task under
 # them, each with the top-level task it counts toward.
@@ -215,6 +216,7 @@ async def summary(
     """The figures for top-level tasks created in the last `days` (one delegator's, or all)."""
     until = now() if until is None else until
     params: dict[str, Any] = {"since": until - days * DAY, "until": until, "user": user}
+    params.update({f"kind{i}": kind for i, kind in enumerate(INTERVENTION_EVENTS)})
     roots = await db.fetchall(ROOTS, params)
     count = {s: sum(1 for r in roots if r["status"] == s) for s in ("done", "failed", "cancelled")}
     done_times = [

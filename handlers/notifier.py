@@ -16,6 +16,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.base.redact import redact
 from bot.notifier import ApprovalView, Delivered, StatusSnapshot
 from bot.tasks import Task
+from bot.team_memory import Proposal
 from handlers import blocks as bk
 from handlers.delivery import UNREACHABLE, ThreadPoster
 from handlers.status import StatusMessages, StatusTsSink
@@ -213,7 +214,7 @@ class SlackNotifier:
 
     # -- facts -----------------------------------------------------------------------
 
-    async def facts_proposed(self, proposals: list[Any]) -> None:
+    async def facts_proposed(self, proposals: list[Proposal]) -> None:
         """Post each proposal to its project's channel, or DM the reviewers."""
         for p in proposals:
             targets = [p.channel] if p.channel else list(self.reviewers)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ConfigDict
 
 from bot.base import clock
+from bot.base.db import marks
 from memory.errors import EmbeddingUnavailable
 from memory.records import Kind, Memory, Scope, Status, scope_key
 from memory.scoring import retrieval_weight, rrf
@@ -112,9 +113,9 @@ async def recall(
         fused = rrf(vector_ids, keyword_ids)
         if not fused:
             return fused, []
-        marks = ",".join("?" * len(fused))
         rows = conn.execute(
-            f"SELECT {_Candidate.COLUMNS} FROM memories WHERE id IN ({marks})", list(fused)
+            f"SELECT {_Candidate.COLUMNS} FROM memories WHERE id IN ({marks(len(fused))})",
+            list(fused),
         )
         return fused, [_Candidate.from_row(r) for r in rows]
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from bot.base import clock
 from bot.base.config import MemoryConfig
-from bot.base.db import Database
+from bot.base.db import Database, marks
 from memory import retrieval
 from memory.embeddings import Embedder
 from memory.errors import EmbeddingUnavailable
@@ -240,10 +240,9 @@ class MemoryStore:
         """Record that these memories went into a task's context (feeds recency and decay)."""
         if not memory_ids:
             return
-        marks = ",".join("?" * len(memory_ids))
         await self.db.execute(
             "UPDATE memories SET last_used_at = ?, use_count = use_count + 1"
-            f" WHERE id IN ({marks})",
+            f" WHERE id IN ({marks(len(memory_ids))})",
             [clock.now(), *memory_ids],
         )
 
@@ -322,9 +321,8 @@ class MemoryStore:
     async def get_many(self, memory_ids: Sequence[int]) -> dict[int, Memory]:
         if not memory_ids:
             return {}
-        marks = ",".join("?" * len(memory_ids))
         rows = await self.db.fetchall(
-            f"SELECT * FROM memories WHERE id IN ({marks})", list(memory_ids)
+            f"SELECT * FROM memories WHERE id IN ({marks(len(memory_ids))})", list(memory_ids)
         )
         return {r["id"]: Memory.from_row(r) for r in rows}
 

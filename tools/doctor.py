@@ -1,37 +1,37 @@
-"""What `python -m bot doctor` prints about MCP servers: up or down and why, shared or
+"""What `python -m bot doctor` says about an MCP server: up or down and why, shared or
 per-user (and how many people connected), tools and tiers."""
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from tools.catalog import ServerStatus
 
-
-class _Gateway(Protocol):
-    def servers(self) -> list[ServerStatus]: ...
+TRANSPORTS = {"builtin": "built in"}
 
 
-def describe(gateway: _Gateway) -> list[str]:
-    """One line per server, then one indented line per tool with its tier and what set it."""
-    lines: list[str] = []
-    for server in gateway.servers():
-        state = "up" if server.up else f"DOWN: {server.reason}"
-        count = f", {len(server.tools)} tools" if server.up or server.tools else ""
-        if server.mode == "per-user":
-            state = f"per-user, {_people(server.connected or 0)} connected"
-            if not server.up:
-                state += f"; listing its tools failed: {server.reason}"
-            elif not server.connected:
-                count = "; its tools are listed once someone connects"
-        lines.append(f"{server.name} ({server.transport}): {state}{count}")
-        width = max((len(t.name) for t in server.tools), default=0)
-        for tool in server.tools:
-            lines.append(f"  {tool.name:<{width}}  {tool.tier:<6}  ({tool.tier_source})")
-        if not server.tools:
-            lines.append("  no tools known")
-    return lines
+def describe(server: ServerStatus) -> tuple[str, list[str]]:
+    """A headline for the server, and one line per tool with its tier and what set it."""
+    transport = TRANSPORTS.get(server.transport, server.transport)
+    state = "up" if server.up else f"down: {server.reason}"
+    count = f", {len(server.tools)} tools" if server.up or server.tools else ""
+    if server.mode == "per-user":
+        state = f"per-user, {_people(server.connected)}"
+        if not server.up:
+            state += f"; listing its tools failed: {server.reason}"
+        elif not server.tools:
+            count = "; its tools are listed with the first connected person's token"
+    elif server.transport != "builtin":
+        transport += ", shared"
+    headline = f"MCP {server.name} ({transport}): {state}{count}"
+    width = max((len(t.name) for t in server.tools), default=0)
+    details = [f"{t.name:<{width}}  {t.tier:<6}  ({t.tier_source})" for t in server.tools]
+    return headline, details or (
+        ["no tools listed"] if server.up and server.mode == "shared" else []
+    )
 
 
-def _people(count: int) -> str:
-    return "1 person" if count == 1 else f"{count} people"
+def _people(count: int | None) -> str:
+    if count is None:
+        return "who connected is not known (no database yet)"
+    if count == 0:
+        return "nobody connected yet"
+    return "1 person connected" if count == 1 else f"{count} people connected"

@@ -4,6 +4,7 @@
     ├── SettingsError          a required environment variable is missing or bad
     ├── ConfigError            coworker.toml or .mcp.json is wrong (names file and key)
     ├── MigrationError         a migration failed; the database is left as it was
+    ├── Unreachable            a service (Slack, the database) cannot be reached or opened
     ├── TaskNotFound           no task with that id
     ├── NotAllowed             this person may not do that (approve, edit, cancel)
     ├── StalePlan              a button of a plan that a revised one replaced
@@ -52,11 +53,19 @@ class MigrationError(CoworkerError):
         self.migration = migration
 
 
+class Unreachable(CoworkerError):
+    """A service the bot needs cannot be reached (or its file opened); nothing was changed."""
+
+    def __init__(self, message: str, *, service: str) -> None:
+        super().__init__(message)
+        self.service = service
+
+
 class TaskNotFound(CoworkerError):
     user_message = "I can't find that task."
 
     def __init__(self, *, task_id: int | str) -> None:
-        super().__init__(f"task {task_id} not found")
+        super().__init__(f"no task T-{task_id}")
         self.task_id = task_id
 
 

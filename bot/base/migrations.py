@@ -76,6 +76,15 @@ async def applied(db: Database) -> set[str]:
     return {r[0] for r in await db.fetchall("SELECT name FROM schema_migrations")}
 
 
+async def pending(db: Database, directory: Path = MIGRATIONS_DIR) -> list[str]:
+    """The migrations not yet applied, found without writing (works on a read-only open)."""
+    if await db.fetchval("SELECT 1 FROM sqlite_master WHERE name = 'schema_migrations'"):
+        done = {r[0] for r in await db.fetchall("SELECT name FROM schema_migrations")}
+    else:
+        done = set()
+    return [m.name for m in discover(directory) if m.name not in done]
+
+
 async def migrate(db: Database, directory: Path = MIGRATIONS_DIR) -> list[str]:
     """Apply every pending migration; return the names applied."""
     done = await applied(db)

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from bot.base.errors import SecretUnreadable, SettingsError
+from bot.base.settings import Settings
 
 VARIABLE = "COWORKER_SECRET_KEY"
 MIN_KEY_CHARS = 32
@@ -75,3 +76,9 @@ class SecretBox:
             return self._fernet.rotate(sealed.encode("ascii")).decode("ascii")
         except (InvalidToken, UnicodeEncodeError):
             raise SecretUnreadable() from None
+
+
+def token_box(settings: Settings) -> SecretBox | None:
+    """The box sealing people's OAuth tokens (None when `COWORKER_SECRET_KEY` is unset)."""
+    key = settings.coworker_secret_key
+    return SecretBox.from_setting(key.get_secret_value(), "oauth tokens") if key else None

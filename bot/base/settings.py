@@ -15,8 +15,15 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.base.errors import SettingsError
+from bot.base.plain import plain
 
 SETUP_HINT = "see README.md, section 'Set up the Slack app'"
+CONFIGURATION_HINT = "see README.md, section 'Configuration'"
+
+
+def hint(variable: str) -> str:
+    """Where the README explains `variable`."""
+    return SETUP_HINT if variable.startswith("SLACK_") else CONFIGURATION_HINT
 
 
 class Settings(BaseSettings):
@@ -59,7 +66,9 @@ class Settings(BaseSettings):
     @classmethod
     def _sqlite_only(cls, v: str) -> str:
         if not v.startswith("sqlite:///"):
-            raise ValueError("must look like sqlite:///path/to/file.db")
+            raise ValueError(
+                "must look like sqlite:///relative/path.db or sqlite:////absolute/path.db"
+            )
         return v
 
     @field_validator("public_url")
@@ -80,6 +89,10 @@ class Settings(BaseSettings):
     def database_path(self) -> str:
         """The file path inside `DATABASE_URL`."""
         return self.database_url.removeprefix("sqlite:///")
+
+    def named(self, field: str) -> bool:
+        """Whether `field` was set explicitly (by its variable), not left to its default."""
+        return field in self.model_fields_set
 
     @property
     def socket_mode(self) -> bool:
@@ -104,6 +117,27 @@ def load_settings(**overrides: object) -> Settings:
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        err = exc.errors()[0]
+        name, problem = next(iter(_problems(exc).items()))
+        raise SettingsError(f"{name}: {problem} ({hint(name)})", variable=name) from None
+
+
+def read_settings() -> tuple[Settings, dict[str, str]]:
+    """Settings and each bad variable's problem; a bad variable takes its default.
+
+    For `doctor`, which reports every variable, the bad ones included.
+    """
+    try:
+        return Settings(), {}
+    except ValidationError as exc:
+        problems = _problems(exc)
+    fields = Settings.model_fields
+    defaults = {n.lower(): fields[n.lower()].default for n in problems if n.lower() in fields}
+    return Settings(**defaults), problems
+
+
+def _problems(exc: ValidationError) -> dict[str, str]:
+    problems: dict[str, str] = {}
+    for err in exc.errors():
         name = str(err["loc"][0]).upper() if err["loc"] else "settings"
-        raise SettingsError(f"{name}: {err['msg']} ({SETUP_HINT})", variable=name) from None
+        problems.setdefault(name, plain(err))
+    return problems

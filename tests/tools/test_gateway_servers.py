@@ -7,7 +7,11 @@ import socket
 import sys
 from pathlib import Path
 
+import pytest
+from mcp.server.mcpserver import MCPServer
+
 from bot.base.db import Database
+from bot.base.errors import ConfigError
 from tests.tools.conftest import (
     GatewayFactory,
     Recorder,
@@ -21,6 +25,7 @@ from tests.tools.conftest import (
 )
 from tests.tools.servers.recording import build_server
 from tools.doctor import describe
+from tools.gateway import McpGateway
 from tools.mcp_config import HttpServer, StdioServer
 
 TIME = StdioServer(
@@ -90,12 +95,16 @@ async def test_a_server_that_never_starts(make_gateway: GatewayFactory, tmp_path
     assert "exited" in status["broken"].reason
     assert "cannot open the widget database" in status["broken"].reason  # its last stderr line
     assert status["missing"].reason == "cannot start: command not found: npx"
-    lines = describe(gateway)
+    said = {s.name: describe(s) for s in gateway.servers()}
+    lines = [line for headline, details in said.values() for line in (headline, *details)]
     text = "\n".join(lines)
     assert token not in text
-    assert "broken (stdio): DOWN: the server process exited" in text
-    assert "missing (stdio): DOWN: cannot start: command not found: npx" in text
-    assert any(line.startswith("time (stdio): up, 2 tools") for line in lines)
+    assert said["broken"][0].startswith("MCP broken (stdio): down: the server process exited")
+    assert said["missing"] == (
+        "MCP missing (stdio): down: cannot start: command not found: npx",
+        [],
+    )
+    assert said["time"][0] == "MCP time (stdio): up, 2 tools"
     assert any(
         "time__get_current_time" in line and "auto" in line and "annotation readOnlyHint" in line
         for line in lines
@@ -191,3 +200,13 @@ async def test_stop_is_clean_and_later_calls_are_unavailable(
     assert not any(s.up for s in gateway.servers())
     late = await gateway.call("rec__echo", {"text": "x"}, ctx_for(gateway))
     assert late.status == "unavailable"
+
+
+async def test_limits_for_a_server_that_does_not_exist_are_refused(db: Database) -> None:
+    cfg = config(gateway={"servers": {"tme": {"max_concurrency": 2}}})
+    with pytest.raises(ConfigError) as info:
+        McpGateway({"time": TIME}, cfg, db, builtin={"memory": MCPServer("memory")})
+    assert str(info.value) == (
+        "coworker.toml: gateway.servers.tme: there is no MCP server named 'tme' "
+        "(servers: memory, time)"
+    )

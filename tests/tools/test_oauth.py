@@ -148,15 +148,17 @@ async def test_doctor_shows_each_servers_mode_and_how_many_people_connected(
     make_gateway: GatewayFactory, docs: Protected
 ) -> None:
     gateway = await docs_gateway(make_gateway, docs)
-    assert describe(gateway)[0] == (
-        "docs (http): per-user, 0 people connected; its tools are listed once someone connects"
+    assert describe(gateway.servers()[0]) == (
+        "MCP docs (http): per-user, nobody connected yet; its tools are listed with the "
+        "first connected person's token",
+        [],
     )
     con = connector(gateway)
     await sign_in(con, "U1", "alice")
     await gateway.personal["docs"].start()  # as at the next start: count, then list
-    lines = describe(gateway)
-    assert lines[0] == "docs (http): per-user, 1 person connected, 2 tools"
-    assert any("docs__whoami" in line and "auto" in line for line in lines)
+    headline, tools = describe(gateway.servers()[0])
+    assert headline == "MCP docs (http): per-user, 1 person connected, 2 tools"
+    assert any("docs__whoami" in line and "auto" in line for line in tools)
 
 
 async def test_tokens_are_sealed_at_rest_and_never_logged_or_audited(
