@@ -111,7 +111,9 @@ class Connections:
         return [row["server"] for row in rows]
 
     async def ask(self, task: Task, server: str, *, reconnect: bool = False) -> None:
-        """`task` waits for its delegator to connect `server`: record it, send a Connect link."""
+        """`task` waits for its delegator to connect `server`: record it, send a Connect link
+        (worded "reconnect" when the task already used the server: the connection went)."""
+        reconnect = reconnect or await self._used(task, server)
         await self.db.execute(
             "INSERT INTO oauth_waits (task_id, server, user_id, status, asked_at)"
             " VALUES (?, ?, ?, 'waiting', ?) ON CONFLICT (task_id, server) DO UPDATE"
@@ -127,6 +129,15 @@ class Connections:
             return
         await self.notifier.connect_requested(
             task, task.delegator, server, url, reconnect=reconnect
+        )
+
+    async def _used(self, task: Task, server: str) -> bool:
+        return bool(
+            await self.db.fetchval(
+                "SELECT 1 FROM tool_calls WHERE task_id = ? AND server = ? AND status = 'ok'"
+                " LIMIT 1",
+                (task.id, server),
+            )
         )
 
     async def settle_wait(self, task_id: int) -> bool:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from bot.app import build
 from bot.base.errors import SettingsError
 from tests.fakes.anthropic import Reply, text_reply, tool_reply
 from tests.fakes.slack import slash_command
@@ -130,6 +131,7 @@ async def test_a_task_waits_for_connect_then_finishes_after_the_callback(
         waiting = await h.wait_status("waiting_input", task_id)
         url = await connect_link(h, "U1")
         assert url.startswith(h.coworker.public_url() + "/oauth/start?state=")
+        assert len(h.anthropic.requests) == 1  # the plan names docs: it waits before acting
         await h.slack.wait_for(
             "chat.update", lambda c: "waiting for <@U1> to connect docs" in str(c.params)
         )
@@ -295,6 +297,8 @@ async def test_disconnect_removes_the_token_and_the_next_task_asks_again(
         assert not docs.authority.works(token.access_token)  # revoked at the server
         task_id = await h.delegate("which docs account do you use for me?", user="U1")
         await h.wait_status("waiting_input", task_id)
+        planning = json.dumps(h.anthropic.requests[-1].body["system"])
+        assert "docs__whoami [auto]: (needs <@U1> to connect docs)" in planning
         assert "Connected to docs" in await sign_in(await connect_link(h, "U1"), "alice")
         assert (await h.wait_status("done", task_id, timeout=20)).result == (
             "From docs: signed in as alice"
@@ -394,7 +398,60 @@ async def test_the_app_home_lists_the_persons_connections(
 async def test_per_user_servers_without_a_secret_key_stop_start_up(
     make_harness: Callable[..., Harness], docs: Protected
 ) -> None:
-    harness = make_harness(mcp=docs_mcp(docs), env={"port": 0})
-    with pytest.raises(SettingsError, match="COWORKER_SECRET_KEY is not set"):
-        async with harness:
-            pass
+    async with oauth_harness(make_harness, docs) as h:
+        keyless = h.settings().model_copy(update={"coworker_secret_key": None})
+        with pytest.raises(SettingsError, match="COWORKER_SECRET_KEY is not set") as stopped:
+            await build(keyless)
+        assert "docs" in str(stopped.value)
+
+
+async def test_a_delegator_disconnecting_mid_run_is_asked_to_reconnect_and_the_task_waits(
+    make_harness: Callable[..., Harness], docs: Protected
+) -> None:
+    async with oauth_harness(make_harness, docs) as h:
+        turns = 0
+
+        async def model(body: dict[str, Any]) -> Reply:
+            nonlocal turns
+            if any(t["name"] == "submit_plan" for t in body.get("tools") or []):
+                return tool_reply("submit_plan", plan(("Check twice", ["docs__whoami"])))
+            turns += 1
+            if turns == 2:  # between the two calls, the person disconnects in Slack
+                await h.click("oauth_disconnect", "command:docs", user="U1")
+                await until(
+                    lambda: h.coworker.db.fetchval("SELECT COUNT(*) = 0 FROM oauth_tokens"),
+                    what="the disconnection",
+                )
+            if turns >= 3:
+                return text_reply("Both: " + " / ".join(tool_results(body)))
+            return tool_reply("docs__whoami", {})
+
+        h.anthropic.responder = model
+        await connect_from_slash_command(h, "U1", "alice")
+        task_id = await h.delegate("check my docs account twice", user="U1")
+        await h.wait_status("waiting_input", task_id, timeout=20)
+        [asked] = await h.slack.wait_for(
+            "chat.postMessage", lambda c: "waiting for <@U1> to reconnect `docs`" in str(c.params)
+        )
+        assert "Connected to docs" in await sign_in(await connect_link(h, "U1"), "alice")
+        done = await h.wait_status("done", task_id, timeout=20)
+        assert done.result == "Both: signed in as alice"
+        assert docs.authority.seen.calls == [("whoami", "alice"), ("whoami", "alice")]
+
+
+async def test_in_http_mode_the_callback_shares_the_listener_with_slack_events(
+    make_harness: Callable[..., Harness], docs: Protected
+) -> None:
+    async with oauth_harness(make_harness, docs, socket_mode=False) as h:
+        await h.coworker.connect()  # HTTP mode: the listener on PORT serves Slack too
+        browser = Browser(None)
+        try:
+            base = h.coworker.public_url()
+            page = await browser.open(f"{base}/oauth/callback?state={'0' * 64}&code=x")
+            events = await browser.http.post(f"{base}/slack/events", content=b"{}")
+            health = await browser.open(f"{base}/healthz")
+        finally:
+            await browser.close()
+        assert page.status_code == 400 and "not one I made" in page.text
+        assert events.status_code == 401  # Bolt's signature check: it is Slack's endpoint
+        assert health.status_code == 200

@@ -436,8 +436,14 @@ class OAuthConnector:
 
 _REASONS = {
     "unknown": "This sign-in link is not one I made, so I did nothing with it.",
-    "expired": "This sign-in link expired (links last 10 minutes). Ask for a new one.",
-    "used": "This sign-in link was already used. If you are not connected, ask for a new one.",
+    "expired": (
+        "This sign-in link expired (links last 10 minutes). For a new one, reply in the "
+        "task's thread or use /coworker connections."
+    ),
+    "used": (
+        "This sign-in link was already used. If you are not connected, /coworker connections "
+        "gives you a new one."
+    ),
     "foreign": (
         "This sign-in was not started from this browser (was the link forwarded?), "
         "so I did not connect anything. Open the Connect link yourself."
