@@ -381,18 +381,41 @@ async def test_an_approvers_click_does_not_lend_their_token(
         assert docs.authority.seen.calls == [("write_note", "alice")]
 
 
-async def test_the_app_home_lists_the_persons_connections(
+async def test_the_app_home_lists_the_persons_connections_with_connect_and_disconnect(
     make_harness: Callable[..., Harness], docs: Protected
 ) -> None:
     async with oauth_harness(make_harness, docs) as h:
-        await connect_from_slash_command(h, "U1", "alice")
         await h.slack.send_event(
             {"type": "app_home_opened", "user": "U1", "channel": "D1", "tab": "home"}
         )
-        [published] = await h.slack.wait_for("views.publish")
-        text = json.dumps(published.params["view"])
+        [before] = await h.slack.wait_for("views.publish")
+        assert "*docs*: not connected" in json.dumps(before.params["view"])
+        await h.click("oauth_connect", "home:docs", user="U1")  # the link comes in a DM
+        assert "Connected to docs" in await sign_in(await connect_link(h, "U1"), "alice")
+        await h.slack.send_event(
+            {"type": "app_home_opened", "user": "U1", "channel": "D1", "tab": "home"}
+        )
+        published = await h.slack.wait_for("views.publish", count=2)
+        text = json.dumps(published[-1].params["view"])
         assert "Your connections" in text and "*docs*: connected since" in text
         assert '"value": "home:docs"' in text and "oauth_disconnect" in text
+
+
+async def test_a_follow_up_from_an_approver_still_uses_the_delegators_account(
+    make_harness: Callable[..., Harness], docs: Protected
+) -> None:
+    approvers = NO_PLAN_APPROVAL + '[approvals]\napprovers = ["U2"]\n'
+    async with oauth_harness(make_harness, docs, config=approvers) as h:
+        h.anthropic.responder = docs_model()
+        await connect_from_slash_command(h, "U1", "alice")
+        await connect_from_slash_command(h, "U2", "bob")
+        task_id = await h.delegate("which docs account do you use for me?", user="U1")
+        done = await h.wait_status("done", task_id, timeout=20)
+        await h.reply("and which one now?", done.thread_ts, user="U2")
+        await until(
+            lambda: len(docs.authority.seen.calls) == 2, timeout=20, what="the follow-up's call"
+        )
+        assert docs.authority.seen.calls == [("whoami", "alice"), ("whoami", "alice")]
 
 
 async def test_per_user_servers_without_a_secret_key_stop_start_up(

@@ -99,7 +99,9 @@ async def test_a_server_that_never_starts(make_gateway: GatewayFactory, tmp_path
     lines = [line for headline, details in said.values() for line in (headline, *details)]
     text = "\n".join(lines)
     assert token not in text
-    assert said["broken"][0].startswith("MCP broken (stdio, shared): down: the server process exited")
+    assert said["broken"][0].startswith(
+        "MCP broken (stdio, shared): down: the server process exited"
+    )
     assert said["missing"] == (
         "MCP missing (stdio, shared): down: cannot start: command not found: npx",
         [],
