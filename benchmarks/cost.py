@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bot.agent import ACT_PROMPT, first_request
 from bot.base.clock import now
 from bot.base.config import Config, parse_config
-from bot.base.db import Database
+from bot.base.db import Database, open_database
 from bot.base.migrations import migrate
 from bot.llm import DEFAULT_ROUTES, LLM, CallContext, make_client
 from bot.planner import PLANNER_PROMPT, describe_tools
@@ -276,9 +276,10 @@ async def act(
 
 async def new_task(db: Database, script: Script) -> Task:
     t = now()
-    task_id = await db.insert(
+    task_id = await db.fetchval(
         "INSERT INTO tasks (status, coworker, delegator, channel, thread_ts, message_ts, request,"
-        " budget_usd, created_at, updated_at) VALUES ('running', ?, 'U1', 'C1', ?, ?, ?, 50, ?, ?)",
+        " budget_usd, created_at, updated_at) VALUES ('running', ?, 'U1', 'C1', ?, ?, ?, 50, ?, ?)"
+        " RETURNING id",
         (script.coworker, str(t), str(t), script.request, t, t),
     )
     return Task(
@@ -310,7 +311,7 @@ class Result:
 
 async def run_suite(label: str, suite: list[Script], config: Config, caching: bool) -> Result:
     with tempfile.TemporaryDirectory() as tmp:
-        db = await Database.open(Path(tmp) / "bench.db")
+        db = await open_database(f"sqlite:///{Path(tmp) / 'bench.db'}")
         await migrate(db)
         async with FakeAnthropic() as fake:
             client = make_client("sk-ant-bench", fake.base_url, max_retries=0)
@@ -321,24 +322,27 @@ async def run_suite(label: str, suite: list[Script], config: Config, caching: bo
             finally:
                 await client.close()
         per_task = [
-            float(r[0])
+            float(r["cost"])
             for r in await db.fetchall(
-                "SELECT SUM(cost_usd) FROM llm_calls GROUP BY task_id ORDER BY task_id"
+                "SELECT SUM(cost_usd) AS cost FROM llm_calls GROUP BY task_id ORDER BY task_id"
             )
         ]
         row = await db.fetchone(
-            "SELECT COUNT(*), SUM(input_tokens), SUM(cache_write_tokens), SUM(cache_read_tokens),"
-            " SUM(output_tokens) FROM llm_calls"
+            "SELECT COUNT(*) AS calls, SUM(input_tokens) AS input,"
+            " SUM(cache_write_tokens) AS cache_write, SUM(cache_read_tokens) AS cache_read,"
+            " SUM(output_tokens) AS output FROM llm_calls"
         )
         by_model = {
-            r[0]: float(r[1])
+            r["model"]: float(r["cost"])
             for r in await db.fetchall(
-                "SELECT model, SUM(cost_usd) FROM llm_calls GROUP BY model ORDER BY 2 DESC"
+                "SELECT model, SUM(cost_usd) AS cost FROM llm_calls GROUP BY model"
+                " ORDER BY cost DESC"
             )
         }
         await db.close()
-    tokens = dict(zip(("input", "cache_write", "cache_read", "output"), row[1:], strict=True))
-    return Result(label, per_task, int(row[0]), tokens, by_model)
+    assert row is not None
+    tokens = {k: row[k] for k in ("input", "cache_write", "cache_read", "output")}
+    return Result(label, per_task, int(row["calls"]), tokens, by_model)
 
 
 def show(r: Result) -> None:

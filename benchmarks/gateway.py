@@ -189,11 +189,11 @@ async def startup(db: Database, label: str, delays: list[float], light: bool) ->
 
 
 async def main(calls: int) -> None:
-    from bot.base.db import Database
+    from bot.base.db import open_database
     from bot.base.migrations import migrate
 
     with tempfile.TemporaryDirectory() as tmp:
-        db = await Database.open(Path(tmp) / "bench.db")
+        db = await open_database(f"sqlite:///{Path(tmp) / 'bench.db'}")
         await migrate(db)
         try:
             await overhead(db, calls)

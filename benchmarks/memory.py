@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bot.base.config import MemoryConfig  # noqa: E402
-from bot.base.db import Database  # noqa: E402
+from bot.base.db import open_database  # noqa: E402
 from bot.base.migrations import migrate  # noqa: E402
 from memory.embeddings import HashedNgramEmbedder  # noqa: E402
 from memory.records import Kind, MemoryDraft, Scope, scope_id  # noqa: E402
@@ -115,7 +115,7 @@ async def run(n: int, queries_n: int, workdir: Path) -> None:
     print(f"  test embeddings computed in {time.perf_counter() - started:.1f} s (not timed below)")
 
     path = workdir / f"memory-{n}.db"
-    db = await Database.open(path)
+    db = await open_database(f"sqlite:///{path}")
     await migrate(db)
     store = MemoryStore(db, embedder, MemoryConfig(embeddings="test"))
     await store.prepare()

@@ -85,7 +85,7 @@ async def sign_in(connector: OAuthConnector, user: str, account: str) -> None:
 
 async def measure(calls: int) -> None:
     from bot.base.config import Config
-    from bot.base.db import Database
+    from bot.base.db import open_database
     from bot.base.migrations import migrate
     from bot.base.secretbox import SecretBox
     from tools.calls import CallContext
@@ -97,7 +97,7 @@ async def measure(calls: int) -> None:
     )
     assert child.stdout is not None and child.stdin is not None
     url = json.loads(await child.stdout.readline())["url"]
-    db = await Database.open(Path(tempfile.mkdtemp()) / "bench.db")
+    db = await open_database(f"sqlite:///{Path(tempfile.mkdtemp()) / 'bench.db'}")
     await migrate(db)
     box = SecretBox([KEY], "oauth tokens")
     docs = HttpServer(type="http", url=url)

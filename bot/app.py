@@ -31,7 +31,7 @@ from bot import telemetry
 from bot.agent import AgentLoop
 from bot.approvals import ApprovalService
 from bot.base.config import Config, load_config
-from bot.base.db import Database
+from bot.base.db import Database, open_database
 from bot.base.errors import SettingsError, Unreachable
 from bot.base.migrations import migrate
 from bot.base.secretbox import token_box
@@ -280,7 +280,7 @@ class PublicUrl:
 
 def inbox_for(db: Database) -> Inbox | None:
     """The inbox file beside the database file (none for an in-memory database)."""
-    if db.path == ":memory:":
+    if db.path is None or db.path == ":memory:":
         return None
     return Inbox(Path(db.path).with_name(Path(db.path).name + ".inbox.jsonl"), db)
 
@@ -330,7 +330,7 @@ async def _build(settings: Settings, opened: AsyncExitStack) -> Coworker:
     bot_user_id, team_id = await identify(slack)  # before anything is opened or migrated
     telemetry.setup(settings.otel_exporter_otlp_endpoint)
     opened.push_async_callback(telemetry.close)
-    db = await Database.open(settings.database_path)
+    db = await open_database(settings.database_url)
     opened.push_async_callback(db.close)
     await migrate(db)
     secret = (

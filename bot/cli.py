@@ -7,14 +7,14 @@ import asyncio
 from pathlib import Path
 
 from bot.base.config import load_config
-from bot.base.db import Database, sqlite_module
+from bot.base.db import SQLITE_PREFIX, open_database
 from bot.base.errors import CoworkerError, LLMUnavailable
 from bot.base.migrations import migrate
 from bot.base.settings import Settings
 
 
 async def run_migrate(settings: Settings) -> int:
-    db = await Database.open(settings.database_path)
+    db = await open_database(settings.database_url)
     try:
         names = await migrate(db)
     finally:
@@ -29,7 +29,7 @@ async def dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "report":
         from bot.report_text import report_command
 
-        print(await report_command(settings.database_path, days=args.days, task=args.task))
+        print(await report_command(settings.database_url, days=args.days, task=args.task))
         return 0
     if args.command == "backup":
         return await run_backup(settings, args.path)
@@ -50,10 +50,12 @@ async def run_backup(settings: Settings, path: str) -> int:
     target = backup_target(path, live)
     if not await asyncio.to_thread(Path(live).is_file):
         raise CoworkerError(f"no database at {live}: nothing to back up")
-    db = await Database.open(live, readonly=True)
+    db = await open_database(SQLITE_PREFIX + live, readonly=True)
+    # A full disk, a path that cannot be written, the engine refusing.
+    failures: tuple[type[Exception], ...] = (OSError, *db.errors)
     try:
         written = await backup_to(db, target)
-    except (OSError, sqlite_module().Error) as exc:  # a full disk, a path that cannot be written
+    except failures as exc:
         raise CoworkerError(f"backup to {target} failed: {exc}") from None
     finally:
         await db.close()
@@ -89,7 +91,7 @@ async def run_decay(settings: Settings) -> int:
     from memory.store import MemoryStore
 
     config = load_config(settings.coworker_config, required=settings.named("coworker_config"))
-    db = await Database.open(settings.database_path)
+    db = await open_database(settings.database_url)
     try:
         await migrate(db)
         archived = await archive_stale(MemoryStore(db, None, config.memory))

@@ -28,7 +28,7 @@ from mcp.server.mcpserver import MCPServer
 from slack_sdk.errors import SlackApiError
 
 from bot.base.config import Config, load_config
-from bot.base.db import Database, sqlite_module
+from bot.base.db import SQLITE_PREFIX, open_database, sqlite_path
 from bot.base.errors import CoworkerError, SettingsError
 from bot.base.migrations import migrate, pending
 from bot.base.secretbox import SecretBox, token_box
@@ -161,7 +161,7 @@ async def check_sqlite(path: str) -> list[Line]:
         if problem:
             return [error(f"{where}: cannot be created: {problem}")]
         return [warn(f"{where}: does not exist yet; the bot creates it at start")]
-    db = await Database.open(path, readonly=True)
+    db = await open_database(SQLITE_PREFIX + path, readonly=True)
     try:
         version = await db.fetchval("SELECT vec_version()")
         todo = await pending(db)
@@ -258,7 +258,7 @@ async def check_mcp(f: Findings) -> list[Line]:
     key_problem, box = _token_box(f.settings)
     # The gateway's journal is never written here (no tool is called): an in-memory
     # database stands in, so the operator's database is not touched.
-    journal = await Database.open(":memory:")
+    journal = await open_database(SQLITE_PREFIX + ":memory:")
     await migrate(journal)
     gateway = McpGateway(
         f.servers,
@@ -310,16 +310,16 @@ def _looking() -> SecretBox:
 
 async def _connected(settings: Settings) -> dict[str, int] | None:
     """How many people connected to each per-user server (None: no database to ask yet)."""
-    path = settings.database_path
-    if not await asyncio.to_thread(Path(path).exists):
+    url = settings.database_url
+    if url.startswith(SQLITE_PREFIX) and not await asyncio.to_thread(Path(sqlite_path(url)).exists):
         return None
-    db = await Database.open(path, readonly=True)
+    db = await open_database(url, readonly=True)
     try:
+        if "oauth_tokens" not in await db.tables():  # not migrated yet
+            return None
         rows = await db.fetchall(
             "SELECT server, COUNT(*) AS people FROM oauth_tokens GROUP BY server"
         )
-    except sqlite_module().Error:  # not migrated yet: no connections table
-        return None
     finally:
         await db.close()
     return {row["server"]: int(row["people"]) for row in rows}

@@ -136,5 +136,5 @@ class Inbox:
                 f"SELECT event_id FROM slack_events WHERE event_id IN ({marks(len(chunk))})",
                 chunk,
             )
-            handled |= {r[0] for r in rows}
+            handled |= {r["event_id"] for r in rows}
         return handled

@@ -148,6 +148,9 @@ class Notifier(Protocol):
     async def connect_failed(self, user: str, server: str, reason: str) -> None:
         """Tell `user` (only them) that a Connect link for `server` could not be made."""
 
+    async def tell(self, channel: str, thread_ts: str, user: str, text: str) -> None:
+        """Tell only `user`, in the thread of `thread_ts` (a message nobody else sees)."""
+
     async def rate_limited(self, channel: str, thread_ts: str, user: str, limit: int) -> None:
         """Tell only `user` that a new request was not started: `limit` a minute reached."""
 

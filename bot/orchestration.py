@@ -286,7 +286,7 @@ class Orchestrator:
     async def family_spend(self, task_id: int) -> float:
         """Dollars spent by a task and all its descendants."""
         value = await self.db.fetchval(
-            "WITH RECURSIVE fam(id) AS (SELECT ? UNION ALL"
+            "WITH RECURSIVE fam(id) AS (SELECT CAST(? AS BIGINT) UNION ALL"
             " SELECT t.id FROM tasks t JOIN fam ON t.parent_id = fam.id)"
             " SELECT COALESCE(SUM(c.cost_usd), 0) FROM llm_calls c WHERE c.task_id IN (SELECT id FROM fam)",
             (task_id,),
@@ -343,6 +343,7 @@ class Orchestrator:
         if child.status == "failed" and await self._retry(child, parent):
             return
         spawn = await self.db.fetchone("SELECT * FROM spawns WHERE key = ?", (child.spawn_key,))
+        assert spawn is not None  # a child's spawn is deleted only with its parent
         if spawn["kind"] == "pipeline" and child.status == "done":
             if await self._next_stage(spawn, parent, child):
                 return
@@ -351,7 +352,8 @@ class Orchestrator:
     async def wake_if_gathered(self, parent_id: int) -> bool:
         """Queue a waiting parent once the spawn it waits on (its newest) has every result."""
         spawn = await self.db.fetchone(
-            "SELECT * FROM spawns WHERE parent_id = ? ORDER BY created_at DESC, rowid DESC LIMIT 1",
+            # A run ends at its spawn, so a parent's spawns never share a created_at.
+            "SELECT * FROM spawns WHERE parent_id = ? ORDER BY created_at DESC LIMIT 1",
             (parent_id,),
         )
         if spawn is None or await self._gather(spawn) is None:
@@ -403,8 +405,8 @@ class Orchestrator:
             return True
         previous = self.outcome(child).result or AgentResult(summary="(no result)")
         async with self.db.transaction() as tx:
-            row = await tx.fetchone("SELECT status FROM tasks WHERE id = ?", (parent.id,))
-            if row[0] == TaskStatus.CANCELLED:  # cancelled meanwhile: no next stage
+            status = await tx.fetchval("SELECT status FROM tasks WHERE id = ?", (parent.id,))
+            if status == TaskStatus.CANCELLED:  # cancelled meanwhile: no next stage
                 return True
             child_id = await self._create_child(
                 tx, parent, spawn["key"], nxt, stages[nxt], child.budget_usd, previous

@@ -10,10 +10,11 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from bot.base.db import Database
+from bot.base.db import SQLITE_PREFIX, open_database, sqlite_path
 from bot.base.errors import CoworkerError
 from bot.reports import CostLine, Spread, Summary, Timeline, clip, summary, timeline
 from bot.tasks import parse_task_ref
+from bot.words import state_words
 
 
 def money(value: float | None) -> str:
@@ -102,7 +103,8 @@ def render_summary(s: Summary) -> str:
 def render_timeline(t: Timeline) -> str:
     finished = f", took {duration(t.finished_at - t.created_at)}" if t.finished_at else ""
     head = (
-        f"T-{t.task_id} · {t.status}{finished} · coworker {t.coworker} · from {t.delegator}\n"
+        f"T-{t.task_id} · {state_words(t.status)}{finished} · coworker {t.coworker}"
+        f" · from {t.delegator}\n"
         f"{clip(t.request, 100)}\n"
         f"{t.model_calls} model call(s), {t.tool_calls} tool call(s), "
         f"{money(t.cost_usd)} of {money(t.budget_usd)} budget"
@@ -127,7 +129,7 @@ def render_timeline(t: Timeline) -> str:
 # -- the CLI command ----------------------------------------------------------------------
 
 
-async def report_command(database_path: str, *, days: int, task: str | None) -> str:
+async def report_command(database_url: str, *, days: int, task: str | None) -> str:
     """The text `python -m bot report [--days N | --task T-n]` prints.
 
     Raises:
@@ -138,11 +140,13 @@ async def report_command(database_path: str, *, days: int, task: str | None) -> 
     task_id = parse_task_ref(task) if task else None
     if task and task_id is None:
         raise CoworkerError(f"{task!r} is not a task reference (try T-42)")
-    if not await asyncio.to_thread(Path(database_path).exists):
-        raise CoworkerError(f"no database at {database_path}: nothing to report yet")
-    db = await Database.open(database_path)
+    if database_url.startswith(SQLITE_PREFIX):
+        path = sqlite_path(database_url)
+        if not await asyncio.to_thread(Path(path).exists):
+            raise CoworkerError(f"no database at {path}: nothing to report yet")
+    db = await open_database(database_url)
     try:
-        if not await db.fetchval("SELECT 1 FROM sqlite_master WHERE name = 'llm_calls'"):
+        if "llm_calls" not in await db.tables():
             raise CoworkerError("the database is not migrated: run `python -m bot migrate`")
         if task_id is not None:
             return render_timeline(await timeline(db, task_id))

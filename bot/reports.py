@@ -33,6 +33,7 @@ from bot.base.clock import now
 from bot.base.config import Config
 from bot.base.db import Database
 from bot.base.errors import TaskNotFound
+from bot.visibility import is_admin
 
 DAY = 86_400
 INTERVENTION_EVENTS = ("approval_requested", "plan_edited", "approval_rejected", "questions")
@@ -45,7 +46,7 @@ TREE = """
 WITH RECURSIVE tree(id, root) AS (
     SELECT id, id FROM tasks
      WHERE parent_id IS NULL AND created_at >= :since AND created_at < :until
-       AND (:user IS NULL OR delegator = :user)
+       AND (CAST(:user AS TEXT) IS NULL OR delegator = :user)
     UNION ALL
     SELECT t.id, tree.root FROM tasks t JOIN tree ON t.parent_id = tree.id
 )
@@ -68,7 +69,7 @@ SELECT t.id, t.status, t.created_at, t.finished_at,
 APPROVAL_WAITS = (
     TREE
     + """
-SELECT a.decided_at - a.requested_at FROM approvals a JOIN tree x ON x.id = a.task_id
+SELECT a.decided_at - a.requested_at AS waited FROM approvals a JOIN tree x ON x.id = a.task_id
  WHERE a.decided_at IS NOT NULL
 """
 )
@@ -96,12 +97,12 @@ SELECT COALESCE(NULLIF(t.coworker, ''), c.coworker, '(unrouted)') AS name, COUNT
 # One task and every sub-task under it.
 TREE_OF_TASK = """
 WITH RECURSIVE tree(id) AS (
-    SELECT ? UNION ALL SELECT t.id FROM tasks t JOIN tree ON t.parent_id = tree.id
+    SELECT CAST(? AS BIGINT) UNION ALL SELECT t.id FROM tasks t JOIN tree ON t.parent_id = tree.id
 )
 """
 
 UNTASKED = """
-SELECT COUNT(*), COALESCE(SUM(cost_usd), 0) FROM llm_calls
+SELECT COUNT(*) AS calls, COALESCE(SUM(cost_usd), 0) AS cost FROM llm_calls
  WHERE task_id IS NULL AND created_at >= :since AND created_at < :until
 """
 
@@ -225,8 +226,8 @@ async def summary(
         if r["status"] == "done" and r["finished_at"] is not None
     ]
     costs = [float(r["cost"]) for r in roots]
-    waits = [float(r[0]) for r in await db.fetchall(APPROVAL_WAITS, params)]
-    untasked = await db.fetchone(UNTASKED, params) if user is None else (0, 0.0)
+    waits = [float(r["waited"]) for r in await db.fetchall(APPROVAL_WAITS, params)]
+    untasked = (await db.fetchone(UNTASKED, params) if user is None else None) or {}
     return Summary(
         days=days,
         user=user,
@@ -242,8 +243,8 @@ async def summary(
         approval_wait_s=Spread.of(waits),
         by_model=await _cost_lines(db, BY_MODEL, params),
         by_coworker=await _cost_lines(db, BY_COWORKER, params),
-        untasked_calls=int(untasked[0]),
-        untasked_usd=float(untasked[1]),
+        untasked_calls=int(untasked.get("calls") or 0),
+        untasked_usd=float(untasked.get("cost") or 0.0),
     )
 
 
@@ -328,16 +329,7 @@ def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-# -- who sees what in the App Home -------------------------------------------------------
-
-
-async def is_admin(config: Config, directory: Directory, user: str) -> bool:
-    """Whether `user` is in a `[roles.*]` with `admin = true` (directly or by user group)."""
-    admin_roles = [role for role in config.roles.values() if role.admin]
-    if any(user in role.members for role in admin_roles):
-        return True
-    groups = {m for role in admin_roles for m in role.members if m.startswith("S")}
-    return bool(groups) and bool(groups & await directory.groups_of(user))
+# -- who sees what in the App Home (`bot.visibility` decides) -----------------------------
 
 
 async def home_summaries(

@@ -268,10 +268,11 @@ class TaskStore:
             if key in fields:
                 fields[key] = json.dumps(fields[key])
         cols = ", ".join(fields)
-        cur = await tx.execute(
-            f"INSERT INTO tasks ({cols}) VALUES ({marks(len(fields))})", list(fields.values())
+        task_id = await tx.fetchval(
+            f"INSERT INTO tasks ({cols}) VALUES ({marks(len(fields))}) RETURNING id",
+            list(fields.values()),
         )
-        return int(cur.lastrowid or 0)
+        return int(task_id)
 
     async def get(self, task_id: int) -> Task:
         row = await self.db.fetchone("SELECT * FROM tasks WHERE id = ?", (task_id,))
@@ -434,10 +435,9 @@ class TaskStore:
         """Log an event once per `key` (a tool call replayed after a restart logs nothing);
         True when this call logged it."""
         return 1 == await self.db.execute(
-            "INSERT INTO task_events (task_id, kind, actor, detail, at)"
-            " SELECT ?, ?, NULL, ?, ? WHERE NOT EXISTS (SELECT 1 FROM task_events"
-            " WHERE task_id = ? AND kind = ? AND json_extract(detail, '$.key') = ?)",
-            (task_id, kind, json.dumps({"key": key, **detail}), now(), task_id, kind, key),
+            "INSERT INTO task_events (task_id, kind, detail, at, once_key)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (task_id, kind, json.dumps({"key": key, **detail}), now(), key),
         )
 
     async def events(self, task_id: int) -> list[dict[str, Any]]:
@@ -447,12 +447,25 @@ class TaskStore:
         )
         return [dict(r) for r in rows]
 
-    async def add_input(self, task_id: int, user: str, text: str, ts: str | None) -> None:
+    async def add_input(self, task_id: int, author: str, text: str, ts: str | None) -> None:
         await self.db.execute(
-            "INSERT INTO task_inputs (task_id, user, text, ts, at) VALUES (?, ?, ?, ?, ?)",
-            (task_id, user, text, ts, now()),
+            "INSERT INTO task_inputs (task_id, author, text, ts, at) VALUES (?, ?, ?, ?, ?)",
+            (task_id, author, text, ts, now()),
         )
         self.note_reply()
+
+    async def add_input_if_open(self, task_id: int, author: str, text: str) -> bool:
+        """Add `text` for the task's next model turn, unless the task has finished; whether
+        it was added (one statement: a task finishing meanwhile takes it as a follow-up)."""
+        added = await self.db.execute(
+            "INSERT INTO task_inputs (task_id, author, text, ts, at)"
+            " SELECT CAST(? AS BIGINT), ?, ?, NULL, CAST(? AS DOUBLE PRECISION)"
+            f" WHERE EXISTS (SELECT 1 FROM tasks WHERE id = ? AND status IN ({marks(len(OPEN))}))",
+            (task_id, author, text, now(), task_id, *OPEN),
+        )
+        if added:
+            self.note_reply()
+        return added == 1
 
     async def pending_inputs(self, task_id: int) -> list[dict[str, Any]]:
         """Thread replies not yet taken into the task, oldest first.
@@ -461,7 +474,7 @@ class TaskStore:
         planner's request) also runs `inputs_taken(...)`, so a crash in between loses none.
         """
         rows = await self.db.fetchall(
-            "SELECT id, user, text, ts FROM task_inputs WHERE task_id = ? AND consumed = 0"
+            "SELECT id, author, text, ts FROM task_inputs WHERE task_id = ? AND consumed = 0"
             " ORDER BY id",
             (task_id,),
         )
@@ -516,7 +529,7 @@ class TaskStore:
             " AND status = 'done' AND finished_at <= ? RETURNING id",
             (finished_before,),
         )
-        return sorted(int(r[0]) for r in rows)
+        return sorted(int(r["id"]) for r in rows)
 
     async def set_plan_ts(
         self, task_id: int, ts: str, plan: dict[str, Any], *, was: str | None
@@ -525,7 +538,7 @@ class TaskStore:
         other message took its place since the caller read `was`."""
         changed = await self.db.execute(
             "UPDATE tasks SET plan_ts = ?, updated_at = ? WHERE id = ? AND plan = ?"
-            " AND plan_ts IS ?",
+            " AND plan_ts IS NOT DISTINCT FROM ?",
             (ts, now(), task_id, json.dumps(plan), was),
         )
         return changed == 1
@@ -560,7 +573,7 @@ class TaskStore:
         the caller read (a newer answer, or a record made meanwhile, is left alone)."""
         await self.db.execute(
             "UPDATE tasks SET delivered_parts = ?, delivery_pending = ? WHERE id = ?"
-            " AND delivery_pending = 1 AND delivered_parts = ? AND result IS ?",
+            " AND delivery_pending = 1 AND delivered_parts = ? AND result IS NOT DISTINCT FROM ?",
             (parts, int(pending), task.id, task.delivered_parts, task.result),
         )
 

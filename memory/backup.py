@@ -1,26 +1,23 @@
-"""Backups of the whole database with SQLite's online backup API.
+"""Backups of the whole database: where `python -m bot backup PATH` writes, nightly copies,
+and their rotation.
 
-The copy runs on the app's own connection (`Database.copy_to`), which holds the database
-lock for the duration, so it is a consistent snapshot even while the bot writes: writers
-simply wait, as they would for any transaction. The copy is written to a `.partial` file,
-checked with `PRAGMA quick_check`, then renamed, so a crash never leaves a truncated file
-that looks like a backup; a copy that fails leaves nothing behind (not the `.partial`, not
-the folders it made). `backup_target()` says where `python -m bot backup PATH` writes: a
-folder means a timestamped file in it, and the live database is refused.
+The copy is the database's own (`Database.backup_to`; on SQLite the online backup API on
+the app's connection, a consistent snapshot even while the bot writes, written to a
+`.partial` file, checked with `PRAGMA quick_check`, then renamed, so a crash never leaves a
+truncated file that looks like a backup, and a copy that fails leaves nothing behind).
+`backup_target()` says where `backup PATH` writes: a folder means a timestamped file in it,
+and the live database is refused.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import os
 import re
 from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.base.config import MemoryConfig
-from bot.base.db import Database, sqlite_module
+from bot.base.db import Database
 from memory.errors import BackupFailed
 
 log = logging.getLogger(__name__)
@@ -33,21 +30,7 @@ _BACKUP_NAME = re.compile(r"^coworker-\d{8}-\d{6}\.db$")
 
 async def backup_to(db: Database, path: str | Path) -> Path:
     """Copy the live database to `path` (replaced atomically); return the path."""
-    path = Path(path)
-    made = await asyncio.to_thread(_make_folders, path.parent)
-    partial = path.with_name(path.name + ".partial")
-    try:
-        partial.unlink(missing_ok=True)
-        await db.copy_to(partial)
-        await asyncio.to_thread(_check, partial)
-        os.replace(partial, path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        for folder in reversed(made):
-            with contextlib.suppress(OSError):
-                folder.rmdir()
-        raise
-    return path
+    return await db.backup_to(path)
 
 
 def backup_target(path: str, live: str, now: datetime | None = None) -> Path:
@@ -68,26 +51,8 @@ def backup_target(path: str, live: str, now: datetime | None = None) -> Path:
     return target
 
 
-def _make_folders(folder: Path) -> list[Path]:
-    """Create `folder` and missing parents; the ones created, outermost first."""
-    missing = [f for f in (folder, *folder.parents) if not f.exists()]
-    folder.mkdir(parents=True, exist_ok=True)
-    return list(reversed(missing))
-
-
 def _name(now: datetime | None = None) -> str:
     return f"{PREFIX}{(now or datetime.now(UTC)).strftime('%Y%m%d-%H%M%S')}{SUFFIX}"
-
-
-def _check(path: Path) -> None:
-    conn = sqlite_module().connect(str(path))
-    try:
-        result = conn.execute("PRAGMA quick_check").fetchone()[0]
-    finally:
-        conn.close()
-    if result != "ok":
-        path.unlink(missing_ok=True)
-        raise BackupFailed(f"backup {path.name} failed quick_check: {result}", path=str(path))
 
 
 def rotate(directory: str | Path, keep: int) -> list[Path]:

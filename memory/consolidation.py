@@ -144,7 +144,7 @@ async def reject(store: MemoryStore, fact_id: int) -> bool:
     if not await store.forget(fact_id, status="proposed"):
         return False
     await store.db.execute(
-        "INSERT OR IGNORE INTO rejected_facts (hash, rejected_at) VALUES (?, ?)",
+        "INSERT INTO rejected_facts (hash, rejected_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
         (_rejection_hash(fact.content), clock.now()),
     )
     return True

@@ -2,7 +2,7 @@
 
     CoworkerError
     ├── EmbeddingUnavailable   the embeddings provider could not load or did not answer
-    └── BackupFailed           a backup copy failed its integrity check (old ones are kept)
+    └── BackupFailed           (from bot.base.errors) a backup copy failed its integrity check
 
 Memory degrades to keyword search when embeddings fail, so this error rarely reaches an
 edge: the store catches it, logs it and carries on without vectors.
@@ -10,7 +10,9 @@ edge: the store catches it, logs it and carries on without vectors.
 
 from __future__ import annotations
 
-from bot.base.errors import CoworkerError
+from bot.base.errors import BackupFailed, CoworkerError
+
+__all__ = ["BackupFailed", "EmbeddingUnavailable"]
 
 
 class EmbeddingUnavailable(CoworkerError):
@@ -20,9 +22,3 @@ class EmbeddingUnavailable(CoworkerError):
         super().__init__(message)
         self.provider = provider
         self.status = status
-
-
-class BackupFailed(CoworkerError):
-    def __init__(self, message: str, *, path: str) -> None:
-        super().__init__(message)
-        self.path = path

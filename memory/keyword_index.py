@@ -1,18 +1,18 @@
-"""Keyword search: FTS5 bm25 within a scope, without the terms too common to rank.
+"""Keyword search on SQLite: FTS5 bm25 within a scope, without the terms too common to rank.
 
-The search runs on the database thread (`Database.run_sync`), so recall does its vector
-and keyword searches in one hop. The scope filter runs inside FTS5: each row's `scope_tag`
-column holds one token for its scope, and the query ANDs the content terms with the
-scope's tags, so FTS5 only ranks rows the scope may see. Kind and status are then checked
-on the joined row.
+This module and `memory.vector_index` are SQLite's memory search: FTS5 SQL lives here and
+nowhere else, and it reaches the database through the common interface like everything
+else. The scope filter runs inside FTS5: each row's `scope_tag` column holds one token for
+its scope, and the query ANDs the content terms with the scope's tags, so FTS5 only ranks
+rows the scope may see. Kind and status are then checked on the joined row.
 
 A term found in more than `COMMON_FRACTION` of memories has a low IDF, so it moves bm25
 little, yet it makes FTS5 walk and rank a large part of the index (episode labels such as
 "request" or "outcome" are in every episode). Such terms are dropped from the query. A term
-is tested with `LIMIT 1 OFFSET cap`, whose cost is bounded by the cap, and the answer is
-cached for `TTL` seconds. When every term is common, the keyword side abstains if vectors
-can answer, and runs the full query in keyword-only mode.
-"""
+is tested with `LIMIT 1 OFFSET cap`, whose cost is bounded by the cap (the terms not in
+the cache in one round trip), and the answer is cached for `TTL` seconds. When every term
+is common, the keyword side abstains if vectors can answer, and runs the full query in
+keyword-only mode."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 from bot.base.db import Database, marks
-from memory.keywords import any_of, query_terms, quoted
+from memory.keywords import any_of, fts_all_words, query_terms, quoted
 from memory.records import Kind, Scope, Status
 
 COMMON_FRACTION = 0.05
@@ -48,33 +48,9 @@ class KeywordIndex:
         allow_common: bool,
     ) -> list[int]:
         """Memory ids by bm25, best first, among those `scope` may see."""
-        ids: list[int] = await self.db.run_sync(
-            lambda conn: self.ranking_on(
-                conn,
-                query,
-                scope,
-                kind=kind,
-                statuses=statuses,
-                limit=limit,
-                allow_common=allow_common,
-            )
-        )
-        return ids
-
-    def ranking_on(
-        self,
-        conn: Any,
-        query: str,
-        scope: Scope,
-        *,
-        kind: Kind | None,
-        statuses: tuple[Status, ...],
-        limit: int,
-        allow_common: bool,
-    ) -> list[int]:
-        """`ranking()` on the database thread."""
         terms = query_terms(query)
-        selective = [t for t in terms if not self._is_common(conn, t)]
+        common = await self._common_terms(terms)
+        selective = [t for t in terms if t not in common]
         if not selective:
             if not allow_common or not terms:
                 return []
@@ -89,27 +65,59 @@ class KeywordIndex:
             sql += " AND m.kind = ?"
             params.append(kind)
         sql += " ORDER BY bm25(memories_fts, 1.0, 0.0) LIMIT ?"
-        return [r[0] for r in conn.execute(sql, [*params, limit])]
+        return [r["id"] for r in await self.db.fetchall(sql, [*params, limit])]
 
-    def _is_common(self, conn: Any, term: str) -> bool:
+    async def containing_all(self, text: str, scope: Scope, limit: int) -> list[int]:
+        """Ids of memories `scope` may see with every word of `text` (best first); [] for
+        text without words (`/coworker forget <words>`)."""
+        match = fts_all_words(text)
+        if not match:
+            return []
+        where, params = scope.sql("m")
+        rows = await self.db.fetchall(
+            "SELECT m.id FROM memories_fts JOIN memories m ON m.id = memories_fts.rowid"
+            f" WHERE memories_fts MATCH ? AND {where}"
+            " ORDER BY bm25(memories_fts, 1.0, 0.0) LIMIT ?",
+            [f"content : ({match})", *params, limit],
+        )
+        return [r["id"] for r in rows]
+
+    async def _common_terms(self, terms: list[str]) -> set[str]:
+        """Which of `terms` are common, from the cache or (the rest) in one round trip."""
         now = time.monotonic()
-        cached = self._common.get(term)
-        if cached is not None and now - cached[1] < TTL:
-            return cached[0]
-        row = conn.execute(
-            "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? LIMIT 1 OFFSET ?",
-            (f"content : {quoted(term)}", self._common_cap(conn, now)),
-        ).fetchone()
-        if len(self._common) >= _MAX_CACHED:
+        common, unknown = set(), []
+        for term in terms:
+            cached = self._common.get(term)
+            if cached is not None and now - cached[1] < TTL:
+                if cached[0]:
+                    common.add(term)
+            else:
+                unknown.append(term)
+        if not unknown:
+            return common
+        cap = await self._common_cap(now)
+        found = await self.db.batch(
+            *(
+                (
+                    "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? LIMIT 1 OFFSET ?",
+                    (f"content : {quoted(term)}", cap),
+                )
+                for term in unknown
+            )
+        )
+        if len(self._common) + len(unknown) > _MAX_CACHED:
             self._common.clear()
-        self._common[term] = (row is not None, now)
-        return row is not None
+        for term, rows in zip(unknown, found, strict=True):
+            self._common[term] = (bool(rows), now)
+            if rows:
+                common.add(term)
+        return common
 
-    def _common_cap(self, conn: Any, now: float) -> int:
+    async def _common_cap(self, now: float) -> int:
         """How many matching memories make a term common (from an approximate row count)."""
         cap, at = self._cap
         if now - at >= 60:
-            rows = conn.execute("SELECT max(id) FROM memories").fetchone()[0] or 0
+            rows = await self.db.fetchval("SELECT max(id) FROM memories") or 0
             cap = max(COMMON_MIN, int(rows * COMMON_FRACTION))
             self._cap = (cap, now)
         return cap

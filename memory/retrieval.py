@@ -1,7 +1,6 @@
 """Recall: hybrid vector + keyword search within a scope, and the context block for a task.
 
-`recall()` runs two searches over what the scope may see, in one hop to the database
-thread, and fuses them:
+`recall()` runs two searches over what the scope may see and fuses them:
   * vector KNN in memory_vec, with scope, kind and status filtered inside the scan (vec0
     partitions and metadata columns, `memory.vector_index`), so it returns `depth` rows
     however few memories are in scope;
@@ -76,7 +75,16 @@ class _Candidate:
 
     @classmethod
     def from_row(cls, r: Any) -> _Candidate:
-        return cls(r[0], r[1], scope_key(r[2], r[3], r[4]), r[5], r[6], r[7], r[8], r[9])
+        return cls(
+            r["id"],
+            r["kind"],
+            scope_key(r["scope"], r["project"], r["user_id"]),
+            r["status"],
+            r["importance"],
+            r["created_at"],
+            r["last_used_at"],
+            r["use_count"],
+        )
 
 
 async def recall(
@@ -93,33 +101,22 @@ async def recall(
         return []
     depth = _depth(k)
     blob = await store.vectors.embed_query(query)
-
-    def search(conn: Any) -> tuple[dict[int, float], list[_Candidate]]:
-        vector_ids = []
-        if blob is not None:
-            nearest = store.vectors.nearest_on(
-                conn, blob, depth, scope=scope, kind=kind, statuses=statuses
-            )
-            vector_ids = [memory_id for memory_id, _ in nearest]
-        keyword_ids = store.keywords.ranking_on(
-            conn,
-            query,
-            scope,
-            kind=kind,
-            statuses=statuses,
-            limit=depth,
-            allow_common=blob is None,
+    vector_ids = []
+    if blob is not None:
+        nearest = await store.vectors.nearest(
+            blob, depth, scope=scope, kind=kind, statuses=statuses
         )
-        fused = rrf(vector_ids, keyword_ids)
-        if not fused:
-            return fused, []
-        rows = conn.execute(
-            f"SELECT {_Candidate.COLUMNS} FROM memories WHERE id IN ({marks(len(fused))})",
-            list(fused),
-        )
-        return fused, [_Candidate.from_row(r) for r in rows]
-
-    fused, candidates = await store.db.run_sync(search)
+        vector_ids = [memory_id for memory_id, _ in nearest]
+    keyword_ids = await store.keywords.ranking(
+        query,
+        scope,
+        kind=kind,
+        statuses=statuses,
+        limit=depth,
+        allow_common=blob is None,
+    )
+    fused = rrf(vector_ids, keyword_ids)
+    candidates = await _candidates(store, list(fused))
     now, half_life, visible = clock.now(), store.config.half_life_days, set(scope.keys())
     ranked = sorted(
         (
@@ -135,6 +132,15 @@ async def recall(
         for score, memory_id in ranked
         if memory_id in loaded and scope.allows(loaded[memory_id])
     ]
+
+
+async def _candidates(store: MemoryStore, ids: list[int]) -> list[_Candidate]:
+    if not ids:
+        return []
+    rows = await store.db.fetchall(
+        f"SELECT {_Candidate.COLUMNS} FROM memories WHERE id IN ({marks(len(ids))})", ids
+    )
+    return [_Candidate.from_row(r) for r in rows]
 
 
 async def keyword_ranking(

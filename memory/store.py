@@ -1,4 +1,7 @@
-"""`MemoryStore`: episodes and facts in SQLite, indexed for keywords and vectors.
+"""`MemoryStore`: episodes and facts in the database, indexed for keywords and vectors.
+
+The rows are plain SQL through the database interface; the indexes are the engine's own
+(on SQLite, FTS5 in `memory.keyword_index` and sqlite-vec in `memory.vector_index`).
 
 A memory is one row of `memories`. Its FTS5 entry follows it through triggers (migration
 0004); its vector lives in `memory_vec`, written in the same transaction as the row, so the
@@ -16,17 +19,15 @@ import asyncio
 import builtins
 import logging
 from collections.abc import Sequence
-from functools import partial
 from typing import Any
 
 from bot.base import clock
 from bot.base.config import MemoryConfig
-from bot.base.db import Database, marks
+from bot.base.db import Database, Tx, marks
 from memory import retrieval
 from memory.embeddings import Embedder
 from memory.errors import EmbeddingUnavailable
 from memory.keyword_index import KeywordIndex
-from memory.keywords import fts_all_words
 from memory.records import (
     EXTRA_FIELDS,
     Kind,
@@ -37,17 +38,14 @@ from memory.records import (
     Status,
     scope_key,
 )
-from memory.vector_index import DELETE_SQL, INSERT_SQL, STATUS_SQL, VectorIndex, vector_row
+from memory.vector_index import VectorIndex
 
 log = logging.getLogger(__name__)
 
 # `mmap_size` and `secure_delete = FAST`, which memory relies on, are set on every
-# connection in bot/db.py.
+# connection in bot/base/db/sqlite.py.
 
 _COLUMNS = (*MemoryDraft.model_fields, "scope_tag", "embedded_by", "created_at", "updated_at")
-_INSERT_MEMORY = (
-    f"INSERT INTO memories ({', '.join(_COLUMNS)}) VALUES ({', '.join(':' + c for c in _COLUMNS)})"
-)
 _UPDATABLE = (
     frozenset({"content", "scope", "project", "user_id", "source_task", "permalink", "importance"})
     | EXTRA_FIELDS
@@ -55,35 +53,8 @@ _UPDATABLE = (
 _SCOPE_FIELDS = frozenset({"scope", "project", "user_id"})
 
 
-def _insert_rows(
-    conn: Any,
-    drafts: Sequence[MemoryDraft],
-    blobs: Sequence[bytes | None],
-    now: float,
-    signature: str | None,
-) -> list[int]:
-    """Insert memories and their vectors in one transaction (runs on the DB thread)."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        ids = []
-        for draft, blob in zip(drafts, blobs, strict=True):
-            values = draft.columns() | {
-                "embedded_by": signature if blob is not None else None,
-                "created_at": now,
-                "updated_at": now,
-            }
-            memory_id = conn.execute(_INSERT_MEMORY, values).lastrowid
-            if blob is not None:
-                conn.execute(
-                    INSERT_SQL,
-                    vector_row(memory_id, blob, draft.kind, draft.scope_key, draft.status),
-                )
-            ids.append(memory_id)
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-    return ids
+#: Memories per INSERT statement in `add_many` (SQLite allows 32,766 parameters).
+_INSERT_CHUNK = 500
 
 
 class MemoryStore:
@@ -142,17 +113,43 @@ class MemoryStore:
         return memory_id
 
     async def add_many(self, drafts: Sequence[MemoryDraft]) -> list[int]:
-        """Store several memories in one transaction (imports, benchmarks)."""
+        """Store several memories and their vectors in one transaction (imports, benchmarks)."""
         blobs = await self._embed_or_none([d.content for d in drafts])
-        insert = partial(
-            _insert_rows,
-            drafts=drafts,
-            blobs=blobs,
-            now=clock.now(),
-            signature=self.vectors.signature,
-        )
-        ids: list[int] = await self.db.run_sync(lambda conn: insert(conn))
+        now, ids = clock.now(), []
+        async with self.db.transaction() as tx:
+            for start in range(0, len(drafts), _INSERT_CHUNK):
+                chunk = drafts[start : start + _INSERT_CHUNK]
+                new = await self._insert(tx, chunk, blobs[start : start + _INSERT_CHUNK], now)
+                ids += new
+            vectors = [
+                (memory_id, blob, draft.kind, draft.scope_key, draft.status)
+                for memory_id, draft, blob in zip(ids, drafts, blobs, strict=True)
+                if blob is not None
+            ]
+            if vectors:
+                await self.vectors.put_many(tx, vectors)
         return ids
+
+    async def _insert(
+        self, tx: Tx, drafts: Sequence[MemoryDraft], blobs: Sequence[bytes | None], now: float
+    ) -> list[int]:
+        """Insert rows in one statement; their ids in the drafts' order (both engines number
+        the rows of one INSERT in the order of its VALUES)."""
+        params: list[Any] = []
+        for draft, blob in zip(drafts, blobs, strict=True):
+            values = draft.columns() | {
+                "embedded_by": self.vectors.signature if blob is not None else None,
+                "created_at": now,
+                "updated_at": now,
+            }
+            params += [values[c] for c in _COLUMNS]
+        row = f"({marks(len(_COLUMNS))})"
+        rows = await tx.fetchall(
+            f"INSERT INTO memories ({', '.join(_COLUMNS)}) VALUES"
+            f" {', '.join([row] * len(drafts))} RETURNING id",
+            params,
+        )
+        return sorted(r["id"] for r in rows)
 
     async def _embed_or_none(self, texts: list[str]) -> list[bytes | None]:
         if not self.vectors.ready:
@@ -186,10 +183,11 @@ class MemoryStore:
                 f"UPDATE memories SET {assignments} WHERE id = :id", values | {"id": memory_id}
             )
             if self.vectors.exists and new_content:
-                await tx.execute(DELETE_SQL, (memory_id,))
+                await self.vectors.delete(tx, memory_id)
                 if blob is not None:
-                    row = vector_row(memory_id, blob, draft.kind, draft.scope_key, current.status)
-                    await tx.execute(INSERT_SQL, row)
+                    await self.vectors.put(
+                        tx, memory_id, blob, draft.kind, draft.scope_key, current.status
+                    )
             elif self.vectors.exists and _SCOPE_FIELDS & set(changes):
                 await self.vectors.move(tx, memory_id, draft.kind, draft.scope_key, current.status)
             if new_content and (old := self.vectors.cache_hash(current.content)):
@@ -212,9 +210,9 @@ class MemoryStore:
             sql += " AND status = ?"
             params.append(expected)
         async with self.db.transaction() as tx:
-            changed = (await tx.execute(sql, params)).rowcount > 0
+            changed = await tx.execute(sql, params) > 0
             if changed and self.vectors.exists:
-                await tx.execute(STATUS_SQL, (status, memory_id))
+                await self.vectors.set_status(tx, memory_id, status)
         return changed
 
     async def forget(self, memory_id: int, *, status: Status | None = None) -> bool:
@@ -230,7 +228,7 @@ class MemoryStore:
                 return False
             await tx.execute("DELETE FROM memories WHERE id = ?", (memory_id,))
             if self.vectors.exists:
-                await tx.execute(DELETE_SQL, (memory_id,))
+                await self.vectors.delete(tx, memory_id)
             if cached := self.vectors.cache_hash(row["content"]):
                 await tx.execute("DELETE FROM embedding_cache WHERE hash = ?", (cached,))
         log.info("memory: forgot memory %d", memory_id)
@@ -254,7 +252,7 @@ class MemoryStore:
             return 0
         return int(
             await self.db.fetchval(
-                "SELECT count(*) FROM memories WHERE embedded_by IS NOT ?",
+                "SELECT count(*) FROM memories WHERE embedded_by IS DISTINCT FROM ?",
                 (self.vectors.signature,),
             )
         )
@@ -269,7 +267,7 @@ class MemoryStore:
         done, last_id = 0, 0
         while self.vectors.ready:
             rows = await self.db.fetchall(
-                "SELECT id, content FROM memories WHERE id > ? AND embedded_by IS NOT ?"
+                "SELECT id, content FROM memories WHERE id > ? AND embedded_by IS DISTINCT FROM ?"
                 " ORDER BY id LIMIT ?",
                 (last_id, self.vectors.signature, batch),
             )
@@ -301,10 +299,8 @@ class MemoryStore:
                 if now is None or now["content"] != row["content"]:
                     continue
                 key = scope_key(now["scope"], now["project"], now["user_id"])
-                await tx.execute(DELETE_SQL, (row["id"],))
-                await tx.execute(
-                    INSERT_SQL, vector_row(row["id"], blob, now["kind"], key, now["status"])
-                )
+                await self.vectors.delete(tx, row["id"])
+                await self.vectors.put(tx, row["id"], blob, now["kind"], key, now["status"])
                 await tx.execute(
                     "UPDATE memories SET embedded_by = ? WHERE id = ?",
                     (self.vectors.signature, row["id"]),
@@ -342,20 +338,18 @@ class MemoryStore:
             return []
         where, params = scope.sql("m")
         rows = await self.db.fetchall(
-            f"SELECT m.* FROM memories m WHERE {where} AND instr(lower(m.content), lower(?)) > 0"
+            f"SELECT m.* FROM memories m WHERE {where}"
+            " AND lower(m.content) LIKE '%' || lower(CAST(? AS TEXT)) || '%' ESCAPE '\\'"
             " ORDER BY m.created_at DESC LIMIT ?",
-            [*params, text.strip(), limit],
+            [*params, _like_escaped(text.strip()), limit],
         )
         found = {r["id"]: Memory.from_row(r) for r in rows}
-        if len(found) < limit and (match := fts_all_words(text)):
-            rows = await self.db.fetchall(
-                f"SELECT m.* FROM memories_fts JOIN memories m ON m.id = memories_fts.rowid"
-                f" WHERE memories_fts MATCH ? AND {where}"
-                " ORDER BY bm25(memories_fts, 1.0, 0.0) LIMIT ?",
-                [f"content : ({match})", *params, limit],
-            )
-            for r in rows:
-                found.setdefault(r["id"], Memory.from_row(r))
+        if len(found) < limit:
+            ids = await self.keywords.containing_all(text, scope, limit)
+            more = await self.get_many([i for i in ids if i not in found])
+            for memory_id in ids:
+                if memory_id in more:
+                    found.setdefault(memory_id, more[memory_id])
         return builtins.list(found.values())[:limit]
 
     async def list(
@@ -383,3 +377,8 @@ class MemoryStore:
             [*params, limit, offset],
         )
         return [Memory.from_row(r) for r in rows]
+
+
+def _like_escaped(text: str) -> str:
+    """`text` matched literally by LIKE … ESCAPE '\\' (its `%`, `_` and `\\` escaped)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -1,4 +1,8 @@
-"""The vector side of memory: the vec0 table, the provider it was built with, the cache.
+"""The vector side of memory on SQLite: the vec0 table, the provider it was built with, the cache.
+
+This module and `memory.keyword_index` are SQLite's memory search: sqlite-vec SQL lives here
+and nowhere else, and it reaches the database through the common interface. The store
+writes vectors through `put_many`, `delete`, `set_status` and `move`.
 
 `memory_vec` is a sqlite-vec vec0 table whose dimension depends on the embeddings provider,
 so it is created here at start-up rather than in a migration (the one exception to "no
@@ -28,6 +32,7 @@ import math
 import struct
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
 from bot.base.db import Database, Tx, marks
@@ -127,10 +132,7 @@ class VectorIndex:
         return rebuilt
 
     async def _table_exists(self) -> bool:
-        row = await self.db.fetchone(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)
-        )
-        return row is not None
+        return TABLE in await self.db.tables()
 
     async def _rebuild(self, wanted: dict[str, Any]) -> None:
         async with self.db.transaction() as tx:
@@ -203,8 +205,8 @@ class VectorIndex:
                 rows.append((hashes[i], self._cache_provider, len(vector), found[hashes[i]], now))
             async with self.db.transaction() as tx:
                 await tx.executemany(
-                    "INSERT OR IGNORE INTO embedding_cache (hash, provider, dim, vector,"
-                    " created_at) VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO embedding_cache (hash, provider, dim, vector, created_at)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                     rows,
                 )
         return [found[h] for h in hashes]
@@ -249,25 +251,8 @@ class VectorIndex:
         kind: Kind | None = None,
         statuses: tuple[Status, ...] = ("active",),
     ) -> list[tuple[int, float]]:
-        """(memory id, cosine similarity) of the `k` nearest memories `scope` may see."""
-        if not self.ready or k <= 0:
-            return []
-        hits: list[tuple[int, float]] = await self.db.run_sync(
-            lambda conn: self.nearest_on(conn, blob, k, scope=scope, kind=kind, statuses=statuses)
-        )
-        return hits
-
-    def nearest_on(
-        self,
-        conn: Any,
-        blob: bytes,
-        k: int,
-        *,
-        scope: Scope,
-        kind: Kind | None,
-        statuses: tuple[Status, ...],
-    ) -> list[tuple[int, float]]:
-        """`nearest()` on the database thread: one KNN per visible shard, merged by distance."""
+        """(memory id, cosine similarity) of the `k` nearest memories `scope` may see: one
+        KNN per visible shard (in one round trip), merged by distance."""
         if not self.ready or k <= 0:
             return []
         sql = (
@@ -277,18 +262,39 @@ class VectorIndex:
         )
         if kind is not None:
             sql += " AND kind = ?"
-        found: list[tuple[int, float]] = []
+        searches = []
         for key in scope.keys():
             params: list[Any] = [blob, min(k, MAX_K), shard(key), scope_id(key), *statuses]
             if kind is not None:
                 params.append(kind)
-            found += [(r[0], r[1]) for r in conn.execute(sql, params)]
+            searches.append((sql, params))
+        found = [
+            (r["memory_id"], r["distance"])
+            for rows in await self.db.batch(*searches)
+            if isinstance(rows, list)
+            for r in rows
+        ]
         found.sort(key=lambda hit: hit[1])
         return [(memory_id, cosine(d)) for memory_id, d in found[:k] if not math.isnan(d)]
+
+    async def put_many(self, tx: Tx, rows: Sequence[tuple[int, bytes, str, str, str]]) -> None:
+        """Store vectors: (memory id, blob, kind, scope key, status) each."""
+        await tx.executemany(INSERT_SQL, [vector_row(*row) for row in rows])
+
+    async def put(
+        self, tx: Tx, memory_id: int, blob: bytes, kind: str, key: str, status: str
+    ) -> None:
+        await tx.execute(INSERT_SQL, vector_row(memory_id, blob, kind, key, status))
+
+    async def delete(self, tx: Tx, memory_id: int) -> None:
+        await tx.execute(DELETE_SQL, (memory_id,))
+
+    async def set_status(self, tx: Tx, memory_id: int, status: str) -> None:
+        await tx.execute(STATUS_SQL, (status, memory_id))
 
     async def move(self, tx: Tx, memory_id: int, kind: str, key: str, status: str) -> None:
         """Re-file a memory's vector under a new scope (vec0 cannot update a partition key)."""
         row = await tx.fetchone(f"SELECT embedding FROM {TABLE} WHERE memory_id = ?", (memory_id,))
         if row is not None:
             await tx.execute(DELETE_SQL, (memory_id,))
-            await tx.execute(INSERT_SQL, vector_row(memory_id, row[0], kind, key, status))
+            await tx.execute(INSERT_SQL, vector_row(memory_id, row["embedding"], kind, key, status))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.base.db import Database
+from bot.base.db import Database, open_database
 from bot.base.migrations import migrate
 
 _OUR_VARS = (
@@ -44,7 +44,7 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 async def db(tmp_path: Path) -> AsyncIterator[Database]:
     """A fresh, fully migrated database in a temporary file."""
-    database = await Database.open(tmp_path / "test.db")
+    database = await open_database(f"sqlite:///{tmp_path / 'test.db'}")
     await migrate(database)
     try:
         yield database

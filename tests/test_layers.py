@@ -5,7 +5,10 @@
 - `tools/` and `memory/` import nothing of `bot/` outside `bot.base`;
 - `tools/` and `memory/` never import `handlers/` or `slack_bolt`;
 - `handlers/` runs no SQL: it touches no database handle, task store or approval service
-  (approval decisions go through `Delegation.decide`).
+  (approval decisions go through `Delegation.decide`);
+- the database is reached through its interface (`bot.base.db`): the engines' drivers and
+  implementations are imported only by the database package itself, the migration runner,
+  and each engine's memory search modules, and nothing reaches for a raw connection.
 """
 
 from __future__ import annotations
@@ -92,6 +95,49 @@ def reached(path: Path) -> list[str]:
 
 def test_handlers_reach_the_core_only_through_its_services() -> None:
     bad = [line for path in sorted((ROOT / "handlers").rglob("*.py")) for line in reached(path)]
+    assert bad == []
+
+
+#: What only the database package (and each engine's own modules) may import.
+ENGINES = ("sqlite3", "sqlean", "pysqlite3", "aiosqlite", "sqlite_vec", "psycopg", "pgvector")
+ENGINE_IMPLEMENTATIONS = ("bot.base.db.sqlite", "bot.base.db.postgres")
+#: Attributes that would be a raw connection or a way around the interface.
+RAW = {"run_sync", "sqlite_module", "_conn", "cursor", "lastrowid", "rowcount"}
+
+
+def engine_specific(path: Path) -> bool:
+    """The database package, the migration runner, and each engine's memory search."""
+    relative = path.relative_to(ROOT).as_posix()
+    return (
+        relative.startswith(("bot/base/db/", "bot/cluster/"))
+        or relative
+        in (
+            "bot/base/migrations.py",
+            "memory/vector_index.py",
+            "memory/keyword_index.py",
+        )
+        or relative.startswith(("memory/vector_index_", "memory/keyword_index_"))
+    )
+
+
+def test_callers_reach_the_database_only_through_its_interface() -> None:
+    bad = []
+    for package in ("bot", "handlers", "tools", "memory"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if engine_specific(path):
+                continue
+            bad += [
+                f"{path.relative_to(ROOT)} imports {name}"
+                for name in imports_of(path)
+                if name.split(".")[0] in ENGINES
+                or any(name == i or name.startswith(i + ".") for i in ENGINE_IMPLEMENTATIONS)
+            ]
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            bad += [
+                f"{path.relative_to(ROOT)}:{node.lineno} uses .{node.attr}"
+                for node in ast.walk(tree)
+                if isinstance(node, ast.Attribute) and node.attr in RAW
+            ]
     assert bad == []
 
 

@@ -283,6 +283,10 @@ class McpGateway:
         """The journaled call under this key, if any (for an agent loop resuming a task)."""
         return await self._journal.get(idempotency_key)
 
+    async def last_preview(self, task_id: int, tool: str) -> str | None:
+        """The result of the task's last successful dry run of `tool`, if any."""
+        return await self._journal.last_dry_run(task_id, tool)
+
     def replay(self, entry: JournalEntry) -> ToolResult:
         """A journaled result as the model gets it: cut to the same limit as a live one."""
         return _replay(entry, self._limit)
@@ -360,6 +364,12 @@ class McpGateway:
     def is_dry_run(self, name: str, arguments: Mapping[str, Any]) -> bool:
         flag = self.dry_run_flag(name)
         return flag is not None and bool(arguments.get(flag))
+
+    def previews(self, name: str, arguments: Mapping[str, Any]) -> bool:
+        """Whether this call is the dry run whose result the real call's approval shows (its
+        dry-run argument is `true`)."""
+        flag = self.dry_run_flag(name)
+        return flag is not None and arguments.get(flag) in (True, "true")
 
     def effective_tier(self, name: str, arguments: Mapping[str, Any]) -> str:
         """The tier this exact call runs under: a write tool's dry run needs no approval."""
@@ -482,6 +492,7 @@ class McpGateway:
             args_hash=args_hash(name, arguments),
             tier=tier,
             tier_source=source,
+            dry_run=self.previews(name, arguments),
         )
 
     async def _end_early(

@@ -27,9 +27,10 @@ REACHED = frozenset({"ok", "error"})
 
 _COLUMNS = (
     "idempotency_key, task_id, step, coworker, delegator, server, tool, arguments, args_hash, "
-    "tier, tier_source, status, result, is_error, approval_id, started_at, finished_at, duration_ms"
+    "tier, tier_source, status, result, is_error, approval_id, started_at, finished_at, duration_ms,"
+    " dry_run"
 )
-_INSERT = f"INSERT INTO tool_calls ({_COLUMNS}) VALUES ({marks(18)})"
+_INSERT = f"INSERT INTO tool_calls ({_COLUMNS}) VALUES ({marks(19)})"
 _CLAIM = f"{_INSERT} ON CONFLICT (idempotency_key) DO NOTHING"
 _UPSERT = f"""{_INSERT}
 ON CONFLICT (idempotency_key) DO UPDATE SET
@@ -39,7 +40,7 @@ ON CONFLICT (idempotency_key) DO UPDATE SET
     tier_source = excluded.tier_source, status = excluded.status, result = excluded.result,
     is_error = excluded.is_error, approval_id = excluded.approval_id,
     started_at = excluded.started_at, finished_at = excluded.finished_at,
-    duration_ms = excluded.duration_ms
+    duration_ms = excluded.duration_ms, dry_run = excluded.dry_run
 WHERE tool_calls.status NOT IN ('ok', 'error')
 """
 _FINISH = """
@@ -48,7 +49,8 @@ WHERE idempotency_key = ? AND status = 'started'
 """
 _CONSUME = """
 UPDATE approvals SET status = 'used'
-WHERE id = ? AND status = 'approved' AND tool = ? AND args_hash = ? AND (? IS NULL OR task_id = ?)
+WHERE id = ? AND status = 'approved' AND tool = ? AND args_hash = ?
+  AND (CAST(? AS BIGINT) IS NULL OR task_id = ?)
 """
 
 
@@ -87,6 +89,8 @@ class CallRecord:
     args_hash: str
     tier: str
     tier_source: str
+    #: The call is its tool's dry run (`[policy.dry_run]`): its result previews the real one.
+    dry_run: bool = False
 
     def row(
         self,
@@ -117,6 +121,7 @@ class CallRecord:
             now,
             finished,
             duration_ms,
+            int(self.dry_run),
         )
 
 
@@ -135,13 +140,22 @@ class ToolJournal:
         if row is None:
             return None
         return JournalEntry(
-            status=row[0],
-            content=row[1] or "",
-            is_error=bool(row[2]),
-            tier=row[3],
-            tool=row[4],
-            args_hash=row[5],
+            status=row["status"],
+            content=row["result"] or "",
+            is_error=bool(row["is_error"]),
+            tier=row["tier"],
+            tool=row["tool"],
+            args_hash=row["args_hash"],
         )
+
+    async def last_dry_run(self, task_id: int, tool: str) -> str | None:
+        """The result of the task's last successful dry run of `tool`, if any."""
+        result = await self._db.fetchval(
+            "SELECT result FROM tool_calls WHERE task_id = ? AND tool = ? AND status = 'ok'"
+            " AND dry_run = 1 ORDER BY id DESC LIMIT 1",
+            (task_id, tool),
+        )
+        return None if result is None else str(result)
 
     async def record(
         self,
@@ -168,10 +182,10 @@ class ToolJournal:
     async def start_approved(self, rec: CallRecord, approval_id: int) -> bool:
         """Consume the approval and journal the call as started, atomically; False if refused."""
         async with self._db.transaction() as tx:
-            cur = await tx.execute(
+            consumed = await tx.execute(
                 _CONSUME, (approval_id, rec.tool, rec.args_hash, rec.task_id, rec.task_id)
             )
-            if cur.rowcount != 1:
+            if consumed != 1:
                 return False
             await tx.execute(_UPSERT, rec.row("started", None, False, approval_id, None))
             return True
@@ -199,7 +213,7 @@ class ToolJournal:
         )
         if row is None:
             return f"approval {approval_id} does not exist"
-        status, tool, hashed, task_id = row
+        status, tool, hashed, task_id = row["status"], row["tool"], row["args_hash"], row["task_id"]
         if status == "used":
             return f"approval {approval_id} was already used; an approval runs one call"
         if status != "approved":

@@ -24,6 +24,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 
@@ -127,6 +128,22 @@ DEFAULT_PRICES: dict[str, Price] = {
 class BudgetConfig(_Section):
     task_usd: float = Field(default=2.00, gt=0)
     wrap_up_at: float = Field(default=0.8, gt=0, le=1)
+    #: The most a request may set with `!budget N` (default: 10 x task_usd); beyond it
+    #: only an approver's top-up adds money.
+    max_task_usd: float | None = Field(default=None, gt=0)
+
+    @field_validator("max_task_usd")
+    @classmethod
+    def _not_below_task_usd(cls, value: float | None, info: ValidationInfo) -> float | None:
+        task_usd = info.data.get("task_usd")
+        if value is not None and task_usd is not None and value < task_usd:
+            raise ValueError(f"must be at least task_usd ({task_usd:g})")
+        return value
+
+    @property
+    def max_usd(self) -> float:
+        """What `!budget` may ask for at most."""
+        return self.max_task_usd if self.max_task_usd is not None else 10 * self.task_usd
 
 
 class ApprovalsConfig(_Section):

@@ -18,7 +18,7 @@
     ├── ConnectionNeeded       a per-user MCP server needs this person to connect (again)
     ├── ConnectFailed          connecting a person to a per-user server did not work
     ├── EmbeddingUnavailable   (memory.errors) the embeddings provider failed; keyword-only
-    └── BackupFailed           (memory.errors) a backup could not be written
+    └── BackupFailed           a database backup failed its check (nothing is left behind)
 
 Context travels in keyword-only fields so that the edge (a Slack handler, the CLI) can
 build a short, safe message without showing `str(exception)` to users.
@@ -99,9 +99,23 @@ class BudgetExhausted(CoworkerError):
 class LLMUnavailable(CoworkerError):
     user_message = "The model API is not answering right now."
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        model: str | None = None,
+        retryable: bool = True,
+        timed_out: bool = False,
+    ) -> None:
         super().__init__(message)
+        #: The HTTP status of the API's answer; None when none came (unreachable, timed out).
         self.status = status
+        self.model = model
+        #: Whether the client retried it (overloaded, rate limits, 5xx, the network), so
+        #: the same request may pass later; a 400 or 404 was sent once and will not.
+        self.retryable = retryable
+        self.timed_out = timed_out
 
 
 class ToolError(CoworkerError):
@@ -156,3 +170,9 @@ class ConnectFailed(CoworkerError):
         self.server = server
         #: A short, secret-free sentence for the person (a page, the thread).
         self.reason = reason
+
+
+class BackupFailed(CoworkerError):
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path

@@ -2,7 +2,8 @@
 
 Each file runs inside one transaction together with its row in `schema_migrations`, so a
 failing migration leaves the database exactly as it was. File names are `NNNN_name.sql`;
-numbers must be unique.
+numbers must be unique. `migrations/` holds SQLite's; PostgreSQL's are in
+`migrations/postgres/`, in the same numbered scheme.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.base.db import Database, sqlite_module
+from bot.base.db import Database
 from bot.base.errors import MigrationError
 
 log = logging.getLogger(__name__)
@@ -53,54 +54,53 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return [found[n] for n in sorted(found)]
 
 
-def split_statements(sql: str) -> list[str]:
-    """Split a script into complete statements (trigger bodies stay whole)."""
-    complete = sqlite_module().complete_statement
-    statements, current = [], ""
-    for line in sql.splitlines(keepends=True):
-        current += line
-        if complete(current):
-            if current.strip():
-                statements.append(current.strip())
-            current = ""
-    if current.strip() and not current.strip().startswith("--"):
-        statements.append(current.strip())
-    return statements
+def directory_for(db: Database) -> Path:
+    """Where the migrations of `db`'s engine are."""
+    return MIGRATIONS_DIR if db.engine == "sqlite" else MIGRATIONS_DIR / db.engine
+
+
+def split_statements(db: Database, sql: str) -> list[str]:
+    """A migration's statements, as `db`'s engine runs them (SQLite: one at a time)."""
+    if db.engine == "sqlite":
+        from bot.base.db.sqlite import split_script
+
+        return split_script(sql)
+    return [sql]
 
 
 async def applied(db: Database) -> set[str]:
     await db.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
-        " name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
+        " name TEXT PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
     )
-    return {r[0] for r in await db.fetchall("SELECT name FROM schema_migrations")}
+    return {r["name"] for r in await db.fetchall("SELECT name FROM schema_migrations")}
 
 
-async def pending(db: Database, directory: Path = MIGRATIONS_DIR) -> list[str]:
+async def pending(db: Database, directory: Path | None = None) -> list[str]:
     """The migrations not yet applied, found without writing (works on a read-only open)."""
-    if await db.fetchval("SELECT 1 FROM sqlite_master WHERE name = 'schema_migrations'"):
-        done = {r[0] for r in await db.fetchall("SELECT name FROM schema_migrations")}
+    if "schema_migrations" in await db.tables():
+        done = {r["name"] for r in await db.fetchall("SELECT name FROM schema_migrations")}
     else:
         done = set()
-    return [m.name for m in discover(directory) if m.name not in done]
+    return [m.name for m in discover(directory or directory_for(db)) if m.name not in done]
 
 
-async def migrate(db: Database, directory: Path = MIGRATIONS_DIR) -> list[str]:
+async def migrate(db: Database, directory: Path | None = None) -> list[str]:
     """Apply every pending migration; return the names applied."""
     done = await applied(db)
     newly: list[str] = []
-    for mig in discover(directory):
+    for mig in discover(directory or directory_for(db)):
         if mig.name in done:
             continue
         try:
             async with db.transaction() as tx:
-                for statement in split_statements(mig.sql):
+                for statement in split_statements(db, mig.sql):
                     await tx.execute(statement)
                 await tx.execute(
                     "INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)",
                     (mig.name, time.time()),
                 )
-        except sqlite_module().Error as exc:
+        except db.errors as exc:
             raise MigrationError(f"migration {mig.name} failed: {exc}", migration=mig.name) from exc
         log.info("applied migration %s", mig.name)
         newly.append(mig.name)

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.base.config import Config, load_config, parse_duration
+from bot.base.config import Config, load_config, parse_config, parse_duration
 from bot.base.errors import ConfigError
 
 
@@ -157,3 +157,13 @@ def test_invalid_toml_shows_the_offending_line(tmp_path: Path) -> None:
         load_config(path)
     assert "(at line 2, column" in str(info.value)
     assert str(info.value).endswith(': timeout = "4h')
+
+
+def test_max_task_usd_defaults_to_ten_task_budgets_and_is_never_below_one() -> None:
+    assert Config().budget.max_usd == 20.0
+    assert parse_config({"budget": {"task_usd": 3}}).budget.max_usd == 30.0
+    assert parse_config({"budget": {"max_task_usd": 50}}).budget.max_usd == 50.0
+    with pytest.raises(ConfigError) as info:
+        parse_config({"budget": {"task_usd": 5, "max_task_usd": 4}})
+    assert info.value.key == "budget.max_task_usd"
+    assert "at least task_usd (5)" in str(info.value)

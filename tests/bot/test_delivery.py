@@ -29,10 +29,10 @@ class HeldDeliveries:
 
 async def cut_short(db: Database) -> int:
     t = now()
-    return await db.insert(
+    return await db.fetchval(
         "INSERT INTO tasks (delegator, channel, thread_ts, message_ts, request, status, result,"
         " delivery_pending, delivered_parts, created_at, updated_at, finished_at)"
-        " VALUES ('U1', 'C1', '1.0', '1.0', 'r', 'done', 'the answer', 1, 1, ?, ?, ?)",
+        " VALUES ('U1', 'C1', '1.0', '1.0', 'r', 'done', 'the answer', 1, 1, ?, ?, ?) RETURNING id",
         (t, t, t),
     )
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.base.db import Database, sqlite_module
+from bot.base.db import Database
+from bot.base.db.sqlite import sqlite_module
 from bot.base.migrations import discover
 from bot.doctor import doctor
 from tests.bot.test_cli import run_bot

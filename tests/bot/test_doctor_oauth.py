@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.base import clock
-from bot.base.db import Database
+from bot.base.db import open_database
 from bot.base.migrations import migrate
 from tests.bot.test_doctor import run_doctor, stand_ins  # noqa: F401  (a fixture)
 from tests.tools.servers.protected import serve_protected
@@ -36,7 +36,7 @@ async def test_doctor_shows_per_user_servers_their_people_and_a_missing_key(
             for line in lines
         )
 
-        db = await Database.open(tmp_path / "coworker.db")
+        db = await open_database(f"sqlite:///{tmp_path / 'coworker.db'}")
         await migrate(db)
         for user in ("U1", "U2"):
             await db.execute(

@@ -179,9 +179,9 @@ async def fake() -> AsyncIterator[FakeAnthropic]:
 
 async def new_task(db: Database, budget: float = 2.0) -> int:
     t = now()
-    return await db.insert(
+    return await db.fetchval(
         "INSERT INTO tasks (delegator, channel, thread_ts, message_ts, request, budget_usd,"
-        " created_at, updated_at) VALUES ('U1', 'C1', '1.0', '1.0', 'r', ?, ?, ?)",
+        " created_at, updated_at) VALUES ('U1', 'C1', '1.0', '1.0', 'r', ?, ?, ?) RETURNING id",
         (budget, t, t),
     )
 
@@ -285,8 +285,10 @@ async def test_failed_call_is_logged_with_its_error(
 ) -> None:
     task = await new_task(db)
     fake.enqueue_error(400, "invalid_request_error", "bad")
-    with pytest.raises(LLMUnavailable):
+    with pytest.raises(LLMUnavailable) as info:
         await act(make_llm(), [{"role": "user", "content": "go"}], task)
+    assert (info.value.status, info.value.retryable, info.value.timed_out) == (400, False, False)
+    assert info.value.model == "claude-sonnet-5-5"
     row = await db.fetchone("SELECT * FROM llm_calls WHERE task_id = ?", (task,))
     assert row["error"] == "BadRequestError"
     assert row["cost_usd"] == 0 and row["stop_reason"] is None
@@ -328,7 +330,7 @@ async def test_a_reply_the_installed_types_do_not_describe_is_parsed_by_the_sdk(
     assert (plain.content[0].id, plain.content[0].input) == ("toolu_9", {"q": "x"})
     assert plain.stop_reason == "tool_use"
     rows = await db.fetchall("SELECT stop_reason FROM llm_calls WHERE task_id = ?", (task,))
-    assert [r[0] for r in rows] == ["end_turn", "tool_use"]
+    assert [r["stop_reason"] for r in rows] == ["end_turn", "tool_use"]
 
 
 class RawReply:

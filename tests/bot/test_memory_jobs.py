@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from bot.base.config import MemoryConfig
-from bot.base.db import Database
+from bot.base.db import open_database
 from bot.base.migrations import migrate
 from memory.store import MemoryStore
 from tests.bot.test_cli import REPO
@@ -17,7 +17,7 @@ from tests.fakes.slack import FakeSlack
 
 
 async def an_episode_to_consolidate(path: Path) -> None:
-    db = await Database.open(path)
+    db = await open_database(f"sqlite:///{path}")
     try:
         await migrate(db)
         store = MemoryStore(db, None, MemoryConfig())

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from bot.base.config import parse_config
-from bot.base.db import Database
+from bot.base.db import Database, open_database
 from bot.base.errors import CoworkerError, TaskNotFound
 from bot.base.migrations import migrate
 from bot.report_text import render_summary, render_table, render_timeline, report_command
@@ -299,15 +299,15 @@ async def test_admins_are_role_members_directly_or_by_group() -> None:
 
 async def test_report_command_errors_are_one_line(tmp_path: Path) -> None:
     with pytest.raises(CoworkerError, match="no database"):
-        await report_command(str(tmp_path / "none.db"), days=7, task=None)
+        await report_command(f"sqlite:///{tmp_path / 'none.db'}", days=7, task=None)
     with pytest.raises(CoworkerError, match="--days"):
-        await report_command(str(tmp_path / "none.db"), days=0, task=None)
+        await report_command(f"sqlite:///{tmp_path / 'none.db'}", days=0, task=None)
     with pytest.raises(CoworkerError, match="not a task reference"):
-        await report_command(str(tmp_path / "none.db"), days=7, task="banana")
+        await report_command(f"sqlite:///{tmp_path / 'none.db'}", days=7, task="banana")
 
 
 async def seeded_file(path: Path) -> None:
-    db = await Database.open(path)
+    db = await open_database(f"sqlite:///{path}")
     try:
         await migrate(db)
         await seed(db, t0=time.time())

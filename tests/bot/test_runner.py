@@ -14,9 +14,9 @@ from bot.tasks import Task
 
 async def queued_task(db: Database) -> int:
     t = now()
-    return await db.insert(
+    return await db.fetchval(
         "INSERT INTO tasks (delegator, channel, thread_ts, message_ts, request, status,"
-        " created_at, updated_at) VALUES ('U1', 'C1', '1.0', '1.0', 'r', 'queued', ?, ?)",
+        " created_at, updated_at) VALUES ('U1', 'C1', '1.0', '1.0', 'r', 'queued', ?, ?) RETURNING id",
         (t, t),
     )
 

@@ -117,9 +117,9 @@ async def test_model_calls_are_exported_as_genai_chat_spans(
 ) -> None:
     assert telemetry.setup(collector.endpoint)
     t = now()
-    task = await db.insert(
+    task = await db.fetchval(
         "INSERT INTO tasks (delegator, channel, thread_ts, message_ts, request, created_at,"
-        " updated_at) VALUES ('U1', 'C1', '1', '1', 'r', ?, ?)",
+        " updated_at) VALUES ('U1', 'C1', '1', '1', 'r', ?, ?) RETURNING id",
         (t, t),
     )
     async with FakeAnthropic() as fake:

@@ -10,7 +10,7 @@ from typing import Any
 import sqlite_vec
 
 from bot.base.config import MemoryConfig
-from bot.base.db import sqlite_module
+from bot.base.db.sqlite import sqlite_module
 from memory.backup import backup_to, nightly_backup, rotate
 from memory.store import MemoryStore
 

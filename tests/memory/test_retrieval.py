@@ -125,7 +125,7 @@ async def test_retrieve_for_task_renders_within_budget_and_marks_used(
     assert 1 <= len(context.episodes) < 8  # the budget cut the list
     assert f"[fact {fact}]" in context.text and "Similar past tasks" in context.text
     used = await db.fetchall("SELECT id FROM memories WHERE use_count = 1")
-    assert {r[0] for r in used} == set(context.memory_ids)
+    assert {r["id"] for r in used} == set(context.memory_ids)
 
 
 async def test_keyword_only_when_the_provider_fails_to_load(

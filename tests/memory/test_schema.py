@@ -8,7 +8,7 @@ from memory.store import MemoryStore
 
 async def names(db: Database, kind: str) -> set[str]:
     rows = await db.fetchall("SELECT name FROM sqlite_master WHERE type = ?", (kind,))
-    return {r[0] for r in rows}
+    return {r["name"] for r in rows}
 
 
 async def test_migration_creates_tables_and_triggers(db: Database) -> None:
@@ -44,4 +44,4 @@ async def test_fts_follows_content_updates(store: MemoryStore) -> None:
     rows = await store.db.fetchall(
         "SELECT rowid FROM memories_fts WHERE memories_fts MATCH 'mysql'"
     )
-    assert [r[0] for r in rows] == [memory_id]
+    assert [r["rowid"] for r in rows] == [memory_id]

@@ -14,14 +14,14 @@ from tests.memory.conftest import MakeTask
 
 
 async def vec_ids(store: MemoryStore) -> set[int]:
-    return {r[0] for r in await store.db.fetchall("SELECT memory_id FROM memory_vec")}
+    return {r["memory_id"] for r in await store.db.fetchall("SELECT memory_id FROM memory_vec")}
 
 
 async def fts_ids(store: MemoryStore, word: str) -> set[int]:
     rows = await store.db.fetchall(
         "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ?", (f'"{word}"',)
     )
-    return {r[0] for r in rows}
+    return {r["rowid"] for r in rows}
 
 
 async def test_add_and_get_round_trip(store: MemoryStore, make_task: MakeTask) -> None:

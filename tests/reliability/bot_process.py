@@ -170,7 +170,7 @@ class ChildBotRun:
     def db(self) -> Any:
         """A read-only connection to the bot's database, from outside the bot."""
         if self._db is None:
-            from bot.base.db import sqlite_module
+            from bot.base.db.sqlite import sqlite_module
 
             path = self.tmp / "coworker.db"
             self._db = sqlite_module().connect(f"file:{path}?mode=ro", uri=True, timeout=10)

@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.base.db import sqlite_module
+from bot.base.db.sqlite import sqlite_module
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.slack import FakeSlack, app_mention, block_action, view_submission
 from tests.reliability.bot_process import ChildBotRun

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bot.base.db import Database
+from bot.base.db import open_database
 from tests.fakes.anthropic import Reply, text_reply
 from tests.reliability.conftest import effects_mcp
 from tests.reliability.crash import CrashRun
@@ -68,7 +68,7 @@ async def test_approval_decided_just_before_a_crash_goes_on(
         await h.wait_status("waiting_approval")
         await h.stop_app()
         # The decision's first write landed; the process died before the task moved on.
-        db = await Database.open(tmp_path / "coworker.db")
+        db = await open_database(f"sqlite:///{tmp_path / 'coworker.db'}")
         try:
             changed = await db.execute(
                 "UPDATE approvals SET status = 'approved', decided_by = 'U1' WHERE status = 'pending'"
@@ -104,9 +104,9 @@ async def test_rerun_interrupted_again_is_asked_again(
             )
             if suffix == ":rerun2":
                 break
-            await h.click("approval_approve", approval[0], user="U1")
+            await h.click("approval_approve", approval["id"], user="U1")
             await until(
-                lambda a=approval[0]: h.coworker.db.fetchval(
+                lambda a=approval["id"]: h.coworker.db.fetchval(
                     "SELECT 1 FROM tool_calls WHERE status = 'started' AND approval_id = ?", (a,)
                 ),
                 what="the approved call in flight",
@@ -116,7 +116,7 @@ async def test_rerun_interrupted_again_is_asked_again(
         assert (await h.wait_status("waiting_approval")).status == "waiting_approval"
         hold.unlink()
         h.anthropic.enqueue_text("Filed TCK-99.")
-        await h.click("approval_approve", approval[0], user="U1")
+        await h.click("approval_approve", approval["id"], user="U1")
         await h.wait_status("done", timeout=10)
         assert runs(log, "create_ticket", 1) == 1
         events = await h.coworker.db.fetchval("SELECT COUNT(*) FROM task_events")

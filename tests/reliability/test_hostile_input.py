@@ -432,7 +432,7 @@ async def two_waiting_tasks(h: Harness) -> tuple[int, int]:
     for task in (1, 2):
         await h.wait_status("waiting_approval", task_id=task, timeout=15)
     rows = await h.coworker.db.fetchall("SELECT id FROM approvals ORDER BY task_id")
-    return rows[0][0], rows[1][0]
+    return rows[0]["id"], rows[1]["id"]
 
 
 async def approval_status(h: Harness, approval: int) -> str:
@@ -480,7 +480,7 @@ async def test_forged_replayed_and_stale_approvals_change_nothing(
         decided = await h.coworker.db.fetchall(
             "SELECT actor FROM task_events WHERE kind = 'approval_approved' ORDER BY id"
         )
-        assert [r[0] for r in decided] == ["U1", APPROVER]
+        assert [r["actor"] for r in decided] == ["U1", APPROVER]
         assert not [r for r in app_logs.records if r.levelno >= 40]
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.base.db import sqlite_module
+from bot.base.db.sqlite import sqlite_module
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.slack import FakeSlack, app_mention
 from tests.reliability.bot_process import REPO, BotProcess, bot_env

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from bot.agent import TRIMMED
-from bot.base.db import sqlite_module
+from bot.base.db.sqlite import sqlite_module
 from bot.tasks import Task
 from handlers.messages import incoming
 from tests.fakes.anthropic import Reply, text_reply, tool_reply
@@ -85,9 +85,9 @@ async def test_a_result_replayed_after_a_restart_is_what_the_model_saw_live(
 
 
 async def h_status(h: Harness, tmp_path: Path) -> str:
-    from bot.base.db import Database
+    from bot.base.db import open_database
 
-    db = await Database.open(tmp_path / "coworker.db")
+    db = await open_database(f"sqlite:///{tmp_path / 'coworker.db'}")
     try:
         return str(await db.fetchval("SELECT status FROM tasks WHERE id = 1"))
     finally:
@@ -323,7 +323,7 @@ async def test_slash_commands_help_tasks_status(harness: Harness) -> None:
     replies = await h.slack.wait_for("response_url", count=5)
     bodies = [str(r.params.get("text")) for r in replies]
     assert any("/coworker status T-42" in b for b in bodies)
-    assert any("`T-1` awaiting_plan_approval" in b for b in bodies)
+    assert any("`T-1` waiting for plan approval" in b for b in bodies)
     assert any("can't find that task" in b for b in bodies)
     assert any("don't know `frobnicate`" in b for b in bodies)
 

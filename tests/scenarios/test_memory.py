@@ -131,9 +131,12 @@ async def test_consolidation_review_approve_and_reject(
         )
         decided = {p.response["ts"] for p in posts}  # not the task's status updates
         await h.slack.wait_for("chat.update", lambda c: c.params.get("ts") in decided, count=2)
-        statuses = dict(
-            await h.coworker.db.fetchall("SELECT content, status FROM memories WHERE kind = 'fact'")
-        )
+        statuses = {
+            r["content"]: r["status"]
+            for r in await h.coworker.db.fetchall(
+                "SELECT content, status FROM memories WHERE kind = 'fact'"
+            )
+        }
         assert statuses == {"The ledger uses Postgres 16": "active"}
         # The same facts again: the approved one is a duplicate, the rejected one stays rejected.
         await run_task(h, "migrate the payments ledger again", user="U1", channel="C1", task_id=2)

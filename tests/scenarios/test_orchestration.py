@@ -113,7 +113,7 @@ async def test_delegate_to_another_coworker_returns_typed_result(
         thread = " ".join(str(m.get("text")) for m in h.slack.thread("C1", parent.thread_ts))
         assert "handed work to `dev`" in thread and "Subtask T-2 (`dev`) done" in thread
         calls = await h.coworker.db.fetchall("SELECT task_id, purpose FROM llm_calls ORDER BY id")
-        assert {r[0] for r in calls} == {1, 2}
+        assert {r["task_id"] for r in calls} == {1, 2}
         from bot.report_text import render_summary, render_timeline
         from bot.reports import summary, timeline
 
@@ -234,7 +234,7 @@ async def test_parent_crossing_spend_threshold_asks_for_approval(
         await start(h, script)
         await h.wait_status("waiting_approval", task_id=1, timeout=10)
         row = await h.coworker.db.fetchone("SELECT kind, status FROM approvals WHERE task_id = 1")
-        assert tuple(row) == ("spend", "pending")
+        assert row is not None and tuple(row.values()) == ("spend", "pending")
         await h.slack.wait_for(
             "chat.postMessage", lambda c: "approval needed for T-1" in c.params.get("text", "")
         )
@@ -321,9 +321,9 @@ async def test_parent_wakes_after_a_crash_between_child_done_and_wake(
         await h.stop_app()
         gate.set()
         # The crash window: the child was recorded done, the parent was never woken.
-        from bot.base.db import Database
+        from bot.base.db import open_database
 
-        db = await Database.open(h.tmp / "coworker.db")
+        db = await open_database(f"sqlite:///{h.tmp / 'coworker.db'}")
         await db.execute("UPDATE tasks SET status = 'done', result = 'checked' WHERE id = 2")
         await db.close()
         await h.start_app()

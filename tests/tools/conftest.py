@@ -122,9 +122,9 @@ async def rec_gateway(make_gateway: GatewayFactory, recorder: Recorder) -> McpGa
 @pytest.fixture
 async def task_id(db: Database) -> int:
     now = clock.now()
-    return await db.insert(
+    return await db.fetchval(
         "INSERT INTO tasks (delegator, channel, thread_ts, message_ts, request, created_at,"
-        " updated_at) VALUES ('U1', 'C1', '1.0', '1.0', 'test', ?, ?)",
+        " updated_at) VALUES ('U1', 'C1', '1.0', '1.0', 'test', ?, ?) RETURNING id",
         (now, now),
     )
 
@@ -133,9 +133,9 @@ async def add_approval(
     db: Database, task_id: int, tool: str, args_hash: str, status: str = "approved"
 ) -> int:
     now = clock.now()
-    return await db.insert(
+    return await db.fetchval(
         "INSERT INTO approvals (task_id, kind, tool, args_hash, arguments, tier, status,"
-        " requested_at, deadline) VALUES (?, 'tool', ?, ?, '{}', 'block', ?, ?, ?)",
+        " requested_at, deadline) VALUES (?, 'tool', ?, ?, '{}', 'block', ?, ?, ?) RETURNING id",
         (task_id, tool, args_hash, status, now, now + 3600),
     )
 
@@ -143,7 +143,7 @@ async def add_approval(
 async def audit_text(db: Database) -> str:
     """Every value of every tool_calls row, as one string to search."""
     rows = await db.fetchall("SELECT * FROM tool_calls")
-    return "\n".join(" | ".join(str(v) for v in tuple(row)) for row in rows)
+    return "\n".join(" | ".join(str(v) for v in row.values()) for row in rows)
 
 
 @asynccontextmanager

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from bot.base import clock
-from bot.base.db import Database
+from bot.base.db import Database, open_database
 from bot.base.errors import ConnectFailed, SettingsError
 from bot.base.secretbox import SecretBox
 from tests.tools.browser import Browser, query
@@ -243,7 +243,7 @@ async def test_two_replicas_needing_a_refresh_at_once_spend_the_refresh_token_on
     gateway = await connected_two(make_gateway, docs)
     await expiring(db, "U1")
     before = docs.authority.seen.refreshes
-    other_db = await Database.open(tmp_path / "test.db")  # a second replica's connection
+    other_db = await open_database(f"sqlite:///{tmp_path / 'test.db'}")  # another replica's
     other = OAuthConnector(
         other_db, BOX, {"docs": gateway.personal["docs"].spec}, lambda: CALLBACK_BASE
     )
@@ -332,7 +332,7 @@ async def test_a_client_registered_beforehand_is_used_instead_of_registering() -
         docs.authority.preregister(
             "coworker-test", "client-s3cret", CALLBACK_BASE + "/oauth/callback"
         )
-        db = await Database.open(":memory:")
+        db = await open_database("sqlite:///:memory:")
         from bot.base.migrations import migrate
 
         await migrate(db)

@@ -176,7 +176,7 @@ class OAuthConnector:
             (digest(state),),
         )
         problem = _link_problem(row)
-        if problem is None:
+        if row is not None and problem is None:
             bound = await self.db.execute(
                 "UPDATE oauth_states SET binding_hash = ? WHERE state_hash = ?"
                 " AND binding_hash IS NULL AND used_at IS NULL AND expires_at > ?",
@@ -184,7 +184,8 @@ class OAuthConnector:
             )
             if not bound and row["binding_hash"] != digest(browser):
                 problem = "foreign"
-        if problem is not None:
+        if row is None or problem is not None:
+            problem = problem or "unknown"
             server = row["server"] if row is not None else "the server"
             raise ConnectFailed(
                 f"Connect link refused: {problem}", server=server, reason=_REASONS[problem]

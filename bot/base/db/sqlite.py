@@ -1,13 +1,14 @@
-"""The SQLite store: one aiosqlite connection with sqlite-vec and FTS5 loaded.
+"""The SQLite implementation: one aiosqlite connection with sqlite-vec and FTS5 loaded.
 
-SQLite is the source of truth. The app uses a single connection (aiosqlite runs it on its
-own thread); writes that span statements go through `transaction()`, which holds an asyncio
-lock and `BEGIN IMMEDIATE`, so coroutines never interleave inside each other's transaction
-and no "database is locked" can arise within the process. Other processes (the CLI's
-`backup`, `report`) wait on `busy_timeout`.
+The app uses a single connection (aiosqlite runs it on its own thread); writes that span
+statements go through `transaction()`, which holds an asyncio lock and `BEGIN IMMEDIATE`,
+so coroutines never interleave inside each other's transaction and no "database is locked"
+can arise within the process. Other processes (the CLI's `backup`, `report`) wait on
+`busy_timeout`. Rows come back as dicts, built on the connection's thread.
 
 Python builds differ: some `sqlite3` modules cannot load extensions. `sqlite_module()` picks,
-in one place, the first of the standard `sqlite3`, `sqlean` and `pysqlite3` that can.
+in one place, the first of the standard `sqlite3`, `sqlean` and `pysqlite3` that can; it
+and the connection stay inside this module.
 """
 
 from __future__ import annotations
@@ -17,29 +18,24 @@ import contextlib
 import importlib
 import logging
 import os
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from functools import cache
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import quote
 
 import aiosqlite
 import sqlite_vec
 
-from bot.base.errors import Unreachable
+from bot.base.db import Database, Engine, Params, Row, Statement
+from bot.base.errors import BackupFailed, Unreachable
 
 log = logging.getLogger(__name__)
 
-Params = Sequence[Any] | dict[str, Any]
-Statement = tuple[str, Params]
 MMAP_BYTES = 1 << 30
-
-
-def marks(n: int) -> str:
-    """`?, ?, ?`: one placeholder per value of an `IN (…)` list (values never go into SQL)."""
-    return ", ".join("?" * n)
+T = TypeVar("T")
 
 
 @cache
@@ -61,6 +57,25 @@ def sqlite_module() -> ModuleType:
     )
 
 
+def split_script(sql: str) -> list[str]:
+    """A script's complete statements (trigger bodies stay whole), for the migrations."""
+    complete = sqlite_module().complete_statement
+    statements, current = [], ""
+    for line in sql.splitlines(keepends=True):
+        current += line
+        if complete(current):
+            if current.strip():
+                statements.append(current.strip())
+            current = ""
+    if current.strip() and not current.strip().startswith("--"):
+        statements.append(current.strip())
+    return statements
+
+
+def _dict_row(cursor: Any, row: tuple[Any, ...]) -> Row:
+    return dict(zip([column[0] for column in cursor.description], row, strict=True))
+
+
 def _connect_sync(path: str, readonly: bool = False) -> Any:
     mod = sqlite_module()
     target, uri = (_readonly_uri(path), True) if readonly else (path, False)
@@ -74,7 +89,7 @@ def _connect_sync(path: str, readonly: bool = False) -> Any:
 
 
 def _prepare(conn: Any, readonly: bool) -> None:
-    conn.row_factory = sqlite_module().Row
+    conn.row_factory = _dict_row
     conn.enable_load_extension(True)
     sqlite_vec.load(conn)
     conn.enable_load_extension(False)
@@ -114,37 +129,51 @@ def _why(exc: BaseException, path: str) -> str:
     return str(exc)
 
 
-class Tx:
+def _first(rows: list[Row]) -> Any:
+    return next(iter(rows[0].values())) if rows else None
+
+
+class SQLiteTx:
     """The handle a transaction body uses; it runs on the locked connection directly."""
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
 
-    async def execute(self, sql: str, params: Params = ()) -> aiosqlite.Cursor:
-        return await self._conn.execute(sql, params)
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        # One hop: the cursor is left to the garbage collector rather than closed in another.
+        cur = await self._conn.execute(sql, params)
+        return int(cur.rowcount)
 
     async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
         await self._conn.executemany(sql, rows)
 
-    async def fetchone(self, sql: str, params: Params = ()) -> Any:
-        async with self._conn.execute(sql, params) as cur:
-            return await cur.fetchone()
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
 
-    async def fetchall(self, sql: str, params: Params = ()) -> list[Any]:
-        async with self._conn.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        return list(await self._conn.execute_fetchall(sql, params))  # type: ignore[arg-type]
+
+    async def fetchval(self, sql: str, params: Params = ()) -> Any:
+        return _first(await self.fetchall(sql, params))
+
+    async def lock(self, key: str) -> None:
+        """Nothing to do: `BEGIN IMMEDIATE` already serializes every writing transaction."""
 
 
-class Database:
+class SQLiteDatabase(Database):
     """The app's connection. Single statements autocommit; `transaction()` groups them."""
+
+    engine: ClassVar[Engine] = "sqlite"
 
     def __init__(self, conn: aiosqlite.Connection, path: str) -> None:
         self._conn = conn
         self._lock = asyncio.Lock()
         self.path = path
+        self.errors = (sqlite_module().Error,)
 
     @classmethod
-    async def open(cls, path: str | Path, *, readonly: bool = False) -> Database:
+    async def open(cls, path: str | Path, *, readonly: bool = False) -> SQLiteDatabase:
         """Open (creating the file and its folders) or, `readonly`, only look at a database.
 
         A read-only open creates nothing and changes nothing, not even the `-wal` and
@@ -170,12 +199,12 @@ class Database:
         await self._conn.close()
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Tx]:
+    async def transaction(self) -> AsyncIterator[SQLiteTx]:
         """`BEGIN IMMEDIATE` … `COMMIT`, or `ROLLBACK` if the body raises."""
         async with self._lock:
             await self._conn.execute("BEGIN IMMEDIATE")
             try:
-                yield Tx(self._conn)
+                yield SQLiteTx(self._conn)
                 await self._conn.execute("COMMIT")
             except BaseException:
                 # Cancelled while a COMMIT was already queued: it ends the transaction first.
@@ -185,40 +214,31 @@ class Database:
                 raise
 
     async def execute(self, sql: str, params: Params = ()) -> int:
-        """Run one statement; return the number of rows it changed."""
         async with self._lock:
             cur = await self._conn.execute(sql, params)
-            return cur.rowcount
+            return int(cur.rowcount)
 
-    async def insert(self, sql: str, params: Params = ()) -> int:
-        """Run one INSERT; return the new rowid."""
-        async with self._lock:
-            cur = await self._conn.execute(sql, params)
-            return int(cur.lastrowid or 0)
-
-    async def fetchone(self, sql: str, params: Params = ()) -> Any:
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
         rows = await self.fetchall(sql, params)
         return rows[0] if rows else None
 
-    async def fetchall(self, sql: str, params: Params = ()) -> list[Any]:
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         # One hop to the connection's thread (execute, fetch and close together).
         async with self._lock:
-            return list(await self._conn.execute_fetchall(sql, params))
+            return list(await self._conn.execute_fetchall(sql, params))  # type: ignore[arg-type]
 
     async def fetchval(self, sql: str, params: Params = ()) -> Any:
-        row = await self.fetchone(sql, params)
-        return None if row is None else row[0]
+        return _first(await self.fetchall(sql, params))
 
-    async def batch(self, *statements: Statement) -> list[Any]:
+    async def batch(self, *statements: Statement) -> list[list[Row] | int]:
         """Run `statements` in one transaction and one hop to the connection's thread.
 
         For the writes a step makes together (a checkpoint and its counters, a model call and
-        its spend): all or none are applied, for the cost of one round trip. Each statement
-        answers its rows if it returns any (`RETURNING`, `SELECT`), else its row count.
+        its spend): all or none are applied, for the cost of one round trip.
         """
 
-        def run(conn: Any) -> list[Any]:
-            out: list[Any] = []
+        def run(conn: Any) -> list[list[Row] | int]:
+            out: list[list[Row] | int] = []
             conn.execute("BEGIN IMMEDIATE")
             try:
                 for sql, params in statements:
@@ -231,26 +251,66 @@ class Database:
                 raise
             return out
 
-        return list(await self.run_sync(run))
+        return await self._run(run)
 
-    async def copy_to(self, path: str | Path) -> None:
-        """A consistent copy of the whole database in a new file at `path`.
+    async def tables(self) -> set[str]:
+        rows = await self.fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")
+        return {r["name"] for r in rows}
 
-        SQLite's online backup API, on this connection's thread and under its lock: writers
-        wait as for any transaction, so the copy is one point in time.
+    async def backup_to(self, path: str | Path) -> Path:
+        """SQLite's online backup API, on the app's own connection, which holds the database
+        lock meanwhile: a consistent snapshot while the bot writes (writers simply wait).
+
+        The copy goes to a `.partial` file, is checked with `PRAGMA quick_check`, then
+        renamed, so a crash never leaves a truncated file that looks like a backup.
+
+        Raises:
+            BackupFailed: the copy failed its check.
         """
+        path = Path(path)
+        made = await asyncio.to_thread(_make_folders, path.parent)
+        partial = path.with_name(path.name + ".partial")
         module = sqlite_module()
 
         def copy(conn: Any) -> None:
-            dest = module.connect(str(path))
+            dest = module.connect(str(partial))
             try:
                 conn.backup(dest)
             finally:
                 dest.close()
 
-        await self.run_sync(copy)
+        try:
+            partial.unlink(missing_ok=True)
+            await self._run(copy)
+            await asyncio.to_thread(_check, partial)
+            os.replace(partial, path)
+        except BaseException:  # nothing is left behind: not the .partial, not its folders
+            partial.unlink(missing_ok=True)
+            for folder in reversed(made):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            raise
+        return path
 
-    async def run_sync(self, fn: Any) -> Any:
-        """Run `fn(raw_sqlite_connection)` on the connection's thread (backup, bulk work)."""
+    async def _run(self, fn: Callable[[Any], T]) -> T:
+        """`fn(connection)` on the connection's thread, in one hop."""
         async with self._lock:
-            return await self._conn._execute(fn, self._conn._conn)
+            result: T = await self._conn._execute(fn, self._conn._conn)
+            return result
+
+
+def _make_folders(folder: Path) -> list[Path]:
+    """Create `folder` and missing parents; the ones created, outermost first."""
+    missing = [f for f in (folder, *folder.parents) if not f.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    return list(reversed(missing))
+
+
+def _check(path: Path) -> None:
+    conn = sqlite_module().connect(str(path))
+    try:
+        result = conn.execute("PRAGMA quick_check").fetchone()[0]
+    finally:
+        conn.close()
+    if result != "ok":
+        raise BackupFailed(f"backup {path.name} failed quick_check: {result}", path=str(path))
