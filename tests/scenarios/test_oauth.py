@@ -473,8 +473,11 @@ async def test_in_http_mode_the_callback_shares_the_listener_with_slack_events(
             page = await browser.open(f"{base}/oauth/callback?state={'0' * 64}&code=x")
             events = await browser.http.post(f"{base}/slack/events", content=b"{}")
             health = await browser.open(f"{base}/healthz")
+            document = (await browser.open(f"{base}/oauth/client-metadata.json")).json()
         finally:
             await browser.close()
         assert page.status_code == 400 and "not one I made" in page.text
+        assert document["client_id"] == f"{base}/oauth/client-metadata.json"
+        assert document["redirect_uris"] == [f"{base}/oauth/callback"]
         assert events.status_code == 401  # Bolt's signature check: it is Slack's endpoint
         assert health.status_code == 200

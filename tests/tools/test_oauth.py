@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from bot.base import clock
+from bot.base.config import Config
 from bot.base.db import Database, open_database
 from bot.base.errors import ConnectFailed, SettingsError
 from bot.base.secretbox import SecretBox
@@ -26,6 +27,7 @@ from tests.tools.servers.protected import Protected, serve_protected
 from tools.doctor import describe
 from tools.gateway import McpGateway
 from tools.mcp_config import HttpServer, OAuthClient
+from tools.oauth.clients import METADATA_PATH, metadata_document
 from tools.oauth.connector import Completion, OAuthConnector
 
 KEY = "tools-test-secret-key-0123456789abcdef"
@@ -342,8 +344,6 @@ async def test_a_client_registered_beforehand_is_used_instead_of_registering() -
             oauth=OAuthClient(client_id="coworker-test", client_secret="client-s3cret"),
         )
         bare = HttpServer(type="http", url=docs.url, oauth=OAuthClient())
-        from bot.base.config import Config
-
         gateway = McpGateway(
             {"docs": spec, "docs2": bare}, Config(), db, box=BOX, public_base=lambda: CALLBACK_BASE
         )
@@ -385,3 +385,38 @@ async def test_a_second_key_lets_stored_tokens_move_to_a_new_key(
     token = await only_new.tokens.get("U1", "docs")
     await only_new.close()
     assert token is not None and docs.authority.works(token.access_token)
+
+
+async def test_a_client_id_metadata_document_is_used_where_the_server_supports_it(
+    db: Database,
+) -> None:
+    public = "https://coworker.example.com"  # CIMD needs HTTPS; the browser stops before it
+    async with serve_protected(registration=False, cimd=True) as docs:
+        docs.authority.documents[public + METADATA_PATH] = metadata_document(public)
+        gateway = McpGateway(
+            {"docs": HttpServer(type="http", url=docs.url)},
+            Config(),
+            db,
+            box=BOX,
+            public_base=lambda: public,
+        )
+        try:
+            await gateway.start()
+            con = connector(gateway)
+            state = query(await con.begin("U1", "docs", None))["state"]
+            assert query(await con.open_link(state, "b"))["client_id"] == public + METADATA_PATH
+            person = Browser("alice")
+            try:
+                back = await person.follow(await con.open_link(state, "b"), stop_at=public)
+            finally:
+                await person.close()
+            assert isinstance(back, str) and back.startswith(public + "/oauth/callback?")
+            got = query(back)
+            done = await con.finish(got["state"], browser="b", code=got["code"], error=None)
+            assert done.connected
+            assert await gateway.personal["docs"].list_with("U1")
+            assert (await whoami(gateway, "U1")).content == "signed in as alice"
+            assert docs.authority.seen.registrations == 0  # nothing registered, nothing stored
+            assert await db.fetchval("SELECT COUNT(*) FROM oauth_clients") == 0
+        finally:
+            await gateway.stop()

@@ -15,6 +15,7 @@ exchanges, and count what the server saw.
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import socket
 import time
@@ -37,7 +38,8 @@ from mcp.server.mcpserver import MCPServer
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 from mcp.types import ToolAnnotations
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 SCOPE = "docs"
 
@@ -64,6 +66,9 @@ class PeopleAuthority:
         self.deny = False
         self.fail_exchange = False
         self.rotate_refresh = True
+        #: Client ID Metadata Documents this server "fetches" (URL → document), when it
+        #: advertises support for them (`serve_protected(cimd=True)`).
+        self.documents: dict[str, dict[str, object]] = {}
         self.seen = Counters()
         self.clients: dict[str, OAuthClientInformationFull] = {}
         self._pending: dict[str, tuple[str, AuthorizationParams]] = {}
@@ -99,6 +104,9 @@ class PeopleAuthority:
     # -- the provider protocol ---------------------------------------------------------
 
     async def get_client(self, client_id: str) -> OAuthClientInformationFull | None:
+        if client_id in self.documents:  # a URL client id: its document says who it is,
+            document = self.documents[client_id]  # and this server lets it ask for `docs`
+            return OAuthClientInformationFull.model_validate({**document, "scope": SCOPE})
         return self.clients.get(client_id)
 
     async def register_client(self, client_info: OAuthClientInformationFull) -> None:
@@ -264,8 +272,33 @@ class Protected:
     server: MCPServer
 
 
+def advertising_cimd(app: ASGIApp) -> ASGIApp:
+    """`app`, its authorization server metadata saying it accepts Client ID Metadata
+    Documents (the SDK's metadata route has no such option)."""
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != "/.well-known/oauth-authorization-server":
+            await app(scope, receive, send)
+            return
+        parts: list[bytes] = []
+
+        async def keep(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                parts.append(message.get("body", b""))
+
+        await app(scope, receive, keep)
+        metadata = json.loads(b"".join(parts))
+        await JSONResponse({**metadata, "client_id_metadata_document_supported": True})(
+            scope, receive, send
+        )
+
+    return wrapped
+
+
 @asynccontextmanager
-async def serve_protected(*, registration: bool = True) -> AsyncIterator[Protected]:
+async def serve_protected(
+    *, registration: bool = True, cimd: bool = False
+) -> AsyncIterator[Protected]:
     """Run the protected `docs` server on a free port of 127.0.0.1 (the socket is bound first,
     so its URL is known before the server is built)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -274,6 +307,8 @@ async def serve_protected(*, registration: bool = True) -> AsyncIterator[Protect
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
     server, authority = build_protected(base, registration=registration)
     app = server.streamable_http_app()
+    if cimd:
+        app = advertising_cimd(app)
     web = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     task = asyncio.create_task(web.serve(sockets=[sock]))
     try:
