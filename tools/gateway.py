@@ -31,15 +31,13 @@ from collections.abc import Callable, Mapping
 from fnmatch import fnmatchcase
 from typing import Any
 
-import httpx2
 import mcp.types as mt
 from mcp.server.mcpserver import MCPServer
 
 from bot.base.config import Config
 from bot.base.db import Database
-from bot.base.errors import ConfigError, ConnectFailed, ConnectionNeeded, SettingsError, ToolDenied
+from bot.base.errors import ConfigError, ToolDenied
 from bot.base.redact import redact, redact_text, secrets_in
-from bot.base.secretbox import VARIABLE as SECRET_KEY
 from bot.base.secretbox import SecretBox
 from tools.calls import CallContext, Outcome, ToolResult
 from tools.catalog import CatalogEntry, ServerStatus, ToolInfo, build_catalog
@@ -49,8 +47,7 @@ from tools.journal import REACHED, CallRecord, JournalEntry, ToolJournal, args_h
 from tools.limits import ServerGuard
 from tools.mcp_config import HttpServer, ServerSpec
 from tools.oauth.connector import OAuthConnector
-from tools.oauth.discovery import challenge
-from tools.personal import PersonalServer, PersonalSession
+from tools.personal import PersonalServer, PersonalServers, PersonalSession, find_protected
 from tools.policy import ApprovalPolicy
 from tools.results import cut
 from tools.validation import problems
@@ -109,12 +106,15 @@ class McpGateway:
         self._policy = ApprovalPolicy(config.policy)
         self._dry_run = dict(config.policy.dry_run)
         self._journal = ToolJournal(db)
-        self._db, self._box = db, box
         #: The URL people's browsers reach the bot's listener at (Connect links, callbacks).
         self.public_base = public_base or (lambda: "http://127.0.0.1:3000")
-        #: The per-user servers (known from `oauth` keys, or found by `start()`).
-        self.personal: dict[str, PersonalServer] = {}
-        self.connector: OAuthConnector | None = None
+        self._people = PersonalServers(
+            db,
+            box,
+            self.public_base,
+            start_timeout=self._config.start_timeout,
+            on_tools=self._on_tools,
+        )
         self._declared = {
             name: spec
             for name, spec in servers.items()
@@ -149,7 +149,7 @@ class McpGateway:
         """
         if self._tasks:
             raise RuntimeError("the MCP gateway is already started")
-        await self._start_personal({**self._declared, **await self._protected()})
+        await self._people.start({**self._declared, **await self._protected()})
         for conn in self._connections.values():
             self._tasks.append(asyncio.create_task(conn.run(), name=f"mcp:{conn.name}"))
         await asyncio.gather(*(c.wait_first_attempt() for c in self._connections.values()))
@@ -162,59 +162,31 @@ class McpGateway:
         )
 
     async def _protected(self) -> dict[str, HttpServer]:
-        """The HTTP servers without static headers that ask for a person's token."""
+        """The HTTP servers without static headers that ask for a person's token; they are
+        never started as shared connections."""
         candidates = {
             name: conn.spec
             for name, conn in self._connections.items()
             if isinstance(conn.spec, HttpServer) and not conn.spec.headers
         }
-        if not candidates:
-            return {}
-        async with httpx2.AsyncClient(timeout=self._config.start_timeout) as http:
-            answers = await asyncio.gather(
-                *(challenge(http, spec.url) for spec in candidates.values()),
-                return_exceptions=True,
-            )
-        found = {
-            name: spec
-            for (name, spec), answer in zip(candidates.items(), answers, strict=True)
-            if isinstance(answer, httpx2.Response)
-        }
+        found = await find_protected(candidates, self._config.start_timeout)
         for name in found:
-            del self._connections[name]  # never started: its calls go through people's sessions
-        return found
+            del self._connections[name]
+        return {name: candidates[name] for name in found}
 
-    async def _start_personal(self, specs: dict[str, HttpServer]) -> None:
-        if not specs:
-            return
-        if self._box is None:
-            names = ", ".join(sorted(specs))
-            raise SettingsError(
-                f"{SECRET_KEY} is not set: the per-user MCP server(s) {names} keep each "
-                "person's tokens encrypted with it (see README.md, 'Per-user servers')",
-                variable=SECRET_KEY,
-            )
-        self.connector = OAuthConnector(self._db, self._box, dict(specs), self.public_base)
-        for name, spec in sorted(specs.items()):
-            self.personal[name] = PersonalServer(
-                name,
-                spec,
-                self.connector,
-                start_timeout=self._config.start_timeout,
-                on_tools=self._on_tools,
-            )
-        if self._box.keys > 1:
-            log.info(
-                "%s has %d keys: sealing stored tokens with the first", SECRET_KEY, self._box.keys
-            )
-            await self.connector.reseal()
-        await asyncio.gather(*(server.start() for server in self.personal.values()))
+    @property
+    def personal(self) -> dict[str, PersonalServer]:
+        """The per-user servers (known from `oauth` keys, or found by `start()`)."""
+        return self._people.servers
+
+    @property
+    def connector(self) -> OAuthConnector | None:
+        """People's connections to the per-user servers (None when there are none)."""
+        return self._people.connector
 
     async def stop(self) -> None:
         """Close every connection and wait for the supervisors to finish."""
-        await asyncio.gather(*(server.stop() for server in self.personal.values()))
-        if self.connector is not None:
-            await self.connector.close()
+        await self._people.stop()
         for conn in self._connections.values():
             conn.stop()
         tasks, self._tasks = self._tasks, []
@@ -251,18 +223,7 @@ class McpGateway:
             )
             for c in self._connections.values()
         ]
-        personal = [
-            ServerStatus(
-                name=p.name,
-                transport=p.transport,
-                up=p.listed or not p.connected,
-                reason=p.reason,
-                tools=self._tools_of(p.name),
-                mode="per-user",
-                connected=p.connected,
-            )
-            for p in self.personal.values()
-        ]
+        personal = self._people.statuses(self._tools_of)
         return sorted(shared + personal, key=lambda s: s.name)
 
     def _tools_of(self, server: str) -> list[ToolInfo]:
@@ -402,7 +363,7 @@ class McpGateway:
         guard = self._guards[info.server]
         blocked = precheck(info, conn, guard, self._config.call_timeout)  # type: ignore[arg-type]
         if blocked is None and isinstance(conn, PersonalSession):
-            blocked = await self._token_problem(info, conn)
+            blocked = await self._people.token_problem(info, conn)
         if blocked is not None:
             return await self._end_early(rec, blocked, arguments, t0, journal=not in_doubt)
         approval_id = ctx.approval_id if approval else None
@@ -426,19 +387,6 @@ class McpGateway:
             return self._connections[server]
         return personal.session(ctx.delegator or "")
 
-    async def _token_problem(self, info: ToolInfo, session: PersonalSession) -> Outcome | None:
-        """Why the delegator's token cannot be used for this call, if it cannot."""
-        assert self.connector is not None
-        try:
-            await self.connector.access_token(session.user, info.server)
-        except ConnectionNeeded as exc:
-            return Outcome.not_connected(
-                info.name, info.server, session.user, reconnect=exc.reconnect
-            )
-        except ConnectFailed as exc:
-            return unavailable(info.name, exc.reason)
-        return None
-
     async def _on_server(
         self,
         conn: ServerConnection | PersonalSession,
@@ -447,24 +395,13 @@ class McpGateway:
         arguments: dict[str, Any],
     ) -> Outcome:
         timeout = self._config.call_timeout
-        if not isinstance(conn, PersonalSession):
-            return await run_on_server(conn, guard, info, arguments, timeout)
-        refusals = conn.refusals
-        conn.hold()
-        try:
-            outcome = await run_on_server(conn, guard, info, arguments, timeout)  # type: ignore[arg-type]
-        finally:
-            conn.release()
-        if outcome.is_error and conn.refusals > refusals:
-            # Refused for want of a usable token (401 after a refresh): the tool did not run.
-            return Outcome.not_connected(info.name, info.server, conn.user, reconnect=True)
-        return outcome
+        if isinstance(conn, PersonalSession):
+            return await self._people.run(conn, guard, info, arguments, timeout)
+        return await run_on_server(conn, guard, info, arguments, timeout)
 
     async def connected(self, user: str, server: str) -> float | None:
         """When `user` connected to the per-user `server`, or None if they have not."""
-        if self.connector is None:
-            return None
-        return (await self.connector.tokens.connected(user)).get(server)
+        return await self._people.connected(user, server)
 
     def _tier_of(self, name: str) -> str:
         entry = self._catalog.get(name)

@@ -1,13 +1,18 @@
 """Per-user MCP servers: one session per person, with that person's token.
 
-A per-user server has no shared connection. A person's calls go through their own MCP
-session (`PersonalSession`), opened on their first call and closed after `IDLE_SECONDS`
-without one, so the many calls of a task share one handshake while no session outlives its
-use. Every HTTP request of a session carries the person's token (`tools.oauth.auth`).
+An HTTP server is per-user when its `.mcp.json` entry has an `oauth` key, or when a request
+without a token gets 401 with `WWW-Authenticate: Bearer` (`find_protected`, at start). It
+has no shared connection. A person's calls go through their own MCP session
+(`PersonalSession`), opened on their first call and closed after `IDLE_SECONDS` without
+one, so the many calls of a task share one handshake while no session outlives its use.
+Every HTTP request of a session carries the person's token (`tools.oauth.auth`).
 
 The server's tools are listed with the token of the first person who connected (the list
 is the same for everyone; what a person may do with them is the server's business, under
 their own token), at start and when the first person connects.
+
+`PersonalServers` is the gateway's part for all of them: the connector, each server, and
+what a call needs before and after it runs (a usable token; a refusal means "reconnect").
 """
 
 from __future__ import annotations
@@ -19,14 +24,24 @@ import time
 from collections.abc import Callable
 
 import anyio
+import httpx2
 import mcp.types as mt
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
+from bot.base.db import Database
+from bot.base.errors import ConnectFailed, ConnectionNeeded, SettingsError
+from bot.base.secretbox import VARIABLE as SECRET_KEY
+from bot.base.secretbox import SecretBox
+from tools.calls import Outcome
+from tools.catalog import ServerStatus, ToolInfo
 from tools.connection import CLIENT_INFO, list_tools
+from tools.execute import run_on_server, unavailable
+from tools.limits import ServerGuard
 from tools.mcp_config import HttpServer
 from tools.oauth.auth import PersonalAuth
 from tools.oauth.connector import OAuthConnector
+from tools.oauth.discovery import challenge
 from tools.transports import describe_failure, personal_transport, watched
 
 log = logging.getLogger(__name__)
@@ -230,3 +245,125 @@ class PersonalServer:
     async def stop(self) -> None:
         sessions, self._sessions = list(self._sessions.values()), {}
         await asyncio.gather(*(s.close() for s in sessions))
+
+
+async def find_protected(candidates: dict[str, HttpServer], timeout: float) -> set[str]:
+    """Which of `candidates` answer a request without a token with 401 and a Bearer
+    challenge (a server that cannot be reached is not counted: it stays shared)."""
+    if not candidates:
+        return set()
+    async with httpx2.AsyncClient(timeout=timeout) as http:
+        answers = await asyncio.gather(
+            *(challenge(http, spec.url) for spec in candidates.values()),
+            return_exceptions=True,
+        )
+    return {
+        name
+        for name, answer in zip(candidates, answers, strict=True)
+        if isinstance(answer, httpx2.Response)
+    }
+
+
+class PersonalServers:
+    """Every per-user server of a gateway, and what a call to one needs."""
+
+    def __init__(
+        self,
+        db: Database,
+        box: SecretBox | None,
+        public_base: Callable[[], str],
+        *,
+        start_timeout: float,
+        on_tools: ToolsCallback,
+    ) -> None:
+        self._db, self._box, self._public_base = db, box, public_base
+        self._start_timeout = start_timeout
+        self._on_tools = on_tools
+        self.servers: dict[str, PersonalServer] = {}
+        self.connector: OAuthConnector | None = None
+
+    async def start(self, specs: dict[str, HttpServer]) -> None:
+        """Start the per-user `specs`: count who connected, list their tools.
+
+        Raises:
+            SettingsError: there are some and no `COWORKER_SECRET_KEY`.
+        """
+        if not specs:
+            return
+        if self._box is None:
+            raise SettingsError(
+                f"{SECRET_KEY} is not set: the per-user MCP server(s) {', '.join(sorted(specs))}"
+                " keep each person's tokens encrypted with it (see README.md, 'Per-user servers')",
+                variable=SECRET_KEY,
+            )
+        self.connector = OAuthConnector(self._db, self._box, dict(specs), self._public_base)
+        for name, spec in sorted(specs.items()):
+            self.servers[name] = PersonalServer(
+                name,
+                spec,
+                self.connector,
+                start_timeout=self._start_timeout,
+                on_tools=self._on_tools,
+            )
+        if self._box.keys > 1:
+            log.info("%s has %d keys: sealing tokens with the first", SECRET_KEY, self._box.keys)
+            await self.connector.reseal()
+        await asyncio.gather(*(server.start() for server in self.servers.values()))
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(server.stop() for server in self.servers.values()))
+        if self.connector is not None:
+            await self.connector.close()
+
+    def statuses(self, tools_of: Callable[[str], list[ToolInfo]]) -> list[ServerStatus]:
+        return [
+            ServerStatus(
+                name=p.name,
+                transport=p.transport,
+                up=p.listed or not p.connected,
+                reason=p.reason,
+                tools=tools_of(p.name),
+                mode="per-user",
+                connected=p.connected,
+            )
+            for p in self.servers.values()
+        ]
+
+    async def connected(self, user: str, server: str) -> float | None:
+        """When `user` connected to `server`, or None if they have not."""
+        if self.connector is None:
+            return None
+        return (await self.connector.tokens.connected(user)).get(server)
+
+    async def token_problem(self, info: ToolInfo, session: PersonalSession) -> Outcome | None:
+        """Why the delegator's token cannot be used for this call, if it cannot."""
+        assert self.connector is not None
+        try:
+            await self.connector.access_token(session.user, info.server)
+        except ConnectionNeeded as exc:
+            return Outcome.not_connected(
+                info.name, info.server, session.user, reconnect=exc.reconnect
+            )
+        except ConnectFailed as exc:
+            return unavailable(info.name, exc.reason)
+        return None
+
+    async def run(
+        self,
+        session: PersonalSession,
+        guard: ServerGuard,
+        info: ToolInfo,
+        arguments: dict[str, object],
+        timeout: float,
+    ) -> Outcome:
+        """The call in the delegator's session (kept open while it runs)."""
+        refusals = session.refusals
+        session.hold()
+        try:
+            outcome = await run_on_server(session, guard, info, arguments, timeout)  # type: ignore[arg-type]
+        finally:
+            session.release()
+        if outcome.is_error and session.refusals > refusals:
+            # Refused for want of a usable token (401 after a refresh): the tool did not run.
+            return Outcome.not_connected(info.name, info.server, session.user, reconnect=True)
+        return outcome

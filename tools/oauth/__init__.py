@@ -5,7 +5,8 @@
     clients     the OAuth client: given in .mcp.json, a Client ID Metadata Document,
                 or dynamic registration (RFC 7591), stored sealed
     connector   Connect links (state + PKCE, in the database), the callback's code
-                exchange, tokens refreshed before expiry and after a 401, revocation
+                exchange, revocation
+    refresh     tokens refreshed before expiry and after a 401, once across replicas
     tokens      one sealed row per (Slack user, server)
     auth        the bearer auth of one person's MCP session
 

@@ -14,15 +14,12 @@ replica, so everything between the steps lives in the database, never in memory:
    and the tokens are stored. A state that is unknown, expired, used, or brought by another
    browser (a forwarded or leaked link) stores nothing and says which it was.
 
-`access_token(user, server)` is what a call needs: the stored token, refreshed first when it
-expires within a minute (`tokens.REFRESH_MARGIN`); `after_401` refreshes one the server
-refused. A refresh leases the
-row (see `tools.oauth.tokens`), so two replicas never both spend a rotating refresh token.
+`access_token(user, server)` is what a call needs and `after_401` what a refused one needs;
+`tools.oauth.refresh` keeps the tokens usable.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -39,19 +36,18 @@ from pydantic import ValidationError
 
 from bot.base.clock import now
 from bot.base.db import Database
-from bot.base.errors import ConnectFailed, ConnectionNeeded, SecretUnreadable
+from bot.base.errors import ConnectFailed, SecretUnreadable
 from bot.base.secretbox import SecretBox
 from tools.mcp_config import HttpServer
 from tools.oauth.clients import CALLBACK_PATH, ClientRegistry, client_auth
 from tools.oauth.discovery import AuthServer, discover
+from tools.oauth.refresh import Refresher, RefreshRefused
 from tools.oauth.tokens import StoredToken, TokenStore
 
 log = logging.getLogger(__name__)
 
 LINK_SECONDS = 600.0
 START_PATH = "/oauth/start"
-#: How long one process may hold a token's refresh before another may take it over.
-REFRESH_LEASE = 30.0
 _HTTP_TIMEOUT = httpx2.Timeout(15.0)
 
 
@@ -74,10 +70,6 @@ def digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
-class RefreshRefused(Exception):
-    """The authorization server refused a refresh token (revoked, expired, used)."""
-
-
 class OAuthConnector:
     """Connect links, callbacks, token use and refresh, and disconnection, for every
     per-user server."""
@@ -98,15 +90,11 @@ class OAuthConnector:
         self.http = http or httpx2.AsyncClient(timeout=_HTTP_TIMEOUT)
         self.tokens = TokenStore(db, box)
         self.clients = ClientRegistry(db, box, self.http)
+        self.refresher = Refresher(self.tokens, self._refresh_grant)
         self._auth: dict[str, AuthServer] = {}
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     async def close(self) -> None:
         await self.http.aclose()
-
-    def add_server(self, name: str, spec: HttpServer) -> None:
-        """A server found to be per-user at start (it answered 401 without a token)."""
-        self.servers[name] = spec
 
     @property
     def redirect_uri(self) -> str:
@@ -288,106 +276,27 @@ class OAuthConnector:
     # -- using tokens ------------------------------------------------------------------
 
     async def access_token(self, user: str, server: str) -> str:
-        """`user`'s access token for `server`, refreshed first if it is about to expire.
-
-        Raises:
-            ConnectionNeeded: no connection, or its refresh was refused (reconnect).
-            ConnectFailed: the authorization server could not be reached to refresh an
-                expired token.
-        """
-        token = await self.tokens.get(user, server)
-        if token is None:
-            raise ConnectionNeeded(server=server, user=user)
-        if not token.due:
-            return token.access_token
-        return (await self._refresh(token)).access_token
+        """`user`'s access token for `server`, refreshed first if it is about to expire
+        (`Refresher.access_token`)."""
+        return await self.refresher.access_token(user, server)
 
     async def after_401(self, user: str, server: str, refused: str) -> str | None:
         """A token to retry with after the server refused `refused`, or None (reconnect)."""
-        token = await self.tokens.get(user, server)
-        if token is None:
-            return None
-        if token.access_token != refused:  # refreshed meanwhile, here or on another replica
-            return token.access_token
-        try:
-            return (await self._refresh(token, forced=True)).access_token
-        except (ConnectionNeeded, ConnectFailed):
-            return None
+        return await self.refresher.after_401(user, server, refused)
 
     async def refused(self, user: str, server: str, token: str) -> None:
         """The server refused even a fresh `token`: drop the connection (reconnect)."""
-        current = await self.tokens.get(user, server)
-        if current is not None and current.access_token == token:
-            log.info("%s refused %s's fresh token; they will be asked to reconnect", server, user)
-            await self.tokens.remove(user, server, version=current.version)
+        await self.refresher.refused(user, server, token)
 
-    async def _refresh(self, token: StoredToken, *, forced: bool = False) -> StoredToken:
-        key = (token.user, token.server)
-        async with self._locks.setdefault(key, asyncio.Lock()):
-            current = await self.tokens.get(token.user, token.server)
-            if current is None:
-                raise ConnectionNeeded(server=token.server, user=token.user, reconnect=True)
-            if current.version != token.version:
-                return current  # another coroutine refreshed it while this one waited
-            return await self._refresh_row(current, forced)
-
-    async def _refresh_row(self, token: StoredToken, forced: bool) -> StoredToken:
-        if not token.refresh_token:
-            if not forced and not token.expired:
-                return token
-            await self.tokens.remove(token.user, token.server, version=token.version)
-            raise ConnectionNeeded(server=token.server, user=token.user, reconnect=True)
-        if not await self.tokens.lease(token, REFRESH_LEASE):
-            return await self._refreshed_elsewhere(token, forced)
-        return await self._spend(token, forced)
-
-    async def _spend(self, token: StoredToken, forced: bool) -> StoredToken:
-        """Refresh `token`, whose lease this process holds."""
-        assert token.refresh_token is not None
-        try:
-            auth, client = await self.client(token.server)
-            fresh = await self._token_request(
-                token.server,
-                auth,
-                client,
-                {
-                    "grant_type": "refresh_token",
-                    "refresh_token": token.refresh_token,
-                    "resource": auth.resource,
-                },
-            )
-        except RefreshRefused as exc:
-            log.info("%s's %s token: refresh refused (%s)", token.user, token.server, exc)
-            await self.tokens.remove(token.user, token.server, version=token.version)
-            raise ConnectionNeeded(server=token.server, user=token.user, reconnect=True) from None
-        except (httpx2.HTTPError, ConnectFailed) as exc:
-            await self.tokens.release(token)
-            log.warning("%s's %s token: refresh failed: %r", token.user, token.server, exc)
-            if not forced and not token.expired:
-                return token
-            raise ConnectFailed(
-                "refresh failed",
-                server=token.server,
-                reason=f"I couldn't renew access to {token.server} just now.",
-            ) from None
-        await self.tokens.replace(token, fresh)
-        current = await self.tokens.get(token.user, token.server)
-        if current is None:  # disconnected while refreshing
-            raise ConnectionNeeded(server=token.server, user=token.user)
-        return current
-
-    async def _refreshed_elsewhere(self, token: StoredToken, forced: bool) -> StoredToken:
-        """Wait (bounded by the lease) for the process refreshing `token` to store the result."""
-        async with asyncio.timeout(REFRESH_LEASE + 5):
-            while True:
-                await asyncio.sleep(0.05)
-                current = await self.tokens.get(token.user, token.server)
-                if current is None:
-                    raise ConnectionNeeded(server=token.server, user=token.user, reconnect=True)
-                if current.version != token.version:
-                    return current
-                if await self.tokens.lease(token, REFRESH_LEASE):  # its lease ran out
-                    return await self._spend(token, forced)
+    async def _refresh_grant(self, server: str, refresh_token: str) -> OAuthToken:
+        """A refresh token spent at the server's token endpoint: the new tokens."""
+        auth, client = await self.client(server)
+        form = {
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token,
+            "resource": auth.resource,
+        }
+        return await self._token_request(server, auth, client, form)
 
     # -- disconnecting -----------------------------------------------------------------
 
