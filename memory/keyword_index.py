@@ -48,7 +48,7 @@ class KeywordIndex:
         allow_common: bool,
     ) -> list[int]:
         """Memory ids by bm25, best first, among those `scope` may see."""
-        ids: list[int] = await self.db.run_sync(
+        hits: list[tuple[int, float]] = await self.db.run_sync(
             lambda conn: self.ranking_on(
                 conn,
                 query,
@@ -59,7 +59,7 @@ class KeywordIndex:
                 allow_common=allow_common,
             )
         )
-        return ids
+        return [memory_id for memory_id, _ in hits]
 
     def ranking_on(
         self,
@@ -71,8 +71,11 @@ class KeywordIndex:
         statuses: tuple[Status, ...],
         limit: int,
         allow_common: bool,
-    ) -> list[int]:
-        """`ranking()` on the database thread."""
+    ) -> list[tuple[int, float]]:
+        """(memory id, relevance) by bm25, best first: `ranking()` on the database thread.
+
+        FTS5's bm25 is lower for better matches; it is negated so that higher is better.
+        """
         terms = query_terms(query)
         selective = [t for t in terms if not self._is_common(conn, t)]
         if not selective:
@@ -81,15 +84,16 @@ class KeywordIndex:
             selective = terms
         match = f"content : ({any_of(selective)}) AND scope_tag : ({any_of(scope.tags())})"
         sql = (
-            "SELECT m.id FROM memories_fts JOIN memories m ON m.id = memories_fts.rowid"
+            "SELECT m.id, bm25(memories_fts, 1.0, 0.0) AS bm25_score"
+            " FROM memories_fts JOIN memories m ON m.id = memories_fts.rowid"
             f" WHERE memories_fts MATCH ? AND m.status IN ({','.join('?' * len(statuses))})"
         )
         params: list[Any] = [match, *statuses]
         if kind is not None:
             sql += " AND m.kind = ?"
             params.append(kind)
-        sql += " ORDER BY bm25(memories_fts, 1.0, 0.0) LIMIT ?"
-        return [r[0] for r in conn.execute(sql, [*params, limit])]
+        sql += " ORDER BY bm25_score LIMIT ?"
+        return [(r["id"], -r["bm25_score"]) for r in conn.execute(sql, [*params, limit])]
 
     def _is_common(self, conn: Any, term: str) -> bool:
         now = time.monotonic()

@@ -6,10 +6,12 @@ thread, and fuses them:
     partitions and metadata columns, `memory.vector_index`), so it returns `depth` rows
     however few memories are in scope;
   * FTS5 bm25 over memories_fts, the scope ANDed into the FTS5 query (`memory.keyword_index`).
-The rankings are merged by reciprocal rank fusion and weighted by recency and importance
-(`memory.scoring`). Without an embedder, or when the query cannot be embedded, the keyword
+Each gives scored candidates; `memory.scoring` fuses them into a relevance in 0..1, each list
+weighted by how far it can be trusted, then adds a small bounded boost for freshness,
+importance and use. Without an embedder, or when the query cannot be embedded, the keyword
 side alone answers. Rows are checked against the scope again after loading: a stale index
-entry can cost a result, never leak one.
+entry can cost a result, never leak one. Recall marks nothing used: only a task's
+`retrieve_for_task()` does.
 """
 
 from __future__ import annotations
@@ -17,14 +19,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from bot.base import clock
 from memory.errors import EmbeddingUnavailable
 from memory.records import Kind, Memory, Scope, Status, scope_key
-from memory.scoring import retrieval_weight, rrf
+from memory.scoring import Scored, boost, fuse
 from memory.vector_index import MAX_K
 
 if TYPE_CHECKING:
@@ -33,6 +35,9 @@ if TYPE_CHECKING:
 CHARS_PER_TOKEN = 4
 #: An item shorter than this is not worth squeezing into the end of the budget.
 _MIN_ITEM_CHARS = 160
+
+#: Which searches answer: both (the default), or one alone (benchmarks, diagnosis).
+Searches = Literal["hybrid", "keyword", "vector"]
 
 
 class RecalledContext(BaseModel):
@@ -75,7 +80,16 @@ class _Candidate:
 
     @classmethod
     def from_row(cls, r: Any) -> _Candidate:
-        return cls(r[0], r[1], scope_key(r[2], r[3], r[4]), r[5], r[6], r[7], r[8], r[9])
+        return cls(
+            id=r["id"],
+            kind=r["kind"],
+            scope_key=scope_key(r["scope"], r["project"], r["user_id"]),
+            status=r["status"],
+            importance=r["importance"],
+            created_at=r["created_at"],
+            last_used_at=r["last_used_at"],
+            use_count=r["use_count"],
+        )
 
 
 async def recall(
@@ -86,45 +100,54 @@ async def recall(
     kind: Kind | None = None,
     k: int = 10,
     statuses: tuple[Status, ...] = ("active",),
+    at: float | None = None,
+    searches: Searches = "hybrid",
 ) -> list[Memory]:
-    """The `k` memories most relevant to `query` that `scope` may see, best first."""
+    """The `k` memories most relevant to `query` that `scope` may see, best first.
+
+    `at` is the moment freshness is measured from (now by default).
+    """
     if k <= 0:
         return []
     depth = _depth(k)
-    blob = await store.vectors.embed_query(query)
+    blob = await store.vectors.embed_query(query) if searches != "keyword" else None
 
-    def search(conn: Any) -> tuple[dict[int, float], list[_Candidate]]:
-        vector_ids = []
+    def search(conn: Any) -> tuple[Scored, Scored, list[_Candidate]]:
+        vector_hits: Scored = []
         if blob is not None:
-            nearest = store.vectors.nearest_on(
+            vector_hits = store.vectors.nearest_on(
                 conn, blob, depth, scope=scope, kind=kind, statuses=statuses
             )
-            vector_ids = [memory_id for memory_id, _ in nearest]
-        keyword_ids = store.keywords.ranking_on(
-            conn,
-            query,
-            scope,
-            kind=kind,
-            statuses=statuses,
-            limit=depth,
-            allow_common=blob is None,
-        )
-        fused = rrf(vector_ids, keyword_ids)
-        if not fused:
-            return fused, []
-        marks = ",".join("?" * len(fused))
-        rows = conn.execute(
-            f"SELECT {_Candidate.COLUMNS} FROM memories WHERE id IN ({marks})", list(fused)
-        )
-        return fused, [_Candidate.from_row(r) for r in rows]
+        keyword_hits: Scored = []
+        if searches != "vector":
+            keyword_hits = store.keywords.ranking_on(
+                conn,
+                query,
+                scope,
+                kind=kind,
+                statuses=statuses,
+                limit=depth,
+                allow_common=blob is None,
+            )
+        ids = list(dict.fromkeys([i for i, _ in vector_hits] + [i for i, _ in keyword_hits]))
+        if not ids:
+            return vector_hits, keyword_hits, []
+        marks = ",".join("?" * len(ids))
+        rows = conn.execute(f"SELECT {_Candidate.COLUMNS} FROM memories WHERE id IN ({marks})", ids)
+        return vector_hits, keyword_hits, [_Candidate.from_row(r) for r in rows]
 
-    fused, candidates = await store.db.run_sync(search)
-    now, half_life, visible = clock.now(), store.config.half_life_days, set(scope.keys())
+    vector_hits, keyword_hits, candidates = await store.db.run_sync(search)
+    relevance = fuse((vector_hits, store.vector_weight), (keyword_hits, 1.0 - store.vector_weight))
+    now = clock.now() if at is None else at
+    half_life, visible = store.config.half_life_days, set(scope.keys())
     ranked = sorted(
         (
-            (fused[c.id] * retrieval_weight(c, now, half_life), c.id)
+            (relevance[c.id] + boost(c, now, half_life), c.id)
             for c in candidates
-            if c.status in statuses and c.scope_key in visible and kind in (None, c.kind)
+            if c.id in relevance
+            and c.status in statuses
+            and c.scope_key in visible
+            and kind in (None, c.kind)
         ),
         reverse=True,
     )[:k]

@@ -37,6 +37,7 @@ from memory.records import (
     Status,
     scope_key,
 )
+from memory.scoring import vector_weight
 from memory.vector_index import DELETE_SQL, INSERT_SQL, STATUS_SQL, VectorIndex, vector_row
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,12 @@ class MemoryStore:
     @property
     def keyword_only(self) -> bool:
         return not self.vectors.ready
+
+    @property
+    def vector_weight(self) -> float:
+        """The vector search's share of relevance in recall (see `memory.scoring`)."""
+        provider = self.vectors.embedder.name if self.vectors.embedder else None
+        return vector_weight(provider, self.config.vector_weight)
 
     async def prepare(self) -> bool:
         """Check or build the vector index; call once at start-up.

@@ -282,7 +282,7 @@ class VectorIndex:
             params: list[Any] = [blob, min(k, MAX_K), shard(key), scope_id(key), *statuses]
             if kind is not None:
                 params.append(kind)
-            found += [(r[0], r[1]) for r in conn.execute(sql, params)]
+            found += [(r["memory_id"], r["distance"]) for r in conn.execute(sql, params)]
         found.sort(key=lambda hit: hit[1])
         return [(memory_id, cosine(d)) for memory_id, d in found[:k] if not math.isnan(d)]
 
@@ -291,4 +291,4 @@ class VectorIndex:
         row = await tx.fetchone(f"SELECT embedding FROM {TABLE} WHERE memory_id = ?", (memory_id,))
         if row is not None:
             await tx.execute(DELETE_SQL, (memory_id,))
-            await tx.execute(INSERT_SQL, vector_row(memory_id, row[0], kind, key, status))
+            await tx.execute(INSERT_SQL, vector_row(memory_id, row["embedding"], kind, key, status))
