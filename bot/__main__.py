@@ -11,7 +11,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from bot import logs
+from bot import logs, memory_cli
 from bot.base.errors import ConfigError, CoworkerError, MigrationError, SettingsError
 from bot.base.settings import load_settings
 
@@ -31,8 +31,11 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--task", help="one task's calls step by step, e.g. T-42")
     backup = sub.add_parser("backup", help="copy the database consistently while the bot runs")
     backup.add_argument("path")
-    memory = sub.add_parser("memory", help="memory jobs")
-    memory.add_argument("action", choices=["consolidate", "decay"])
+    memory = sub.add_parser("memory", help="memory jobs, import and search")
+    memory_actions = memory.add_subparsers(dest="action", required=True)
+    memory_actions.add_parser("consolidate", help="propose facts from recent episodes")
+    memory_actions.add_parser("decay", help="archive memories that have faded")
+    memory_cli.add_parsers(memory_actions)
     return p
 
 
@@ -45,6 +48,8 @@ async def run_command(args: argparse.Namespace) -> int:
         coworker = await build(settings)
         await coworker.serve_forever()
         return 0
+    if args.command == "memory" and args.action in ("import", "search"):
+        return await memory_cli.run(args, settings)
     from bot import cli
 
     return await cli.dispatch(args, settings)

@@ -60,17 +60,26 @@ def _insert_rows(
     conn: Any,
     drafts: Sequence[MemoryDraft],
     blobs: Sequence[bytes | None],
+    created: Sequence[float],
     now: float,
     signature: str | None,
+    new_refs_only: bool,
 ) -> list[int]:
-    """Insert memories and their vectors in one transaction (runs on the DB thread)."""
+    """Insert memories and their vectors in one transaction (runs on the DB thread).
+
+    With `new_refs_only`, drafts whose `ref` is already stored are skipped; the check runs
+    inside the transaction, so two imports of one file cannot both add it.
+    """
     conn.execute("BEGIN IMMEDIATE")
     try:
+        known = _stored_refs(conn, [d.ref for d in drafts if d.ref]) if new_refs_only else set()
         ids = []
-        for draft, blob in zip(drafts, blobs, strict=True):
+        for draft, blob, at in zip(drafts, blobs, created, strict=True):
+            if new_refs_only and draft.ref in known:
+                continue
             values = draft.columns() | {
                 "embedded_by": signature if blob is not None else None,
-                "created_at": now,
+                "created_at": at,
                 "updated_at": now,
             }
             memory_id = conn.execute(_INSERT_MEMORY, values).lastrowid
@@ -85,6 +94,16 @@ def _insert_rows(
         raise
     conn.execute("COMMIT")
     return ids
+
+
+def _stored_refs(conn: Any, refs: Sequence[str]) -> set[str | None]:
+    found: set[str | None] = set()
+    for start in range(0, len(refs), 500):
+        chunk = refs[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        rows = conn.execute(f"SELECT ref FROM memories WHERE ref IN ({marks})", chunk)
+        found.update(r["ref"] for r in rows)
+    return found
 
 
 class MemoryStore:
@@ -148,18 +167,49 @@ class MemoryStore:
         (memory_id,) = await self.add_many([draft])
         return memory_id
 
-    async def add_many(self, drafts: Sequence[MemoryDraft]) -> list[int]:
-        """Store several memories in one transaction (imports, benchmarks)."""
+    async def add_many(
+        self,
+        drafts: Sequence[MemoryDraft],
+        *,
+        created_at: Sequence[float] | None = None,
+        new_refs_only: bool = False,
+    ) -> list[int]:
+        """Store several memories in one transaction (imports, benchmarks); their new ids.
+
+        `created_at` gives each memory its own creation time (an import keeps the source's
+        dates). With `new_refs_only`, drafts whose `ref` is stored already are skipped (not
+        embedded either), and only the new memories' ids are returned.
+        """
+        now = clock.now()
+        created = list(created_at) if created_at is not None else [now] * len(drafts)
+        if len(created) != len(drafts):
+            raise ValueError("created_at needs one time per draft")
+        if new_refs_only:
+            known = await self.refs_stored([d.ref for d in drafts if d.ref])
+            keep = [i for i, d in enumerate(drafts) if d.ref not in known]
+            drafts, created = [drafts[i] for i in keep], [created[i] for i in keep]
         blobs = await self._embed_or_none([d.content for d in drafts])
         insert = partial(
             _insert_rows,
             drafts=drafts,
             blobs=blobs,
-            now=clock.now(),
+            created=created,
+            now=now,
             signature=self.vectors.signature,
+            new_refs_only=new_refs_only,
         )
         ids: list[int] = await self.db.run_sync(lambda conn: insert(conn))
         return ids
+
+    async def refs_stored(self, refs: Sequence[str]) -> set[str]:
+        """Which of `refs` some memory already has."""
+        found: set[str] = set()
+        for start in range(0, len(refs), 500):
+            chunk = list(refs[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = await self.db.fetchall(f"SELECT ref FROM memories WHERE ref IN ({marks})", chunk)
+            found.update(r["ref"] for r in rows)
+        return found
 
     async def _embed_or_none(self, texts: list[str]) -> list[bytes | None]:
         if not self.vectors.ready:
