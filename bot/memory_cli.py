@@ -27,7 +27,7 @@ from bot.base.config import load_config
 from bot.base.db import Database
 from bot.base.migrations import migrate
 from bot.base.settings import Settings
-from memory.embeddings import Embedder, load_embedder
+from memory.embeddings import load_embedder
 from memory.errors import FileRejected
 from memory.importing import (
     parse_scope,
@@ -148,9 +148,9 @@ async def open_store(settings: Settings) -> AsyncIterator[MemoryStore]:
     if warning:
         print(warning, file=sys.stderr)
     db = await Database.open(settings.database_path)
+    store = MemoryStore(db, embedder, config.memory)
     try:
         await migrate(db)
-        store = MemoryStore(db, embedder, config.memory)
         await store.prepare()
         if missing := await store.pending_embeddings():
             print(
@@ -160,17 +160,8 @@ async def open_store(settings: Settings) -> AsyncIterator[MemoryStore]:
             )
         yield store
     finally:
+        await store.close()
         await db.close()
-        await _close(embedder)
-
-
-async def _close(embedder: Embedder | None) -> None:
-    if embedder is None:
-        return
-    if aclose := getattr(embedder, "aclose", None):
-        await aclose()
-    elif close := getattr(embedder, "close", None):
-        close()
 
 
 async def search(

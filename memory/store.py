@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import logging
 from collections.abc import Sequence
 from functools import partial
@@ -109,11 +110,24 @@ def _stored_refs(conn: Any, refs: Sequence[str]) -> set[str | None]:
 class MemoryStore:
     """Episodes and facts: add, change, forget, and recall them within a scope."""
 
-    def __init__(self, db: Database, embedder: Embedder | None, config: MemoryConfig) -> None:
+    def __init__(
+        self,
+        db: Database,
+        embedder: Embedder | None,
+        config: MemoryConfig,
+        *,
+        embed_later: bool = False,
+    ) -> None:
+        """`embed_later`: new and changed memories are stored at once, without a vector, and
+        embedded by a background job (the bot: a finished task's runner does not wait for the
+        model). Otherwise each write embeds first (the CLI, tests)."""
         self.db = db
         self.config = config
         self.vectors = VectorIndex(db, embedder)
         self.keywords = KeywordIndex(db)
+        self.embed_later = embed_later
+        self._embedding: asyncio.Task[None] | None = None
+        self._more_to_embed = False
 
     @property
     def keyword_only(self) -> bool:
@@ -199,6 +213,7 @@ class MemoryStore:
             new_refs_only=new_refs_only,
         )
         ids: list[int] = await self.db.run_sync(lambda conn: insert(conn))
+        self._embed_soon()
         return ids
 
     async def refs_stored(self, refs: Sequence[str]) -> set[str]:
@@ -214,6 +229,8 @@ class MemoryStore:
     async def _embed_or_none(self, texts: list[str]) -> list[bytes | None]:
         if not self.vectors.ready:
             return [None] * len(texts)
+        if self.embed_later:
+            return [None] * len(texts)  # the writer calls `_embed_soon()` once they are stored
         try:
             return list(await self.vectors.embed_documents(texts))
         except EmbeddingUnavailable as exc:
@@ -251,6 +268,8 @@ class MemoryStore:
                 await self.vectors.move(tx, memory_id, draft.kind, draft.scope_key, current.status)
             if new_content and (old := self.vectors.cache_hash(current.content)):
                 await tx.execute("DELETE FROM embedding_cache WHERE hash = ?", (old,))
+        if new_content:
+            self._embed_soon()
         return await self.get(memory_id)
 
     async def set_status(
@@ -316,6 +335,35 @@ class MemoryStore:
                 (self.vectors.signature,),
             )
         )
+
+    def _embed_soon(self) -> None:
+        """Have the background job embed what lacks a vector (after a write, with
+        `embed_later`); one job at a time, and a job already running goes round once more."""
+        if not (self.embed_later and self.vectors.ready):
+            return
+        if self._embedding is not None and not self._embedding.done():
+            self._more_to_embed = True
+            return
+        self._embedding = asyncio.create_task(self._embed_pending(), name="memory-embed")
+
+    async def _embed_pending(self) -> None:
+        while True:
+            self._more_to_embed = False
+            await self.reembed_all()
+            if not self._more_to_embed:
+                return
+
+    async def close(self) -> None:
+        """Stop background embedding (the next start finishes it) and the embedder."""
+        if self._embedding is not None and not self._embedding.done():
+            self._embedding.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._embedding
+        embedder = self.vectors.embedder
+        if (aclose := getattr(embedder, "aclose", None)) is not None:
+            await aclose()
+        elif (close := getattr(embedder, "close", None)) is not None:
+            close()
 
     async def reembed_all(self, batch: int = 64) -> int:
         """Embed every memory the current provider has not; return how many were done.
