@@ -134,7 +134,7 @@ class GatewayConfig(_Section):
 
 
 class MemoryConfig(_Section):
-    embeddings: Literal["auto", "fastembed", "voyage", "openai", "none", "test"] = "auto"
+    embeddings: Literal["auto", "local", "fastembed", "voyage", "openai", "none", "test"] = "auto"
     embeddings_url: str | None = None
     embeddings_model: str | None = None
     embeddings_api_key_env: str = "OPENAI_API_KEY"
