@@ -40,6 +40,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 async def run_command(args: argparse.Namespace) -> int:
+    if args.command == "doctor":  # reads the settings itself, to report every bad one
+        from bot.doctor import doctor
+
+        return await doctor()
     settings = load_settings()
     if args.command in (None, "run"):
         settings.require_slack()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,8 +141,11 @@ class AgentLoop:
         approvals: ApprovalService,
         notifier: Notifier,
         config: Config,
+        between_steps: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.db = db
+        #: Called where everything before is saved; a graceful shutdown ends the run there.
+        self.between_steps = between_steps
         self.tasks = tasks
         self.llm = llm
         self.toolbox = toolbox
@@ -241,6 +245,8 @@ class AgentLoop:
         )
         used: list[str] = []
         while True:
+            if self.between_steps is not None:
+                await self.between_steps()
             last = state.messages[-1]
             if last["role"] == "assistant":
                 calls = [b for b in last["content"] if b.get("type") == "tool_use"]
@@ -351,8 +357,8 @@ class AgentLoop:
         if family < threshold:
             return None
         key = f"t{task.id}:spend"
-        row = await self.approvals.current(task.id, key)
-        if row is None or (row["status"] == "pending" and row["message_ts"] is None):
+        approval = await self.approvals.current(task.id, key)
+        if approval is None or (approval.status == "pending" and approval.message_ts is None):
             await self.approvals.request(
                 task,
                 kind="spend",
@@ -362,9 +368,9 @@ class AgentLoop:
                 f"${task.budget_usd:.2f} budget. Go on?",
             )
             return Outcome("waiting", None, wait=Wait.APPROVAL)
-        if row["status"] == "pending":
+        if approval.status == "pending":
             return Outcome("waiting", None, wait=Wait.APPROVAL)
-        if row["status"] == "rejected":
+        if approval.status == "rejected":
             return Outcome(
                 "done",
                 (last_text or "")

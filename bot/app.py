@@ -1,9 +1,11 @@
 """Composition: the one function that builds and wires every concrete part.
 
-`build()` reads settings and config, opens and migrates the database, makes the Slack and
-Anthropic clients, starts the MCP gateway, and connects the core services to the Slack
-adapter. `Coworker.serve()` then connects to Slack (Socket Mode or HTTP) and runs until
-stopped. Tests call `build()` with stand-in URLs and drive the same object.
+`build()` reads settings and config, checks the bot token with Slack, opens and migrates
+the database, makes the Anthropic client, starts the MCP gateway, and connects the core
+services to the Slack adapter; if any of it fails, what was already opened is closed, so
+the process can exit. `Coworker.serve_forever()` then connects to Slack (Socket Mode or
+HTTP) and runs until SIGTERM or SIGINT, then shuts down gracefully. Tests call `build()`
+with stand-in URLs and drive the same object.
 """
 
 from __future__ import annotations
@@ -12,11 +14,14 @@ import asyncio
 import gc
 import logging
 import os
+import signal
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
@@ -27,7 +32,7 @@ from bot.agent import AgentLoop
 from bot.approvals import ApprovalService
 from bot.base.config import Config, load_config
 from bot.base.db import Database
-from bot.base.errors import SettingsError
+from bot.base.errors import SettingsError, Unreachable
 from bot.base.migrations import migrate
 from bot.base.settings import Settings
 from bot.delegation import Delegation
@@ -47,6 +52,7 @@ from bot.validation import Validator
 from handlers import register_handlers
 from handlers.directory import SlackDirectory
 from handlers.notifier import SlackNotifier
+from handlers.services import HomeSection
 from handlers.slack_app import http_app, make_app, socket_mode
 from handlers.slack_app import make_client as make_slack_client
 from memory import MemoryStore, load_embedder
@@ -75,10 +81,10 @@ class Coworker:
     delegation: Delegation
     notifier: SlackNotifier
     directory: SlackDirectory
+    memory: TeamMemory
     team_id: str | None = None
     bot_user_id: str | None = None
-    home_sections: list[Any] = field(default_factory=list)
-    memory: TeamMemory | None = None
+    home_sections: list[HomeSection] = field(default_factory=list)
     delivery: Delivery | None = None
     scheduler: Any = None
     background: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -136,7 +142,7 @@ class Coworker:
     async def connect(self) -> None:
         """Connect to Slack: Socket Mode with an app token, else HTTP on PORT."""
         if self.settings.slack_app_token is not None:
-            self._socket = await socket_mode(
+            self._socket = await connect_socket_mode(
                 self.app, self.settings.slack_app_token.get_secret_value()
             )
             log.info("connected to Slack over Socket Mode")
@@ -144,7 +150,12 @@ class Coworker:
         self._runner_http = web.AppRunner(http_app(self.app, self.healthy))
         await self._runner_http.setup()
         self._site = web.TCPSite(self._runner_http, "0.0.0.0", self.settings.port)
-        await self._site.start()
+        try:
+            await self._site.start()
+        except OSError as exc:  # in use, or a privileged port
+            raise SettingsError(
+                f"cannot listen on PORT {self.settings.port}: {reason(exc)}", variable="PORT"
+            ) from None
         log.info("listening for Slack on :%s/slack/events", self.settings.port)
 
     async def healthy(self) -> bool:
@@ -156,8 +167,13 @@ class Coworker:
             return False
         return True
 
-    async def stop(self) -> None:
-        """Disconnect, stop work (it resumes from checkpoints), close everything."""
+    async def stop(self, grace: float = 0.0) -> None:
+        """Disconnect, stop work, close everything.
+
+        Running tasks get `grace` seconds to reach their next checkpoint; whatever is still
+        running then is interrupted. Either way it resumes from its checkpoint at the next
+        start.
+        """
         if self._socket is not None:
             await self._socket.close_async()
         if self._runner_http is not None:
@@ -165,7 +181,7 @@ class Coworker:
         await self.delegation.inflight.drain()
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
-        await self.runner.stop()
+        await self.runner.stop(grace)
         await telemetry.close()
         await self.notifier.close()
         await self.gateway.stop()
@@ -177,15 +193,56 @@ class Coworker:
         await self.db.close()
 
     async def serve_forever(self) -> None:
-        await self.start()
-        await self.connect()
-        # Everything built so far lives as long as the process: keep it out of the cyclic
-        # collector's generations, so collections stay short and do not stall acks.
-        gc.freeze()
+        """Work until SIGTERM or SIGINT, then stop taking work and shut down gracefully."""
+        stopping = asyncio.Event()
+        signals = (signal.SIGTERM, signal.SIGINT)
+        loop = asyncio.get_running_loop()
+        for sig in signals:
+            loop.add_signal_handler(sig, shutdown_requested, sig, stopping)
         try:
-            await asyncio.Event().wait()
+            await self.start()
+            await self.connect()
+            # Everything built so far lives as long as the process: keep it out of the cyclic
+            # collector's generations, so collections stay short and do not stall acks.
+            gc.freeze()
+            await stopping.wait()
         finally:
-            await self.stop()
+            await self.stop(self.config.runner.shutdown_grace if stopping.is_set() else 0.0)
+            for sig in signals:
+                loop.remove_signal_handler(sig)
+        log.info("shut down")
+
+
+def shutdown_requested(sig: signal.Signals, stopping: asyncio.Event) -> None:
+    if stopping.is_set():
+        log.info("%s: already shutting down", sig.name)
+        return
+    log.info("%s: shutting down (running tasks stop at their next checkpoint)", sig.name)
+    stopping.set()
+
+
+def reason(exc: BaseException) -> str:
+    """What went wrong, in a few words: "connection refused", "address already in use"."""
+    errno = getattr(exc, "errno", None)
+    return os.strerror(errno).lower() if isinstance(errno, int) else type(exc).__name__
+
+
+def unreachable(service: str, url: str, exc: BaseException) -> Unreachable:
+    """A one-line error for a service that could not be reached (no traceback, no token)."""
+    return Unreachable(f"cannot reach {service} at {url} ({reason(exc)})", service=service.lower())
+
+
+async def connect_socket_mode(app: AsyncApp, app_token: str) -> Any:
+    """Open the Socket Mode connection; a refused token or no answer is a one-line error."""
+    try:
+        return await socket_mode(app, app_token)
+    except SlackApiError as exc:
+        raise SettingsError(
+            f"Slack rejected SLACK_APP_TOKEN ({exc.response.get('error')})",
+            variable="SLACK_APP_TOKEN",
+        ) from None
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        raise unreachable("Slack", str(app.client.base_url), exc) from None
 
 
 def inbox_for(db: Database) -> Inbox | None:
@@ -204,6 +261,8 @@ async def identify(client: AsyncWebClient) -> tuple[str | None, str | None]:
             f"Slack rejected SLACK_BOT_TOKEN ({exc.response.get('error')})",
             variable="SLACK_BOT_TOKEN",
         ) from None
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        raise unreachable("Slack", client.base_url, exc) from None
     return resp.get("user_id"), resp.get("team_id")
 
 
@@ -218,16 +277,29 @@ def build_memory(config: Config, db: Database, llm: LLM, tasks: TaskStore) -> Te
 
 
 async def build(settings: Settings) -> Coworker:
-    """Build and wire every part; nothing connects to Slack until `connect()`."""
+    """Build and wire every part; nothing connects to Slack until `connect()`.
+
+    If a part fails, the parts already opened are closed (the database's thread would
+    otherwise keep the process alive after the error).
+    """
+    async with AsyncExitStack() as opened:
+        coworker = await _build(settings, opened)
+        opened.pop_all()
+        return coworker
+
+
+async def _build(settings: Settings, opened: AsyncExitStack) -> Coworker:
     settings.require_slack()
     config = load_config(settings.coworker_config)
     specs = load_mcp_config(settings.coworker_mcp_config)
-    telemetry.setup(settings.otel_exporter_otlp_endpoint)
-    db = await Database.open(settings.database_path)
-    await migrate(db)
     assert settings.slack_bot_token is not None
     slack = make_slack_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
-    bot_user_id, team_id = await identify(slack)
+    bot_user_id, team_id = await identify(slack)  # before anything is opened or migrated
+    telemetry.setup(settings.otel_exporter_otlp_endpoint)
+    opened.push_async_callback(telemetry.close)
+    db = await Database.open(settings.database_path)
+    opened.push_async_callback(db.close)
+    await migrate(db)
     secret = (
         settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
     )
@@ -239,6 +311,7 @@ async def build(settings: Settings) -> Coworker:
         max_retries=config.runner.model_retries,
         timeout=config.runner.model_timeout,
     )
+    opened.push_async_callback(client.close)
     llm = LLM(client, config, db)
     tasks = TaskStore(db)
     groups = {m for role in config.roles.values() for m in role.members if m.startswith("S")}
@@ -253,15 +326,20 @@ async def build(settings: Settings) -> Coworker:
         on_status_ts=remember_status,
         reviewers=config.memory.reviewers,
     )
+    opened.push_async_callback(notifier.close)
     memory = build_memory(config, db, llm, tasks)
     builtin = {
         "slack": slack_server(slack),
         "memory": memory_server(memory.tool_remember, memory.tool_recall),
     }
     gateway = McpGateway(specs, config, db, builtin=builtin)
+    opened.push_async_callback(gateway.stop)
     await gateway.start()
     runner = TaskRunner(
-        db, concurrency=config.runner.concurrency, fanout=config.orchestration.fanout_concurrency
+        db,
+        concurrency=config.runner.concurrency,
+        fanout=config.orchestration.fanout_concurrency,
+        tasks=tasks,
     )
     orchestrator = Orchestrator(tasks, config, notifier, runner.wake)
     approvals = ApprovalService(
@@ -282,6 +360,7 @@ async def build(settings: Settings) -> Coworker:
         approvals=approvals,
         notifier=notifier,
         config=config,
+        between_steps=runner.at_checkpoint,
     )
     delivery = Delivery(tasks, notifier, busy=lambda task_id: task_id in runner.active)
     runner.work = TaskWork(

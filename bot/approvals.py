@@ -12,16 +12,16 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
 from bot.base.clock import now
 from bot.base.config import Config
-from bot.base.db import Database
+from bot.base.db import Database, marks
 from bot.base.errors import NotAllowed
 from bot.base.redact import redact, redact_text
 from bot.notifier import ApprovalView, Notifier, StatusSnapshot
-from bot.tasks import FINISHED, Task, TaskStore
+from bot.tasks import FINISHED, Task, TaskStatus, TaskStore
 
 log = logging.getLogger(__name__)
 
@@ -43,20 +43,54 @@ class Decision:
     task: Task | None = None
 
 
-def view_from_row(row: Any) -> ApprovalView:
-    return ApprovalView(
-        approval_id=row["id"],
-        kind=row["kind"],
-        tool=row["tool"],
-        arguments=json.loads(row["arguments"] or "{}"),
-        reason=row["reason"] or "",
-        tier=row["tier"] or "block",
-        status=row["status"],
-        decided_by=row["decided_by"],
-        decided_at=row["decided_at"],
-        note=row["decision_note"],
-        stage=row["stage"],
-    )
+@dataclass(frozen=True)
+class Approval:
+    """An approval row: what was asked, of whom, until when, and what became of it."""
+
+    id: int
+    task_id: int
+    kind: str  # tool | budget | spend
+    status: str  # pending | approved | rejected | expired | used
+    requested_at: float
+    deadline: float
+    idempotency_key: str | None = None
+    tool: str | None = None
+    args_hash: str | None = None
+    arguments: dict[str, Any] = field(default_factory=dict)  # redacted
+    reason: str | None = None
+    tier: str | None = None
+    stage: int = 0  # 1 once escalated
+    channel: str | None = None
+    message_ts: str | None = None
+    decided_by: str | None = None
+    decided_at: float | None = None
+    decision_note: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Any) -> Approval:
+        """From a row of `approvals` (columns of joined tables are left out)."""
+        d = {name: row[name] for name in _FIELDS}
+        d["arguments"] = json.loads(d["arguments"] or "{}")
+        return cls(**d)
+
+    def view(self) -> ApprovalView:
+        """What the approval message shows."""
+        return ApprovalView(
+            approval_id=self.id,
+            kind=self.kind,
+            tool=self.tool,
+            arguments=self.arguments,
+            reason=self.reason or "",
+            tier=self.tier or "block",
+            status=self.status,
+            decided_by=self.decided_by,
+            decided_at=self.decided_at,
+            note=self.decision_note,
+            stage=self.stage,
+        )
+
+
+_FIELDS = tuple(f.name for f in fields(Approval))
 
 
 class ApprovalService:
@@ -86,20 +120,22 @@ class ApprovalService:
         cfg = self.config.approvals
         return user == task.delegator or user in cfg.approvers or user in cfg.escalate_to
 
-    async def get(self, approval_id: int) -> Any:
-        return await self.db.fetchone("SELECT * FROM approvals WHERE id = ?", (approval_id,))
+    async def get(self, approval_id: int) -> Approval | None:
+        row = await self.db.fetchone("SELECT * FROM approvals WHERE id = ?", (approval_id,))
+        return None if row is None else Approval.from_row(row)
 
-    async def for_key(self, key: str) -> Any:
-        return await self.db.fetchone("SELECT * FROM approvals WHERE idempotency_key = ?", (key,))
+    async def for_key(self, key: str) -> Approval | None:
+        row = await self.db.fetchone("SELECT * FROM approvals WHERE idempotency_key = ?", (key,))
+        return None if row is None else Approval.from_row(row)
 
-    async def current(self, task_id: int, key: str) -> Any:
+    async def current(self, task_id: int, key: str) -> Approval | None:
         """The approval under `key` as a running task sees it: one that timed out is pending
         again (the task runs, so it was resumed), to be asked anew."""
-        row = await self.for_key(key)
-        if row is not None and row["status"] == "expired":
+        approval = await self.for_key(key)
+        if approval is not None and approval.status == "expired":
             await self.reopen_expired(task_id)
-            row = await self.for_key(key)
-        return row
+            approval = await self.for_key(key)
+        return approval
 
     async def request(
         self,
@@ -125,7 +161,7 @@ class ApprovalService:
             "INSERT OR IGNORE INTO approvals (task_id, kind, idempotency_key, tool, args_hash,"
             " arguments, reason, tier, channel, requested_at, deadline)"
             " SELECT ?,?,?,?,?,?,?,?,?,?,? WHERE EXISTS (SELECT 1 FROM tasks WHERE id = ?"
-            f" AND status NOT IN {FINISHED!r}) RETURNING id",
+            f" AND status NOT IN ({marks(len(FINISHED))})) RETURNING id",
             (
                 task.id,
                 kind,
@@ -139,35 +175,36 @@ class ApprovalService:
                 t,
                 t + self.config.approvals.timeout,
                 task.id,
+                *FINISHED,
             ),
         )
         if key:
-            row = await self.for_key(key)
+            approval = await self.for_key(key)
         else:
-            row = await self.get(inserted[0][0]) if inserted else None
-        if row is None:
+            approval = await self.get(inserted[0][0]) if inserted else None
+        if approval is None:
             log.info("task %s ended before its approval was asked for", task.ref)
             return None
-        if row["message_ts"] is None and row["status"] == "pending":
-            view = view_from_row(row)
+        if approval.message_ts is None and approval.status == "pending":
+            view = approval.view()
             view.plan_step, view.preview = plan_step, preview
             ts = await self.notifier.approval_requested(task, view)
             await self.db.execute(
-                "UPDATE approvals SET message_ts = ? WHERE id = ?", (ts, row["id"])
+                "UPDATE approvals SET message_ts = ? WHERE id = ?", (ts, approval.id)
             )
             await self.tasks.log(
-                task.id, "approval_requested", detail={"id": row["id"], "tool": tool}
+                task.id, "approval_requested", detail={"id": approval.id, "tool": tool}
             )
-        return int(row["id"])
+        return approval.id
 
     async def decide(
         self, approval_id: int, user: str, *, approve: bool, note: str | None = None
     ) -> Decision:
         """Approve or reject once; raise `NotAllowed` for people who may not decide."""
-        row = await self.get(approval_id)
-        if row is None:
+        asked = await self.get(approval_id)
+        if asked is None:
             return Decision(changed=False, status="missing")
-        task = await self.tasks.get(row["task_id"])
+        task = await self.tasks.get(asked.task_id)
         if not await self.may_decide(task, user):
             raise NotAllowed(user=user, action=f"decide approval {approval_id}")
         status = "approved" if approve else "rejected"
@@ -176,29 +213,30 @@ class ApprovalService:
             " WHERE id = ? AND status = 'pending'",
             (status, user, now(), note, approval_id),
         )
+        decided = await self.get(approval_id)
+        assert decided is not None  # approvals are deleted only with their task
         if not changed:
-            current = await self.get(approval_id)
-            return Decision(changed=False, status=current["status"], task=task)
+            return Decision(changed=False, status=decided.status, task=task)
         await self.tasks.log(task.id, f"approval_{status}", actor=user, detail={"id": approval_id})
-        row = await self.get(approval_id)
-        await self.notifier.approval_updated(task, view_from_row(row), row["message_ts"])
-        await self._after_decision(task, row, approve)
+        await self.notifier.approval_updated(task, decided.view(), decided.message_ts)
+        await self._after_decision(task, decided, approve)
         return Decision(changed=True, status=status, task=task)
 
-    async def _after_decision(self, task: Task, row: Any, approve: bool) -> None:
-        if row["kind"] == "budget" and approve:
+    async def _after_decision(self, task: Task, approval: Approval, approve: bool) -> None:
+        if approval.kind == "budget" and approve:
             base = self.config.budget.task_usd
             await self.tasks.update(task.id, budget_usd=task.budget_usd + base)
-            to = "queued" if task.plan else "received"  # ran out while planning: plan again
-            await self.tasks.transition(task.id, to, from_=("paused",))
-        elif row["kind"] == "budget":
+            # Ran out while planning: plan again.
+            to = TaskStatus.QUEUED if task.plan else TaskStatus.RECEIVED
+            await self.tasks.transition(task.id, to, from_=TaskStatus.PAUSED)
+        elif approval.kind == "budget":
             # What it had was posted when it paused. A subtask is stopped rather than done,
             # so no pipeline stage builds on it and it is not retried as a failure.
             child = task.parent_id is not None
             ended = await self.tasks.transition(
                 task.id,
-                "cancelled" if child else "done",
-                from_=("paused",),
+                TaskStatus.CANCELLED if child else TaskStatus.DONE,
+                from_=TaskStatus.PAUSED,
                 error="budget_declined" if child else None,
             )
             if ended:
@@ -209,7 +247,11 @@ class ApprovalService:
                 if child and self.subtask_finished is not None:
                     await self.subtask_finished(fresh)
         else:
-            await self.tasks.transition(task.id, "queued", from_=("waiting_approval", "paused"))
+            await self.tasks.transition(
+                task.id,
+                TaskStatus.QUEUED,
+                from_=(TaskStatus.WAITING_APPROVAL, TaskStatus.PAUSED),
+            )
         result = self.wake()
         if result is not None:
             await result
@@ -219,46 +261,49 @@ class ApprovalService:
         acted = 0
         rows = await self.db.fetchall(
             "SELECT a.* FROM approvals a JOIN tasks t ON t.id = a.task_id WHERE a.status ="
-            f" 'pending' AND a.deadline <= ? AND t.status NOT IN {FINISHED!r}",
-            (now(),),
+            f" 'pending' AND a.deadline <= ? AND t.status NOT IN ({marks(len(FINISHED))})",
+            (now(), *FINISHED),
         )
-        for row in rows:
-            task = await self.tasks.get(row["task_id"])
-            if row["stage"] == 0:
-                acted += await self._escalate(task, row)
+        for approval in map(Approval.from_row, rows):
+            task = await self.tasks.get(approval.task_id)
+            if approval.stage == 0:
+                acted += await self._escalate(task, approval)
             else:
-                acted += await self._expire(task, row)
+                acted += await self._expire(task, approval)
         return acted
 
-    async def _escalate(self, task: Task, row: Any) -> int:
+    async def _escalate(self, task: Task, approval: Approval) -> int:
         changed = await self.db.execute(
             "UPDATE approvals SET stage = 1, deadline = ? WHERE id = ? AND status = 'pending'"
             " AND stage = 0",
-            (now() + self.config.approvals.timeout, row["id"]),
+            (now() + self.config.approvals.timeout, approval.id),
         )
         if changed:
             people = self.config.approvals.escalate_to or [task.delegator]
-            await self.notifier.approval_escalated(task, view_from_row(row), people)
-            await self.tasks.log(task.id, "approval_escalated", detail={"id": row["id"]})
+            await self.notifier.approval_escalated(task, approval.view(), people)
+            await self.tasks.log(task.id, "approval_escalated", detail={"id": approval.id})
         return changed
 
-    async def _expire(self, task: Task, row: Any) -> int:
+    async def _expire(self, task: Task, approval: Approval) -> int:
         # One transaction: a crash between the two would leave the task waiting on an
         # approval nobody can answer any more.
         changed, paused_now = await self.db.batch(
             (
                 "UPDATE approvals SET status = 'expired' WHERE id = ? AND status = 'pending'",
-                (row["id"],),
+                (approval.id,),
             ),
-            (
-                "UPDATE tasks SET status = 'paused', updated_at = ? WHERE id = ? AND status IN"
-                " ('waiting_approval', 'queued', 'running') AND EXISTS (SELECT 1 FROM approvals"
-                " WHERE id = ? AND status = 'expired')",
-                (now(), task.id, row["id"]),
+            self.tasks.move(
+                task.id,
+                TaskStatus.PAUSED,
+                from_=(TaskStatus.WAITING_APPROVAL, TaskStatus.QUEUED, TaskStatus.RUNNING),
+                condition=(
+                    "EXISTS (SELECT 1 FROM approvals WHERE id = ? AND status = 'expired')",
+                    (approval.id,),
+                ),
             ),
         )
         if changed and paused_now:
-            await self.tasks.log(task.id, "status:paused")
+            await self.tasks.moved(paused_now)
             paused = await self.tasks.get(task.id)
             await self.notifier.status(paused, StatusSnapshot.of(paused, "paused"))
             await self.notifier.paused(
@@ -274,16 +319,32 @@ class ApprovalService:
             (now() + self.config.approvals.timeout, task_id),
         )
 
-    async def pending_for(self, user: str) -> list[Any]:
+    async def pending_count(self, task_id: int) -> int:
+        """How many of the task's approvals wait for a decision."""
+        count = await self.db.fetchval(
+            "SELECT COUNT(*) FROM approvals WHERE task_id = ? AND status = 'pending'", (task_id,)
+        )
+        return int(count or 0)
+
+    async def expire_pending(self, task_ids: list[int]) -> int:
+        """Expire every pending approval of these tasks (they were cancelled)."""
+        return await self.db.execute(
+            "UPDATE approvals SET status = 'expired' WHERE status = 'pending'"
+            f" AND task_id IN ({marks(len(task_ids))})",
+            task_ids,
+        )
+
+    async def pending_for(self, user: str) -> list[Approval]:
         """Pending approvals this user may decide (App Home)."""
         rows = await self.db.fetchall(
             "SELECT a.*, t.delegator FROM approvals a JOIN tasks t ON t.id = a.task_id"
-            f" WHERE a.status = 'pending' AND t.status NOT IN {FINISHED!r}"
-            " ORDER BY a.requested_at"
+            f" WHERE a.status = 'pending' AND t.status NOT IN ({marks(len(FINISHED))})"
+            " ORDER BY a.requested_at",
+            FINISHED,
         )
         cfg = self.config.approvals
         return [
-            r
+            Approval.from_row(r)
             for r in rows
             if r["delegator"] == user or user in cfg.approvers or user in cfg.escalate_to
         ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from bot.approvals import ApprovalService, Decision, Directory
+from bot.approvals import Approval, ApprovalService, Decision, Directory
 from bot.base.clock import now
 from bot.base.config import Config
 from bot.base.errors import NotAllowed, StalePlan
@@ -19,8 +19,10 @@ from bot.inflight import InFlight
 from bot.intake import IncomingMessage, Intake, IntakeResult
 from bot.notifier import Notifier, StatusSnapshot
 from bot.orchestration import Orchestrator
+from bot.reports import Summary, home_summaries
 from bot.runner import TaskRunner
 from bot.tasks import OPEN, Task, TaskStore
+from bot.tasks import TaskStatus as S
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +136,7 @@ class Delegation:
         # a revision in between (its plan_ts changes) makes this approval change nothing.
         current = ("plan_ts IS ? OR plan_ts IS NULL", (task.plan_ts,))
         if not await self.tasks.transition(
-            task_id, "queued", from_="awaiting_plan_approval", condition=current
+            task_id, S.QUEUED, from_=S.AWAITING_PLAN_APPROVAL, condition=current
         ):
             return False
         await self.tasks.log(task_id, "plan_approved", actor=user)
@@ -146,11 +148,11 @@ class Delegation:
         """Plan again from the person's edited plan."""
         task = await self.tasks.get(task_id)
         await self._require(task, user, "edit the plan of")
-        if task.status != "awaiting_plan_approval":
+        if task.status != S.AWAITING_PLAN_APPROVAL:
             return False
         await self.tasks.add_input(task_id, user, f"Revise the plan as follows:\n{text}", None)
         if not await self.tasks.transition(
-            task_id, "received", from_="awaiting_plan_approval", plan=None
+            task_id, S.RECEIVED, from_=S.AWAITING_PLAN_APPROVAL, plan=None
         ):
             return False
         await self.tasks.log(task_id, "plan_edited", actor=user)
@@ -163,15 +165,11 @@ class Delegation:
         interrupted, its approvals expire, and a subtask's parent goes on without it."""
         task = await self.tasks.get(task_id)
         await self._require(task, user, "cancel")
-        if not await self.tasks.transition(task_id, "cancelled", from_=OPEN, cancel_requested=1):
+        if not await self.tasks.transition(task_id, S.CANCELLED, from_=OPEN, cancel_requested=1):
             return False
         self.runner.stop_task(task_id)  # at once: no later step of it starts
         family = [task_id, *await self._cancel_subtasks(task_id)]
-        await self.tasks.db.execute(
-            "UPDATE approvals SET status = 'expired' WHERE status = 'pending'"
-            f" AND task_id IN ({','.join('?' * len(family))})",
-            family,
-        )
+        await self.approvals.expire_pending(family)
         await self.tasks.log(task_id, "cancelled", actor=user)
         for member in family:
             ended = await self.tasks.get(member)
@@ -184,15 +182,9 @@ class Delegation:
 
     async def _cancel_subtasks(self, task_id: int) -> list[int]:
         """Cancel and stop every open subtask under `task_id`, at any depth; their ids."""
-        rows = await self.tasks.db.fetchall(
-            "WITH RECURSIVE family(id) AS (SELECT id FROM tasks WHERE parent_id = ?"
-            " UNION SELECT t.id FROM tasks t JOIN family f ON t.parent_id = f.id)"
-            " SELECT id FROM family ORDER BY id",
-            (task_id,),
-        )
         cancelled = []
-        for (child,) in rows:
-            if await self.tasks.transition(child, "cancelled", from_=OPEN, cancel_requested=1):
+        for child in await self.tasks.descendants(task_id):
+            if await self.tasks.transition(child, S.CANCELLED, from_=OPEN, cancel_requested=1):
                 self.runner.stop_task(child)
                 cancelled.append(child)
         return cancelled
@@ -201,8 +193,8 @@ class Delegation:
         """Continue a paused or failed task from its checkpoint."""
         task = await self.tasks.get(task_id)
         await self._require(task, user, "resume")
-        to = "received" if task.plan is None else "queued"
-        if not await self.tasks.transition(task_id, to, from_=("paused", "failed"), error=None):
+        to = S.RECEIVED if task.plan is None else S.QUEUED
+        if not await self.tasks.transition(task_id, to, from_=(S.PAUSED, S.FAILED), error=None):
             return False
         # Only once it is resumed: expired approvals are asked again (the run asks again for
         # one it reaches first: Toolbox.approval_for).
@@ -212,10 +204,45 @@ class Delegation:
         self.runner.wake()
         return True
 
+    async def plan_to_edit(self, task_id: int, user: str) -> Task:
+        """The task whose plan `user` wants to edit.
+
+        Raises:
+            NotAllowed: not the delegator or an approver.
+        """
+        task = await self.tasks.get(task_id)
+        if not await self.may_manage(task, user):
+            raise NotAllowed(user=user, action="edit the plan")
+        return task
+
+    async def may_reject(self, approval_id: int, user: str) -> bool:
+        """Whether there is such an approval for `user` to reject (asked before the modal
+        for a reason opens).
+
+        Raises:
+            NotAllowed: `user` may not decide it.
+        """
+        approval = await self.approvals.get(approval_id)
+        if approval is None:
+            return False
+        task = await self.tasks.get(approval.task_id)
+        if not await self.approvals.may_decide(task, user):
+            raise NotAllowed(user=user, action="reject")
+        return True
+
     async def decide(
         self, approval_id: int, user: str, *, approve: bool, note: str | None = None
     ) -> Decision:
+        """Approve or reject an approval: the one way a person's decision reaches it."""
         return await self.approvals.decide(approval_id, user, approve=approve, note=note)
+
+    async def approvals_for(self, user: str) -> list[Approval]:
+        """Pending approvals `user` may decide (App Home)."""
+        return await self.approvals.pending_for(user)
+
+    async def spend_for(self, user: str) -> list[tuple[str, Summary]]:
+        """The viewer's spend and outcomes, and the team's for admins, each with a title."""
+        return await home_summaries(self.tasks.db, self.config, self.directory, user)
 
     async def feedback(self, task_id: int, user: str, value: int) -> None:
         """👍 / 👎 from the delegator (others' votes are ignored); it updates the episode too."""

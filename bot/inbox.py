@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from bot.base.clock import now
-from bot.base.db import Database
+from bot.base.db import Database, marks
 from bot.intake import IncomingMessage
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ class Inbox:
         for i in range(0, len(unique), 500):
             chunk = unique[i : i + 500]
             rows = await self.db.fetchall(
-                f"SELECT event_id FROM slack_events WHERE event_id IN ({','.join('?' * len(chunk))})",
+                f"SELECT event_id FROM slack_events WHERE event_id IN ({marks(len(chunk))})",
                 chunk,
             )
             handled |= {r[0] for r in rows}

@@ -14,7 +14,7 @@ from typing import Any
 from bot.base.clock import now
 from bot.base.config import Config
 from bot.base.db import Tx
-from bot.tasks import PRIORITIES, Task, TaskStore
+from bot.tasks import PRIORITIES, Task, TaskStatus, TaskStore
 
 _MENTION = re.compile(r"<@[UW][A-Z0-9]+(?:\|[^>]*)?>")
 _FLAG_PRIORITY = re.compile(r"(?<!\S)!(low|normal|high|urgent)\b", re.IGNORECASE)
@@ -108,6 +108,7 @@ class Intake:
             existing = await self.tasks.find_by_thread(msg.channel, msg.thread_ts)
         if existing is None and not (msg.mention or msg.is_dm):
             return IntakeResult("ignored")
+        moved: list[Any] = []
         async with self.db.transaction() as tx:
             if not await self._record(tx, msg):
                 return IntakeResult("duplicate")
@@ -115,7 +116,7 @@ class Intake:
             if existing is None and await self._over_rate(tx, msg.user):
                 return IntakeResult("rate_limited")
             if existing is not None:
-                taken = await self._continue(tx, existing, msg)
+                taken, moved = await self._continue(tx, existing, msg)
                 task_id, kind = existing.id, "continued" if taken else "closed"
             else:
                 parsed = parse_request(msg.text, self.config)
@@ -127,7 +128,11 @@ class Intake:
             )
         if kind == "continued":  # committed: a running task looks at its row next turn
             self.tasks.note_reply()
-        return IntakeResult(kind, await self.tasks.get(task_id))
+            await self.tasks.moved(moved)
+        task = await self.tasks.get(task_id)
+        if kind == "created":
+            self.tasks.created(task)
+        return IntakeResult(kind, task)
 
     async def _record(self, tx: Tx, msg: IncomingMessage) -> bool:
         cur = await tx.execute(
@@ -151,7 +156,7 @@ class Intake:
         ]
         return await self.tasks.create(
             tx,
-            status="received",
+            status=TaskStatus.RECEIVED,
             priority=parsed.priority,
             coworker=parsed.coworker or "",
             delegator=msg.user,
@@ -172,9 +177,10 @@ class Intake:
         cw = self.config.coworker(name) if name else None
         return (cw.budget_usd if cw and cw.budget_usd else None) or self.config.budget.task_usd
 
-    async def _continue(self, tx: Tx, task: Task, msg: IncomingMessage) -> bool:
+    async def _continue(self, tx: Tx, task: Task, msg: IncomingMessage) -> tuple[bool, list[Any]]:
         """A reply in the thread: an answer, a plan comment, news for a running task, or a
-        follow-up; False when the task was cancelled (a cancel is final).
+        follow-up; False when the task was cancelled (a cancel is final). With the task's
+        move, if it moved (for `TaskStore.moved()` once the transaction commits).
 
         Only the delegator and configured approvers steer a task: anyone else's reply is kept
         for the record but never reaches the model (it runs with the delegator's tools) and
@@ -185,30 +191,30 @@ class Intake:
         # The status as of this transaction: a run finishing meanwhile either commits first
         # (then the reply is a follow-up, queued here) or finds the reply pending afterwards.
         row = await tx.fetchone("SELECT status, plan FROM tasks WHERE id = ?", (task.id,))
-        status, planned = row[0], row[1] is not None
-        open_ = status != "cancelled"
+        status, planned = TaskStatus(row[0]), row[1] is not None
+        open_ = status != TaskStatus.CANCELLED
         await tx.execute(
             "INSERT INTO task_inputs (task_id, user, text, ts, at, consumed) VALUES (?, ?, ?, ?, ?, ?)",
             (task.id, msg.user, text, msg.ts, now(), int(not (steers and open_))),
         )
         if not (steers and open_):
-            return open_
-        to = None
-        if status in ("waiting_input", "awaiting_plan_approval") and not planned:
-            to = "received"
-        elif status == "awaiting_plan_approval":
-            to = "received"  # a comment on the plan: plan again with it
-        elif status in ("waiting_input", "done", "failed"):
-            to = "queued" if planned else "received"  # never acting without a plan
-        if to == "received":  # planned again: the old plan is approved for nothing
-            await tx.execute(
-                "UPDATE tasks SET status = ?, plan = NULL, updated_at = ?, finished_at = NULL"
-                " WHERE id = ?",
-                (to, now(), task.id),
-            )
-        elif to is not None:
-            await tx.execute(
-                "UPDATE tasks SET status = ?, updated_at = ?, finished_at = NULL WHERE id = ?",
-                (to, now(), task.id),
-            )
-        return True
+            return open_, []
+        to = self.reopened_as(status, planned)
+        if to is None:
+            return True, []
+        # Planned again: the old plan is approved for nothing.
+        cleared = {"plan": None} if to == TaskStatus.RECEIVED else {}
+        move = self.tasks.move(task.id, to, from_=status, finished_at=None, **cleared)
+        return True, await tx.fetchall(*move)
+
+    @staticmethod
+    def reopened_as(status: TaskStatus, planned: bool) -> TaskStatus | None:
+        """Where a reply from someone who steers the task moves it (None: it stays)."""
+        S = TaskStatus
+        if status in (S.WAITING_INPUT, S.AWAITING_PLAN_APPROVAL) and not planned:
+            return S.RECEIVED
+        if status == S.AWAITING_PLAN_APPROVAL:
+            return S.RECEIVED  # a comment on the plan: plan again with it
+        if status in (S.WAITING_INPUT, S.DONE, S.FAILED):
+            return S.QUEUED if planned else S.RECEIVED  # never acting without a plan
+        return None

@@ -23,6 +23,7 @@ from bot.notifier import Notifier, StatusSnapshot
 from bot.orchestration import Orchestrator
 from bot.planner import Planner, PlanRejected
 from bot.tasks import Task, TaskStore
+from bot.tasks import TaskStatus as S
 from bot.toolbox import Toolbox, Wait
 from bot.validation import Check, Validator, feedback
 
@@ -90,7 +91,7 @@ class TaskWork:
 
     async def _work(self, task: Task) -> None:
         try:
-            if task.status == "planning":
+            if task.status == S.PLANNING:
                 await self.plan(task)
             else:
                 await self.act(task)
@@ -127,16 +128,16 @@ class TaskWork:
             return
         if plan.questions and asked < 2:
             await self.tasks.log(task.id, "questions", detail=plan.questions)
-            if await self.tasks.transition(task.id, "waiting_input", from_="planning"):
+            if await self.tasks.transition(task.id, S.WAITING_INPUT, from_=S.PLANNING):
                 if await self.notifier.questions(task, plan.questions):
                     await self.tasks.log(task.id, "questions_posted")
             return
         always = self.config.plan_approval == "always"
-        to = "awaiting_plan_approval" if always else "queued"
+        to = S.AWAITING_PLAN_APPROVAL if always else S.QUEUED
         if await self.tasks.transition(
             task.id,
             to,
-            from_="planning",
+            from_=S.PLANNING,
             plan=plan.model_dump(),
             estimate_min=plan.estimate_minutes,
         ):
@@ -223,7 +224,7 @@ class TaskWork:
             await self._deliver(task, outcome)
 
     async def _wait_for_children(self, task: Task) -> None:
-        if not await self.tasks.transition(task.id, "waiting_input", from_="running"):
+        if not await self.tasks.transition(task.id, S.WAITING_INPUT, from_=S.RUNNING):
             return
         if self.orchestrator is not None:  # they may have finished while we were settling
             await self.orchestrator.wake_if_gathered(task.id)
@@ -232,7 +233,7 @@ class TaskWork:
         # The result is kept and shown (thread, App Home, reports): no credential in it.
         text = redact_text(outcome.text or "I finished, but I have nothing to report.")
         if task.parent_id is not None:
-            if not await self.tasks.transition(task.id, "done", from_="running", result=text):
+            if not await self.tasks.transition(task.id, S.DONE, from_=S.RUNNING, result=text):
                 return
             fresh = await self.tasks.get(task.id)
             await self.notifier.note(
@@ -250,8 +251,8 @@ class TaskWork:
         got = await self.delivery.send(fresh, text)
         if not await self.tasks.transition(
             task.id,
-            "done",
-            from_="running",
+            S.DONE,
+            from_=S.RUNNING,
             result=text,
             delivered_parts=got.parts,
             delivery_pending=int(got.pending),
@@ -270,24 +271,21 @@ class TaskWork:
         """
         if not await self.tasks.pending_inputs(task.id):
             return
-        if await self.tasks.transition(task.id, "queued", from_="done", finished_at=None):
+        if await self.tasks.transition(task.id, S.QUEUED, from_=S.DONE, finished_at=None):
             self.approvals.wake()
 
     async def _wait_for_approval(self, task: Task) -> None:
-        if not await self.tasks.transition(task.id, "waiting_approval", from_="running"):
+        if not await self.tasks.transition(task.id, S.WAITING_APPROVAL, from_=S.RUNNING):
             return
-        pending = await self.approvals.db.fetchval(
-            "SELECT COUNT(*) FROM approvals WHERE task_id = ? AND status = 'pending'", (task.id,)
-        )
-        if not pending:  # decided while we were settling: go on
-            await self.tasks.transition(task.id, "queued", from_="waiting_approval")
+        if not await self.approvals.pending_count(task.id):  # decided meanwhile: go on
+            await self.tasks.transition(task.id, S.QUEUED, from_=S.WAITING_APPROVAL)
             self.approvals.wake()
             return
         fresh = await self.tasks.get(task.id)
         await self.notifier.status(fresh, StatusSnapshot.of(fresh, "waiting for approval"))
 
     async def _out_of_budget(self, task: Task, partial: str | None) -> None:
-        if not await self.tasks.transition(task.id, "paused", from_=("planning", "running")):
+        if not await self.tasks.transition(task.id, S.PAUSED, from_=(S.PLANNING, S.RUNNING)):
             return
         fresh = await self.tasks.get(task.id)
         await self.notifier.status(fresh, StatusSnapshot.of(fresh, "paused: budget reached"))
@@ -303,7 +301,7 @@ class TaskWork:
 
     async def _fail(self, task: Task, message: str, code: str) -> None:
         if await self.tasks.transition(
-            task.id, "failed", from_=("planning", "running"), error=code
+            task.id, S.FAILED, from_=(S.PLANNING, S.RUNNING), error=code
         ):
             fresh = await self.tasks.get(task.id)
             await self.notifier.status(fresh, StatusSnapshot.of(fresh, "failed"))

@@ -1,17 +1,20 @@
 """The `Notifier` protocol: how the core tells people what is happening.
 
 The core never speaks Slack. It calls these methods; the Slack implementation (Block Kit,
-`chat.update`, splitting at limits, rate-limited posting) lives in `handlers/notifier.py`,
-and tests or a console can supply their own. Every method receives the task, whose
-channel and thread say where the words go.
+`chat.update`, splitting at limits, rate-limited posting) lives in `handlers/notifier.py`
+and the modules it puts together, and tests or a console can supply their own. Every
+method receives the task, whose channel and thread say where the words go.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.tasks import Task
+
+if TYPE_CHECKING:  # memory's records are only named here, not needed at run time
+    from bot.team_memory import Proposal
 
 
 @dataclass
@@ -139,5 +142,5 @@ class Notifier(Protocol):
     async def rate_limited(self, channel: str, thread_ts: str, user: str, limit: int) -> None:
         """Tell only `user` that a new request was not started: `limit` a minute reached."""
 
-    async def facts_proposed(self, proposals: list[Any]) -> None:
+    async def facts_proposed(self, proposals: list[Proposal]) -> None:
         """Ask people to review proposed facts (Approve / Edit / Reject)."""

@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field, ValidationError
 from bot.base.clock import now
 from bot.base.config import Config
 from bot.notifier import Notifier
-from bot.tasks import FINISHED, Task, TaskStore
+from bot.tasks import FINISHED, Task, TaskStatus, TaskStore, log_state
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +216,8 @@ class Orchestrator:
                 await self._create_child(tx, parent, key, i, s, share, None, journal)
                 for i, s in enumerate(first)
             ]
+        for child_id, stage in zip(ids, first, strict=True):
+            log_state(child_id, TaskStatus.QUEUED, stage.coworker, 0.0, now())
         refs = ", ".join(f"T-{i}" for i in ids)
         who = ", ".join(sorted({f"`{s.coworker}`" for s in stages}))
         await self.notifier.note(parent, f"↪ {parent.ref} handed work to {who} ({kind}): {refs}")
@@ -242,7 +244,7 @@ class Orchestrator:
             request += f"\n\nWhat {parent.ref} has done so far (its tool journal):\n{journal}"
         return await self.tasks.create(
             tx,
-            status="queued",
+            status=TaskStatus.QUEUED,
             parent_id=parent.id,
             priority=parent.priority,
             coworker=stage.coworker,
@@ -354,7 +356,9 @@ class Orchestrator:
         )
         if spawn is None or await self._gather(spawn) is None:
             return False
-        if not await self.tasks.transition(parent_id, "queued", from_="waiting_input"):
+        if not await self.tasks.transition(
+            parent_id, TaskStatus.QUEUED, from_=TaskStatus.WAITING_INPUT
+        ):
             return False
         self.wake()
         return True
@@ -364,14 +368,17 @@ class Orchestrator:
         limit = self.config.orchestration.child_failures
         if failures < limit:
             # Not for a parent cancelled meanwhile (its cancel may have passed this child over).
-            retried = await self.db.execute(
-                "UPDATE tasks SET status = 'queued', error = NULL, updated_at = ? WHERE id = ?"
-                " AND status = 'failed' AND (SELECT p.status FROM tasks p WHERE p.id = ?)"
-                " != 'cancelled'",
-                (now(), child.id, parent.id),
+            parent_open = (
+                "(SELECT p.status FROM tasks p WHERE p.id = ?) != ?",
+                (parent.id, TaskStatus.CANCELLED),
             )
-            if retried:
-                await self.tasks.log(child.id, "status:queued")
+            if await self.tasks.transition(
+                child.id,
+                TaskStatus.QUEUED,
+                from_=TaskStatus.FAILED,
+                condition=parent_open,
+                error=None,
+            ):
                 self.wake()
             return True
         await self.notifier.note(
@@ -397,11 +404,12 @@ class Orchestrator:
         previous = self.outcome(child).result or AgentResult(summary="(no result)")
         async with self.db.transaction() as tx:
             row = await tx.fetchone("SELECT status FROM tasks WHERE id = ?", (parent.id,))
-            if row[0] == "cancelled":  # cancelled meanwhile: no next stage
+            if row[0] == TaskStatus.CANCELLED:  # cancelled meanwhile: no next stage
                 return True
-            await self._create_child(
+            child_id = await self._create_child(
                 tx, parent, spawn["key"], nxt, stages[nxt], child.budget_usd, previous
             )
+        log_state(child_id, TaskStatus.QUEUED, stages[nxt].coworker, 0.0, now())
         self.wake()
         return True
 

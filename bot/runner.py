@@ -1,9 +1,13 @@
-"""The task runner: a durable queue in SQLite worked by a bounded pool of coroutines.
+"""The task runner: a durable queue in the database worked by a bounded pool of coroutines.
 
-Work is claimed by a conditional update (the row count says who won), highest priority
-first, then oldest. `received` tasks are claimed for planning, `queued` ones for acting.
-On start, tasks left `planning` or `running` by a crash go back to the queue and resume
-from their checkpoint, as do tasks whose approval was decided just before a crash.
+Work is claimed by a conditional update (`TaskStore.claim`: the row count says who won),
+highest priority first, then oldest. `received` tasks are claimed for planning, `queued`
+ones for acting. On start, tasks left `planning` or `running` by a crash go back to the
+queue and resume from their checkpoint, as do tasks whose approval was decided just before
+a crash (`TaskStore.recover`).
+A graceful stop (`stop(grace)`) claims nothing more and lets running tasks reach their
+next checkpoint (`at_checkpoint()`, which the agent loop calls between steps) before it
+interrupts what is left; they too resume at the next start.
 """
 
 from __future__ import annotations
@@ -12,24 +16,10 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from bot.base.clock import now
 from bot.base.db import Database
-from bot.tasks import Task
+from bot.tasks import Task, TaskStore
 
 log = logging.getLogger(__name__)
-
-CLAIM = """
-UPDATE tasks
-   SET status = CASE status WHEN 'received' THEN 'planning' ELSE 'running' END,
-       started_at = COALESCE(started_at, :now), updated_at = :now, attempts = attempts + 1
- WHERE id = (SELECT id FROM tasks q WHERE status IN ('received', 'queued')
-                AND (q.parent_id IS NULL OR ((SELECT COUNT(*) FROM tasks r
-                     WHERE r.parent_id = q.parent_id AND r.status = 'running') < :fanout
-                   AND (SELECT p.status FROM tasks p WHERE p.id = q.parent_id) != 'cancelled'))
-              ORDER BY priority DESC, created_at, id LIMIT 1)
-   AND status IN ('received', 'queued')
-RETURNING *
-"""
 
 
 class TaskRunner:
@@ -40,8 +30,10 @@ class TaskRunner:
         concurrency: int = 4,
         fanout: int = 3,
         claim_retry: float = 5.0,
+        tasks: TaskStore | None = None,
     ) -> None:
         self.db = db
+        self.tasks = tasks or TaskStore(db)
         self.claim_retry = claim_retry
         self.fanout = fanout
         self.work = work
@@ -52,32 +44,12 @@ class TaskRunner:
         self._jobs: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
+        self.stopping = False
         self.peak = 0
 
     async def recover(self) -> int:
         """Put tasks interrupted by a crash back in the queue."""
-        moved = await self.db.execute(
-            "UPDATE tasks SET status = 'queued', updated_at = ? WHERE status = 'running'", (now(),)
-        )
-        moved += await self.db.execute(
-            "UPDATE tasks SET status = 'received', updated_at = ? WHERE status = 'planning'",
-            (now(),),
-        )
-        # Decided between the approval's update and the task's transition: go on.
-        moved += await self.db.execute(
-            "UPDATE tasks SET status = 'queued', updated_at = ? WHERE status = 'waiting_approval'"
-            " AND NOT EXISTS (SELECT 1 FROM approvals a WHERE a.task_id = tasks.id"
-            " AND a.status IN ('pending', 'expired'))",
-            (now(),),
-        )
-        # A parent whose subtasks all finished just before a crash, before it was woken.
-        moved += await self.db.execute(
-            "UPDATE tasks SET status = 'queued', updated_at = ? WHERE status = 'waiting_input'"
-            " AND EXISTS (SELECT 1 FROM spawns s WHERE s.parent_id = tasks.id)"
-            " AND NOT EXISTS (SELECT 1 FROM tasks c WHERE c.parent_id = tasks.id"
-            " AND c.status NOT IN ('done', 'failed', 'cancelled'))",
-            (now(),),
-        )
+        moved = await self.tasks.recover()
         if moved:
             log.info("resuming %d interrupted task(s)", moved)
         return moved
@@ -91,8 +63,7 @@ class TaskRunner:
         self._wake.set()
 
     async def claim(self) -> Task | None:
-        rows = await self.db.fetchall(CLAIM, {"now": now(), "fanout": self.fanout})
-        return Task.from_row(rows[0]) if rows else None
+        return await self.tasks.claim(fanout=self.fanout)
 
     async def _dispatch(self) -> None:
         while True:
@@ -127,7 +98,7 @@ class TaskRunner:
         try:
             await self.work(task)
         except asyncio.CancelledError:
-            log.info("task %s: run stopped", task.id)
+            log.info("task %s: run stopped%s", task.id, " for shutdown" if self.stopping else "")
         except Exception:
             log.exception("task %s: unexpected error in the runner", task.id)
         finally:
@@ -149,13 +120,31 @@ class TaskRunner:
             while self.active:
                 await asyncio.gather(*self.active.values(), return_exceptions=True)
 
-    async def stop(self) -> None:
-        """Stop claiming and interrupt running work; it resumes from checkpoints next start."""
+    async def at_checkpoint(self) -> None:
+        """Between two steps of a task (all before it saved): end the run here if stopping."""
+        if self.stopping:
+            # The run ends as a cancel would; the task stays `running` and resumes at start.
+            raise asyncio.CancelledError("shutting down")
+
+    async def stop(self, grace: float = 0.0) -> None:
+        """Stop claiming; give running work `grace` seconds to reach a checkpoint, then
+        interrupt what is left. Either way it resumes from its checkpoint at the next start.
+        """
+        self.stopping = True
         if self._loop is not None:
             self._loop.cancel()
             await asyncio.gather(self._loop, return_exceptions=True)
             self._loop = None
         jobs = list(self._jobs)
+        if jobs and grace > 0:
+            log.info(
+                "waiting up to %g s for %d running task(s) to reach a checkpoint", grace, len(jobs)
+            )
+            _, late = await asyncio.wait(jobs, timeout=grace)
+            if late:
+                log.info(
+                    "interrupting %d task(s) mid-step; they resume at the next start", len(late)
+                )
         for job in jobs:
             job.cancel()
         await asyncio.gather(*jobs, return_exceptions=True)

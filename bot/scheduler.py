@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -22,6 +23,8 @@ def guarded(name: str, job: Callable[[], Awaitable[object]]) -> Callable[[], Awa
     async def run() -> None:
         try:
             await job()
+        except asyncio.CancelledError:  # the scheduler's shutdown: jobs are sweeps, run again
+            log.info("scheduled job %s stopped for shutdown", name)
         except Exception:
             log.exception("scheduled job %s failed", name)
 

@@ -1,36 +1,128 @@
-"""Tasks: the typed record and the SQL that moves a task through its states.
+"""Tasks: the typed record, the state machine, and the SQL that moves a task through it.
 
     received → planning → awaiting_plan_approval → queued → running ⇄ waiting_approval
                         ↘ waiting_input ↗                          ⇄ waiting_input
-    running → done | failed | cancelled;  any open state → paused | cancelled
+    running → done | failed | cancelled;  paused after a budget stop or an approval timeout;
+    a reply reopens a waiting, done or failed task;  any open state → cancelled (final)
 
-Transitions are conditional updates (`… WHERE status IN (…)`): the row count says whether
-this caller won, so a double click or a racing timeout changes state once.
+`EDGES` lists every allowed move, and this module is the one writer of the status column:
+others call `transition()`, or take a statement from `move()` to batch with their own
+writes and hand its rows to `moved()`. Moves are conditional updates (`… WHERE status IN
+(…)`): the row count says whether this caller won, so a double click or a racing timeout
+changes state once. Every move is a `status:<state>` event and one INFO log line (task,
+state, coworker, time since it was received, spend; never the request's text).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from bot.base.clock import now
-from bot.base.db import Database, Params, Tx
+from bot.base.db import Database, Params, Statement, Tx, marks
 from bot.base.errors import TaskNotFound
 
+log = logging.getLogger(__name__)
+
+
+class TaskStatus(StrEnum):
+    RECEIVED = "received"
+    PLANNING = "planning"
+    AWAITING_PLAN_APPROVAL = "awaiting_plan_approval"
+    QUEUED = "queued"
+    RUNNING = "running"
+    WAITING_APPROVAL = "waiting_approval"
+    WAITING_INPUT = "waiting_input"
+    PAUSED = "paused"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+S = TaskStatus
 OPEN = (
-    "received",
-    "planning",
-    "awaiting_plan_approval",
-    "queued",
-    "running",
-    "waiting_approval",
-    "waiting_input",
-    "paused",
+    S.RECEIVED,
+    S.PLANNING,
+    S.AWAITING_PLAN_APPROVAL,
+    S.QUEUED,
+    S.RUNNING,
+    S.WAITING_APPROVAL,
+    S.WAITING_INPUT,
+    S.PAUSED,
 )
-FINISHED = ("done", "failed", "cancelled")
+FINISHED = (S.DONE, S.FAILED, S.CANCELLED)
+
+#: Where a task may go from each state, and (in comments) what moves it.
+EDGES: dict[TaskStatus, frozenset[TaskStatus]] = {
+    # claimed for planning; cancelled
+    S.RECEIVED: frozenset({S.PLANNING, S.CANCELLED}),
+    # a plan (to approve, or queued), questions, a budget stop, a failure; a restart
+    S.PLANNING: frozenset(
+        {
+            S.AWAITING_PLAN_APPROVAL,
+            S.QUEUED,
+            S.WAITING_INPUT,
+            S.PAUSED,
+            S.FAILED,
+            S.RECEIVED,
+            S.CANCELLED,
+        }
+    ),
+    # approved; edited or commented on (planned again)
+    S.AWAITING_PLAN_APPROVAL: frozenset({S.QUEUED, S.RECEIVED, S.CANCELLED}),
+    # claimed for acting; paused by an approval timeout
+    S.QUEUED: frozenset({S.RUNNING, S.PAUSED, S.CANCELLED}),
+    # the agent loop's outcomes; a restart puts it back in the queue
+    S.RUNNING: frozenset(
+        {
+            S.DONE,
+            S.WAITING_APPROVAL,
+            S.WAITING_INPUT,
+            S.PAUSED,
+            S.FAILED,
+            S.QUEUED,
+            S.CANCELLED,
+        }
+    ),
+    # decided; timed out
+    S.WAITING_APPROVAL: frozenset({S.QUEUED, S.PAUSED, S.CANCELLED}),
+    # answered (planned again if it had no plan yet); its subtasks finished
+    S.WAITING_INPUT: frozenset({S.RECEIVED, S.QUEUED, S.CANCELLED}),
+    # resumed or topped up; a declined top-up ends it
+    S.PAUSED: frozenset({S.RECEIVED, S.QUEUED, S.DONE, S.CANCELLED}),
+    # a follow-up in the thread
+    S.DONE: frozenset({S.RECEIVED, S.QUEUED}),
+    # resumed, answered or retried
+    S.FAILED: frozenset({S.RECEIVED, S.QUEUED}),
+    S.CANCELLED: frozenset(),
+}
+
+#: What a move returns of each task it moved: its event and its log line need these.
+MOVED = "RETURNING id, status, coworker, spent_usd, created_at"
+
+#: What claiming a task moves it to: planning it, or acting on it.
+CLAIMED = {S.RECEIVED: S.PLANNING, S.QUEUED: S.RUNNING}
+
+# The next task to work on, highest priority first, then oldest; a subtask only while its
+# parent has fewer than `fanout` subtasks running and is not cancelled.
+CLAIM = """
+UPDATE tasks
+   SET status = CASE status WHEN :received THEN :planning ELSE :running END,
+       started_at = COALESCE(started_at, :now), updated_at = :now, attempts = attempts + 1
+ WHERE id = (SELECT id FROM tasks q WHERE status IN (:received, :queued)
+                AND (q.parent_id IS NULL OR ((SELECT COUNT(*) FROM tasks r
+                     WHERE r.parent_id = q.parent_id AND r.status = :running) < :fanout
+                   AND (SELECT p.status FROM tasks p WHERE p.id = q.parent_id) != :cancelled))
+              ORDER BY priority DESC, created_at, id LIMIT 1)
+   AND status IN (:received, :queued)
+RETURNING *
+"""
+
 #: How long a post Slack did not take (a deliverable, a plan, questions) is retried.
 GIVE_UP_SECONDS = 24 * 3600
 PRIORITIES = ("low", "normal", "high", "urgent")
@@ -52,10 +144,35 @@ def parse_task_ref(text: str) -> int | None:
     return parse_id(m.group(1)) if m else None
 
 
+def edges_from(sources: Iterable[TaskStatus | str], to: TaskStatus | str) -> TaskStatus:
+    """`to`, after checking that a task may move there from each of `sources`.
+
+    Raises:
+        ValueError: a move the state machine does not have (a mistake in the code).
+    """
+    to = TaskStatus(to)
+    for source in sources:
+        if to not in EDGES[TaskStatus(source)]:
+            raise ValueError(f"no move from {source} to {to}")
+    return to
+
+
+def log_state(task_id: int, state: str, coworker: str | None, spent: float, since: float) -> None:
+    """The operator's line for a task entering `state` (no request text: it may be private)."""
+    log.info(
+        "task=T-%d state=%s coworker=%s duration=%.1fs cost=$%.4f",
+        task_id,
+        state,
+        coworker or "-",
+        max(0.0, now() - since),
+        spent,
+    )
+
+
 @dataclass
 class Task:
     id: int
-    status: str
+    status: TaskStatus
     priority: int
     coworker: str
     delegator: str
@@ -110,6 +227,7 @@ class Task:
     @classmethod
     def from_row(cls, row: Any) -> Task:
         d = dict(row)
+        d["status"] = TaskStatus(d["status"])
         for key in ("files", "links"):
             d[key] = json.loads(d[key] or "[]")
         d["plan"] = json.loads(d["plan"]) if d["plan"] else None
@@ -137,15 +255,20 @@ class TaskStore:
         self.replies += 1
 
     async def create(self, tx: Tx, **fields: Any) -> int:
+        """Insert a task (received, or queued for a subtask) inside the caller's transaction;
+        the caller logs it with `created()` once that commits."""
+        if fields["status"] not in (S.RECEIVED, S.QUEUED):
+            raise ValueError(
+                f"a task starts received (or queued, a subtask), not {fields['status']}"
+            )
         fields.setdefault("created_at", now())
         fields["updated_at"] = fields["created_at"]
         for key in ("files", "links"):
             if key in fields:
                 fields[key] = json.dumps(fields[key])
         cols = ", ".join(fields)
-        marks = ", ".join("?" for _ in fields)
         cur = await tx.execute(
-            f"INSERT INTO tasks ({cols}) VALUES ({marks})", list(fields.values())
+            f"INSERT INTO tasks ({cols}) VALUES ({marks(len(fields))})", list(fields.values())
         )
         return int(cur.lastrowid or 0)
 
@@ -164,7 +287,15 @@ class TaskStore:
         )
         return Task.from_row(row) if row else None
 
+    @staticmethod
+    def created(task: Task) -> None:
+        """Log a task that came to be (its first state)."""
+        log_state(task.id, task.status, task.coworker, task.spent_usd, task.created_at)
+
     async def update(self, task_id: int, **fields: Any) -> None:
+        """Change fields other than the status (that takes a move: `transition()`)."""
+        if "status" in fields:
+            raise ValueError("the status changes only through a move (transition)")
         for key in ("plan", "structured_result", "checks"):
             if fields.get(key) is not None:
                 fields[key] = json.dumps(fields[key])
@@ -175,31 +306,120 @@ class TaskStore:
     async def transition(
         self,
         task_id: int,
-        to: str,
+        to: TaskStatus | str,
         *,
-        from_: tuple[str, ...] | str,
+        from_: Iterable[TaskStatus | str] | TaskStatus | str,
         condition: tuple[str, Sequence[Any]] | None = None,
         **fields: Any,
     ) -> bool:
         """Move a task to `to` only if it is in one of `from_` (and meets the SQL
         `condition`, with its parameters); True when this call did it."""
-        sources = (from_,) if isinstance(from_, str) else from_
+        rows = await self.db.fetchall(
+            *self.move(task_id, to, from_=from_, condition=condition, **fields)
+        )
+        return await self.moved(rows) == 1
+
+    def move(
+        self,
+        task_id: int,
+        to: TaskStatus | str,
+        *,
+        from_: Iterable[TaskStatus | str] | TaskStatus | str,
+        condition: tuple[str, Sequence[Any]] | None = None,
+        **fields: Any,
+    ) -> Statement:
+        """The statement of `transition()`, for a caller that runs it with other writes (in a
+        batch or a transaction); it returns the moved row, which goes to `moved()` after."""
+        sources = (from_,) if isinstance(from_, str) else tuple(from_)
+        to = edges_from(sources, to)
         if to in FINISHED:
             fields.setdefault("finished_at", now())
         if "plan" in fields and fields["plan"] is not None:
             fields["plan"] = json.dumps(fields["plan"])
         fields["updated_at"] = now()
         sets = ", ".join(f"{k} = ?" for k in fields)
-        marks = ", ".join("?" for _ in sources)
-        extra, extra_params = condition or ("1", ())
-        changed = await self.db.execute(
-            f"UPDATE tasks SET status = ?, {sets} WHERE id = ? AND status IN ({marks})"
-            f" AND ({extra})",
+        extra, extra_params = condition or ("1 = 1", ())
+        return (
+            f"UPDATE tasks SET status = ?, {sets} WHERE id = ? AND status IN ({marks(len(sources))})"
+            f" AND ({extra}) {MOVED}",
             [to, *fields.values(), task_id, *sources, *extra_params],
         )
-        if changed:
-            await self.log(task_id, f"status:{to}")
-        return changed == 1
+
+    async def moved(self, rows: Sequence[Any]) -> int:
+        """Record the moves a `move()` (or the runner's claim) made: a `status:` event and a
+        log line for each task in `rows`; how many there were."""
+        at = now()
+        events: list[Statement] = []
+        for row in rows:
+            log_state(
+                row["id"], row["status"], row["coworker"], row["spent_usd"], row["created_at"]
+            )
+            events.append(
+                (
+                    "INSERT INTO task_events (task_id, kind, at) VALUES (?, ?, ?)",
+                    (row["id"], f"status:{row['status']}", at),
+                )
+            )
+        if len(events) == 1:
+            await self.db.execute(*events[0])
+        elif events:
+            await self.db.batch(*events)
+        return len(events)
+
+    def move_all(
+        self,
+        from_: TaskStatus,
+        to: TaskStatus,
+        condition: tuple[str, Sequence[Any]] = ("1 = 1", ()),
+    ) -> Statement:
+        """The statement moving every task in `from_` (that meets `condition`) to `to`."""
+        to = edges_from((from_,), to)
+        sql, params = condition
+        return (
+            f"UPDATE tasks SET status = ?, updated_at = ? WHERE status = ? AND ({sql}) {MOVED}",
+            [to, now(), from_, *params],
+        )
+
+    async def claim(self, *, fanout: int) -> Task | None:
+        """The next task to work on, moved to planning (received) or running (queued)."""
+        params = {"now": now(), "fanout": fanout, "cancelled": S.CANCELLED}
+        params.update({str(s): s for s in (*CLAIMED, *CLAIMED.values())})
+        rows = await self.db.fetchall(CLAIM, params)
+        await self.moved(rows)
+        return Task.from_row(rows[0]) if rows else None
+
+    async def recover(self) -> int:
+        """Put tasks a stop interrupted back in the queue, to resume from their checkpoint;
+        how many moved."""
+        statements = (
+            self.move_all(S.RUNNING, S.QUEUED),
+            self.move_all(S.PLANNING, S.RECEIVED),
+            # Decided between the approval's update and the task's move: go on.
+            self.move_all(
+                S.WAITING_APPROVAL,
+                S.QUEUED,
+                (
+                    "NOT EXISTS (SELECT 1 FROM approvals a WHERE a.task_id = tasks.id"
+                    " AND a.status IN ('pending', 'expired'))",
+                    (),
+                ),
+            ),
+            # A parent whose subtasks all finished just before a crash, before it was woken.
+            self.move_all(
+                S.WAITING_INPUT,
+                S.QUEUED,
+                (
+                    "EXISTS (SELECT 1 FROM spawns s WHERE s.parent_id = tasks.id)"
+                    " AND NOT EXISTS (SELECT 1 FROM tasks c WHERE c.parent_id = tasks.id"
+                    f" AND c.status NOT IN ({marks(len(FINISHED))}))",
+                    FINISHED,
+                ),
+            ),
+        )
+        moved = 0
+        for statement in statements:
+            moved += await self.moved(await self.db.fetchall(*statement))
+        return moved
 
     async def log(
         self, task_id: int, kind: str, actor: str | None = None, detail: Any = None
@@ -344,23 +564,33 @@ class TaskStore:
         )
 
     async def list_for(self, user: str, *, open_only: bool = False, limit: int = 20) -> list[Task]:
-        where = "delegator = ?"
+        where, params = "delegator = ?", [user]
         if open_only:
-            where += " AND status IN (" + ",".join(f"'{s}'" for s in OPEN) + ")"
+            where += f" AND status IN ({marks(len(OPEN))})"
+            params += OPEN
         rows = await self.db.fetchall(
             f"SELECT * FROM tasks WHERE {where} AND parent_id IS NULL ORDER BY id DESC LIMIT ?",
-            (user, limit),
+            (*params, limit),
         )
         return [Task.from_row(r) for r in rows]
 
     async def list_open(self, limit: int = 20) -> list[Task]:
-        marks = ",".join("?" for _ in OPEN)
         rows = await self.db.fetchall(
-            f"SELECT * FROM tasks WHERE status IN ({marks}) AND parent_id IS NULL"
+            f"SELECT * FROM tasks WHERE status IN ({marks(len(OPEN))}) AND parent_id IS NULL"
             " ORDER BY id DESC LIMIT ?",
             (*OPEN, limit),
         )
         return [Task.from_row(r) for r in rows]
+
+    async def descendants(self, task_id: int) -> list[int]:
+        """The ids of every subtask under `task_id`, at any depth, in order."""
+        rows = await self.db.fetchall(
+            "WITH RECURSIVE family(id) AS (SELECT id FROM tasks WHERE parent_id = ?"
+            " UNION SELECT t.id FROM tasks t JOIN family f ON t.parent_id = f.id)"
+            " SELECT id FROM family ORDER BY id",
+            (task_id,),
+        )
+        return [int(r["id"]) for r in rows]
 
     async def children(self, task_id: int) -> list[Task]:
         rows = await self.db.fetchall(

@@ -256,14 +256,14 @@ class Toolbox:
     ) -> int | dict[str, Any] | None:
         """The approved approval id, a rejection result, or None while it is pending."""
         akey = f"{key}:rerun" if interrupted else key
-        row = await self.approvals.current(task.id, akey)
+        approval = await self.approvals.current(task.id, akey)
         rerun = 1
-        while interrupted and row is not None and row["status"] == "used":
+        while interrupted and approval is not None and approval.status == "used":
             # The approved re-run was interrupted too: it needs a new decision.
             rerun += 1
             akey = f"{key}:rerun{rerun}"
-            row = await self.approvals.for_key(akey)
-        if row is None or (row["status"] == "pending" and row["message_ts"] is None):
+            approval = await self.approvals.for_key(akey)
+        if approval is None or (approval.status == "pending" and approval.message_ts is None):
             await self.approvals.request(
                 task,
                 kind="tool",
@@ -277,18 +277,18 @@ class Toolbox:
                 preview=preview,
             )
             return None
-        if row["status"] == "rejected":
-            who = row["decided_by"] or "a person"
-            why = f" Reason: {row['decision_note']}" if row["decision_note"] else ""
+        if approval.status == "rejected":
+            who = approval.decided_by or "a person"
+            why = f" Reason: {approval.decision_note}" if approval.decision_note else ""
             return tool_result(
                 call["id"],
                 f"Rejected by <@{who}>: this call was not made.{why} Do not retry it; "
                 "continue without it or wrap up.",
                 True,
             )
-        if row["status"] == "approved":
-            return int(row["id"])
-        if row["status"] == "used" and not interrupted:
+        if approval.status == "approved":
+            return approval.id
+        if approval.status == "used" and not interrupted:
             return await self.approval_for(task, key, info, args, call, RERUN_REASON, True)
         return None
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
@@ -19,6 +20,7 @@ from bot.base.errors import CoworkerError, NotAllowed
 from bot.tasks import parse_id
 from handlers import views
 from handlers.responses import NOT_YOURS, ephemeral
+from handlers.services import Services, services
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +39,18 @@ def actor(body: dict[str, Any]) -> str:
 
 
 def same_team(body: dict[str, Any], context: dict[str, Any]) -> bool:
-    ours = context["coworker"].team_id
+    ours = services(context).team_id
     theirs = (body.get("team") or {}).get("id") or (body.get("user") or {}).get("team_id")
     return ours is None or theirs == ours
 
 
+#: What a click does: the services, the id the button carries, and who clicked.
+ClickCall = Callable[[Services, int, str], Awaitable[None]]
+Listener = Callable[..., Awaitable[None]]
+
+
 async def _run(
-    body: dict[str, Any], context: dict[str, Any], client: AsyncWebClient, call: Any
+    body: dict[str, Any], context: dict[str, Any], client: AsyncWebClient, call: ClickCall
 ) -> None:
     """Call a service for a click; answer refusals and errors only to the clicker."""
     target = action_value(body)
@@ -51,14 +58,14 @@ async def _run(
         log.info("ignored action with bad value or foreign team")
         return
     try:
-        await call(context["coworker"], target, actor(body))
+        await call(services(context), target, actor(body))
     except NotAllowed:
         await ephemeral(client, body, NOT_YOURS)
     except CoworkerError as exc:
         await ephemeral(client, body, exc.user_message)
 
 
-def simple(call: Any) -> Any:
+def simple(call: ClickCall) -> Listener:
     async def listener(
         ack: AsyncAck, body: dict[str, Any], context: dict[str, Any], client: AsyncWebClient
     ) -> None:
@@ -76,29 +83,29 @@ async def approve_plan(
         "ts"
     )
 
-    async def call(svc: Any, task_id: int, user: str) -> None:
+    async def call(svc: Services, task_id: int, user: str) -> None:
         await svc.delegation.approve_plan(task_id, user, str(clicked) if clicked else None)
 
     await _run(body, context, client, call)
 
 
-async def _cancel(svc: Any, task_id: int, user: str) -> None:
+async def _cancel(svc: Services, task_id: int, user: str) -> None:
     await svc.delegation.cancel(task_id, user)
 
 
-async def _resume(svc: Any, task_id: int, user: str) -> None:
+async def _resume(svc: Services, task_id: int, user: str) -> None:
     await svc.delegation.resume(task_id, user)
 
 
-async def _approve(svc: Any, approval_id: int, user: str) -> None:
+async def _approve(svc: Services, approval_id: int, user: str) -> None:
     await svc.delegation.decide(approval_id, user, approve=True)
 
 
-async def _feedback_up(svc: Any, task_id: int, user: str) -> None:
+async def _feedback_up(svc: Services, task_id: int, user: str) -> None:
     await svc.delegation.feedback(task_id, user, 1)
 
 
-async def _feedback_down(svc: Any, task_id: int, user: str) -> None:
+async def _feedback_down(svc: Services, task_id: int, user: str) -> None:
     await svc.delegation.feedback(task_id, user, -1)
 
 
@@ -107,10 +114,8 @@ async def open_plan_edit(
 ) -> None:
     await ack()
 
-    async def call(svc: Any, task_id: int, user: str) -> None:
-        task = await svc.tasks.get(task_id)
-        if not await svc.delegation.may_manage(task, user):
-            raise NotAllowed(user=user, action="edit the plan")
+    async def call(svc: Services, task_id: int, user: str) -> None:
+        task = await svc.delegation.plan_to_edit(task_id, user)
         await client.views_open(trigger_id=body["trigger_id"], view=views.plan_edit_modal(task))
 
     await _run(body, context, client, call)
@@ -121,13 +126,9 @@ async def open_reject(
 ) -> None:
     await ack()
 
-    async def call(svc: Any, approval_id: int, user: str) -> None:
-        row = await svc.approvals.get(approval_id)
-        if row is None:
+    async def call(svc: Services, approval_id: int, user: str) -> None:
+        if not await svc.delegation.may_reject(approval_id, user):
             return
-        task = await svc.tasks.get(row["task_id"])
-        if not await svc.approvals.may_decide(task, user):
-            raise NotAllowed(user=user, action="reject")
         try:
             await client.views_open(
                 trigger_id=body["trigger_id"], view=views.reject_modal(approval_id)
@@ -138,13 +139,13 @@ async def open_reject(
     await _run(body, context, client, call)
 
 
-def fact_action(approve: bool) -> Any:
+def fact_action(approve: bool) -> Listener:
     async def listener(
         ack: AsyncAck, body: dict[str, Any], context: dict[str, Any], client: AsyncWebClient
     ) -> None:
         await ack()
 
-        async def call(svc: Any, fact_id: int, user: str) -> None:
+        async def call(svc: Services, fact_id: int, user: str) -> None:
             fact = await svc.memory.decide_fact(fact_id, user, approve=approve)
             line = f"{'✅ Approved' if fact else '❌ Rejected'} by <@{user}>"
             message = body.get("message") or {}
@@ -164,7 +165,7 @@ async def open_fact_edit(
 ) -> None:
     await ack()
 
-    async def call(svc: Any, fact_id: int, user: str) -> None:
+    async def call(svc: Services, fact_id: int, user: str) -> None:
         if not svc.memory.may_review(user):
             raise NotAllowed(user=user, action="review facts")
         fact = await svc.memory.fact(fact_id)
@@ -176,7 +177,7 @@ async def open_fact_edit(
     await _run(body, context, client, call)
 
 
-async def _forget(svc: Any, fact_id: int, user: str) -> None:
+async def _forget(svc: Services, fact_id: int, user: str) -> None:
     if await svc.memory.forget_from_home(fact_id, user, svc.directory):
         from handlers.home import publish_home
 

@@ -14,6 +14,7 @@ from bot.base.redact import redact_text
 from bot.tasks import Task, parse_task_ref
 from bot.team_memory import describe
 from handlers.responses import NOT_YOURS
+from handlers.services import Services, services
 
 log = logging.getLogger(__name__)
 
@@ -26,15 +27,13 @@ Flags: `!high` / `!urgent` / `!low` priority, `!budget 5` dollars, `dev: …` to
 • `/coworker budget`: spend this week
 • `/coworker remember <fact>` (add `--team` or `--me` for scope) · `/coworker forget <id or text>` · `/coworker memory`"""
 
-Reply = Callable[[str], Awaitable[Any]]
-
 
 def task_line(task: Task) -> str:
     req = task.request.splitlines()[0][:80] if task.request else ""
     return f"`{task.ref}` {task.status} · {task.priority_name} · <@{task.delegator}> · {req}"
 
 
-async def cmd_tasks(svc: Any, user: str, arg: str, cmd: dict[str, Any]) -> str:
+async def cmd_tasks(svc: Services, user: str, arg: str, cmd: dict[str, Any]) -> str:
     mine, open_ = await svc.delegation.tasks_for(user)
     lines = (
         ["*Your tasks*", *(task_line(t) for t in mine[:10])] if mine else ["You have no tasks yet."]
@@ -45,7 +44,7 @@ async def cmd_tasks(svc: Any, user: str, arg: str, cmd: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-async def cmd_status(svc: Any, user: str, arg: str, cmd: dict[str, Any]) -> str:
+async def cmd_status(svc: Services, user: str, arg: str, cmd: dict[str, Any]) -> str:
     task_id = parse_task_ref(arg)
     if task_id is None:
         return "Which task? For example `/coworker status T-42`."
@@ -71,7 +70,7 @@ async def _on_task(
     return (ok if await act(task_id) else no).format(ref=f"T-{task_id}")
 
 
-async def cmd_cancel(svc: Any, user: str, arg: str, cmd: dict[str, Any]) -> str:
+async def cmd_cancel(svc: Services, user: str, arg: str, cmd: dict[str, Any]) -> str:
     return await _on_task(
         arg,
         "cancel",
@@ -81,7 +80,7 @@ async def cmd_cancel(svc: Any, user: str, arg: str, cmd: dict[str, Any]) -> str:
     )
 
 
-async def cmd_resume(svc: Any, user: str, arg: str, cmd: dict[str, Any]) -> str:
+async def cmd_resume(svc: Services, user: str, arg: str, cmd: dict[str, Any]) -> str:
     return await _on_task(
         arg,
         "resume",
@@ -91,7 +90,7 @@ async def cmd_resume(svc: Any, user: str, arg: str, cmd: dict[str, Any]) -> str:
     )
 
 
-async def cmd_remember(svc: Any, user: str, arg: str, cmd: dict[str, Any]) -> str:
+async def cmd_remember(svc: Services, user: str, arg: str, cmd: dict[str, Any]) -> str:
     arg = "".join(ch for ch in arg if ch.isprintable()).strip()
     if not arg.removeprefix("--team").removeprefix("--me").strip():
         return "What should I remember? For example `/coworker remember deploys freeze on Fridays`."
@@ -99,7 +98,7 @@ async def cmd_remember(svc: Any, user: str, arg: str, cmd: dict[str, Any]) -> st
     return f"Remembered {describe(fact)}"
 
 
-async def cmd_forget(svc: Any, user: str, arg: str, cmd: dict[str, Any]) -> str:
+async def cmd_forget(svc: Services, user: str, arg: str, cmd: dict[str, Any]) -> str:
     if not arg:
         return "What should I forget? Give a fact id (`/coworker forget 12`) or some of its words."
     forgotten = await svc.memory.forget(arg, user, cmd.get("channel_id"))
@@ -108,24 +107,26 @@ async def cmd_forget(svc: Any, user: str, arg: str, cmd: dict[str, Any]) -> str:
     return "Forgot, from every index:\n" + "\n".join(f"• {describe(m)}" for m in forgotten)
 
 
-async def cmd_memory(svc: Any, user: str, arg: str, cmd: dict[str, Any]) -> str:
+async def cmd_memory(svc: Services, user: str, arg: str, cmd: dict[str, Any]) -> str:
     facts = await svc.memory.listing(user, cmd.get("channel_id"))
     if not facts:
         return "I know no facts in this scope yet. Teach me with `/coworker remember …`."
     return "*What I know here*\n" + "\n".join(f"• {describe(m)}" for m in facts)
 
 
-async def cmd_budget(svc: Any, user: str, arg: str, cmd: dict[str, Any]) -> str:
+async def cmd_budget(svc: Services, user: str, arg: str, cmd: dict[str, Any]) -> str:
     mine, _ = await svc.delegation.tasks_for(user)
     spent = sum(t.spent_usd for t in mine)
     return f"Your last {len(mine)} task(s) spent ${spent:.2f}. `python -m bot report` has the team view."
 
 
-async def cmd_help(svc: Any, user: str, arg: str, cmd: dict[str, Any]) -> str:
+async def cmd_help(svc: Services, user: str, arg: str, cmd: dict[str, Any]) -> str:
     return HELP
 
 
-COMMANDS: dict[str, Callable[[Any, str, str, dict[str, Any]], Awaitable[str]]] = {
+Command = Callable[[Services, str, str, dict[str, Any]], Awaitable[str]]
+
+COMMANDS: dict[str, Command] = {
     "help": cmd_help,
     "tasks": cmd_tasks,
     "status": cmd_status,
@@ -138,7 +139,7 @@ COMMANDS: dict[str, Callable[[Any, str, str, dict[str, Any]], Awaitable[str]]] =
 }
 
 
-async def run_command(svc: Any, user: str, text: str, cmd: dict[str, Any]) -> str:
+async def run_command(svc: Services, user: str, text: str, cmd: dict[str, Any]) -> str:
     """The reply to `/coworker <text>`; errors become one short sentence."""
     name, _, arg = text.strip().partition(" ")
     handler = COMMANDS.get(name.lower() or "help")
@@ -159,7 +160,7 @@ async def handle_command(
 ) -> None:
     await ack()
     reply = await run_command(
-        context["coworker"], command.get("user_id", ""), command.get("text") or "", command
+        services(context), command.get("user_id", ""), command.get("text") or "", command
     )
     # response_url is a plain webhook, not the Web API client that redacts what it posts.
     await respond(text=redact_text(reply), response_type="ephemeral")

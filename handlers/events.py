@@ -10,6 +10,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from handlers.messages import incoming
+from handlers.services import services
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,7 @@ async def handle_mention(
 ) -> None:
     msg = incoming(body, event, context.get("bot_user_id"), mention=True)
     if msg is not None:
-        await context["coworker"].delegation.on_message(msg)
+        await services(context).delegation.on_message(msg)
 
 
 async def handle_assistant_thread_started(event: dict[str, Any], client: AsyncWebClient) -> None:

@@ -11,18 +11,20 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.reports import Summary, home_summaries, money, summary_rows
+from bot.report_text import money, summary_rows
+from bot.reports import Summary
 from bot.team_memory import describe
 from handlers import blocks as bk
 from handlers.commands import task_line
+from handlers.services import Services, services
 
 log = logging.getLogger(__name__)
 
 
-async def home_view(svc: Any, user: str) -> dict[str, Any]:
+async def home_view(svc: Services, user: str) -> dict[str, Any]:
     mine, _ = await svc.delegation.tasks_for(user)
     open_mine = [t for t in mine if not t.finished]
-    pending = await svc.approvals.pending_for(user)
+    pending = await svc.delegation.approvals_for(user)
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": "Your tasks"}},
         bk.section("\n".join(task_line(t) for t in open_mine[:15]) or "No open tasks."),
@@ -30,28 +32,26 @@ async def home_view(svc: Any, user: str) -> dict[str, Any]:
     ]
     if not pending:
         blocks.append(bk.section("Nothing to approve."))
-    for row in pending[:10]:
+    for approval in pending[:10]:
+        what = approval.tool or approval.kind
         blocks.append(
-            bk.section(
-                f"T-{row['task_id']}: `{row['tool'] or row['kind']}` — {bk.escape(row['reason'] or '')}"
-            )
+            bk.section(f"T-{approval.task_id}: `{what}` — {bk.escape(approval.reason or '')}")
         )
         blocks.append(
             bk.actions(
-                f"home-approval:{row['id']}",
-                bk.button("Approve", "approval_approve", str(row["id"]), "primary"),
-                bk.button("Reject", "approval_reject", str(row["id"]), "danger"),
+                f"home-approval:{approval.id}",
+                bk.button("Approve", "approval_approve", str(approval.id), "primary"),
+                bk.button("Reject", "approval_reject", str(approval.id), "danger"),
             )
         )
     blocks.extend(await spend_blocks(svc, user))
-    if getattr(svc, "memory", None) is not None:
-        blocks.extend(await memory_blocks(svc, user))
-    for extra in getattr(svc, "home_sections", []):
+    blocks.extend(await memory_blocks(svc, user))
+    for extra in svc.home_sections:
         blocks.extend(await extra(user))
     return {"type": "home", "blocks": blocks[:100]}
 
 
-async def memory_blocks(svc: Any, user: str) -> list[dict[str, Any]]:
+async def memory_blocks(svc: Services, user: str) -> list[dict[str, Any]]:
     """Facts this person can see, by scope, with Forget buttons; and the review queue."""
     facts, proposed = await svc.memory.home_facts(user, svc.directory)
     blocks: list[dict[str, Any]] = [
@@ -69,14 +69,14 @@ async def memory_blocks(svc: Any, user: str) -> list[dict[str, Any]]:
     if proposed:
         blocks.append({"type": "header", "text": {"type": "plain_text", "text": "Facts to review"}})
     for fact in proposed[:5]:
-        blocks.extend(svc.notifier.fact_blocks(fact.id, fact.content))
+        blocks.extend(bk.fact_blocks(fact.id, fact.content))
     return blocks
 
 
-async def spend_blocks(svc: Any, user: str) -> list[dict[str, Any]]:
+async def spend_blocks(svc: Services, user: str) -> list[dict[str, Any]]:
     """Spend and outcomes of the viewer's tasks (and the team's, for admins)."""
     blocks: list[dict[str, Any]] = []
-    for title, summary in await home_summaries(svc.db, svc.config, svc.directory, user):
+    for title, summary in await svc.delegation.spend_for(user):
         blocks.append({"type": "header", "text": {"type": "plain_text", "text": title}})
         blocks.append(summary_block(summary))
     return blocks
@@ -96,7 +96,7 @@ def summary_block(summary: Summary) -> dict[str, Any]:
     return bk.section("\n".join(lines))
 
 
-async def publish_home(client: AsyncWebClient, svc: Any, user: str) -> None:
+async def publish_home(client: AsyncWebClient, svc: Services, user: str) -> None:
     try:
         await client.views_publish(user_id=user, view=await home_view(svc, user))
     except SlackApiError as exc:
@@ -107,7 +107,7 @@ async def handle_home_opened(
     event: dict[str, Any], client: AsyncWebClient, context: dict[str, Any]
 ) -> None:
     if event.get("tab", "home") == "home" and event.get("user"):
-        await publish_home(client, context["coworker"], event["user"])
+        await publish_home(client, services(context), event["user"])
 
 
 def register(app: AsyncApp) -> None:

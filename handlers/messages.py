@@ -12,6 +12,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 from bot.intake import IncomingMessage
+from handlers.services import Next, services
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def incoming(
     )
 
 
-async def keep_before_ack(body: dict[str, Any], context: dict[str, Any], next: Any) -> None:
+async def keep_before_ack(body: dict[str, Any], context: dict[str, Any], next: Next) -> None:
     """Write a message we will act on down before Bolt acknowledges it (`bot.inbox`).
 
     A global middleware runs before the listener's automatic acknowledgement, in Socket
@@ -76,7 +77,7 @@ async def keep_before_ack(body: dict[str, Any], context: dict[str, Any], next: A
         mention = event["type"] == "app_mention"
         msg = incoming(body, event, context.get("bot_user_id"), mention=mention)
         if msg is not None:
-            context["coworker"].delegation.keep(msg)
+            services(context).delegation.keep(msg)
     await next()
 
 
@@ -86,7 +87,7 @@ async def handle_message(
     msg = incoming(body, event, context.get("bot_user_id"))
     if msg is None:
         return
-    await context["coworker"].delegation.on_message(msg)
+    await services(context).delegation.on_message(msg)
 
 
 def register(app: AsyncApp) -> None:

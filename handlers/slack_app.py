@@ -109,9 +109,20 @@ def make_app(client: AsyncWebClient, signing_secret: str | None) -> AsyncApp:
 
 
 async def socket_mode(app: AsyncApp, app_token: str) -> AsyncSocketModeHandler:
-    """Connect over Socket Mode (no public URL needed)."""
+    """Connect over Socket Mode (no public URL needed).
+
+    The SDK retries a failed `apps.connections.open` for ever, a refused token included;
+    asking for the first connection URL here makes a wrong `SLACK_APP_TOKEN` or an
+    unreachable Slack an error at start (`SlackApiError`, `aiohttp.ClientError`).
+    """
     handler = AsyncSocketModeHandler(app, app_token)
-    await handler.connect_async()
+    try:
+        opened = await handler.client.web_client.apps_connections_open(app_token=app_token)
+        handler.client.wss_uri = opened["url"]
+        await handler.connect_async()
+    except BaseException:
+        await handler.close_async()
+        raise
     return handler
 
 

@@ -10,6 +10,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from bot.base.errors import CoworkerError
 from bot.plans import Plan, render_plan
 from bot.tasks import Task, parse_id
+from handlers.services import services
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ async def submit_plan_edit(
         return
     await ack()
     try:
-        await context["coworker"].delegation.edit_plan(task_id, body["user"]["id"], text)
+        await services(context).delegation.edit_plan(task_id, body["user"]["id"], text)
     except CoworkerError:  # not theirs to decide, or no such task or fact
         log.info("plan edit refused for %s", body["user"]["id"])
 
@@ -124,7 +125,7 @@ async def submit_reject(
         return
     note = field(view, "reason").strip() or None
     try:
-        await context["coworker"].delegation.decide(
+        await services(context).delegation.decide(
             approval_id, body["user"]["id"], approve=False, note=note
         )
     except CoworkerError:  # not theirs to decide, or no such task or fact
@@ -140,7 +141,7 @@ async def submit_fact_edit(
         return
     await ack()
     try:
-        await context["coworker"].memory.decide_fact(
+        await services(context).memory.decide_fact(
             fact_id, body["user"]["id"], approve=True, edited=text
         )
     except CoworkerError:  # not theirs to decide, or no such task or fact

@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from bot.base.db import Database
+from bot.base.db import Database, marks
 from memory.keywords import any_of, query_terms, quoted
 from memory.records import Kind, Scope, Status
 
@@ -86,7 +86,7 @@ class KeywordIndex:
         sql = (
             "SELECT m.id, bm25(memories_fts, 1.0, 0.0) AS bm25_score"
             " FROM memories_fts JOIN memories m ON m.id = memories_fts.rowid"
-            f" WHERE memories_fts MATCH ? AND m.status IN ({','.join('?' * len(statuses))})"
+            f" WHERE memories_fts MATCH ? AND m.status IN ({marks(len(statuses))})"
         )
         params: list[Any] = [match, *statuses]
         if kind is not None:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict
 
 from bot.base import clock
+from bot.base.db import marks
 from memory.errors import EmbeddingUnavailable
 from memory.records import Kind, Memory, Scope, Status, scope_key
 from memory.scoring import Scored, boost, fuse
@@ -132,8 +133,9 @@ async def recall(
         ids = list(dict.fromkeys([i for i, _ in vector_hits] + [i for i, _ in keyword_hits]))
         if not ids:
             return vector_hits, keyword_hits, []
-        marks = ",".join("?" * len(ids))
-        rows = conn.execute(f"SELECT {_Candidate.COLUMNS} FROM memories WHERE id IN ({marks})", ids)
+        rows = conn.execute(
+            f"SELECT {_Candidate.COLUMNS} FROM memories WHERE id IN ({marks(len(ids))})", ids
+        )
         return vector_hits, keyword_hits, [_Candidate.from_row(r) for r in rows]
 
     vector_hits, keyword_hits, candidates = await store.db.run_sync(search)

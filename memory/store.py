@@ -22,7 +22,7 @@ from typing import Any
 
 from bot.base import clock
 from bot.base.config import MemoryConfig
-from bot.base.db import Database
+from bot.base.db import Database, marks
 from memory import retrieval
 from memory.embeddings import Embedder
 from memory.errors import EmbeddingUnavailable
@@ -101,8 +101,7 @@ def _stored_refs(conn: Any, refs: Sequence[str]) -> set[str | None]:
     found: set[str | None] = set()
     for start in range(0, len(refs), 500):
         chunk = refs[start : start + 500]
-        marks = ",".join("?" * len(chunk))
-        rows = conn.execute(f"SELECT ref FROM memories WHERE ref IN ({marks})", chunk)
+        rows = conn.execute(f"SELECT ref FROM memories WHERE ref IN ({marks(len(chunk))})", chunk)
         found.update(r["ref"] for r in rows)
     return found
 
@@ -221,8 +220,9 @@ class MemoryStore:
         found: set[str] = set()
         for start in range(0, len(refs), 500):
             chunk = list(refs[start : start + 500])
-            marks = ",".join("?" * len(chunk))
-            rows = await self.db.fetchall(f"SELECT ref FROM memories WHERE ref IN ({marks})", chunk)
+            rows = await self.db.fetchall(
+                f"SELECT ref FROM memories WHERE ref IN ({marks(len(chunk))})", chunk
+            )
             found.update(r["ref"] for r in rows)
         return found
 
@@ -316,10 +316,9 @@ class MemoryStore:
         """Record that these memories went into a task's context (feeds recency and decay)."""
         if not memory_ids:
             return
-        marks = ",".join("?" * len(memory_ids))
         await self.db.execute(
             "UPDATE memories SET last_used_at = ?, use_count = use_count + 1"
-            f" WHERE id IN ({marks})",
+            f" WHERE id IN ({marks(len(memory_ids))})",
             [clock.now(), *memory_ids],
         )
 
@@ -427,9 +426,8 @@ class MemoryStore:
     async def get_many(self, memory_ids: Sequence[int]) -> dict[int, Memory]:
         if not memory_ids:
             return {}
-        marks = ",".join("?" * len(memory_ids))
         rows = await self.db.fetchall(
-            f"SELECT * FROM memories WHERE id IN ({marks})", list(memory_ids)
+            f"SELECT * FROM memories WHERE id IN ({marks(len(memory_ids))})", list(memory_ids)
         )
         return {r["id"]: Memory.from_row(r) for r in rows}
 

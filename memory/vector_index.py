@@ -30,7 +30,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from bot.base.db import Database, Tx
+from bot.base.db import Database, Tx, marks
 from memory.embeddings import Embedder, l2_normalised
 from memory.errors import EmbeddingUnavailable
 from memory.records import Kind, Scope, Status, scope_id, shard
@@ -213,9 +213,9 @@ class VectorIndex:
         found: dict[str, bytes] = {}
         for start in range(0, len(hashes), 500):
             chunk = hashes[start : start + 500]
-            marks = ",".join("?" * len(chunk))
             rows = await self.db.fetchall(
-                f"SELECT hash, vector FROM embedding_cache WHERE hash IN ({marks})", chunk
+                f"SELECT hash, vector FROM embedding_cache WHERE hash IN ({marks(len(chunk))})",
+                chunk,
             )
             found.update({r["hash"]: r["vector"] for r in rows})
         return found
@@ -273,7 +273,7 @@ class VectorIndex:
         sql = (
             f"SELECT memory_id, distance FROM {TABLE} WHERE embedding MATCH ? AND k = ?"
             " AND shard = ? AND scope_id = ?"
-            f" AND status IN ({','.join('?' * len(statuses))})"
+            f" AND status IN ({marks(len(statuses))})"
         )
         if kind is not None:
             sql += " AND kind = ?"

@@ -3,7 +3,9 @@
 - `bot.base` (settings, config, errors, database, clock, redaction) imports nothing of
   Coworker above it;
 - `tools/` and `memory/` import nothing of `bot/` outside `bot.base`;
-- `tools/` and `memory/` never import `handlers/` or `slack_bolt`.
+- `tools/` and `memory/` never import `handlers/` or `slack_bolt`;
+- `handlers/` runs no SQL: it touches no database handle, task store or approval service
+  (approval decisions go through `Delegation.decide`).
 """
 
 from __future__ import annotations
@@ -73,9 +75,31 @@ def test_tools_and_memory_never_import_slack_or_the_adapter() -> None:
     assert bad == []
 
 
+#: What a handler reaching around the services would touch.
+BELOW_THE_SERVICES = {"db", "tasks", "approvals", "execute", "fetchone", "fetchall", "fetchval"}
+
+
+def reached(path: Path) -> list[str]:
+    """Attributes of `BELOW_THE_SERVICES` that `path` uses (`svc.db`, `x.approvals.get`)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    where = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path.name
+    return [
+        f"{where}:{node.lineno} uses .{node.attr}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and node.attr in BELOW_THE_SERVICES
+    ]
+
+
+def test_handlers_reach_the_core_only_through_its_services() -> None:
+    bad = [line for path in sorted((ROOT / "handlers").rglob("*.py")) for line in reached(path)]
+    assert bad == []
+
+
 def test_the_checker_sees_a_violation(tmp_path: Path) -> None:
     """The rule is not vacuous: an upward import is found, wherever it hides."""
     sample = tmp_path / "sample.py"
     sample.write_text("def f():\n    from bot.tasks import TaskStore\n    import handlers.blocks\n")
     assert "bot.tasks" in imports_of(sample)
     assert "handlers.blocks" in imports_of(sample)
+    sample.write_text("async def f(svc):\n    await svc.approvals.get(1)\n")
+    assert reached(sample) == ["sample.py:2 uses .approvals"]

@@ -1,26 +1,18 @@
-"""What `python -m bot doctor` prints about MCP servers: up or down and why, tools and tiers."""
+"""What `python -m bot doctor` says about an MCP server: up or down and why, tools and tiers."""
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from tools.catalog import ServerStatus
 
-
-class _Gateway(Protocol):
-    def servers(self) -> list[ServerStatus]: ...
+TRANSPORTS = {"builtin": "built in"}
 
 
-def describe(gateway: _Gateway) -> list[str]:
-    """One line per server, then one indented line per tool with its tier and what set it."""
-    lines: list[str] = []
-    for server in gateway.servers():
-        state = "up" if server.up else f"DOWN: {server.reason}"
-        count = f", {len(server.tools)} tools" if server.up or server.tools else ""
-        lines.append(f"{server.name} ({server.transport}): {state}{count}")
-        width = max((len(t.name) for t in server.tools), default=0)
-        for tool in server.tools:
-            lines.append(f"  {tool.name:<{width}}  {tool.tier:<6}  ({tool.tier_source})")
-        if not server.tools:
-            lines.append("  no tools known")
-    return lines
+def describe(server: ServerStatus) -> tuple[str, list[str]]:
+    """A headline for the server, and one line per tool with its tier and what set it."""
+    transport = TRANSPORTS.get(server.transport, server.transport)
+    state = "up" if server.up else f"down: {server.reason}"
+    count = f", {len(server.tools)} tools" if server.up or server.tools else ""
+    headline = f"MCP {server.name} ({transport}): {state}{count}"
+    width = max((len(t.name) for t in server.tools), default=0)
+    details = [f"{t.name:<{width}}  {t.tier:<6}  ({t.tier_source})" for t in server.tools]
+    return headline, details or (["no tools listed"] if server.up else [])

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.base import clock
-from bot.base.db import Database
+from bot.base.db import Database, marks
 
 #: statuses of calls that reached their server: never run again under the same key
 REACHED = frozenset({"ok", "error"})
@@ -29,7 +29,7 @@ _COLUMNS = (
     "idempotency_key, task_id, step, coworker, delegator, server, tool, arguments, args_hash, "
     "tier, tier_source, status, result, is_error, approval_id, started_at, finished_at, duration_ms"
 )
-_INSERT = f"INSERT INTO tool_calls ({_COLUMNS}) VALUES ({', '.join('?' * 18)})"
+_INSERT = f"INSERT INTO tool_calls ({_COLUMNS}) VALUES ({marks(18)})"
 _CLAIM = f"{_INSERT} ON CONFLICT (idempotency_key) DO NOTHING"
 _UPSERT = f"""{_INSERT}
 ON CONFLICT (idempotency_key) DO UPDATE SET

@@ -116,6 +116,8 @@ class RunnerConfig(_Section):
     #: (429, 529, 5xx, timeouts, dropped connections) with back-off.
     model_timeout: Duration = 120
     model_retries: int = Field(default=4, ge=0, le=10)
+    #: On SIGTERM/SIGINT, how long running tasks may take to reach their next checkpoint.
+    shutdown_grace: Duration = 20
 
 
 class GatewayServerLimits(_Section):

@@ -16,21 +16,30 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import os
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from functools import cache
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from urllib.parse import quote
 
 import aiosqlite
 import sqlite_vec
+
+from bot.base.errors import Unreachable
 
 log = logging.getLogger(__name__)
 
 Params = Sequence[Any] | dict[str, Any]
 Statement = tuple[str, Params]
 MMAP_BYTES = 1 << 30
+
+
+def marks(n: int) -> str:
+    """`?, ?, ?`: one placeholder per value of an `IN (…)` list (values never go into SQL)."""
+    return ", ".join("?" * n)
 
 
 @cache
@@ -52,14 +61,25 @@ def sqlite_module() -> ModuleType:
     )
 
 
-def _connect_sync(path: str) -> Any:
+def _connect_sync(path: str, readonly: bool = False) -> Any:
     mod = sqlite_module()
-    conn = mod.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-    conn.row_factory = mod.Row
+    target, uri = (_readonly_uri(path), True) if readonly else (path, False)
+    conn = mod.connect(target, isolation_level=None, check_same_thread=False, timeout=30, uri=uri)
+    try:
+        _prepare(conn, readonly)
+    except BaseException:  # e.g. "file is not a database": nothing is left open
+        conn.close()
+        raise
+    return conn
+
+
+def _prepare(conn: Any, readonly: bool) -> None:
+    conn.row_factory = sqlite_module().Row
     conn.enable_load_extension(True)
     sqlite_vec.load(conn)
     conn.enable_load_extension(False)
-    conn.execute("PRAGMA journal_mode = WAL")
+    if not readonly:
+        conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA busy_timeout = 30000")
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA synchronous = NORMAL")
@@ -67,7 +87,31 @@ def _connect_sync(path: str) -> Any:
     conn.execute("PRAGMA secure_delete = FAST")
     # Vector search reads the index through the page cache; mapping it roughly halves KNN time.
     conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
-    return conn
+
+
+def _readonly_uri(path: str) -> str:
+    # Without a -wal file every commit is in the main file, and `immutable` reads it without
+    # creating -wal and -shm files; with one (the bot is running), read through it.
+    immutable = "" if os.path.exists(path + "-wal") else "&immutable=1"
+    return f"file:{quote(path)}?mode=ro{immutable}"
+
+
+def _why(exc: BaseException, path: str) -> str:
+    """Why a database file could not be opened, in a few words."""
+    folder = Path(path).parent
+    in_the_way = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if in_the_way is not None and not in_the_way.is_dir():
+        return f"{in_the_way} is a file, not a folder"
+    if isinstance(exc, OSError):
+        what = (exc.strerror or type(exc).__name__).lower()
+        return f"{what} ({exc.filename})" if exc.filename else what
+    if not folder.is_dir():
+        return f"its folder {folder} does not exist"
+    if Path(path).is_dir():
+        return "that is a folder"
+    if not os.access(folder, os.W_OK):
+        return f"its folder {folder} is read-only"
+    return str(exc)
 
 
 class Tx:
@@ -100,11 +144,25 @@ class Database:
         self.path = path
 
     @classmethod
-    async def open(cls, path: str | Path) -> Database:
+    async def open(cls, path: str | Path, *, readonly: bool = False) -> Database:
+        """Open (creating the file and its folders) or, `readonly`, only look at a database.
+
+        A read-only open creates nothing and changes nothing, not even the `-wal` and
+        `-shm` files beside a database no one has open. A file that cannot be opened is
+        `Unreachable`, with the reason in a few words.
+        """
         path = str(path)
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        conn = aiosqlite.Connection(lambda: _connect_sync(path), iter_chunk_size=64)
+        try:
+            if path != ":memory:" and not readonly:
+                await asyncio.to_thread(Path(path).parent.mkdir, parents=True, exist_ok=True)
+            # Connected here, not in aiosqlite's thread: a failure there leaves the thread
+            # finishing after the event loop closed, with a traceback on the terminal.
+            raw = await asyncio.to_thread(_connect_sync, path, readonly)
+        except (OSError, sqlite_module().Error) as exc:
+            raise Unreachable(
+                f"cannot open the database {path}: {_why(exc, path)}", service="database"
+            ) from None
+        conn = aiosqlite.Connection(lambda: raw, iter_chunk_size=64)
         await conn
         return cls(conn, path)
 

@@ -4,6 +4,7 @@
     ├── SettingsError          a required environment variable is missing or bad
     ├── ConfigError            coworker.toml or .mcp.json is wrong (names file and key)
     ├── MigrationError         a migration failed; the database is left as it was
+    ├── Unreachable            a service (Slack, the database) cannot be reached or opened
     ├── TaskNotFound           no task with that id
     ├── NotAllowed             this person may not do that (approve, edit, cancel)
     ├── StalePlan              a button of a plan that a revised one replaced
@@ -47,6 +48,14 @@ class MigrationError(CoworkerError):
     def __init__(self, message: str, *, migration: str) -> None:
         super().__init__(message)
         self.migration = migration
+
+
+class Unreachable(CoworkerError):
+    """A service the bot needs cannot be reached (or its file opened); nothing was changed."""
+
+    def __init__(self, message: str, *, service: str) -> None:
+        super().__init__(message)
+        self.service = service
 
 
 class TaskNotFound(CoworkerError):

@@ -18,6 +18,8 @@ from bot.base.errors import MigrationError
 
 log = logging.getLogger(__name__)
 
+# `migrations/` sits beside `bot/` in a checkout and in site-packages alike (the wheel ships
+# it as package data), so the path follows this file rather than the working directory.
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
@@ -30,9 +32,15 @@ class Migration:
 
 
 def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
-    """The migrations in `directory`, ordered; duplicate numbers are an error."""
+    """The migrations in `directory`, ordered; duplicate numbers or none at all are an error."""
+    paths = sorted(directory.glob("*.sql"))
+    if not paths:  # an install without its schema would call any database "up to date"
+        raise MigrationError(
+            f"no migrations in {directory}: this installation of Coworker is incomplete",
+            migration=str(directory),
+        )
     found: dict[int, Migration] = {}
-    for path in sorted(directory.glob("*.sql")):
+    for path in paths:
         m = _NAME.match(path.name)
         if not m:
             raise MigrationError(f"bad migration file name {path.name}", migration=path.name)
@@ -66,6 +74,15 @@ async def applied(db: Database) -> set[str]:
         " name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
     )
     return {r[0] for r in await db.fetchall("SELECT name FROM schema_migrations")}
+
+
+async def pending(db: Database, directory: Path = MIGRATIONS_DIR) -> list[str]:
+    """The migrations not yet applied, found without writing (works on a read-only open)."""
+    if await db.fetchval("SELECT 1 FROM sqlite_master WHERE name = 'schema_migrations'"):
+        done = {r[0] for r in await db.fetchall("SELECT name FROM schema_migrations")}
+    else:
+        done = set()
+    return [m.name for m in discover(directory) if m.name not in done]
 
 
 async def migrate(db: Database, directory: Path = MIGRATIONS_DIR) -> list[str]:

@@ -8,13 +8,21 @@ naming the variable, which the CLI prints as one line.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.base.errors import SettingsError
+from bot.base.plain import plain
 
 SETUP_HINT = "see README.md, section 'Set up the Slack app'"
+CONFIGURATION_HINT = "see README.md, section 'Configuration'"
+
+
+def hint(variable: str) -> str:
+    """Where the README explains `variable`."""
+    return SETUP_HINT if variable.startswith("SLACK_") else CONFIGURATION_HINT
 
 
 class Settings(BaseSettings):
@@ -33,6 +41,18 @@ class Settings(BaseSettings):
     otel_exporter_otlp_endpoint: str | None = None
     voyage_api_key: SecretStr | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_is_unset(cls, data: Any) -> Any:
+        """A variable set to "" or spaces counts as unset: its default applies.
+
+        `SLACK_APP_TOKEN=` (a line left empty in .env or a compose file) would otherwise
+        mean Socket Mode with an empty token.
+        """
+        if not isinstance(data, dict):
+            return data
+        return {k: v for k, v in data.items() if not (isinstance(v, str) and not v.strip())}
+
     @field_validator("slack_api_url")
     @classmethod
     def _trailing_slash(cls, v: str) -> str:
@@ -42,7 +62,9 @@ class Settings(BaseSettings):
     @classmethod
     def _sqlite_only(cls, v: str) -> str:
         if not v.startswith("sqlite:///"):
-            raise ValueError("must look like sqlite:///path/to/file.db")
+            raise ValueError(
+                "must look like sqlite:///relative/path.db or sqlite:////absolute/path.db"
+            )
         return v
 
     @property
@@ -73,6 +95,27 @@ def load_settings(**overrides: object) -> Settings:
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        err = exc.errors()[0]
+        name, problem = next(iter(_problems(exc).items()))
+        raise SettingsError(f"{name}: {problem} ({hint(name)})", variable=name) from None
+
+
+def read_settings() -> tuple[Settings, dict[str, str]]:
+    """Settings and each bad variable's problem; a bad variable takes its default.
+
+    For `doctor`, which reports every variable, the bad ones included.
+    """
+    try:
+        return Settings(), {}
+    except ValidationError as exc:
+        problems = _problems(exc)
+    fields = Settings.model_fields
+    defaults = {n.lower(): fields[n.lower()].default for n in problems if n.lower() in fields}
+    return Settings(**defaults), problems
+
+
+def _problems(exc: ValidationError) -> dict[str, str]:
+    problems: dict[str, str] = {}
+    for err in exc.errors():
         name = str(err["loc"][0]).upper() if err["loc"] else "settings"
-        raise SettingsError(f"{name}: {err['msg']} ({SETUP_HINT})", variable=name) from None
+        problems.setdefault(name, plain(err))
+    return problems

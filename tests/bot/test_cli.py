@@ -3,6 +3,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -58,3 +60,15 @@ def test_help(tmp_path: Path) -> None:
     assert result.returncode == 0
     for command in ("doctor", "migrate", "report", "backup"):
         assert command in result.stdout
+
+
+@pytest.mark.parametrize("command", [["migrate"], ["backup", "copy.db"]])
+def test_a_database_that_cannot_be_opened_is_one_line(tmp_path: Path, command: list[str]) -> None:
+    (tmp_path / "afile").write_text("not a folder")
+    url = f"sqlite:///{tmp_path / 'afile' / 'coworker.db'}"
+    result = run_bot(*command, cwd=tmp_path, env={"DATABASE_URL": url})
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.splitlines() == [
+        f"error: cannot open the database {tmp_path / 'afile' / 'coworker.db'}: "
+        f"{tmp_path / 'afile'} is a file, not a folder"
+    ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from bot.base.config import Config
 from bot.base.db import Database
 from bot.intake import IncomingMessage, Intake
@@ -26,6 +28,15 @@ def reply(text: str, n: int, user: str = "U1") -> IncomingMessage:
     )
 
 
+async def walk(tasks: TaskStore, task_id: int, *states: str, **fields: Any) -> None:
+    """Move a received task through `states` (each a move the state machine has); the last
+    move sets `fields`."""
+    for was, to in zip(("received", *states), states, strict=False):
+        assert await tasks.transition(
+            task_id, to, from_=was, **(fields if to == states[-1] else {})
+        )
+
+
 async def new_task(intake: Intake) -> int:
     first = IncomingMessage(
         event_id="Ev0", channel="C1", user="U1", text="<@UBOT> do it", ts="1.0", mention=True
@@ -41,7 +52,7 @@ async def test_a_reply_is_counted_as_soon_as_it_is_committed(db: Database) -> No
     tasks = WatchedStore(db)
     intake = Intake(tasks, Config())
     task_id = await new_task(intake)
-    await tasks.transition(task_id, "running", from_="received")
+    await walk(tasks, task_id, "planning", "queued", "running")
     before, tasks.counted_at_get[:] = tasks.replies, []
 
     result = await intake.receive(reply("also check staging", 1))
@@ -68,8 +79,15 @@ async def test_a_reply_to_a_task_that_finished_meanwhile_queues_a_follow_up(db: 
     tasks = StaleStore(db)
     intake = Intake(tasks, Config())
     task_id = await new_task(intake)
-    await tasks.transition(
-        task_id, "done", from_="received", result="first answer", plan={"summary": "s", "steps": []}
+    await walk(
+        tasks,
+        task_id,
+        "planning",
+        "queued",
+        "running",
+        "done",
+        result="first answer",
+        plan={"summary": "s", "steps": []},
     )
 
     await intake.receive(reply("and one more thing", 2))
@@ -83,7 +101,7 @@ async def test_a_reply_to_a_task_without_an_approved_plan_plans_it_again(db: Dat
     tasks = TaskStore(db)
     intake = Intake(tasks, Config())
     task_id = await new_task(intake)
-    await tasks.transition(task_id, "failed", from_="received", error="model_unavailable")
+    await walk(tasks, task_id, "planning", "failed", error="model_unavailable")
 
     await intake.receive(reply("try again please", 3))
 
@@ -95,7 +113,7 @@ async def test_a_plan_message_is_recorded_only_for_the_plan_it_shows(db: Databas
     tasks = TaskStore(db)
     task_id = await new_task(Intake(tasks, Config()))
     first, second = {"summary": "one", "steps": []}, {"summary": "two", "steps": []}
-    await tasks.transition(task_id, "awaiting_plan_approval", from_="received", plan=first)
+    await walk(tasks, task_id, "planning", "awaiting_plan_approval", plan=first)
     assert await tasks.set_plan_ts(task_id, "1.1", first, was=None)
     assert not await tasks.set_plan_ts(task_id, "1.2", first, was=None)  # 1.1 took its place
     await tasks.update(task_id, plan=second)  # planned again while 1.3 was being posted

@@ -90,3 +90,8 @@ def test_duplicate_numbers_are_refused(tmp_path: Path) -> None:
     (tmp_path / "0001_b.sql").write_text("SELECT 1;")
     with pytest.raises(MigrationError, match="reuses number"):
         discover(tmp_path)
+
+
+def test_a_missing_migrations_folder_is_an_error_not_up_to_date(tmp_path: Path) -> None:
+    with pytest.raises(MigrationError, match="no migrations in .*incomplete"):
+        discover(tmp_path / "migrations")

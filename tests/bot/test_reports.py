@@ -15,17 +15,8 @@ from bot.base.config import parse_config
 from bot.base.db import Database
 from bot.base.errors import CoworkerError, TaskNotFound
 from bot.base.migrations import migrate
-from bot.reports import (
-    CostLine,
-    is_admin,
-    percentile,
-    render_summary,
-    render_table,
-    render_timeline,
-    report_command,
-    summary,
-    timeline,
-)
+from bot.report_text import render_summary, render_table, render_timeline, report_command
+from bot.reports import CostLine, is_admin, percentile, summary, timeline
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = 1_800_000_000.0

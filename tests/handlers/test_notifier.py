@@ -9,8 +9,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.notifier import StatusSnapshot
 from bot.tasks import Task
-from handlers.blocks import split_markdown
 from handlers.notifier import SlackNotifier
+from handlers.splitting import split_markdown
 from tests.fakes.slack import FakeSlack
 
 

@@ -289,7 +289,8 @@ async def test_a_run_that_meets_an_expired_approval_asks_again(
             ),
         )
         row = await h.coworker.approvals.get(approval["id"])
-        assert row["status"] == "pending" and row["message_ts"] != approval["message_ts"]
+        assert row is not None
+        assert row.status == "pending" and row.message_ts != approval["message_ts"]
         h.anthropic.enqueue_text("Filed TCK-99.")
         await h.click("approval_approve", approval["id"], user="U1")
         await h.wait_status("done")

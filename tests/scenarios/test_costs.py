@@ -116,7 +116,13 @@ async def test_a_declined_top_up_ends_the_task_without_a_second_deliverable(
         )
         done = await h.wait_status("done")
         assert not done.delivery_pending  # what it had was posted when the budget ran out
+        # The status line is updated after the task is done; the approval message may be
+        # updated (its reason) after that, so look at the status line's updates only.
+        await h.slack.wait_for(
+            "chat.update", lambda c: str(c.params.get("text")).startswith("T-1 · stopped")
+        )
         status = [c.params["text"] for c in h.slack.calls_to("chat.update")]
+        status = [text for text in status if text.startswith("T-1 · ")]
         assert status[-1].startswith("T-1 · stopped: top-up declined")
         assert await h.coworker.delivery.sweep() == 0
         assert not [c for c in h.slack.calls_to("chat.postMessage") if "Done: T-1" in str(c.params)]

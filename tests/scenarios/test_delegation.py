@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.fakes.anthropic import Reply, text_reply, tool_reply
 from tests.fakes.slack import channel_message, slash_command, view_submission
@@ -52,6 +55,31 @@ async def test_same_through_a_dm(harness: Harness) -> None:
     await harness.approve_plan(task.id, user="U2")
     await harness.wait_status("done")
     assert deliveries(harness, "Here is your answer.")[0]["channel"] == "D9"
+
+
+async def test_the_log_follows_a_task_through_its_states_without_its_request(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    h = harness
+    h.anthropic.enqueue_tool_use("submit_plan", plan(("Answer directly", [])))
+    h.anthropic.enqueue_text("Here is your answer.")
+    await h.dm("summarize the confidential merger memo", user="U2", channel="D9")
+    await h.approve_plan(1, user="U2")
+    await h.wait_status("done")
+    await until(lambda: "state=done" in caplog.text, what="the log line of the last move")
+
+    lines = [r.getMessage() for r in caplog.records if r.name == "bot.tasks"]
+    states = [line.split()[1].removeprefix("state=") for line in lines]
+    assert states == ["received", "planning", "awaiting_plan_approval", "queued", "running", "done"]
+    moves = [e["kind"] for e in await h.coworker.tasks.events(1) if e["kind"].startswith("status:")]
+    assert moves == [f"status:{state}" for state in states[1:]]  # one line per state change
+    assert all(line.startswith("task=T-1 state=") for line in lines)
+    done = lines[-1].split()
+    assert done[2] == "coworker=coworker"  # routed while planning
+    assert float(done[4].removeprefix("cost=$")) > 0  # the model calls it made
+    assert all(" duration=" in line and " cost=$" in line for line in lines)
+    assert "merger memo" not in caplog.text
 
 
 async def test_clarifying_question_answered_in_thread_continues_same_task(harness: Harness) -> None:

@@ -114,7 +114,8 @@ async def test_delegate_to_another_coworker_returns_typed_result(
         assert "handed work to `dev`" in thread and "Subtask T-2 (`dev`) done" in thread
         calls = await h.coworker.db.fetchall("SELECT task_id, purpose FROM llm_calls ORDER BY id")
         assert {r[0] for r in calls} == {1, 2}
-        from bot.reports import render_summary, render_timeline, summary, timeline
+        from bot.report_text import render_summary, render_timeline
+        from bot.reports import summary, timeline
 
         steps = render_timeline(await timeline(h.coworker.db, 1))
         assert "T-2" in steps and "T-1" in steps

@@ -59,4 +59,5 @@ async def test_doctor_lines(make_gateway: GatewayFactory) -> None:
         return x
 
     gateway = await make_gateway(builtin={"t": server})
-    assert describe(gateway) == ["t (builtin): up, 1 tools", "  t__write  block   (default)"]
+    (status,) = gateway.servers()
+    assert describe(status) == ("MCP t (built in): up, 1 tools", ["t__write  block   (default)"])

@@ -90,12 +90,16 @@ async def test_a_server_that_never_starts(make_gateway: GatewayFactory, tmp_path
     assert "exited" in status["broken"].reason
     assert "cannot open the widget database" in status["broken"].reason  # its last stderr line
     assert status["missing"].reason == "cannot start: command not found: npx"
-    lines = describe(gateway)
+    said = {s.name: describe(s) for s in gateway.servers()}
+    lines = [line for headline, details in said.values() for line in (headline, *details)]
     text = "\n".join(lines)
     assert token not in text
-    assert "broken (stdio): DOWN: the server process exited" in text
-    assert "missing (stdio): DOWN: cannot start: command not found: npx" in text
-    assert any(line.startswith("time (stdio): up, 2 tools") for line in lines)
+    assert said["broken"][0].startswith("MCP broken (stdio): down: the server process exited")
+    assert said["missing"] == (
+        "MCP missing (stdio): down: cannot start: command not found: npx",
+        [],
+    )
+    assert said["time"][0] == "MCP time (stdio): up, 2 tools"
     assert any(
         "time__get_current_time" in line and "auto" in line and "annotation readOnlyHint" in line
         for line in lines

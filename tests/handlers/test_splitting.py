@@ -1,4 +1,4 @@
-"""handlers/blocks.py: splitting Markdown at Slack's limits without breaking it."""
+"""handlers/splitting.py: splitting Markdown at Slack's limits without breaking it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections import Counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from handlers.blocks import split_markdown
+from handlers.splitting import split_markdown
 
 
 def code_block(lang: str, lines: int, fence: str = "```") -> str:
