@@ -83,6 +83,8 @@ async def main(n: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "coworker.toml"
         config.write_text("[runner]\nmax_new_tasks_per_minute = 100000\n")
+        servers = Path(tmp) / "none.json"
+        servers.write_text('{"mcpServers": {}}')
         async with (
             FakeSlack(bot_token=BOT_TOKEN, app_token=APP_TOKEN) as slack,
             FakeAnthropic() as anthropic,
@@ -99,7 +101,7 @@ async def main(n: int) -> None:
                 "ANTHROPIC_BASE_URL": anthropic.base_url,
                 "DATABASE_URL": f"sqlite:///{tmp}/bench.db",
                 "COWORKER_CONFIG": str(config),
-                "COWORKER_MCP_CONFIG": f"{tmp}/none.json",
+                "COWORKER_MCP_CONFIG": str(servers),
                 "CWD": tmp,
             }
             full = await run_process(slack, ["-m", "bot"], app_env, n, "U")

@@ -80,6 +80,9 @@ class State:
     #: Whether the last assistant turn came from the model in this run (its tool calls
     #: are new), rather than from the checkpoint (they may already be journaled).
     fresh: bool = False
+    #: The tools that ran for this task so far, every run of it (kept in the checkpoint, so
+    #: a follow-up's status line still lists them); a rejected or refused call is not here.
+    used: list[str] = field(default_factory=list)
 
 
 def block_dict(block: Any) -> dict[str, Any]:
@@ -163,6 +166,7 @@ class AgentLoop:
                 messages=data["messages"],
                 step=row["step"],
                 warned=data.get("warned", False),
+                used=list(data.get("used", [])),
                 chars=len(row["messages"]),
                 spent_usd=task.spent_usd,
             )
@@ -179,7 +183,9 @@ class AgentLoop:
         They are committed with the model call's row (`LLM.create(keep=…)`), so the turn that
         produced the conversation and its cost are recorded together, in one write.
         """
-        payload = json.dumps({"messages": state.messages, "warned": state.warned})
+        payload = json.dumps(
+            {"messages": state.messages, "warned": state.warned, "used": state.used}
+        )
         state.chars = len(payload)
         statements: list[Statement] = [
             (
@@ -243,7 +249,7 @@ class AgentLoop:
         system = ACT_PROMPT.format(
             name=coworker.name, persona=coworker.system_prompt, tools=describe_tools(tools)
         )
-        used: list[str] = []
+        used = state.used
         while True:
             if self.between_steps is not None:
                 await self.between_steps()
@@ -252,26 +258,27 @@ class AgentLoop:
                 calls = [b for b in last["content"] if b.get("type") == "tool_use"]
                 if not calls:
                     text = "\n".join(b["text"] for b in last["content"] if b.get("type") == "text")
-                    return Outcome("done", text.strip(), used)
+                    return Outcome("done", text.strip(), list(used))
                 reason = "\n".join(b["text"] for b in last["content"] if b.get("type") == "text")
-                results = await self.toolbox.run_calls(
+                turn = await self.toolbox.run_calls(
                     task, state.step, calls, reason.strip(), tools=tools, fresh=state.fresh
                 )
-                if isinstance(results, Wait):  # the checkpoint holds this turn already
-                    return Outcome("waiting", None, used, wait=results)
-                used.extend(c["name"] for c in calls)
+                if isinstance(turn, Wait):  # the checkpoint holds this turn already
+                    return Outcome("waiting", None, list(used), wait=turn)
+                results = turn.results
+                used.extend(name for name in dict.fromkeys(turn.ran) if name not in used)
                 state.messages.append({"role": "user", "content": results})
                 state.chars += chars(results)
                 state.step += 1
                 # No checkpoint here: the journal holds these results, and a restart
                 # replays them from it (see the module docstring).
                 if submitted := self.submitted(task, calls, results):
-                    return Outcome("done", submitted, used)
+                    return Outcome("done", submitted, list(used))
                 await self.report(task, state, used)
                 continue
             outcome = await self.model_turn(task, state, system, definitions, coworker)
             if outcome is not None:
-                outcome.tools_used = used
+                outcome.tools_used = list(used)
                 return outcome
 
     async def fresh_row(self, task: Task, state: State) -> tuple[Task, bool]:

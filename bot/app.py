@@ -290,8 +290,10 @@ async def build(settings: Settings) -> Coworker:
 
 async def _build(settings: Settings, opened: AsyncExitStack) -> Coworker:
     settings.require_slack()
-    config = load_config(settings.coworker_config)
-    specs = load_mcp_config(settings.coworker_mcp_config)
+    config = load_config(settings.coworker_config, required=settings.named("coworker_config"))
+    specs = load_mcp_config(
+        settings.coworker_mcp_config, required=settings.named("coworker_mcp_config")
+    )
     assert settings.slack_bot_token is not None
     slack = make_slack_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
     bot_user_id, team_id = await identify(slack)  # before anything is opened or migrated

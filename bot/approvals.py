@@ -21,6 +21,7 @@ from bot.base.db import Database, marks
 from bot.base.errors import NotAllowed
 from bot.base.redact import redact, redact_text
 from bot.notifier import ApprovalView, Notifier, StatusSnapshot
+from bot.plans import step_using
 from bot.tasks import FINISHED, Task, TaskStatus, TaskStore
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,8 @@ class Directory(Protocol):
     async def groups_of(self, user: str) -> set[str]: ...
 
     async def in_channel(self, user: str, channel: str) -> bool: ...
+
+    async def tz_of(self, user: str) -> str | None: ...
 
 
 @dataclass
@@ -112,6 +115,14 @@ class ApprovalService:
         self.wake = wake
         #: Tells a subtask's parent it ended (the orchestrator's `child_finished`).
         self.subtask_finished = subtask_finished
+
+    @staticmethod
+    def view(task: Task, approval: Approval) -> ApprovalView:
+        """What the approval's message shows, again: the plan step it serves included."""
+        view = approval.view()
+        if approval.tool is not None:
+            view.plan_step = step_using(task.plan, approval.tool)
+        return view
 
     async def may_decide(self, task: Task, user: str) -> bool:
         """The delegator, a configured approver, or someone it was escalated to; never a bot."""
@@ -218,9 +229,40 @@ class ApprovalService:
         if not changed:
             return Decision(changed=False, status=decided.status, task=task)
         await self.tasks.log(task.id, f"approval_{status}", actor=user, detail={"id": approval_id})
-        await self.notifier.approval_updated(task, decided.view(), decided.message_ts)
+        await self.notifier.approval_updated(task, self.view(task, decided), decided.message_ts)
         await self._after_decision(task, decided, approve)
         return Decision(changed=True, status=status, task=task)
+
+    async def give_reason(self, approval_id: int, user: str, text: str) -> tuple[Task, bool] | None:
+        """The reason for a rejection, given afterwards by the person who rejected: kept on
+        the approval and its message, and put to the model at the task's next turn unless
+        the task has finished. The task and whether it will hear it; None when there was
+        nothing to explain (no such rejection, or its reason was given already).
+
+        Raises:
+            NotAllowed: `user` is not the person who rejected it.
+        """
+        approval = await self.get(approval_id)
+        if approval is None or approval.status != "rejected":
+            return None
+        if user != approval.decided_by:
+            raise NotAllowed(user=user, action=f"give the reason for rejecting {approval_id}")
+        note = redact_text(text)
+        changed = await self.db.execute(
+            "UPDATE approvals SET decision_note = ? WHERE id = ? AND status = 'rejected'"
+            " AND decided_by = ? AND decision_note IS NULL",
+            (note, approval_id, user),
+        )
+        if not changed:
+            return None
+        task = await self.tasks.get(approval.task_id)
+        await self.tasks.log(task.id, "approval_reason", actor=user, detail={"id": approval_id})
+        said = f"<@{user}> explained why they rejected `{approval.tool}`: {note}"
+        told = await self.tasks.add_input_if_open(task.id, user, said)
+        decided = await self.get(approval_id)
+        assert decided is not None
+        await self.notifier.approval_updated(task, self.view(task, decided), decided.message_ts)
+        return task, told
 
     async def _after_decision(self, task: Task, approval: Approval, approve: bool) -> None:
         if approval.kind == "budget" and approve:
@@ -280,7 +322,7 @@ class ApprovalService:
         )
         if changed:
             people = self.config.approvals.escalate_to or [task.delegator]
-            await self.notifier.approval_escalated(task, approval.view(), people)
+            await self.notifier.approval_escalated(task, self.view(task, approval), people)
             await self.tasks.log(task.id, "approval_escalated", detail={"id": approval.id})
         return changed
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+from pathlib import Path
 
+from bot.base.config import load_config
 from bot.base.db import Database, sqlite_module
-from bot.base.errors import CoworkerError
+from bot.base.errors import CoworkerError, LLMUnavailable
 from bot.base.migrations import migrate
 from bot.base.settings import Settings
 
@@ -36,14 +39,22 @@ async def dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def run_backup(settings: Settings, path: str) -> int:
-    """A consistent copy of the database, safe while the bot runs (SQLite's backup API)."""
-    from memory.backup import backup_to
+    """A consistent copy of the database, safe while the bot runs (SQLite's backup API).
 
-    db = await Database.open(settings.database_path)
+    PATH may be a folder (a timestamped file is written in it); the live database is refused,
+    and a copy that fails leaves nothing behind.
+    """
+    from memory.backup import backup_target, backup_to
+
+    live = settings.database_path
+    target = backup_target(path, live)
+    if not await asyncio.to_thread(Path(live).is_file):
+        raise CoworkerError(f"no database at {live}: nothing to back up")
+    db = await Database.open(live, readonly=True)
     try:
-        written = await backup_to(db, path)
+        written = await backup_to(db, target)
     except (OSError, sqlite_module().Error) as exc:  # a full disk, a path that cannot be written
-        raise CoworkerError(f"backup to {path} failed: {exc}") from None
+        raise CoworkerError(f"backup to {target} failed: {exc}") from None
     finally:
         await db.close()
     print(f"backup written to {written}")
@@ -52,17 +63,37 @@ async def run_backup(settings: Settings, path: str) -> int:
 
 async def run_memory_job(settings: Settings, action: str) -> int:
     """`memory consolidate` proposes facts and posts them for review; `memory decay` archives."""
+    if action == "decay":
+        return await run_decay(settings)
     from bot.app import build
 
     coworker = await build(settings)
     try:
         assert coworker.memory is not None
-        if action == "consolidate":
-            proposals = await coworker.memory.consolidate()
-            await coworker.notifier.facts_proposed(proposals)
-            print(f"{len(proposals)} fact(s) proposed for review")
-        else:
-            print(f"{await coworker.memory.decay()} memory(ies) archived")
+        proposals = await coworker.memory.consolidate()
+        await coworker.notifier.facts_proposed(proposals)
+    except LLMUnavailable as exc:
+        raise CoworkerError(
+            f"memory consolidate: {exc}; no facts were proposed, and the episodes wait for "
+            "the next run"
+        ) from None
     finally:
         await coworker.stop()
+    print(f"{len(proposals)} fact(s) proposed for review")
+    return 0
+
+
+async def run_decay(settings: Settings) -> int:
+    """`memory decay`: archive faded memories. It needs the database only (no Slack, no MCP)."""
+    from memory.decay import archive_stale
+    from memory.store import MemoryStore
+
+    config = load_config(settings.coworker_config, required=settings.named("coworker_config"))
+    db = await Database.open(settings.database_path)
+    try:
+        await migrate(db)
+        archived = await archive_stale(MemoryStore(db, None, config.memory))
+    finally:
+        await db.close()
+    print(f"{len(archived)} memory(ies) archived")
     return 0

@@ -13,16 +13,17 @@ from typing import Any
 from bot.approvals import Approval, ApprovalService, Decision, Directory
 from bot.base.clock import now
 from bot.base.config import Config
-from bot.base.errors import NotAllowed, StalePlan
+from bot.base.errors import NotAllowed, StalePlan, TaskNotFound
 from bot.inbox import Inbox
 from bot.inflight import InFlight
 from bot.intake import IncomingMessage, Intake, IntakeResult
 from bot.notifier import Notifier, StatusSnapshot
 from bot.orchestration import Orchestrator
-from bot.reports import Summary, home_summaries
+from bot.reports import Summary, Timeline, home_summaries, timeline
 from bot.runner import TaskRunner
 from bot.tasks import OPEN, Task, TaskStore
 from bot.tasks import TaskStatus as S
+from bot.visibility import Visibility
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ class Delegation:
         self.directory = directory
         self.config = config
         self.inflight = InFlight()
+        self.visibility = Visibility(config, directory)
         self.memory = memory
 
     def keep(self, msg: IncomingMessage) -> None:
@@ -94,8 +96,14 @@ class Delegation:
             ts = await self.notifier.acknowledged(result.task)
             await self.tasks.update(result.task.id, ack_ts=ts)
             await self.tasks.log(result.task.id, "created", actor=msg.user)
+            for note in result.notes:
+                await self.notifier.note(result.task, note)
         elif result.kind == "continued" and result.task is not None:
             await self.tasks.log(result.task.id, "reply", actor=msg.user)
+            for note in result.notes:
+                await self.notifier.note(result.task, note)
+        elif result.kind == "empty":
+            await self.notifier.tell(msg.channel, msg.thread_ts or msg.ts, msg.user, self.hello())
         elif result.kind == "closed" and result.task is not None:
             await self._say_closed(result.task, msg.user)
         elif result.kind == "rate_limited":
@@ -104,6 +112,17 @@ class Delegation:
         if result.kind in ("created", "continued"):
             self.runner.wake()
         return result
+
+    def hello(self) -> str:
+        """The short help a bare mention gets."""
+        names = [f"`{c.name}`" for c in self.config.coworkers]
+        team = f" Coworkers here: {', '.join(names)}." if names else ""
+        return (
+            "Hi! Tell me what to do in the same message, for example `@coworker summarize "
+            "yesterday's failed CI runs`, or send it to me as a DM. Add `!high` or `!urgent` "
+            f"for priority and `!budget 5` for a budget in dollars.{team} `/coworker help` "
+            "lists the commands."
+        )
 
     async def _say_closed(self, task: Task, user: str) -> None:
         """Tell the person who could steer it, once, that a cancelled task stays so."""
@@ -215,20 +234,37 @@ class Delegation:
             raise NotAllowed(user=user, action="edit the plan")
         return task
 
-    async def may_reject(self, approval_id: int, user: str) -> bool:
-        """Whether there is such an approval for `user` to reject (asked before the modal
-        for a reason opens).
+    async def may_give_reason(self, approval_id: int, user: str) -> bool:
+        """Whether `user` may explain this rejection now (asked before its modal opens).
 
         Raises:
-            NotAllowed: `user` may not decide it.
+            NotAllowed: someone other than the person who rejected it.
         """
         approval = await self.approvals.get(approval_id)
-        if approval is None:
+        if approval is None or approval.status != "rejected" or approval.decision_note:
             return False
-        task = await self.tasks.get(approval.task_id)
-        if not await self.approvals.may_decide(task, user):
-            raise NotAllowed(user=user, action="reject")
+        if user != approval.decided_by:
+            raise NotAllowed(user=user, action="give the reason")
         return True
+
+    async def give_reason(self, approval_id: int, user: str, text: str) -> bool:
+        """Explain a rejection after the click; True when the task will hear it (its next
+        turn), else the person is told that it had already finished."""
+        given = await self.approvals.give_reason(approval_id, user, text)
+        if given is None:
+            return False
+        task, heard = given
+        if heard:
+            self.runner.wake()
+            return True
+        await self.notifier.tell(
+            task.channel,
+            task.thread_ts,
+            user,
+            f"{task.ref} had already finished, so the coworker won't see your reason; it is "
+            "kept on the approval request.",
+        )
+        return False
 
     async def decide(
         self, approval_id: int, user: str, *, approve: bool, note: str | None = None
@@ -254,9 +290,34 @@ class Delegation:
         if self.memory is not None:
             await self.memory.feedback(task_id, value)
 
-    async def status_of(self, task_id: int) -> tuple[Task, list[dict[str, Any]]]:
-        return await self.tasks.get(task_id), await self.tasks.events(task_id)
+    async def visible_task(self, task_id: int, user: str) -> Task:
+        """A task `user` may see (`bot.visibility`).
 
-    async def tasks_for(self, user: str) -> tuple[list[Task], list[Task]]:
-        """(this user's recent tasks, everyone's open tasks)."""
-        return await self.tasks.list_for(user), await self.tasks.list_open()
+        Raises:
+            TaskNotFound: there is no such task, or not one `user` may see: the same
+                answer, so asking gives away nothing about other people's tasks.
+        """
+        task = await self.tasks.get(task_id)
+        if not await self.visibility.may_see(task, user):
+            raise TaskNotFound(task_id=task_id)
+        return task
+
+    async def status_of(self, task_id: int, user: str) -> tuple[Task, list[dict[str, Any]]]:
+        """A task and its event log, for someone who may see it."""
+        task = await self.visible_task(task_id, user)
+        return task, await self.tasks.events(task_id)
+
+    async def timeline_of(self, task_id: int, user: str) -> Timeline:
+        """A task's model calls, tool calls and approvals, for someone who may see it."""
+        await self.visible_task(task_id, user)
+        return await timeline(self.tasks.db, task_id)
+
+    async def my_tasks(self, user: str) -> list[Task]:
+        """This user's recent tasks, newest first."""
+        return await self.tasks.list_for(user)
+
+    async def tasks_for(self, user: str, *, limit: int = 10) -> tuple[list[Task], list[Task]]:
+        """(this user's recent tasks, other people's open tasks this user may see)."""
+        mine = await self.my_tasks(user)
+        others = [t for t in await self.tasks.list_open(limit=100) if t.delegator != user]
+        return mine, await self.visibility.visible(others, user, limit=limit)

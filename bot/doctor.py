@@ -121,12 +121,12 @@ def _variable(
 async def check_files(f: Findings) -> list[Line]:
     s, lines = f.settings, []
     try:
-        f.config = load_config(s.coworker_config)
+        f.config = load_config(s.coworker_config, required=s.named("coworker_config"))
         lines.append(ok(f"{s.coworker_config}: {_describe_config(s.coworker_config, f.config)}"))
     except CoworkerError as exc:
         lines.append(error(str(exc)))
     try:
-        servers = load_mcp_config(s.coworker_mcp_config)
+        servers = load_mcp_config(s.coworker_mcp_config, required=s.named("coworker_mcp_config"))
         f.servers = servers
         names = ", ".join(servers) or "none besides the built-in slack and memory"
         lines.append(ok(f"{s.coworker_mcp_config}: MCP servers: {names}"))

@@ -7,6 +7,7 @@ creates or continues the task, so a redelivered event (or the `message` twin of 
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,14 +19,17 @@ from bot.tasks import PRIORITIES, Task, TaskStatus, TaskStore
 
 _MENTION = re.compile(r"<@[UW][A-Z0-9]+(?:\|[^>]*)?>")
 _FLAG_PRIORITY = re.compile(r"(?<!\S)!(low|normal|high|urgent)\b", re.IGNORECASE)
-_FLAG_BUDGET = re.compile(r"(?<!\S)!budget\s+\$?(\d+(?:\.\d+)?)", re.IGNORECASE)
+#: `!budget` and the word after it when that has a digit in it (a word without one is left
+#: in the request, and the flag is answered as having no amount).
+_FLAG_BUDGET = re.compile(r"(?<!\S)!budget\b(?:[ \t]+(\S*\d\S*))?", re.IGNORECASE)
+_AMOUNT = re.compile(r"^\$?(\d+(?:\.\d+)?)\$?$")
 _FLAG_VISIBLE = re.compile(r"(?<!\S)!visible\b", re.IGNORECASE)
 _URGENT_WORDS = re.compile(r"\b(urgent|urgently|asap|right away|immediately)\b", re.IGNORECASE)
 _HIGH_WORDS = re.compile(r"\bhigh[- ]priority\b", re.IGNORECASE)
 _LOW_WORDS = re.compile(r"\blow[- ]priority\b|\bno rush\b|\bwhenever\b", re.IGNORECASE)
 _SLACK_LINK = re.compile(r"<(https?://[^>|]+)(?:\|[^>]*)?>")
 _BARE_LINK = re.compile(r"(?<![<|])\bhttps?://[^\s>]+")
-_COWORKER_PREFIX = re.compile(r"^\s*([a-z0-9][a-z0-9_-]{0,31})\s*:\s*", re.IGNORECASE)
+_COWORKER_PREFIX = re.compile(r"^\s*([a-z0-9][a-z0-9_-]{0,31})\s*:(?!//)\s*", re.IGNORECASE)
 
 
 @dataclass
@@ -43,6 +47,8 @@ class IncomingMessage:
     mention: bool = False
     files: list[dict[str, Any]] = field(default_factory=list)
     assistant: bool = False
+    #: The text's length when it was longer than intake takes (`text` is its beginning).
+    cut_from: int | None = None
 
     @property
     def is_dm(self) -> bool:
@@ -55,8 +61,24 @@ class ParsedRequest:
     priority: int = 1
     coworker: str | None = None
     budget_usd: float | None = None
+    #: `!budget` as written when it gave no usable amount ("0", "-5", "lots"): answered.
+    budget_unusable: str | None = None
+    #: A `name:` prefix naming no configured coworker (the request is routed as usual).
+    unknown_coworker: str | None = None
     high_visibility: bool = False
     links: list[str] = field(default_factory=list)
+
+
+def parse_budget(match: re.Match[str] | None) -> tuple[float | None, str | None]:
+    """(dollars, None) from a usable `!budget` flag; (None, what was written) otherwise."""
+    if match is None:
+        return None, None
+    written = (match.group(1) or "").replace(",", "")
+    amount = _AMOUNT.match(written)
+    dollars = float(amount.group(1)) if amount else 0.0
+    if dollars > 0:
+        return dollars, None
+    return None, match.group(0).strip()
 
 
 def parse_request(text: str, config: Config) -> ParsedRequest:
@@ -72,18 +94,22 @@ def parse_request(text: str, config: Config) -> ParsedRequest:
         priority = 2
     elif _LOW_WORDS.search(body):
         priority = 0
-    budget = float(m.group(1)) if (m := _FLAG_BUDGET.search(body)) else None
+    budget, unusable = parse_budget(_FLAG_BUDGET.search(body))
     visible = bool(_FLAG_VISIBLE.search(body)) or priority == 3
     body = _FLAG_VISIBLE.sub("", _FLAG_BUDGET.sub("", _FLAG_PRIORITY.sub("", body))).strip()
-    coworker = None
+    coworker = unknown = None
     if (m := _COWORKER_PREFIX.match(body)) and config.coworker(m.group(1).lower()):
         coworker = m.group(1).lower()
         body = body[m.end() :].strip()
+    elif m and config.coworkers and not m.group(1).isdigit():
+        unknown = m.group(1).lower()  # kept in the request: it may not have meant a name
     return ParsedRequest(
         text=body,
         priority=priority,
         coworker=coworker,
         budget_usd=budget,
+        budget_unusable=unusable,
+        unknown_coworker=unknown,
         high_visibility=visible,
         links=list(dict.fromkeys(links)),
     )
@@ -93,6 +119,21 @@ def parse_request(text: str, config: Config) -> ParsedRequest:
 class IntakeResult:
     kind: str  # created | continued | closed | duplicate | ignored | rate_limited | empty
     task: Task | None = None
+    #: What the person should know about how the message was taken (said in the thread).
+    notes: list[str] = field(default_factory=list)
+
+
+#: The event a capped `!budget` leaves on its task, for the plan to say so.
+BUDGET_CAPPED = "budget_capped"
+
+
+def budget_note(events: list[dict[str, Any]]) -> str | None:
+    """What the plan says about a budget a request asked for beyond `max_task_usd`."""
+    capped = next((e for e in reversed(events) if e["kind"] == BUDGET_CAPPED), None)
+    if capped is None:
+        return None
+    asked = json.loads(capped["detail"])["asked"]
+    return f"you asked for ${asked:,.2f}: more than this needs an approver's top-up"
 
 
 class Intake:
@@ -103,7 +144,7 @@ class Intake:
 
     async def receive(self, msg: IncomingMessage) -> IntakeResult:
         """Create or continue a task from a message; record the event exactly once."""
-        existing = None
+        existing, notes = None, []
         if msg.thread_ts and msg.thread_ts != msg.ts:
             existing = await self.tasks.find_by_thread(msg.channel, msg.thread_ts)
         if existing is None and not (msg.mention or msg.is_dm):
@@ -123,6 +164,10 @@ class Intake:
                 if not parsed.text and not msg.files:
                     return IntakeResult("empty")
                 task_id, kind = await self._create(tx, msg, parsed), "created"
+                notes = [
+                    *self._coworker_note(parsed),
+                    *await self._budget_notes(tx, task_id, parsed),
+                ]
             await tx.execute(
                 "UPDATE slack_events SET task_id = ? WHERE event_id = ?", (task_id, msg.event_id)
             )
@@ -132,7 +177,13 @@ class Intake:
         task = await self.tasks.get(task_id)
         if kind == "created":
             self.tasks.created(task)
-        return IntakeResult(kind, task)
+        if kind in ("created", "continued") and msg.cut_from:
+            notes.insert(
+                0,
+                f"Your message was {msg.cut_from:,} characters long; I read only the first "
+                f"{len(msg.text):,}.",
+            )
+        return IntakeResult(kind, task, notes if kind in ("created", "continued") else [])
 
     async def _record(self, tx: Tx, msg: IncomingMessage) -> bool:
         cur = await tx.execute(
@@ -168,10 +219,51 @@ class Intake:
             request=parsed.text or "(see the attached files)",
             files=files,
             links=parsed.links,
-            budget_usd=parsed.budget_usd or self._coworker_budget(parsed.coworker),
+            budget_usd=self._budget(parsed),
             high_visibility=int(parsed.high_visibility),
             assistant=int(msg.assistant),
         )
+
+    def _coworker_note(self, parsed: ParsedRequest) -> list[str]:
+        """Who exists, when the request began with a name that is none of them."""
+        if parsed.unknown_coworker is None:
+            return []
+        names = [f"`{c.name}`" for c in self.config.coworkers]
+        missing = f"There is no coworker called `{parsed.unknown_coworker}` here"
+        if len(names) == 1:
+            return [f"{missing} (only {names[0]}), so {names[0]} takes it."]
+        listed = f"{', '.join(names[:-1])} and {names[-1]}"
+        return [
+            f"{missing} (there are {listed}), so I'll choose one. To pick, start the request "
+            f"with its name, like `{self.config.coworkers[0].name}: …`."
+        ]
+
+    def _budget(self, parsed: ParsedRequest) -> float:
+        """`!budget` up to `[budget] max_task_usd`, else the coworker's or the default."""
+        if parsed.budget_usd is not None:
+            return min(parsed.budget_usd, self.config.budget.max_usd)
+        return self._coworker_budget(parsed.coworker)
+
+    async def _budget_notes(self, tx: Tx, task_id: int, parsed: ParsedRequest) -> list[str]:
+        """What to tell the person about a `!budget` that was capped or could not be used."""
+        ref, cap = f"T-{task_id}", self.config.budget.max_usd
+        if parsed.budget_unusable is not None:
+            usual = self._coworker_budget(parsed.coworker)
+            return [
+                f"`{parsed.budget_unusable}` has no amount I can use (dollars above 0, like "
+                f"`!budget 5`), so {ref} has the usual budget of ${usual:.2f}."
+            ]
+        if parsed.budget_usd is None or parsed.budget_usd <= cap:
+            return []
+        await tx.execute(
+            "INSERT INTO task_events (task_id, kind, actor, detail, at) VALUES (?, ?, NULL, ?, ?)",
+            (task_id, BUDGET_CAPPED, json.dumps({"asked": parsed.budget_usd, "cap": cap}), now()),
+        )
+        return [
+            f"You asked for a budget of ${parsed.budget_usd:,.2f}; a request can set at most "
+            f"${cap:,.2f} (`[budget] max_task_usd`), so {ref} starts with ${cap:,.2f} and "
+            "going past it needs an approver's top-up."
+        ]
 
     def _coworker_budget(self, name: str | None) -> float:
         cw = self.config.coworker(name) if name else None

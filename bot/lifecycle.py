@@ -19,6 +19,8 @@ from bot.base.config import Config
 from bot.base.errors import BudgetExhausted, LLMUnavailable
 from bot.base.redact import redact_text
 from bot.delivery import Delivery
+from bot.failures import INTERNAL, model_failure
+from bot.intake import budget_note
 from bot.notifier import Notifier, StatusSnapshot
 from bot.orchestration import Orchestrator
 from bot.planner import Planner, PlanRejected
@@ -28,15 +30,6 @@ from bot.toolbox import Toolbox, Wait
 from bot.validation import Check, Validator, feedback
 
 log = logging.getLogger(__name__)
-
-MODEL_DOWN = (
-    "I couldn't reach the model API (Anthropic) after several retries, so I stopped here. "
-    "Nothing was lost: `/coworker resume {ref}` picks up where I left off."
-)
-INTERNAL = (
-    "Something went wrong on my side and I stopped this task (reference {ref}). "
-    "An admin can find the details in the logs; `/coworker resume {ref}` tries again."
-)
 
 
 class MemoryHooks(Protocol):
@@ -97,8 +90,9 @@ class TaskWork:
                 await self.act(task)
         except BudgetExhausted:  # while planning (acting turns it into an outcome)
             await self._out_of_budget(task, None)
-        except LLMUnavailable:
-            await self._fail(task, MODEL_DOWN.format(ref=task.ref), "model_unavailable")
+        except LLMUnavailable as exc:
+            retries = self.config.runner.model_retries
+            await self._fail(task, *model_failure(exc, task.ref, retries))
         except Exception:
             log.exception("task %s failed", task.ref)
             await self._fail(task, INTERNAL.format(ref=task.ref), "internal_error")
@@ -114,7 +108,8 @@ class TaskWork:
             await self.tasks.update(task.id, coworker=task.coworker)
         tools = await self.toolbox.for_task(task)
         memory = await self.memory.context_for(task)
-        asked = sum(1 for e in await self.tasks.events(task.id) if e["kind"] == "questions")
+        events = await self.tasks.events(task.id)
+        asked = sum(1 for e in events if e["kind"] == "questions")
         try:
             plan = await self.planner.plan(
                 task, tools, conversation=[{"role": "user", "content": task.request}], memory=memory
@@ -126,6 +121,7 @@ class TaskWork:
                 "plan_invalid",
             )
             return
+        plan = plan.model_copy(update={"budget_note": budget_note(events)})
         if plan.questions and asked < 2:
             await self.tasks.log(task.id, "questions", detail=plan.questions)
             if await self.tasks.transition(task.id, S.WAITING_INPUT, from_=S.PLANNING):
@@ -204,7 +200,7 @@ class TaskWork:
             revised = await self.agent.run(task, feedback=feedback(checks))
             if revised.kind != "done":
                 return revised
-            outcome = Outcome("done", revised.text, outcome.tools_used + revised.tools_used)
+            outcome = Outcome("done", revised.text, revised.tools_used)  # every run's tools
         lines = data + [c.line() for c in checks]
         if not all(c.passed for c in checks):
             lines.append(

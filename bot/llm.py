@@ -191,8 +191,7 @@ class LLM:
                 span.fail(error)
                 await self._log(ctx, purpose, model, None, started, None, error)
                 log.warning("model call failed task=%s purpose=%s: %s", ctx.task_id, purpose, exc)
-                status = getattr(exc, "status_code", None)
-                raise LLMUnavailable(f"{error} from the model API", status=status) from exc
+                raise unavailable(exc, model) from exc
             cost = await self._log_kept(ctx, purpose, model, message, started, keep)
             span.response(message, cost)
         return message
@@ -266,6 +265,22 @@ class LLM:
         if total:
             ctx.spent_usd = float(total[0][0])
         return cost
+
+
+#: Statuses the SDK retries (with back-off) unless the API says otherwise.
+RETRIED_STATUSES = frozenset({408, 409, 429})
+
+
+def unavailable(exc: anthropic.APIError, model: str) -> LLMUnavailable:
+    """The error a failed call raises: what the API answered, and whether it was retried."""
+    status = exc.status_code if isinstance(exc, anthropic.APIStatusError) else None
+    return LLMUnavailable(
+        f"{type(exc).__name__} from the model API",
+        status=status,
+        model=model,
+        retryable=status is None or status in RETRIED_STATUSES or status >= 500,
+        timed_out=isinstance(exc, anthropic.APITimeoutError),
+    )
 
 
 def system_blocks(system: str, context: str | None, *, cache: bool = True) -> list[dict[str, Any]]:

@@ -143,7 +143,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
 @asynccontextmanager
 async def open_store(settings: Settings) -> AsyncIterator[MemoryStore]:
     """The memory store over the migrated database, with the configured embeddings."""
-    config = load_config(settings.coworker_config)
+    config = load_config(settings.coworker_config, required=settings.named("coworker_config"))
     embedder, warning = load_embedder(config.memory, os.environ)
     if warning:
         print(warning, file=sys.stderr)

@@ -139,6 +139,9 @@ class Notifier(Protocol):
     async def note(self, task: Task, text: str) -> None:
         """A short line in the thread."""
 
+    async def tell(self, channel: str, thread_ts: str, user: str, text: str) -> None:
+        """Tell only `user`, in the thread of `thread_ts` (a message nobody else sees)."""
+
     async def rate_limited(self, channel: str, thread_ts: str, user: str, limit: int) -> None:
         """Tell only `user` that a new request was not started: `limit` a minute reached."""
 

@@ -69,6 +69,9 @@ class Plan(BaseModel):
     estimate_minutes: int = Field(default=5, ge=1, le=24 * 60)
     questions: list[str] = Field(default_factory=list, max_length=5)
     deliverable: Literal["answer", "written", "code", "data"] = "answer"
+    #: Filled in from the request, never by the model: a `!budget` beyond what a request
+    #: may set (`bot.intake.budget_note`).
+    budget_note: str | None = None
 
 
 def plan_tool_schema() -> dict[str, Any]:
@@ -82,6 +85,7 @@ def _plan_tool() -> dict[str, Any]:
     schema = Plan.model_json_schema()
     step = schema["$defs"]["PlanStep"]
     step["properties"].pop("approval", None)
+    schema["properties"].pop("budget_note", None)
     return {
         "name": "submit_plan",
         "description": (
@@ -93,6 +97,14 @@ def _plan_tool() -> dict[str, Any]:
         ),
         "input_schema": schema,
     }
+
+
+def step_using(plan: dict[str, Any] | None, tool: str) -> str | None:
+    """The first step of a plan (as stored) that uses `tool`, numbered: "2. Open the issue"."""
+    for i, step in enumerate((plan or {}).get("steps", []), 1):
+        if tool in step.get("tools", []):
+            return f"{i}. {step['what']}"
+    return None
 
 
 def render_plan(plan: Plan) -> str:

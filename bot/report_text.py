@@ -14,6 +14,7 @@ from bot.base.db import Database
 from bot.base.errors import CoworkerError
 from bot.reports import CostLine, Spread, Summary, Timeline, clip, summary, timeline
 from bot.tasks import parse_task_ref
+from bot.words import state_words
 
 
 def money(value: float | None) -> str:
@@ -102,7 +103,8 @@ def render_summary(s: Summary) -> str:
 def render_timeline(t: Timeline) -> str:
     finished = f", took {duration(t.finished_at - t.created_at)}" if t.finished_at else ""
     head = (
-        f"T-{t.task_id} · {t.status}{finished} · coworker {t.coworker} · from {t.delegator}\n"
+        f"T-{t.task_id} · {state_words(t.status)}{finished} · coworker {t.coworker}"
+        f" · from {t.delegator}\n"
         f"{clip(t.request, 100)}\n"
         f"{t.model_calls} model call(s), {t.tool_calls} tool call(s), "
         f"{money(t.cost_usd)} of {money(t.budget_usd)} budget"

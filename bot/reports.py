@@ -33,6 +33,7 @@ from bot.base.clock import now
 from bot.base.config import Config
 from bot.base.db import Database
 from bot.base.errors import TaskNotFound
+from bot.visibility import is_admin
 
 DAY = 86_400
 INTERVENTION_EVENTS = ("approval_requested", "plan_edited", "approval_rejected", "questions")
@@ -328,16 +329,7 @@ def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-# -- who sees what in the App Home -------------------------------------------------------
-
-
-async def is_admin(config: Config, directory: Directory, user: str) -> bool:
-    """Whether `user` is in a `[roles.*]` with `admin = true` (directly or by user group)."""
-    admin_roles = [role for role in config.roles.values() if role.admin]
-    if any(user in role.members for role in admin_roles):
-        return True
-    groups = {m for role in admin_roles for m in role.members if m.startswith("S")}
-    return bool(groups) and bool(groups & await directory.groups_of(user))
+# -- who sees what in the App Home (`bot.visibility` decides) -----------------------------
 
 
 async def home_summaries(

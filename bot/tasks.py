@@ -453,6 +453,18 @@ class TaskStore:
         )
         self.note_reply()
 
+    async def add_input_if_open(self, task_id: int, user: str, text: str) -> bool:
+        """Add `text` for the task's next model turn, unless the task has finished; whether
+        it was added (one statement: a task finishing meanwhile takes it as a follow-up)."""
+        added = await self.db.execute(
+            "INSERT INTO task_inputs (task_id, user, text, ts, at) SELECT ?, ?, ?, NULL, ?"
+            f" WHERE EXISTS (SELECT 1 FROM tasks WHERE id = ? AND status IN ({marks(len(OPEN))}))",
+            (task_id, user, text, now(), task_id, *OPEN),
+        )
+        if added:
+            self.note_reply()
+        return added == 1
+
     async def pending_inputs(self, task_id: int) -> list[dict[str, Any]]:
         """Thread replies not yet taken into the task, oldest first.
 

@@ -12,24 +12,25 @@ from __future__ import annotations
 import json
 import logging
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 from bot import telemetry
 from bot.approvals import ApprovalService, Directory
 from bot.base.config import Config
 from bot.notifier import Notifier
-from bot.orchestration import Orchestrator, is_orchestration, tool_definitions
+from bot.orchestration import SUBMIT, Orchestrator, is_orchestration, tool_definitions
 from bot.planner import coworker_for
-from bot.plans import Expect
+from bot.plans import Expect, step_using
 from bot.tasks import Task, TaskStore
 from bot.validation import check_result
 from tools.gateway import CallContext, McpGateway, ToolInfo, args_hash
-from tools.scope import allowed_globs, scope_tools
+from tools.scope import allowed_globs, matches, scope_tools
 
 log = logging.getLogger(__name__)
 
 FINAL = ("ok", "error", "denied", "invalid", "unavailable", "rejected")
 DEFAULT_REASON = "Needed for the current step of the plan."
+NOT_IN_SCOPE = "not among this task's tools (the coworker's tools exclude it); nothing was done"
 RERUN_REASON = "This call was started before a restart and may or may not have run. Run it again?"
 
 
@@ -38,6 +39,25 @@ class Wait(Enum):
 
     APPROVAL = "approval"
     CHILDREN = "children"
+
+
+#: Journal statuses of a call that reached its server (ran, whether or not it succeeded).
+RAN = ("ok", "error")
+
+
+class Called(NamedTuple):
+    """One call's result for the model, and whether the tool actually ran."""
+
+    result: dict[str, Any]
+    ran: bool
+
+
+class Turn(NamedTuple):
+    """The results of one model turn's calls, and the tools that actually ran (a rejected,
+    refused or out-of-scope call did not)."""
+
+    results: list[dict[str, Any]]
+    ran: list[str]
 
 
 #: Arguments Coworker fills in itself for built-in tools; hidden from the model.
@@ -101,12 +121,19 @@ class Toolbox:
 
     def definitions(self, task: Task, tools: list[ToolInfo]) -> list[dict[str, Any]] | None:
         """Tool definitions for the model: the task's MCP tools plus orchestration tools."""
-        extra = (
-            tool_definitions(self.config, child=task.parent_id is not None)
-            if self.orchestrator
-            else []
-        )
-        return (api_tools(tools) or []) + extra or None
+        return (api_tools(tools) or []) + self.team_tools(task) or None
+
+    def team_tools(self, task: Task) -> list[dict[str, Any]]:
+        """The orchestration tools of this task: the hand-offs its coworker's `tools` globs
+        allow, like any other tool, and a subtask's way to hand its result back."""
+        if self.orchestrator is None:
+            return []
+        globs = coworker_for(self.config, task.coworker).tools
+        return [
+            d
+            for d in tool_definitions(self.config, child=task.parent_id is not None)
+            if d["name"] == SUBMIT or matches(d["name"], globs)
+        ]
 
     async def for_task(self, task: Task) -> list[ToolInfo]:
         """Coworker scope ∩ delegator scope: never more than the delegator may use."""
@@ -124,7 +151,7 @@ class Toolbox:
         *,
         tools: list[ToolInfo] | None = None,
         fresh: bool = False,
-    ) -> list[dict[str, Any]] | Wait:
+    ) -> Turn | Wait:
         """Results for every call of one model turn, or why they must wait.
 
         `tools` is the task's scope if the caller has it; `fresh` says the turn came from
@@ -132,13 +159,15 @@ class Toolbox:
         insert still refuses a key used before).
         """
         scope = {t.name: t for t in (tools if tools is not None else await self.for_task(task))}
-        results = []
+        turn = Turn([], [])
         for call in calls:
-            result = await self.run_call(task, step, call, scope, reason, fresh=fresh)
-            if isinstance(result, Wait):
-                return result
-            results.append(result)
-        return results
+            called = await self.run_call(task, step, call, scope, reason, fresh=fresh)
+            if isinstance(called, Wait):
+                return called
+            turn.results.append(called.result)
+            if called.ran:
+                turn.ran.append(call["name"])
+        return turn
 
     async def run_call(
         self,
@@ -149,22 +178,28 @@ class Toolbox:
         reason: str = "",
         *,
         fresh: bool = False,
-    ) -> dict[str, Any] | Wait:
+    ) -> Called | Wait:
         key = f"t{task.id}:{call['id']}"
         name = call["name"]
         args = inject(task, name, call.get("input") or {})
         if (refusal := await self.beyond_delegator(task, name, args)) is not None:
-            return tool_result(call["id"], refusal, True)
+            return Called(tool_result(call["id"], refusal, True), ran=False)
         if is_orchestration(name) and self.orchestrator is not None:
+            if name not in {d["name"] for d in self.team_tools(task)}:
+                return Called(tool_result(call["id"], f"{name}: {NOT_IN_SCOPE}", True), False)
             handled = await self.orchestrator.handle(task, key, name, args)
-            return Wait.CHILDREN if handled is None else tool_result(call["id"], *handled)
+            if handled is None:
+                return Wait.CHILDREN
+            return Called(tool_result(call["id"], *handled), ran=not handled[1])
         journal = None if fresh else await self.gateway.journaled(key)
         if journal is not None and journal.status in FINAL:
             replayed = self.gateway.replay(journal)
             content = replayed.content
             if not replayed.is_error:
                 content = await self.checked(task, key, name, content, replayed.truncated)
-            return tool_result(call["id"], content, replayed.is_error)
+            return Called(
+                tool_result(call["id"], content, replayed.is_error), journal.status in RAN
+            )
         info = tools.get(name)
         tier = self.gateway.effective_tier(name, args) if info else "block"
         interrupted = journal is not None and journal.status == "started"
@@ -184,7 +219,7 @@ class Toolbox:
             if decided is None:
                 return Wait.APPROVAL
             if isinstance(decided, dict):
-                return decided
+                return Called(decided, ran=False)
             approval_id = decided
         ctx = CallContext(
             task_id=task.id,
@@ -205,7 +240,7 @@ class Toolbox:
         content = result.content
         if not result.is_error:
             content = await self.checked(task, key, name, content, result.truncated)
-        return tool_result(call["id"], content, result.is_error)
+        return Called(tool_result(call["id"], content, result.is_error), result.status in RAN)
 
     async def checked(self, task: Task, key: str, tool: str, content: str, cut: bool) -> str:
         """`content`, with a note for the model if it is not what the plan expected.
@@ -273,7 +308,7 @@ class Toolbox:
                 args_hash=args_hash(info.name, args),
                 tier=info.tier,
                 reason=reason,
-                plan_step=self.plan_step(task, info.name),
+                plan_step=step_using(task.plan, info.name),
                 preview=preview,
             )
             return None
@@ -316,10 +351,3 @@ class Toolbox:
             (task.id, name, f"$.{flag}"),
         )
         return None if row is None else str(row["result"])
-
-    @staticmethod
-    def plan_step(task: Task, tool: str) -> str | None:
-        for i, step in enumerate((task.plan or {}).get("steps", []), 1):
-            if tool in step.get("tools", []):
-                return f"{i}. {step['what']}"
-        return None

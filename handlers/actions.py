@@ -121,20 +121,25 @@ async def open_plan_edit(
     await _run(body, context, client, call)
 
 
-async def open_reject(
+async def _reject(svc: Services, approval_id: int, user: str) -> None:
+    await svc.delegation.decide(approval_id, user, approve=False)
+
+
+async def open_reason(
     ack: AsyncAck, body: dict[str, Any], context: dict[str, Any], client: AsyncWebClient
 ) -> None:
+    """ "Add a reason" on a rejected request: the modal, for the person who rejected it."""
     await ack()
 
     async def call(svc: Services, approval_id: int, user: str) -> None:
-        if not await svc.delegation.may_reject(approval_id, user):
+        if not await svc.delegation.may_give_reason(approval_id, user):
             return
         try:
             await client.views_open(
-                trigger_id=body["trigger_id"], view=views.reject_modal(approval_id)
+                trigger_id=body["trigger_id"], view=views.reason_modal(approval_id)
             )
         except (SlackApiError, KeyError):
-            await svc.delegation.decide(approval_id, user, approve=False)
+            log.info("the reason modal could not open for approval %s", approval_id)
 
     await _run(body, context, client, call)
 
@@ -201,7 +206,8 @@ def register(app: AsyncApp) -> None:
     app.action("task_cancel")(simple(_cancel))
     app.action("task_resume")(simple(_resume))
     app.action("approval_approve")(simple(_approve))
-    app.action("approval_reject")(open_reject)
+    app.action("approval_reject")(simple(_reject))
+    app.action("approval_reason")(open_reason)
     app.action("feedback_up")(simple(_feedback_up))
     app.action("feedback_down")(simple(_feedback_down))
 

@@ -8,9 +8,13 @@ cut into parts by `handlers.splitting`. Arguments shown in Slack are redacted of
 from __future__ import annotations
 
 import json
+import re
 import time
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from bot.base.clock import now
 from bot.base.redact import redact
 from bot.notifier import ApprovalView, StatusSnapshot
 from bot.tasks import Task
@@ -75,7 +79,10 @@ def plan_blocks(
         stop = "  ⏸ _stops for approval_" if step.get("approval") else ""
         lines.append(f"{i}. {escape(step['what'])}{tools}{stop}")
     lines.append("")
-    lines.append(f"Estimate ~{plan.get('estimate_minutes', '?')} min · budget ${budget_usd:.2f}")
+    note = f" ({escape(plan['budget_note'])})" if plan.get("budget_note") else ""
+    lines.append(
+        f"Estimate ~{plan.get('estimate_minutes', '?')} min · budget ${budget_usd:.2f}{note}"
+    )
     blocks = [section(part) for part in split_markdown("\n".join(lines), SECTION_LIMIT)]
     if needs_approval:
         v = str(task_id)
@@ -91,10 +98,53 @@ def plan_blocks(
 
 
 def ack_text(task: Task) -> str:
-    """The "Got it" reply to a new request."""
-    who = f"`{task.coworker}`" if task.coworker else "routing…"
-    est = f"est. ~{task.estimate_min} min" if task.estimate_min else "estimate after planning"
-    return f"Got it: task {task.ref}, priority {task.priority_name}, assignee {who}, {est}."
+    """The "Got it" reply to a new request (shown again once routing or planning ended)."""
+    who = f"`{task.coworker}`" if task.coworker else ("none" if task.finished else "routing…")
+    if task.estimate_min:
+        est = f", est. ~{task.estimate_min} min"
+    else:
+        est = "" if task.finished else ", estimate after planning"
+    return f"Got it: task {task.ref}, priority {task.priority_name}, assignee {who}{est}."
+
+
+def local_time(at: float, tz: str | None) -> str:
+    """`at` in a person's time zone, labelled with it: "14:03:12 CET" today there, else
+    "Dec 5, 14:03 CET"; UTC (labelled so) when the zone is unknown."""
+    try:
+        zone: Any = ZoneInfo(tz) if tz else UTC
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = UTC
+    when = datetime.fromtimestamp(at, zone)
+    label = when.tzname() or "UTC"
+    if when.date() == datetime.fromtimestamp(now(), zone).date():
+        return f"{when:%H:%M:%S} {label}"
+    return f"{when:%b} {when.day}, {when:%H:%M} {label}"
+
+
+_MD_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
+_MD_LINE_START = re.compile(r"^[ \t]*(?:#{1,6}[ \t]+|>[ \t]?|[-*+][ \t]+|\d+[.)][ \t]+)", re.M)
+#: A horizontal rule, a code fence, or a table's header rule (`|---|:--|`).
+_MD_RULE_OR_FENCE = re.compile(
+    r"^(?:[ \t]*(?:(?:[-*_][ \t]*){3,}|`{3,}.*|~{3,}.*)|(?=.*\|)(?=.*-)[ \t|:-]+)$", re.M
+)
+_MD_MARKS = re.compile(
+    r"\*\*|__|~~|`+|(?<![\w*])\*(?=\S)|(?<=\S)\*(?![\w*])|(?<!\w)_(?=\S)|(?<=\S)_(?!\w)"
+)
+
+
+#: A table's cell bar, not one inside Slack markup (`<url|label>`, `<!here|here>`).
+_TABLE_BAR = re.compile(r"\|(?![^<>]*>)")
+
+
+def notification_text(markdown_text: str, limit: int = 200) -> str:
+    """Markdown as the plain text of a notification (Slack shows a message's `text` as
+    is there): no heading marks, emphasis, code fences, list bullets or link targets."""
+    text = _MD_LINK.sub(r"\1", markdown_text)
+    text = _MD_RULE_OR_FENCE.sub("", text)
+    text = _MD_LINE_START.sub("", text)
+    text = _TABLE_BAR.sub(" ", _MD_MARKS.sub("", text))
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def status_text(task: Task, s: StatusSnapshot) -> str:
@@ -153,6 +203,11 @@ def approval_blocks(task: Task, view: ApprovalView, *, buttons: bool) -> list[di
         )
     else:
         blocks.append(context(decision_line(view)))
+        if view.kind == "tool" and view.status == "rejected" and not view.note:
+            v = str(view.approval_id)
+            blocks.append(
+                actions(f"approval-reason:{v}", button("Add a reason", "approval_reason", v))
+            )
     return blocks
 
 

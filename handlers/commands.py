@@ -1,28 +1,34 @@
-"""`/coworker`: help, tasks, status, cancel, resume, budget, and the memory commands."""
+"""`/coworker`: help, tasks, status, report, cancel, resume, budget, and the memory commands.
+
+What a command shows of a task (its line, event log, calls) goes only to people who may see
+that task (`bot.visibility`, through `Delegation`); for anyone else it does not exist.
+"""
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
 from bot.base.errors import CoworkerError, NotAllowed, TaskNotFound
-from bot.base.redact import redact_text
+from bot.report_text import render_timeline
 from bot.tasks import Task, parse_task_ref
 from bot.team_memory import describe
+from bot.words import event_words, state_words, stop_words
+from handlers.blocks import local_time
 from handlers.responses import NOT_YOURS
 from handlers.services import Services, services
+from handlers.slack_app import outgoing
 
 log = logging.getLogger(__name__)
 
 HELP = """*Delegate work* by mentioning me or sending a DM: `@coworker summarize yesterday's failed CI runs`.
 Flags: `!high` / `!urgent` / `!low` priority, `!budget 5` dollars, `dev: …` to pick a coworker.
 *Commands*
-• `/coworker tasks`: your tasks and open ones
-• `/coworker status T-42`: where a task stands
+• `/coworker tasks`: your tasks, and open ones in your channels
+• `/coworker status T-42`: where a task stands · `/coworker report T-42`: its calls, step by step
 • `/coworker cancel T-42` · `/coworker resume T-42`
 • `/coworker budget`: spend this week
 • `/coworker remember <fact>` (add `--team` or `--me` for scope) · `/coworker forget <id or text>` · `/coworker memory`"""
@@ -30,7 +36,8 @@ Flags: `!high` / `!urgent` / `!low` priority, `!budget 5` dollars, `dev: …` to
 
 def task_line(task: Task) -> str:
     req = task.request.splitlines()[0][:80] if task.request else ""
-    return f"`{task.ref}` {task.status} · {task.priority_name} · <@{task.delegator}> · {req}"
+    state = state_words(task.status)
+    return f"`{task.ref}` {state} · {task.priority_name} · <@{task.delegator}> · {req}"
 
 
 async def cmd_tasks(svc: Services, user: str, arg: str, cmd: dict[str, Any]) -> str:
@@ -38,9 +45,8 @@ async def cmd_tasks(svc: Services, user: str, arg: str, cmd: dict[str, Any]) -> 
     lines = (
         ["*Your tasks*", *(task_line(t) for t in mine[:10])] if mine else ["You have no tasks yet."]
     )
-    others = [t for t in open_ if t.delegator != user]
-    if others:
-        lines += ["*Open tasks*", *(task_line(t) for t in others[:10])]
+    if open_:
+        lines += ["*Open tasks in your channels*", *(task_line(t) for t in open_)]
     return "\n".join(lines)
 
 
@@ -48,17 +54,34 @@ async def cmd_status(svc: Services, user: str, arg: str, cmd: dict[str, Any]) ->
     task_id = parse_task_ref(arg)
     if task_id is None:
         return "Which task? For example `/coworker status T-42`."
-    task, events = await svc.delegation.status_of(task_id)
+    task, events = await svc.delegation.status_of(task_id, user)
+    tz = await svc.directory.tz_of(user)
     lines = [
         task_line(task),
         f"steps: {task.steps} · spent ${task.spent_usd:.2f} of ${task.budget_usd:.2f}",
     ]
     if task.error:
-        lines.append(f"stopped because: {task.error.replace('_', ' ')}")
+        lines.append(f"stopped because: {stop_words(task.error)}")
     for e in events[-8:]:
         who = f" by <@{e['actor']}>" if e["actor"] else ""
-        lines.append(f"• {time.strftime('%H:%M:%S', time.gmtime(e['at']))} {e['kind']}{who}")
+        what = event_words(e["kind"], e["detail"])
+        lines.append(f"• {local_time(e['at'], tz)} {what}{who}")
     return "\n".join(lines)
+
+
+#: What an ephemeral report shows at most; the operator's CLI has the rest.
+REPORT_CHARS = 3500
+
+
+async def cmd_report(svc: Services, user: str, arg: str, cmd: dict[str, Any]) -> str:
+    task_id = parse_task_ref(arg)
+    if task_id is None:
+        return "Which task? For example `/coworker report T-42`."
+    text = render_timeline(await svc.delegation.timeline_of(task_id, user))
+    if len(text) > REPORT_CHARS:
+        cut = text[:REPORT_CHARS].rsplit("\n", 1)[0]
+        text = f"{cut}\n… (cut: `python -m bot report --task T-{task_id}` shows it all)"
+    return f"```\n{text}\n```"
 
 
 async def _on_task(
@@ -115,7 +138,7 @@ async def cmd_memory(svc: Services, user: str, arg: str, cmd: dict[str, Any]) ->
 
 
 async def cmd_budget(svc: Services, user: str, arg: str, cmd: dict[str, Any]) -> str:
-    mine, _ = await svc.delegation.tasks_for(user)
+    mine = await svc.delegation.my_tasks(user)
     spent = sum(t.spent_usd for t in mine)
     return f"Your last {len(mine)} task(s) spent ${spent:.2f}. `python -m bot report` has the team view."
 
@@ -130,6 +153,7 @@ COMMANDS: dict[str, Command] = {
     "help": cmd_help,
     "tasks": cmd_tasks,
     "status": cmd_status,
+    "report": cmd_report,
     "cancel": cmd_cancel,
     "resume": cmd_resume,
     "remember": cmd_remember,
@@ -162,8 +186,8 @@ async def handle_command(
     reply = await run_command(
         services(context), command.get("user_id", ""), command.get("text") or "", command
     )
-    # response_url is a plain webhook, not the Web API client that redacts what it posts.
-    await respond(text=redact_text(reply), response_type="ephemeral")
+    # response_url is a plain webhook, not the Web API client that makes what it posts safe.
+    await respond(text=outgoing(reply), response_type="ephemeral")
 
 
 def register(app: AsyncApp) -> None:

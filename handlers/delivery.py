@@ -170,7 +170,7 @@ class ThreadPoster:
                 continue
             last = i == len(parts) - 1
             blocks = [bk.markdown(part), *((tail or []) if last else [])]
-            sent = await self.send(task, f"{fallback} {part[:200]}", blocks)
+            sent = await self.send(task, f"{fallback} {bk.notification_text(part)}", blocks)
             if sent.ts is None and sent.error in BLOCKS_REFUSED:
                 sent = await self._send_as_text(task, part, tail if last else None)
             if sent.ts is None:

@@ -1,13 +1,16 @@
-"""Facts about Slack users for the core: who is a bot, which user groups someone is in.
+"""Facts about Slack users for the core: who is a bot, which user groups and channels
+someone is in, and their time zone.
 
 Answers are cached for a few minutes; a Slack error is treated as "not a member" and
-"not a bot is unknown → treat as bot", the safe side for approvals.
+"not a bot is unknown → treat as bot", the safe side for approvals and for who sees what,
+and as "time zone unknown" (times are then shown in UTC, labelled so).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -23,28 +26,39 @@ class SlackDirectory:
         self.client = client
         self.groups = groups
         self.bot_user_id = bot_user_id
-        self._bots: dict[str, tuple[float, bool]] = {}
+        self._users: dict[str, tuple[float, dict[str, Any]]] = {}
         self._members: dict[str, tuple[float, set[str]]] = {}
         self._channels: dict[str, tuple[float, set[str]]] = {}
 
     async def is_bot(self, user: str) -> bool:
         if user == self.bot_user_id or user.startswith("B"):
             return True
-        cached = self._bots.get(user)
+        info = await self._user(user)
+        if info is None:
+            return True
+        return bool(info.get("is_bot") or info.get("is_app_user")) and info.get("id") != "USLACKBOT"
+
+    async def tz_of(self, user: str) -> str | None:
+        """The user's time zone as Slack has it (an IANA name such as "Europe/Paris")."""
+        info = await self._user(user)
+        tz = info.get("tz") if info is not None else None
+        return tz if isinstance(tz, str) and tz else None
+
+    async def _user(self, user: str) -> dict[str, Any] | None:
+        """`users.info` of `user`, cached; None when Slack would not say."""
+        cached = self._users.get(user)
         if cached and time.monotonic() - cached[0] < TTL:
             return cached[1]
         try:
             resp = await self.client.users_info(user=user)
-            info = resp["user"]
-            bot = (
-                bool(info.get("is_bot") or info.get("is_app_user"))
-                and info.get("id") != "USLACKBOT"
-            )
         except SlackApiError as exc:
             log.warning("users.info failed for %s: %s", user, exc.response.get("error"))
-            return True
-        self._bots[user] = (time.monotonic(), bot)
-        return bot
+            return None
+        info = resp.get("user")
+        if not isinstance(info, dict):
+            return None
+        self._users[user] = (time.monotonic(), info)
+        return info
 
     async def groups_of(self, user: str) -> set[str]:
         found = set()

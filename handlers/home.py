@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 async def home_view(svc: Services, user: str) -> dict[str, Any]:
-    mine, _ = await svc.delegation.tasks_for(user)
+    mine = await svc.delegation.my_tasks(user)
     open_mine = [t for t in mine if not t.finished]
     pending = await svc.delegation.approvals_for(user)
     blocks: list[dict[str, Any]] = [

@@ -56,6 +56,7 @@ def incoming(
         channel=channel,
         user=user,
         text=text[:MAX_TEXT],
+        cut_from=len(text) if len(text) > MAX_TEXT else None,
         ts=ts,
         thread_ts=thread_ts,
         team_id=body.get("team_id"),

@@ -148,28 +148,39 @@ class SlackNotifier:
         return await self.poster.deliver(task, text, checks=checks, skip=skip)
 
     async def failed(self, task: Task, message: str) -> None:
+        await self._ack_again(task)
         await self.post(task, f"⚠️ {message}", [bk.section(f"⚠️ {message}")])
 
     async def cancelled(self, task: Task, user: str | None) -> None:
+        await self._ack_again(task)
         by = f" by <@{user}>" if user else ""
         await self.post(task, f"🛑 {task.ref} was cancelled{by}.")
 
+    async def _ack_again(self, task: Task) -> None:
+        """A task that ended before its plan was shown: the "Got it" reply stops saying
+        "routing…" (the plan's post updates it otherwise)."""
+        if task.ack_ts and task.plan is None and task.parent_id is None:
+            await self.update(task.channel, task.ack_ts, bk.ack_text(task), None)
+
     async def note(self, task: Task, text: str) -> None:
         await self.post(task, text)
+
+    async def tell(self, channel: str, thread_ts: str, user: str, text: str) -> None:
+        try:
+            await self.client.chat_postEphemeral(
+                channel=channel, user=user, text=text, thread_ts=thread_ts
+            )
+        except SlackApiError as exc:
+            log.info("ephemeral notice to %s failed: %s", user, exc.response.get("error"))
+        except UNREACHABLE as exc:
+            log.info("ephemeral notice to %s failed: %s", user, type(exc).__name__)
 
     async def rate_limited(self, channel: str, thread_ts: str, user: str, limit: int) -> None:
         text = (
             f"You've started {limit} tasks in the last minute, so I didn't start this one. "
             "Please ask again in a minute."
         )
-        try:
-            await self.client.chat_postEphemeral(
-                channel=channel, user=user, text=text, thread_ts=thread_ts
-            )
-        except SlackApiError as exc:
-            log.info("rate-limit notice to %s failed: %s", user, exc.response.get("error"))
-        except UNREACHABLE as exc:
-            log.info("rate-limit notice to %s failed: %s", user, type(exc).__name__)
+        await self.tell(channel, thread_ts, user, text)
 
     # -- facts -----------------------------------------------------------------------
 

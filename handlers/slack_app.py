@@ -25,6 +25,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.base.redact import redact
+from handlers.mentions import neutralize
 
 log = logging.getLogger(__name__)
 
@@ -34,16 +35,23 @@ MAX_BODY = 1024 * 1024
 UNREADABLE = (ValueError, TypeError, AttributeError, KeyError, IndexError)
 
 
-#: Web API methods that put text in front of people; what they send is redacted first.
+#: Web API methods that put text in front of people; what they send is made safe first.
 POSTING = ("chat.", "views.", "files.completeUploadExternal", "assistant.threads.")
 
 
-class RedactingWebClient(AsyncWebClient):
-    """`AsyncWebClient` that scrubs credential-shaped strings from everything it posts.
+def outgoing(obj: Any) -> Any:
+    """What the bot may send: credentials redacted, mass mentions neutralized."""
+    return neutralize(redact(obj))
 
-    Model output, tool results and previews can echo a token; whatever path a message
-    takes to Slack (notifier, handlers, the built-in `slack__post_message` tool), the
-    credential is replaced by "[redacted]" on the way out (`bot.base.redact`).
+
+class RedactingWebClient(AsyncWebClient):
+    """`AsyncWebClient` that makes everything it posts safe to show.
+
+    Model output, tool results and previews can echo a token or write `<!channel>`;
+    whatever path a message takes to Slack (notifier, handlers, the built-in
+    `slack__post_message` tool), the credential is replaced by "[redacted]"
+    (`bot.base.redact`) and the mass mention notifies nobody (`handlers.mentions`) on the
+    way out.
     """
 
     async def api_call(
@@ -56,9 +64,9 @@ class RedactingWebClient(AsyncWebClient):
         **kwargs: Any,
     ) -> Any:
         if api_method.startswith(POSTING):
-            json = redact(json) if json is not None else None
-            data = redact(data) if isinstance(data, dict) else data
-            params = redact(params) if params is not None else None
+            json = outgoing(json) if json is not None else None
+            data = outgoing(data) if isinstance(data, dict) else data
+            params = outgoing(params) if params is not None else None
         return await super().api_call(api_method, json=json, data=data, params=params, **kwargs)
 
 

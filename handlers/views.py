@@ -67,15 +67,15 @@ def plan_edit_modal(task: Task) -> dict[str, Any]:
     )
 
 
-def reject_modal(approval_id: int) -> dict[str, Any]:
+def reason_modal(approval_id: int) -> dict[str, Any]:
+    """Why a call was rejected, after the one-click Reject."""
     return text_modal(
-        "approval_reject",
+        "approval_reason",
         approval_id,
-        title="Reject",
-        submit="Reject",
+        title="Reason for rejecting",
+        submit="Tell the coworker",
         block_id="reason",
-        label="Reason (the coworker sees it)",
-        optional=True,
+        label="Why (the coworker sees it if the task is still going)",
         max_length=1000,
     )
 
@@ -116,9 +116,24 @@ async def submit_plan_edit(
         log.info("plan edit refused for %s", body["user"]["id"])
 
 
+async def submit_reason(
+    ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], context: dict[str, Any]
+) -> None:
+    approval_id, text = meta_id(view), field(view, "reason").strip()
+    if approval_id is None or not text:
+        await ack(response_action="errors", errors={"reason": "Write the reason."})
+        return
+    await ack()
+    try:
+        await services(context).delegation.give_reason(approval_id, body["user"]["id"], text)
+    except CoworkerError:  # not the person who rejected it, or no such approval
+        log.info("reason refused for %s", body["user"]["id"])
+
+
 async def submit_reject(
     ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], context: dict[str, Any]
 ) -> None:
+    """A Reject modal opened before Reject took one click (kept so it still works)."""
     await ack()
     approval_id = meta_id(view)
     if approval_id is None:
@@ -152,3 +167,4 @@ def register(app: AsyncApp) -> None:
     app.view("fact_edit")(submit_fact_edit)
     app.view("plan_edit")(submit_plan_edit)
     app.view("approval_reject")(submit_reject)
+    app.view("approval_reason")(submit_reason)

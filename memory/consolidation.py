@@ -16,7 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from bot.base import clock
-from bot.base.errors import CoworkerError
+from bot.base.errors import CoworkerError, LLMUnavailable
 from memory.keywords import jaccard, normalised
 from memory.records import Memory, Scope, Status
 from memory.retrieval import keyword_ranking, similar
@@ -72,6 +72,8 @@ async def propose_facts(
     for episode in episodes:
         try:
             candidates = await extract(episode.content)
+        except LLMUnavailable:
+            raise  # the model is down for every episode: stop here; they all stay pending
         except CoworkerError as exc:
             log.warning("memory: fact extraction failed for episode %d: %s", episode.id, exc)
             continue

@@ -34,8 +34,8 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'coworker.db'}")
-    monkeypatch.setenv("COWORKER_CONFIG", str(tmp_path / "coworker.toml"))
-    monkeypatch.setenv("COWORKER_MCP_CONFIG", str(tmp_path / ".mcp.json"))
+    # COWORKER_CONFIG and COWORKER_MCP_CONFIG stay unset: their defaults, ./coworker.toml and
+    # ./.mcp.json, are in tmp_path, and may be missing (set explicitly, they must exist).
     return tmp_path
 
 

@@ -82,6 +82,15 @@ class McpGateway:
                 path=".mcp.json",
                 key=f"mcpServers.{name}",
             )
+        unknown = sorted(set(config.gateway.servers) - set(servers) - set(builtin or {}))
+        if unknown:
+            known = ", ".join(sorted({*servers, *(builtin or {})})) or "none"
+            raise ConfigError(
+                f"coworker.toml: gateway.servers.{unknown[0]}: there is no MCP server named "
+                f"{unknown[0]!r} (servers: {known})",
+                path="coworker.toml",
+                key=f"gateway.servers.{unknown[0]}",
+            )
         self._config = config.gateway
         self._limit = config.gateway.result_max_chars
         self._policy = ApprovalPolicy(config.policy)

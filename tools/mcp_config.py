@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bot.base.errors import ConfigError
+from bot.base.plain import offending_line, plain
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 SERVER_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
@@ -87,6 +88,13 @@ def parse_mcp_config(
 ) -> dict[str, ServerSpec]:
     """Validate and expand a parsed `.mcp.json` document."""
     env = os.environ if env is None else env
+    if isinstance(data, dict) and "servers" in data and "mcpServers" not in data:
+        raise ConfigError(
+            f'{path}: "servers" is the key VS Code uses; this file lists them under '
+            '"mcpServers" (the same entries, renamed)',
+            path=path,
+            key="servers",
+        )
     if not isinstance(data, dict) or not isinstance(data.get("mcpServers", {}), dict):
         raise ConfigError(f'{path}: expected {{"mcpServers": {{...}}}}', path=path)
     servers: dict[str, ServerSpec] = {}
@@ -107,21 +115,34 @@ def parse_mcp_config(
             err = exc.errors()[0]
             key = ".".join(str(p) for p in err["loc"][3:]) or "type"
             raise ConfigError(
-                f"{path}: {where}.{key}: {err['msg']}", path=path, key=f"{where}.{key}"
+                f"{path}: {where}.{key}: {plain(err, mapping='object')}",
+                path=path,
+                key=f"{where}.{key}",
             ) from None
         servers[name] = model.mcpServers[name]
     return servers
 
 
-def load_mcp_config(path: Path, env: Mapping[str, str] | None = None) -> dict[str, ServerSpec]:
-    """Load `.mcp.json`; a missing file means no external servers."""
+def load_mcp_config(
+    path: Path, env: Mapping[str, str] | None = None, *, required: bool = False
+) -> dict[str, ServerSpec]:
+    """Load `.mcp.json`; a missing file means no external servers, unless it is `required`
+    (named explicitly by `COWORKER_MCP_CONFIG`)."""
     if not path.exists():
+        if required:
+            raise ConfigError(
+                f"{path}: no such file (COWORKER_MCP_CONFIG names it; unset it for no servers)",
+                path=str(path),
+            )
         return {}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
+        line = offending_line(exc.doc, exc.lineno)
         raise ConfigError(
-            f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno})", path=str(path)
+            f"{path}: not valid JSON at line {exc.lineno}, column {exc.colno} "
+            f"({exc.msg[:1].lower()}{exc.msg[1:]}): {line}",
+            path=str(path),
         ) from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not valid JSON (not UTF-8 text)", path=str(path)) from None

@@ -1,20 +1,35 @@
 """`coworker.toml`: typed, optional configuration.
 
 Every key is optional. Models forbid unknown keys, so a typo is an error that names the file
-and the dotted key (`coworker.toml: approvals.timout: unknown key`) instead of being ignored.
+and the dotted key (`coworker.toml: approvals.timout: unknown key (did you mean
+'timeout'?)`) instead of being ignored, and every error is a plain sentence
+(`bot.base.plain`). Values that would be silently useless are refused too: a tool glob that
+is empty or has a '[' without its ']', a role member that is not a Slack id, a coworker's
+`models` key that is neither a purpose nor a tier, two coworkers with one name.
 Durations are written like "4h", "30s", "0.2s" or "15m" and stored as seconds.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from bot.base.errors import ConfigError
+from bot.base.plain import offending_line, plain
 
 Tier = Literal["auto", "notify", "block"]
 ModelTier = Literal["fast", "default", "best"]
@@ -46,6 +61,44 @@ def parse_duration(value: object) -> float:
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
 
 
+def _glob(pattern: str) -> str:
+    """A glob over `SERVER__TOOL` names: not empty, every '[' closed (else it matches nothing)."""
+    if not pattern.strip():
+        raise ValueError("a tool pattern must not be empty")
+    inside = False
+    for char in pattern:
+        if char == "[" and not inside:
+            inside = True
+        elif char == "]":
+            if not inside:
+                raise ValueError(f"{pattern!r} has a ']' without its '['")
+            inside = False
+    if inside:
+        raise ValueError(f"{pattern!r} has a '[' without its ']'")
+    return pattern
+
+
+def _slack_member(member: str) -> str:
+    if not re.fullmatch(r"[UWS][A-Z0-9_]+", member):  # "_" only for readable test ids
+        raise ValueError(
+            f"{member!r} is not a Slack user id (U…, W…) or user group id (S…); "
+            "copy it from the person's or group's profile"
+        )
+    return member
+
+
+def _coworker_name(name: str) -> str:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,31}", name):
+        raise ValueError(
+            "must be 1-32 lowercase letters, digits, '-' or '_', starting with a letter or digit"
+        )
+    return name
+
+
+Glob = Annotated[str, AfterValidator(_glob)]
+SlackMember = Annotated[str, AfterValidator(_slack_member)]
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -75,6 +128,22 @@ DEFAULT_PRICES: dict[str, Price] = {
 class BudgetConfig(_Section):
     task_usd: float = Field(default=2.00, gt=0)
     wrap_up_at: float = Field(default=0.8, gt=0, le=1)
+    #: The most a request may set with `!budget N` (default: 10 x task_usd); beyond it
+    #: only an approver's top-up adds money.
+    max_task_usd: float | None = Field(default=None, gt=0)
+
+    @field_validator("max_task_usd")
+    @classmethod
+    def _not_below_task_usd(cls, value: float | None, info: ValidationInfo) -> float | None:
+        task_usd = info.data.get("task_usd")
+        if value is not None and task_usd is not None and value < task_usd:
+            raise ValueError(f"must be at least task_usd ({task_usd:g})")
+        return value
+
+    @property
+    def max_usd(self) -> float:
+        """What `!budget` may ask for at most."""
+        return self.max_task_usd if self.max_task_usd is not None else 10 * self.task_usd
 
 
 class ApprovalsConfig(_Section):
@@ -86,24 +155,36 @@ class ApprovalsConfig(_Section):
 
 class PolicyConfig(_Section):
     default: Tier = "block"
-    tools: dict[str, Tier] = {}
+    tools: dict[Glob, Tier] = {}
     #: write tools that must be called in dry-run mode first: glob -> argument name
-    dry_run: dict[str, str] = {}
+    dry_run: dict[Glob, str] = {}
 
 
 class Role(_Section):
-    members: list[str] = []  # Slack user ids (U…) or user group ids (S…)
-    tools: list[str] = []
+    members: list[SlackMember] = []  # Slack user ids (U…) or user group ids (S…)
+    tools: list[Glob] = []
     admin: bool = False
 
 
 class CoworkerConfig(_Section):
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
+    name: Annotated[str, AfterValidator(_coworker_name)]
     description: str = ""
     system_prompt: str = ""
-    tools: list[str] = ["*"]
+    tools: list[Glob] = ["*"]
     models: dict[str, str] = {}  # purpose or tier -> model id or tier name
     budget_usd: float | None = Field(default=None, gt=0)
+
+    @field_validator("models")
+    @classmethod
+    def _purposes_or_tiers(cls, models: dict[str, str]) -> dict[str, str]:
+        known = (*get_args(Purpose), *get_args(ModelTier))
+        for key in models:
+            if key not in known:
+                raise ValueError(
+                    f"{key!r} is neither a purpose ({', '.join(get_args(Purpose))}) "
+                    f"nor a tier ({', '.join(get_args(ModelTier))})"
+                )
+        return models
 
 
 class RunnerConfig(_Section):
@@ -190,6 +271,16 @@ class Config(_Section):
     validation: ValidationConfig = ValidationConfig()
     orchestration: OrchestrationConfig = OrchestrationConfig()
 
+    @field_validator("coworkers")
+    @classmethod
+    def _unique_names(cls, coworkers: list[CoworkerConfig]) -> list[CoworkerConfig]:
+        seen: set[str] = set()
+        for coworker in coworkers:
+            if coworker.name in seen:
+                raise ValueError(f"two coworkers are named {coworker.name!r}")
+            seen.add(coworker.name)
+        return coworkers
+
     def price(self, model: str) -> Price | None:
         return self.prices.get(model) or DEFAULT_PRICES.get(model)
 
@@ -203,11 +294,38 @@ class Config(_Section):
 def _dotted(loc: tuple[Any, ...]) -> str:
     parts: list[str] = []
     for p in loc:
+        if p == "[key]":  # pydantic's mark for an error in a dict's key rather than its value
+            continue
         if isinstance(p, int):
             parts[-1:] = [f"{parts[-1]}[{p}]"] if parts else [f"[{p}]"]
         else:
             parts.append(str(p))
     return ".".join(parts)
+
+
+def _keys_beside(loc: tuple[Any, ...]) -> list[str]:
+    """The keys the section holding `loc`'s last key accepts (for "did you mean")."""
+    current: Any = Config
+    parts = list(loc[:-1])
+    while parts:
+        part = parts.pop(0)
+        fields = getattr(current, "model_fields", {})
+        if part not in fields:
+            return []
+        current = fields[part].annotation
+        origin = get_origin(current)
+        if origin in (list, dict):  # the item's type; skip the index or key in `loc`
+            current = get_args(current)[-1]
+            if parts:
+                parts.pop(0)
+    return list(getattr(current, "model_fields", {}))
+
+
+def _problem(err: Any) -> str:
+    if err["type"] != "extra_forbidden":
+        return plain(err)
+    near = difflib.get_close_matches(str(err["loc"][-1]), _keys_beside(err["loc"]), n=1)
+    return f"unknown key (did you mean {near[0]!r}?)" if near else "unknown key"
 
 
 def parse_config(data: dict[str, Any], *, path: str = "coworker.toml") -> Config:
@@ -217,18 +335,26 @@ def parse_config(data: dict[str, Any], *, path: str = "coworker.toml") -> Config
     except ValidationError as exc:
         err = exc.errors()[0]
         key = _dotted(err["loc"])
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        raise ConfigError(f"{path}: {key}: {msg}", path=path, key=key) from None
+        raise ConfigError(f"{path}: {key}: {_problem(err)}", path=path, key=key) from None
 
 
-def load_config(path: Path) -> Config:
-    """Load `coworker.toml`; a missing file means all defaults."""
+def load_config(path: Path, *, required: bool = False) -> Config:
+    """Load `coworker.toml`; a missing file means all defaults, unless it is `required`
+    (named explicitly by `COWORKER_CONFIG`)."""
     if not path.exists():
+        if required:
+            raise ConfigError(
+                f"{path}: no such file (COWORKER_CONFIG names it; unset it for the defaults)",
+                path=str(path),
+            )
         return Config()
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}", path=str(path)) from None
+        raise ConfigError(
+            f"{path}: not valid TOML: {_toml_problem(exc, text)}", path=str(path)
+        ) from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not valid TOML (not UTF-8 text)", path=str(path)) from None
     except RecursionError:
@@ -236,3 +362,11 @@ def load_config(path: Path) -> Config:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}", path=str(path)) from None
     return parse_config(data, path=str(path))
+
+
+def _toml_problem(exc: tomllib.TOMLDecodeError, text: str) -> str:
+    where = re.search(r"\(at line (\d+), column \d+\)", str(exc))
+    if where is None:
+        return str(exc)
+    line = offending_line(text, int(where.group(1)))
+    return f"{exc}: {line}" if line else str(exc)

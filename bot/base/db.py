@@ -233,6 +233,23 @@ class Database:
 
         return list(await self.run_sync(run))
 
+    async def copy_to(self, path: str | Path) -> None:
+        """A consistent copy of the whole database in a new file at `path`.
+
+        SQLite's online backup API, on this connection's thread and under its lock: writers
+        wait as for any transaction, so the copy is one point in time.
+        """
+        module = sqlite_module()
+
+        def copy(conn: Any) -> None:
+            dest = module.connect(str(path))
+            try:
+                conn.backup(dest)
+            finally:
+                dest.close()
+
+        await self.run_sync(copy)
+
     async def run_sync(self, fn: Any) -> Any:
         """Run `fn(raw_sqlite_connection)` on the connection's thread (backup, bulk work)."""
         async with self._lock:

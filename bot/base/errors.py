@@ -62,7 +62,7 @@ class TaskNotFound(CoworkerError):
     user_message = "I can't find that task."
 
     def __init__(self, *, task_id: int | str) -> None:
-        super().__init__(f"task {task_id} not found")
+        super().__init__(f"no task T-{task_id}")
         self.task_id = task_id
 
 
@@ -96,9 +96,23 @@ class BudgetExhausted(CoworkerError):
 class LLMUnavailable(CoworkerError):
     user_message = "The model API is not answering right now."
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        model: str | None = None,
+        retryable: bool = True,
+        timed_out: bool = False,
+    ) -> None:
         super().__init__(message)
+        #: The HTTP status of the API's answer; None when none came (unreachable, timed out).
         self.status = status
+        self.model = model
+        #: Whether the client retried it (overloaded, rate limits, 5xx, the network), so
+        #: the same request may pass later; a 400 or 404 was sent once and will not.
+        self.retryable = retryable
+        self.timed_out = timed_out
 
 
 class ToolError(CoworkerError):

@@ -3,7 +3,8 @@
 Pydantic says "Input should be greater than 0" or "Value error, …"; settings, `coworker.toml`
 and `.mcp.json` errors say "must be greater than 0" after the name of the key. `plain()`
 turns one error into that sentence; validators that need their own words raise `ValueError`
-with them, and its text comes through unchanged.
+with them, and its text comes through unchanged. A file that does not parse is shown by its
+offending line (`offending_line()`).
 """
 
 from __future__ import annotations
@@ -45,7 +46,10 @@ def plain(err: ErrorDetails, *, mapping: str = "table") -> str:
         return _FIXED[kind]
     if kind in _BOUNDS:
         name, sentence = _BOUNDS[kind]
-        return sentence.format(ctx.get(name))
+        bound = ctx.get(name)
+        return sentence.format(
+            int(bound) if isinstance(bound, float) and bound.is_integer() else bound
+        )
     if kind == "value_error":
         return str(ctx.get("error") or err["msg"].removeprefix("Value error, "))
     if kind == "literal_error":
@@ -57,6 +61,13 @@ def plain(err: ErrorDetails, *, mapping: str = "table") -> str:
     if kind in ("string_too_short", "too_short"):
         return _too_short(ctx)
     return _lower_first(err["msg"])
+
+
+def offending_line(text: str, lineno: int) -> str:
+    """Line `lineno` of `text`, trimmed for a one-line error message."""
+    lines = text.splitlines()
+    line = lines[lineno - 1].strip() if 0 < lineno <= len(lines) else ""
+    return line if len(line) <= 80 else line[:77] + "..."
 
 
 def _too_short(ctx: dict[str, Any]) -> str:

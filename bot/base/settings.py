@@ -72,6 +72,10 @@ class Settings(BaseSettings):
         """The file path inside `DATABASE_URL`."""
         return self.database_url.removeprefix("sqlite:///")
 
+    def named(self, field: str) -> bool:
+        """Whether `field` was set explicitly (by its variable), not left to its default."""
+        return field in self.model_fields_set
+
     @property
     def socket_mode(self) -> bool:
         return self.slack_app_token is not None

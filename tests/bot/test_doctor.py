@@ -148,7 +148,7 @@ async def test_a_config_error_is_said_once(
     code, lines = await run_doctor(capsys)
     assert code == 1
     assert [line for line in lines if "timout" in line] == [
-        f"✗ {tmp_path / 'coworker.toml'}: approvals.timout: unknown key"
+        "✗ coworker.toml: approvals.timout: unknown key (did you mean 'timeout'?)"
     ]
     assert "- MCP servers: not checked until the files above are fixed" in lines
     assert "- memory: not checked until coworker.toml is fixed" in lines

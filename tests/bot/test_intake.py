@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.base.config import Config
+import pytest
+
+from bot.base.config import Config, parse_config
 from bot.base.db import Database
-from bot.intake import IncomingMessage, Intake
+from bot.intake import IncomingMessage, Intake, budget_note, parse_request
 from bot.tasks import Task, TaskStore
 
 
@@ -120,3 +122,71 @@ async def test_a_plan_message_is_recorded_only_for_the_plan_it_shows(db: Databas
     assert not await tasks.set_plan_ts(task_id, "1.3", first, was="1.1")
     assert await tasks.set_plan_ts(task_id, "1.4", second, was="1.1")
     assert (await tasks.get(task_id)).plan_ts == "1.4"
+
+
+@pytest.mark.parametrize(
+    ("text", "dollars", "unusable", "rest"),
+    [
+        ("!budget 5 do it", 5.0, None, "do it"),
+        ("do it !budget $7.50", 7.5, None, "do it"),
+        ("!budget 1,000 do it", 1000.0, None, "do it"),
+        ("!budget 0 do it", None, "!budget 0", "do it"),
+        ("!budget -5 do it", None, "!budget -5", "do it"),
+        ("!budget 1e9 do it", None, "!budget 1e9", "do it"),
+        ("!budget lots do it", None, "!budget", "lots do it"),
+        ("do it !budget", None, "!budget", "do it"),
+        ("no flag here", None, None, "no flag here"),
+    ],
+)
+def test_a_budget_flag_gives_dollars_or_says_what_could_not_be_used(
+    text: str, dollars: float | None, unusable: str | None, rest: str
+) -> None:
+    parsed = parse_request(text, Config())
+    assert (parsed.budget_usd, parsed.budget_unusable, parsed.text) == (dollars, unusable, rest)
+
+
+async def test_a_budget_beyond_the_cap_is_capped_and_said(db: Database) -> None:
+    config = parse_config({"budget": {"task_usd": 2, "max_task_usd": 20}})
+    intake = Intake(TaskStore(db), config)
+    msg = IncomingMessage(
+        event_id="Ev1", channel="C1", user="U1", text="!budget 100000 go", ts="1.0", mention=True
+    )
+    result = await intake.receive(msg)
+    assert result.task is not None and result.task.budget_usd == 20.0
+    [note] = result.notes
+    assert "$100,000.00" in note and "at most $20.00" in note and "top-up" in note
+    events = await TaskStore(db).events(result.task.id)
+    assert budget_note(events) == (
+        "you asked for $100,000.00: more than this needs an approver's top-up"
+    )
+    zero = IncomingMessage(
+        event_id="Ev2", channel="C1", user="U1", text="!budget 0 go", ts="2.0", mention=True
+    )
+    result = await intake.receive(zero)
+    assert result.task is not None and result.task.budget_usd == 2.0
+    assert result.notes == [
+        "`!budget 0` has no amount I can use (dollars above 0, like `!budget 5`), so T-2 has "
+        "the usual budget of $2.00."
+    ]
+    assert budget_note(await TaskStore(db).events(2)) is None
+
+
+TEAM = parse_config({"coworkers": [{"name": "dev"}, {"name": "writer"}]})
+
+
+@pytest.mark.parametrize(
+    ("text", "coworker", "unknown", "rest"),
+    [
+        ("dev: fix it", "dev", None, "fix it"),
+        ("qa: run the suite", None, "qa", "qa: run the suite"),
+        ("https://example.com: look at it", None, None, "https://example.com: look at it"),
+        ("10:30 standup notes", None, None, "10:30 standup notes"),
+        ("summarize the thread", None, None, "summarize the thread"),
+    ],
+)
+def test_a_name_prefix_picks_a_coworker_or_is_noted_as_unknown(
+    text: str, coworker: str | None, unknown: str | None, rest: str
+) -> None:
+    parsed = parse_request(text, TEAM)
+    assert (parsed.coworker, parsed.unknown_coworker, parsed.text) == (coworker, unknown, rest)
+    assert parse_request(text, Config()).unknown_coworker is None  # no coworkers configured

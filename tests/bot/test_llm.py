@@ -285,8 +285,10 @@ async def test_failed_call_is_logged_with_its_error(
 ) -> None:
     task = await new_task(db)
     fake.enqueue_error(400, "invalid_request_error", "bad")
-    with pytest.raises(LLMUnavailable):
+    with pytest.raises(LLMUnavailable) as info:
         await act(make_llm(), [{"role": "user", "content": "go"}], task)
+    assert (info.value.status, info.value.retryable, info.value.timed_out) == (400, False, False)
+    assert info.value.model == "claude-sonnet-5-5"
     row = await db.fetchone("SELECT * FROM llm_calls WHERE task_id = ?", (task,))
     assert row["error"] == "BadRequestError"
     assert row["cost_usd"] == 0 and row["stop_reason"] is None

@@ -338,4 +338,4 @@ async def test_cli_report_prints_the_summary_and_a_task(tmp_path: Path) -> None:
     assert "github__search" in one.stdout and "T-8" in one.stdout
     missing = run_report(tmp_path, "--task", "T-999")
     assert missing.returncode == 1
-    assert missing.stderr.strip() == "error: task 999 not found"
+    assert missing.stderr.strip() == "error: no task T-999"

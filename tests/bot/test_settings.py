@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,13 @@ def test_an_empty_app_token_means_http_mode_and_a_clear_error(tmp_path: Path) ->
         result.stderr.strip().splitlines() == [result.stderr.strip()]
         and "SLACK_SIGNING_SECRET is not set" in result.stderr
     )
+
+
+def test_the_readme_shows_an_absolute_database_url_with_four_slashes() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    (row,) = [line for line in readme.splitlines() if line.startswith("| `DATABASE_URL`")]
+    absolute = re.search(r"`(sqlite:////[^`]+)`", row)
+    assert absolute is not None, row
+    assert load_settings(database_url=absolute.group(1)).database_path.startswith("/")
+    relative = load_settings(database_url="sqlite:///state/coworker.db").database_path
+    assert relative == "state/coworker.db"

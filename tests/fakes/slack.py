@@ -1389,6 +1389,18 @@ def channel_message(
     return _channel_typed_message("channel", text, user, channel, ts, thread_ts, files)
 
 
+def group_dm_message(
+    text: str,
+    user: str = "U1",
+    channel: str = "G0MPIM1",
+    ts: str | None = None,
+    thread_ts: str | None = None,
+    files: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A ``message`` event in a group DM the bot is in (``channel_type: mpim``)."""
+    return _channel_typed_message("mpim", text, user, channel, ts, thread_ts, files)
+
+
 def _channel_typed_message(
     channel_type: str,
     text: str,

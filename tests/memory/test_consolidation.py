@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from bot.base.errors import LLMUnavailable
+import pytest
+
+from bot.base.errors import CoworkerError, LLMUnavailable
 from memory.consolidation import approve, pending_episodes, propose_facts, reject, remember
 from memory.records import Scope
 from memory.store import MemoryStore
@@ -85,9 +87,22 @@ async def test_a_duplicate_is_not_proposed_twice(any_store: MemoryStore) -> None
 
 
 async def test_failed_extraction_leaves_the_episode_pending(store: MemoryStore) -> None:
-    ep = await add_episode(store, "Request: anything")
+    first = await add_episode(store, "Request: anything")
+    second = await add_episode(store, "Request: something else")
     proposed = await propose_facts(
-        store, await pending_episodes(store), Extractor(LLMUnavailable("down", status=529))
+        store, await pending_episodes(store), Extractor(CoworkerError("no tool call"), [])
     )
     assert proposed == []
-    assert [m.id for m in await pending_episodes(store)] == [ep]
+    assert [m.id for m in await pending_episodes(store)] == [first]
+    assert second not in [m.id for m in await pending_episodes(store)]
+
+
+async def test_the_model_down_stops_the_run_and_every_episode_stays_pending(
+    store: MemoryStore,
+) -> None:
+    episodes = [await add_episode(store, f"Request: job {n}") for n in range(2)]
+    extract = Extractor(LLMUnavailable("down", status=529), ["never asked"])
+    with pytest.raises(LLMUnavailable):
+        await propose_facts(store, await pending_episodes(store), extract)
+    assert len(extract.seen) == 1
+    assert [m.id for m in await pending_episodes(store)] == episodes

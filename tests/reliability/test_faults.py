@@ -476,4 +476,4 @@ async def test_backup_to_a_full_disk_or_a_bad_path_fails_with_one_line(tmp_path:
         assert code == 1, err
         assert len(lines) == 1 and lines[0].startswith("error: backup to "), err
         assert "copy.db" in lines[0]
-    assert not (tmp_path / "full" / "copy.db").exists()
+    assert not (tmp_path / "full").exists()  # a failed backup leaves nothing, folders included

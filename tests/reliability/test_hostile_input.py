@@ -152,7 +152,7 @@ class World:
             if kind in DECISIONS:
                 assert actor == user, (kind, actor, user)
                 assert actor in (delegator, APPROVER), (kind, actor, delegator)
-                assert team == OURS or not kind.startswith("approval"), (kind, team)
+                assert team == OURS, (kind, team)  # nothing from another workspace acts
         if not errors_ok:
             errors = [r for r in self.logs.records[mark[1] :] if r.levelno >= 40]
             assert errors == [], self.logs.format(errors[0])
@@ -482,6 +482,37 @@ async def test_forged_replayed_and_stale_approvals_change_nothing(
         )
         assert [r[0] for r in decided] == ["U1", APPROVER]
         assert not [r for r in app_logs.records if r.levelno >= 40]
+
+
+async def test_nothing_from_another_workspace_acts_on_any_surface(
+    make_harness: Any, tmp_path: Path, app_logs: Captured
+) -> None:
+    """A modal submission, a slash command and an event from another workspace are
+    acknowledged and change nothing, though the person's id matches the delegator's."""
+    async with make_harness(mcp=effects_mcp(tmp_path / "effects.log"), config=CONFIG) as h:
+        a1, _ = await two_waiting_tasks(h)
+        foreign = [
+            await h.slack.send_interactive(
+                view_submission(
+                    "approval_reject",
+                    {"reason": {"text": "no"}},
+                    user="U1",
+                    private_metadata=str(a1),
+                    team_id=OTHER,
+                )
+            ),
+            await h.slack.send_slash_command(slash_command("cancel T-1", user="U1", team_id=OTHER)),
+            await h.slack.send_event(app_mention("job-3: file a ticket", user="U1"), team_id=OTHER),
+        ]
+        for envelope in foreign:
+            await h.slack.wait_for_ack(envelope)
+        await until(
+            lambda: app_logs.text().count("foreign team") >= 3, what="three foreign requests"
+        )
+        assert await approval_status(h, a1) == "pending"
+        assert (await h.task(1)).status == "waiting_approval"
+        assert await h.coworker.db.fetchval("SELECT COUNT(*) FROM tasks") == 2
+        assert not h.slack.calls_to("chat.postEphemeral")  # not even a refusal to them
 
 
 async def test_oversized_messages_and_unknown_actions(

@@ -42,6 +42,9 @@ shutdown_grace = "{grace}"
 
 async def run_to_exit(env: dict[str, str], cwd: Path) -> tuple[int, list[str], float]:
     """Run `python -m bot` until it exits (bounded); its status, stderr lines and duration."""
+    for name, empty in (("coworker.toml", ""), (".mcp.json", '{"mcpServers": {}}')):
+        if not (cwd / name).exists():  # bot_env names them
+            (cwd / name).write_text(empty)
     full = {
         k: v
         for k, v in os.environ.items()

@@ -8,7 +8,7 @@ from typing import Any
 
 from tests.fakes.slack import slash_command, view_submission
 from tests.scenarios.conftest import plan, tickets_mcp, tool_runs
-from tests.scenarios.harness import Harness
+from tests.scenarios.harness import Harness, until
 
 CONFIG = 'plan_approval = "never"\n[approvals]\napprovers = ["ULEAD"]\n'
 
@@ -116,28 +116,84 @@ async def test_configured_approver_may_approve(
         assert len(tool_runs(log, "create_ticket")) == 1
 
 
-async def test_rejected_with_reason_is_not_run_and_model_is_told(
+async def test_reject_takes_one_click_and_a_reason_given_after_reaches_the_model(
     make_harness: Callable[..., Harness], tmp_path: Path
 ) -> None:
     log = tmp_path / "t.log"
     async with make_harness(mcp=tickets_mcp(log), config=CONFIG) as h:
         approval = await start_block_call(h)
+        # The model tries again with other arguments: that call waits for a decision too.
+        h.anthropic.enqueue_tool_use("tickets__create_ticket", {"title": "Flaky login (2)"})
         await h.click("approval_reject", approval["id"], user="U1")
+        [decided] = await h.slack.wait_for(
+            "chat.update", lambda c: c.params.get("ts") == approval["message_ts"]
+        )
+        assert "Rejected by <@U1>" in str(decided.params["blocks"])
+        assert "approval_reason" in str(decided.params["blocks"])  # "Add a reason"
+        assert h.slack.calls_to("views.open") == []  # rejected at once, no modal first
+        await until(
+            lambda: h.coworker.db.fetchval(
+                "SELECT COUNT(*) FROM approvals WHERE status = 'pending'"
+            ),
+            what="the second call's approval",
+        )
+        told = str(h.anthropic.requests[-1].body["messages"][-1])
+        assert "Rejected by <@U1>" in told and "not made" in told
+
+        # The reason, given afterwards through "Add a reason", reaches the model's next turn.
+        await h.click("approval_reason", approval["id"], user="USTRANGER")
+        [refused] = await h.slack.wait_for("chat.postEphemeral")
+        assert refused.params["user"] == "USTRANGER"
+        await h.click("approval_reason", approval["id"], user="U1")
         [opened] = await h.slack.wait_for("views.open")
-        assert opened.params["view"]["callback_id"] == "approval_reject"
-        h.anthropic.enqueue_text("Understood, I did not file it.")
+        assert opened.params["view"]["callback_id"] == "approval_reason"
         await h.slack.send_interactive(
             view_submission(
-                "approval_reject",
+                "approval_reason",
                 {"reason": {"text": "duplicate of TCK-1"}},
                 user="U1",
                 private_metadata=str(approval["id"]),
             )
         )
+        [explained] = await h.slack.wait_for(
+            "chat.update",
+            lambda c: (
+                c.params.get("ts") == approval["message_ts"]
+                and "duplicate of TCK-1" in str(c.params)
+            ),
+        )
+        assert "approval_reason" not in str(explained.params["blocks"])  # given once
+        second = await h.coworker.db.fetchval("SELECT id FROM approvals WHERE status = 'pending'")
+        h.anthropic.enqueue_text("Understood: it duplicates TCK-1, so I filed nothing.")
+        await h.click("approval_reject", second, user="U1")
         await h.wait_status("done")
         assert tool_runs(log) == []
-        told = str(h.anthropic.requests[-1].body["messages"][-1])
-        assert "Rejected by <@U1>" in told and "duplicate of TCK-1" in told
+        heard = str(h.anthropic.requests[-1].body["messages"][-1])
+        assert "<@U1> explained why they rejected `tickets__create_ticket`" in heard
+        assert "duplicate of TCK-1" in heard
+
+
+async def test_a_reason_after_the_task_finished_is_kept_and_said_too_late(
+    make_harness: Callable[..., Harness], tmp_path: Path
+) -> None:
+    async with make_harness(mcp=tickets_mcp(tmp_path / "t.log"), config=CONFIG) as h:
+        approval = await start_block_call(h)
+        h.anthropic.enqueue_text("I did not file it.")
+        await h.click("approval_reject", approval["id"], user="U1")
+        await h.wait_status("done")
+        await h.slack.send_interactive(
+            view_submission(
+                "approval_reason",
+                {"reason": {"text": "wrong project"}},
+                user="U1",
+                private_metadata=str(approval["id"]),
+            )
+        )
+        [late] = await h.slack.wait_for("chat.postEphemeral")
+        assert late.params["user"] == "U1" and "had already finished" in late.params["text"]
+        row = await h.coworker.approvals.get(approval["id"])
+        assert row is not None and row.decision_note == "wrong project"
+        assert await h.coworker.db.fetchval("SELECT COUNT(*) FROM task_inputs") == 0
 
 
 async def test_click_after_restart_works(

@@ -323,7 +323,7 @@ async def test_slash_commands_help_tasks_status(harness: Harness) -> None:
     replies = await h.slack.wait_for("response_url", count=5)
     bodies = [str(r.params.get("text")) for r in replies]
     assert any("/coworker status T-42" in b for b in bodies)
-    assert any("`T-1` awaiting_plan_approval" in b for b in bodies)
+    assert any("`T-1` waiting for plan approval" in b for b in bodies)
     assert any("can't find that task" in b for b in bodies)
     assert any("don't know `frobnicate`" in b for b in bodies)
 

@@ -7,7 +7,11 @@ import socket
 import sys
 from pathlib import Path
 
+import pytest
+from mcp.server.mcpserver import MCPServer
+
 from bot.base.db import Database
+from bot.base.errors import ConfigError
 from tests.tools.conftest import (
     GatewayFactory,
     Recorder,
@@ -21,6 +25,7 @@ from tests.tools.conftest import (
 )
 from tests.tools.servers.recording import build_server
 from tools.doctor import describe
+from tools.gateway import McpGateway
 from tools.mcp_config import HttpServer, StdioServer
 
 TIME = StdioServer(
@@ -195,3 +200,13 @@ async def test_stop_is_clean_and_later_calls_are_unavailable(
     assert not any(s.up for s in gateway.servers())
     late = await gateway.call("rec__echo", {"text": "x"}, ctx_for(gateway))
     assert late.status == "unavailable"
+
+
+async def test_limits_for_a_server_that_does_not_exist_are_refused(db: Database) -> None:
+    cfg = config(gateway={"servers": {"tme": {"max_concurrency": 2}}})
+    with pytest.raises(ConfigError) as info:
+        McpGateway({"time": TIME}, cfg, db, builtin={"memory": MCPServer("memory")})
+    assert str(info.value) == (
+        "coworker.toml: gateway.servers.tme: there is no MCP server named 'tme' "
+        "(servers: memory, time)"
+    )

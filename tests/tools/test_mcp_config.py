@@ -58,3 +58,32 @@ def test_invalid_json_and_missing_file(tmp_path: Path) -> None:
     bad.write_text("{nope")
     with pytest.raises(ConfigError, match="not valid JSON"):
         load_mcp_config(bad)
+
+
+def test_the_vs_code_key_is_named(tmp_path: Path) -> None:
+    path = write(tmp_path, {"servers": {"time": {"command": "uvx", "args": ["mcp-server-time"]}}})
+    with pytest.raises(ConfigError, match='"servers" is the key VS Code uses; .*"mcpServers"'):
+        load_mcp_config(path, env={})
+
+
+def test_invalid_json_shows_the_offending_line(tmp_path: Path) -> None:
+    bad = tmp_path / ".mcp.json"
+    bad.write_text('{"mcpServers": {\n  "time": {"command": "uvx" "args": []}\n}}\n')
+    with pytest.raises(ConfigError) as info:
+        load_mcp_config(bad)
+    assert str(info.value) == (
+        f"{bad}: not valid JSON at line 2, column 29 (expecting ',' delimiter): "
+        '"time": {"command": "uvx" "args": []}'
+    )
+
+
+def test_wrong_values_are_said_in_plain_words(tmp_path: Path) -> None:
+    path = write(tmp_path, {"mcpServers": {"a": {"command": 5}}})
+    with pytest.raises(ConfigError) as info:
+        load_mcp_config(path, env={})
+    assert str(info.value) == f"{path}: mcpServers.a.command: must be text"
+
+
+def test_a_servers_file_named_explicitly_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file \\(COWORKER_MCP_CONFIG names it"):
+        load_mcp_config(tmp_path / "absent.json", required=True)
