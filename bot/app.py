@@ -212,6 +212,8 @@ class Coworker:
         await self.llm.client.close()
         if self.delegation.inbox is not None:
             self.delegation.inbox.close()
+        if self.memory is not None:
+            await self.memory.store.close()
         await self.db.close()
 
     async def serve_forever(self) -> None:
@@ -304,7 +306,9 @@ def build_memory(config: Config, db: Database, llm: LLM, tasks: TaskStore) -> Te
     embedder, warning = load_embedder(config.memory, os.environ)
     if warning:
         log.warning("%s", warning)
-    return TeamMemory(MemoryStore(db, embedder, config.memory), llm, tasks, config, warning=warning)
+    # embed_later: a finished task's runner stores its episode and goes; the vector follows.
+    store = MemoryStore(db, embedder, config.memory, embed_later=True)
+    return TeamMemory(store, llm, tasks, config, warning=warning)
 
 
 async def build(settings: Settings) -> Coworker:

@@ -29,6 +29,13 @@ FAST_CONFIG = """
 [runner]
 status_interval = "0.05s"
 """
+# The Anthropic stand-in answers requests in the order they arrive, and a real embedding
+# model's latency at task start reorders concurrent tasks' requests. Tests about memory pick
+# their provider in their own [memory] section; the rest keep memory keyword-only.
+KEYWORD_MEMORY = """
+[memory]
+embeddings = "none"
+"""
 
 
 async def until(check: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
@@ -64,7 +71,8 @@ class Harness:
         self.anthropic = FakeAnthropic()
         await self.anthropic.start()
         fast = "" if "[runner]" in self.config else FAST_CONFIG
-        (self.tmp / "coworker.toml").write_text(self.config + fast)
+        keywords = "" if "[memory]" in self.config else KEYWORD_MEMORY
+        (self.tmp / "coworker.toml").write_text(self.config + fast + keywords)
         (self.tmp / ".mcp.json").write_text(json.dumps(self.mcp or {"mcpServers": {}}))
         await self.start_app()
         return self
