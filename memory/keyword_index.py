@@ -46,8 +46,8 @@ class KeywordIndex:
         statuses: tuple[Status, ...],
         limit: int,
         allow_common: bool,
-    ) -> list[int]:
-        """Memory ids by bm25, best first, among those `scope` may see."""
+    ) -> list[tuple[int, float]]:
+        """(memory id, relevance) by bm25, best first, among those `scope` may see."""
         terms = query_terms(query)
         common = await self._common_terms(terms)
         selective = [t for t in terms if t not in common]
@@ -57,15 +57,17 @@ class KeywordIndex:
             selective = terms
         match = f"content : ({any_of(selective)}) AND scope_tag : ({any_of(scope.tags())})"
         sql = (
-            "SELECT m.id FROM memories_fts JOIN memories m ON m.id = memories_fts.rowid"
+            "SELECT m.id, bm25(memories_fts, 1.0, 0.0) AS bm25_score"
+            " FROM memories_fts JOIN memories m ON m.id = memories_fts.rowid"
             f" WHERE memories_fts MATCH ? AND m.status IN ({marks(len(statuses))})"
         )
         params: list[Any] = [match, *statuses]
         if kind is not None:
             sql += " AND m.kind = ?"
             params.append(kind)
-        sql += " ORDER BY bm25(memories_fts, 1.0, 0.0) LIMIT ?"
-        return [r["id"] for r in await self.db.fetchall(sql, [*params, limit])]
+        sql += " ORDER BY bm25_score LIMIT ?"
+        # FTS5's bm25 is lower for better matches: negated, higher is better.
+        return [(r["id"], -r["bm25_score"]) for r in await self.db.fetchall(sql, [*params, limit])]
 
     async def containing_all(self, text: str, scope: Scope, limit: int) -> list[int]:
         """Ids of memories `scope` may see with every word of `text` (best first); [] for

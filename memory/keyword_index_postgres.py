@@ -49,8 +49,9 @@ class PostgresKeywordIndex:
         statuses: tuple[Status, ...],
         limit: int,
         allow_common: bool,
-    ) -> list[int]:
-        """Memory ids by keyword rank, best first, among those `scope` may see."""
+    ) -> list[tuple[int, float]]:
+        """(memory id, relevance) by keyword rank (`ts_rank`, higher is better), best first,
+        among those `scope` may see."""
         terms = query_terms(query)
         selective = [t for t in terms if not await self._is_common(t)]
         if not selective:
@@ -58,16 +59,16 @@ class PostgresKeywordIndex:
                 return []
             selective = terms
         sql = (
-            "SELECT m.id FROM memories m, to_tsquery(?, ?) q"
+            "SELECT m.id, ts_rank(m.content_tsv, q, 1) AS score FROM memories m, to_tsquery(?, ?) q"
             " WHERE m.content_tsv @@ q AND m.scope_tag = ANY(?) AND m.status = ANY(?)"
         )
         params: list[object] = [CONFIG, tsquery(selective, "|"), scope.tags(), list(statuses)]
         if kind is not None:
             sql += " AND m.kind = ?"
             params.append(kind)
-        sql += " ORDER BY ts_rank(m.content_tsv, q, 1) DESC, m.id DESC LIMIT ?"
+        sql += " ORDER BY score DESC, m.id DESC LIMIT ?"
         rows = await self.db.fetchall(sql, [*params, limit])
-        return [int(r["id"]) for r in rows]
+        return [(int(r["id"]), float(r["score"])) for r in rows]
 
     async def containing_all(self, text: str, scope: Scope, limit: int) -> list[int]:
         """Ids of memories `scope` may see that have every word of `text` (for forget)."""

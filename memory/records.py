@@ -128,6 +128,8 @@ class MemoryDraft(BaseModel):
     duration_s: float | None = None
     cost_usd: float | None = None
     decided_by: str | None = None
+    #: the caller's id for an imported memory; unique, so a second import skips it
+    ref: str | None = None
 
     @model_validator(mode="after")
     def _owner_matches_scope(self) -> Self:
@@ -182,6 +184,7 @@ class Memory(BaseModel):
     last_used_at: float | None
     use_count: int
     archived_at: float | None
+    ref: str | None = None
     score: float | None = None
 
     @classmethod

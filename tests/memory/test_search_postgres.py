@@ -6,6 +6,7 @@ import asyncio
 import math
 import random
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -122,6 +123,11 @@ async def test_nearest_is_the_exact_top_k_within_a_narrow_scope(
         assert similarity <= expected + 2e-3
 
 
+async def ranking_ids(keywords: PostgresKeywordIndex, *args: Any, **kw: Any) -> list[int]:
+    """The ids of a keyword ranking, best first (its scores are checked apart)."""
+    return [memory_id for memory_id, _ in await keywords.ranking(*args, **kw)]
+
+
 async def test_nothing_leaks_across_projects_or_people(
     pg_db: PostgresDatabase, index: PostgresVectorIndex, keywords: PostgresKeywordIndex
 ) -> None:
@@ -148,8 +154,14 @@ async def test_nothing_leaks_across_projects_or_people(
     scope = Scope(project="public", user_id="U1")
     blob = (await index.embed_documents(["deploy the rocket"]))[0]
     assert {m for m, _ in await index.nearest(blob, 10, scope=scope)} == {mine, team}
-    ranked = await keywords.ranking(
-        "rocket deploy", scope, kind=None, statuses=("active",), limit=10, allow_common=True
+    ranked = await ranking_ids(
+        keywords,
+        "rocket deploy",
+        scope,
+        kind=None,
+        statuses=("active",),
+        limit=10,
+        allow_common=True,
     )
     assert set(ranked) == {mine, team}
     assert theirs not in ranked and other not in ranked
@@ -175,16 +187,22 @@ async def test_keyword_rank_filters_kind_and_status_and_survives_syntax(
     )
     scope = Scope()
     hostile = "billing' OR 1=1 -- \"NEAR( webhooks) & | ! :* <-> \\"
-    assert await keywords.ranking(
-        hostile, scope, kind="fact", statuses=("active",), limit=5, allow_common=True
+    assert await ranking_ids(
+        keywords, hostile, scope, kind="fact", statuses=("active",), limit=5, allow_common=True
     ) == [fact]
-    both = await keywords.ranking(
-        "webhooks billing", scope, kind=None, statuses=("active",), limit=5, allow_common=True
+    both = await ranking_ids(
+        keywords,
+        "webhooks billing",
+        scope,
+        kind=None,
+        statuses=("active",),
+        limit=5,
+        allow_common=True,
     )
     assert set(both) == {fact, episode}
     assert (
-        await keywords.ranking(
-            "&&& !!!", scope, kind=None, statuses=("active",), limit=5, allow_common=True
+        await ranking_ids(
+            keywords, "&&& !!!", scope, kind=None, statuses=("active",), limit=5, allow_common=True
         )
         == []
     )
@@ -197,10 +215,22 @@ async def test_rows_with_more_matching_words_rank_higher(
     two = await add(
         pg_db, index, MemoryDraft(kind="fact", content="kafka consumers lag alerts", scope="team")
     )
-    ranked = await keywords.ranking(
-        "kafka lag alerts", Scope(), kind=None, statuses=("active",), limit=5, allow_common=True
+    ranked = await ranking_ids(
+        keywords,
+        "kafka lag alerts",
+        Scope(),
+        kind=None,
+        statuses=("active",),
+        limit=5,
+        allow_common=True,
     )
     assert ranked == [two, one]
+    scores = dict(
+        await keywords.ranking(
+            "kafka lag alerts", Scope(), kind=None, statuses=("active",), limit=5, allow_common=True
+        )
+    )
+    assert scores[two] > scores[one] > 0  # higher is better, as recall's fusion reads it
 
 
 async def test_common_terms_are_left_to_the_vectors(
@@ -221,9 +251,11 @@ async def test_common_terms_are_left_to_the_vectors(
     )
     scope = Scope()
     args = {"kind": None, "statuses": ("active",), "limit": 5}
-    assert await keywords.ranking("request", scope, allow_common=False, **args) == []
-    assert len(await keywords.ranking("request", scope, allow_common=True, **args)) == 5
-    assert await keywords.ranking("request zeppelins", scope, allow_common=False, **args) == [rare]
+    assert await ranking_ids(keywords, "request", scope, allow_common=False, **args) == []
+    assert len(await ranking_ids(keywords, "request", scope, allow_common=True, **args)) == 5
+    assert await ranking_ids(keywords, "request zeppelins", scope, allow_common=False, **args) == [
+        rare
+    ]
 
 
 async def test_forgetting_removes_the_memory_from_every_index(
@@ -240,8 +272,14 @@ async def test_forgetting_removes_the_memory_from_every_index(
         await index.delete(tx, gone)
         await tx.execute("DELETE FROM memories WHERE id = ?", (gone,))
     assert [m for m, _ in await index.nearest(blob, 5, scope=Scope())] == [kept]
-    assert await keywords.ranking(
-        "vault code 4711", Scope(), kind=None, statuses=("active",), limit=5, allow_common=True
+    assert await ranking_ids(
+        keywords,
+        "vault code 4711",
+        Scope(),
+        kind=None,
+        statuses=("active",),
+        limit=5,
+        allow_common=True,
     ) == [kept]
     assert await pg_db.fetchval(f"SELECT COUNT(*) FROM {TABLE} WHERE memory_id = ?", (gone,)) == 0
 

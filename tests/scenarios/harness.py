@@ -29,6 +29,13 @@ FAST_CONFIG = """
 [runner]
 status_interval = "0.05s"
 """
+# The Anthropic stand-in answers requests in the order they arrive, and a real embedding
+# model's latency at task start reorders concurrent tasks' requests. Tests about memory pick
+# their provider in their own [memory] section; the rest keep memory keyword-only.
+KEYWORD_MEMORY = """
+[memory]
+embeddings = "none"
+"""
 
 
 async def until(check: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
@@ -52,6 +59,8 @@ class Harness:
     config: str = ""
     mcp: dict[str, Any] | None = None
     socket_mode: bool = True
+    #: More settings (e.g. `port=0`, `coworker_secret_key=…` for per-user servers).
+    env: dict[str, Any] = field(default_factory=dict)
     slack: FakeSlack = field(init=False)
     anthropic: FakeAnthropic = field(init=False)
     app: Coworker | None = None
@@ -62,7 +71,8 @@ class Harness:
         self.anthropic = FakeAnthropic()
         await self.anthropic.start()
         fast = "" if "[runner]" in self.config else FAST_CONFIG
-        (self.tmp / "coworker.toml").write_text(self.config + fast)
+        keywords = "" if "[memory]" in self.config else KEYWORD_MEMORY
+        (self.tmp / "coworker.toml").write_text(self.config + fast + keywords)
         (self.tmp / ".mcp.json").write_text(json.dumps(self.mcp or {"mcpServers": {}}))
         await self.start_app()
         return self
@@ -83,6 +93,7 @@ class Harness:
             database_url=f"sqlite:///{self.tmp / 'coworker.db'}",
             coworker_config=self.tmp / "coworker.toml",
             coworker_mcp_config=self.tmp / ".mcp.json",
+            **self.env,
         )  # type: ignore[call-arg]
 
     async def start_app(self) -> Coworker:

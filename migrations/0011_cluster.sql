@@ -1,0 +1,3 @@
+-- Replicas share work only on PostgreSQL (its 0011_cluster: leases, heartbeats, the leader,
+-- the inbox table). SQLite runs one process, so nothing changes here; the file keeps the two
+-- engines' migrations numbered alike.

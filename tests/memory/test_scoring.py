@@ -1,0 +1,152 @@
+"""Ranking: relevance decides, freshness/importance/use adjust within it, and fusion weights
+each search by how far it can be trusted (a weak embedder cannot make hybrid worse)."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bot.base.config import MemoryConfig
+from bot.base.db import Database
+from memory.embeddings import l2_normalised
+from memory.records import MemoryDraft, Scope
+from memory.retrieval import recall
+from memory.scoring import MAX_BOOST, boost, fuse
+from memory.store import MemoryStore
+
+DAY = 86_400.0
+NOW = 1_800_000_000.0
+
+
+@dataclass(frozen=True)
+class Usage:
+    importance: float
+    created_at: float
+    last_used_at: float | None
+    use_count: int
+
+
+usages = st.builds(
+    Usage,
+    importance=st.floats(0, 1),
+    created_at=st.floats(NOW - 3000 * DAY, NOW),
+    last_used_at=st.one_of(st.none(), st.floats(NOW - 3000 * DAY, NOW)),
+    use_count=st.integers(0, 10_000),
+)
+
+
+@given(usages)
+def test_boost_is_bounded(memory: Usage) -> None:
+    assert 0.0 <= boost(memory, NOW, 30) <= MAX_BOOST
+
+
+@given(usages, usages, st.floats(0, 1), st.floats(0, 1))
+def test_clearly_more_relevant_always_ranks_higher(
+    a: Usage, b: Usage, relevance_a: float, relevance_b: float
+) -> None:
+    if relevance_a - relevance_b > MAX_BOOST:
+        assert relevance_a + boost(a, NOW, 30) > relevance_b + boost(b, NOW, 30)
+
+
+def test_fusion_weights_lists_and_an_empty_list_gives_its_weight_away() -> None:
+    vector = [(1, 0.9), (2, 0.5), (3, 0.1)]
+    keyword = [(2, 12.0), (4, 3.0)]
+    fused = fuse((vector, 0.25), (keyword, 0.75))
+    assert fused[2] == 0.25 * 0.5 + 0.75 * 1.0
+    assert fused[1] == 0.25 and fused[4] == 0.0 and fused[3] == 0.0
+    assert fuse((vector, 0.25), ([], 0.75)) == {1: 1.0, 2: 0.5, 3: 0.0}
+
+
+async def test_recency_cannot_lift_irrelevant_memories_above_a_relevant_old_one(
+    any_store: MemoryStore,
+) -> None:
+    store = any_store
+    relevant = await store.add(
+        "fact", "Rotate the staging database password with vault, then restart the API", "team"
+    )
+    await store.db.execute(
+        "UPDATE memories SET created_at = ?, importance = 0 WHERE id = ?",
+        (time.time() - 3 * 365 * DAY, relevant),
+    )
+    noise = await store.add_many(
+        [
+            MemoryDraft(
+                kind="fact",
+                content=f"The staging party {i} has pizza and games",
+                scope="team",
+                importance=1.0,
+            )
+            for i in range(40)
+        ]
+    )
+    for _ in range(20):  # every one of them used often, and just now
+        await store.mark_used(noise)
+    results = await store.recall("how do I rotate the staging database password", Scope())
+    assert results[0].id == relevant
+    assert results[0].score is not None and results[0].score > (results[1].score or 0) + 0.5
+
+
+class WeakEmbedder:
+    """Deliberately weak: hashes only a text's first few characters, so it ranks near random."""
+
+    name = "weak"
+    model = "first-characters"
+    dim = 32
+
+    async def embed(self, texts: list[str], *, query: bool = False) -> list[list[float]]:
+        return [self.vector(t) for t in texts]
+
+    def vector(self, text: str) -> list[float]:
+        digest = hashlib.sha256(text[:6].lower().encode()).digest()
+        return l2_normalised([b - 127.5 for b in digest])
+
+
+# (fact, a query that needs its rare words) pairs; every fact shares common words with others.
+FIXTURE = [
+    ("The deploy runbook for payments lives in Confluence under Payments Ops", "payments runbook"),
+    ("The deploy freeze starts each December 15th for the holidays", "holiday deploy freeze"),
+    ("Our VPN gateway is vpn2 and it needs the Okta push", "which VPN gateway"),
+    ("The on-call rota for the API team is kept in PagerDuty", "API on-call rota"),
+    ("Expense reports go to Finance by the 5th of each month", "expense reports due"),
+    ("The staging database is reset every Sunday night", "staging database reset"),
+    ("Design reviews for the mobile app happen on Thursdays", "mobile design reviews"),
+    ("The team's style guide says British spelling in docs", "docs spelling style"),
+    ("Flaky CI tests are tracked on the QA board in Linear", "flaky CI tests board"),
+    ("The data warehouse refresh runs at 02:00 UTC nightly", "warehouse refresh time"),
+    ("Customer escalations go to the support lead, Amira", "customer escalations lead"),
+    ("The release checklist is in the repository's RELEASE.md", "release checklist location"),
+]
+
+
+async def _ranks(store: MemoryStore, ids: list[int], searches: str) -> list[int]:
+    ranks = []
+    for (_, query), memory_id in zip(FIXTURE, ids, strict=True):
+        hits = await recall(store, query, Scope(), k=10, searches=searches)  # type: ignore[arg-type]
+        found = [m.id for m in hits]
+        ranks.append(found.index(memory_id) + 1 if memory_id in found else 99)
+    return ranks
+
+
+async def test_hybrid_with_a_weak_embedder_is_not_worse_than_keywords(db: Database) -> None:
+    store = MemoryStore(db, WeakEmbedder(), MemoryConfig())
+    await store.prepare()
+    # Filler sharing the common words, so keyword ranking has near-ties to resolve.
+    filler = [
+        f"The team notes {i}: deploy, database, review, reports and tests are on the board"
+        for i in range(30)
+    ]
+    ids = await store.add_many(
+        [MemoryDraft(kind="fact", content=fact, scope="team") for fact, _ in FIXTURE]
+    )
+    await store.add_many([MemoryDraft(kind="fact", content=t, scope="team") for t in filler])
+    keyword = await _ranks(store, ids, "keyword")
+    vector = await _ranks(store, ids, "vector")
+    hybrid = await _ranks(store, ids, "hybrid")
+    assert sum(r == 1 for r in keyword) >= 10  # the fixture is one keywords answer
+    assert sum(r == 1 for r in vector) <= 3  # and the embedder really is weak
+    assert sum(r == 1 for r in hybrid) >= sum(r == 1 for r in keyword)
+    assert sum(1 / r for r in hybrid) >= sum(1 / r for r in keyword)
