@@ -147,6 +147,6 @@ async def test_hybrid_with_a_weak_embedder_is_not_worse_than_keywords(db: Databa
     vector = await _ranks(store, ids, "vector")
     hybrid = await _ranks(store, ids, "hybrid")
     assert sum(r == 1 for r in keyword) >= 10  # the fixture is one keywords answer
-    assert sum(r == 1 for r in vector) <= 3  # and the embedder really is weak
+    assert sum(r == 1 for r in vector) <= 4  # and the embedder really is weak
     assert sum(r == 1 for r in hybrid) >= sum(r == 1 for r in keyword)
     assert sum(1 / r for r in hybrid) >= sum(1 / r for r in keyword)
