@@ -243,6 +243,8 @@ class AgentLoop:
             await self.add_inputs(task, state)  # e.g. a follow-up after delivery
         if feedback:
             self.add_text(state, feedback)
+        if (wait := await self.toolbox.unmet_connections(task)) is not None:
+            return Outcome("waiting", None, wait=wait)
         tools = await self.toolbox.for_task(task)
         definitions = self.toolbox.definitions(task, tools)
         coworker = coworker_for(self.config, task.coworker)

@@ -34,7 +34,9 @@ from bot.base.config import Config, load_config
 from bot.base.db import Database, open_database
 from bot.base.errors import SettingsError, Unreachable
 from bot.base.migrations import migrate
+from bot.base.secretbox import token_box
 from bot.base.settings import Settings
+from bot.connections import Connections
 from bot.delegation import Delegation
 from bot.delivery import SWEEP_SECONDS, Delivery
 from bot.inbox import PRUNE_SECONDS, Inbox
@@ -49,11 +51,11 @@ from bot.tasks import TaskStore
 from bot.team_memory import TeamMemory
 from bot.toolbox import Toolbox
 from bot.validation import Validator
-from handlers import register_handlers
+from handlers import oauth, register_handlers
 from handlers.directory import SlackDirectory
 from handlers.notifier import SlackNotifier
 from handlers.services import HomeSection
-from handlers.slack_app import http_app, make_app, socket_mode
+from handlers.slack_app import health_app, http_app, make_app, socket_mode
 from handlers.slack_app import make_client as make_slack_client
 from memory import MemoryStore, load_embedder
 from tools.builtin.memory import memory_server
@@ -82,10 +84,12 @@ class Coworker:
     notifier: SlackNotifier
     directory: SlackDirectory
     memory: TeamMemory
+    connections: Connections
     team_id: str | None = None
     bot_user_id: str | None = None
     home_sections: list[HomeSection] = field(default_factory=list)
     delivery: Delivery | None = None
+    public_url: PublicUrl | None = None
     scheduler: Any = None
     background: set[asyncio.Task[Any]] = field(default_factory=set)
     _socket: Any = None
@@ -140,14 +144,18 @@ class Coworker:
         }
 
     async def connect(self) -> None:
-        """Connect to Slack: Socket Mode with an app token, else HTTP on PORT."""
+        """Connect to Slack: Socket Mode with an app token, else HTTP on PORT. The HTTP
+        listener also serves `/oauth/*` (in Socket Mode too, when there are per-user
+        servers: their sign-in comes back to it)."""
         if self.settings.slack_app_token is not None:
             self._socket = await connect_socket_mode(
                 self.app, self.settings.slack_app_token.get_secret_value()
             )
             log.info("connected to Slack over Socket Mode")
+        web_app = self.web_app()
+        if web_app is None:
             return
-        self._runner_http = web.AppRunner(http_app(self.app, self.healthy))
+        self._runner_http = web.AppRunner(web_app)
         await self._runner_http.setup()
         self._site = web.TCPSite(self._runner_http, "0.0.0.0", self.settings.port)
         try:
@@ -156,7 +164,23 @@ class Coworker:
             raise SettingsError(
                 f"cannot listen on PORT {self.settings.port}: {reason(exc)}", variable="PORT"
             ) from None
-        log.info("listening for Slack on :%s/slack/events", self.settings.port)
+        port = self._runner_http.addresses[0][1]
+        if self.public_url is not None:
+            self.public_url.port = port
+        what = "OAuth callbacks" if self.settings.socket_mode else "Slack"
+        log.info("listening for %s on :%s", what, port)
+
+    def web_app(self) -> web.Application | None:
+        """What the HTTP listener serves: Slack's requests in HTTP mode, OAuth callbacks
+        whenever there are per-user servers; None when there is nothing to serve."""
+        if not self.settings.socket_mode:
+            web_app = http_app(self.app, self.healthy)
+        elif self.gateway.personal:
+            web_app = health_app(self.healthy)
+        else:
+            return None
+        oauth.add_routes(web_app, self)
+        return web_app
 
     async def healthy(self) -> bool:
         try:
@@ -243,6 +267,17 @@ async def connect_socket_mode(app: AsyncApp, app_token: str) -> Any:
         ) from None
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         raise unreachable("Slack", str(app.client.base_url), exc) from None
+
+
+@dataclass
+class PublicUrl:
+    """`PUBLIC_URL`, or the listener's own address once it knows its port."""
+
+    settings: Settings
+    port: int | None = None
+
+    def __call__(self) -> str:
+        return self.settings.public_base(self.port)
 
 
 def inbox_for(db: Database) -> Inbox | None:
@@ -334,7 +369,10 @@ async def _build(settings: Settings, opened: AsyncExitStack) -> Coworker:
         "slack": slack_server(slack),
         "memory": memory_server(memory.tool_remember, memory.tool_recall),
     }
-    gateway = McpGateway(specs, config, db, builtin=builtin)
+    public_url = PublicUrl(settings)
+    gateway = McpGateway(
+        specs, config, db, builtin=builtin, box=token_box(settings), public_base=public_url
+    )
     opened.push_async_callback(gateway.stop)
     await gateway.start()
     runner = TaskRunner(
@@ -353,7 +391,17 @@ async def _build(settings: Settings, opened: AsyncExitStack) -> Coworker:
         runner.wake,
         subtask_finished=orchestrator.child_finished,
     )
-    toolbox = Toolbox(gateway, approvals, notifier, directory, config, orchestrator, tasks=tasks)
+    connections = Connections(db, tasks, gateway, notifier, runner.wake)
+    toolbox = Toolbox(
+        gateway,
+        approvals,
+        notifier,
+        directory,
+        config,
+        orchestrator,
+        tasks=tasks,
+        connections=connections,
+    )
     agent = AgentLoop(
         db=db,
         tasks=tasks,
@@ -408,6 +456,8 @@ async def _build(settings: Settings, opened: AsyncExitStack) -> Coworker:
         bot_user_id=bot_user_id,
         memory=memory,
         delivery=delivery,
+        connections=connections,
+        public_url=public_url,
     )
     register_handlers(app, coworker)
     return coworker

@@ -16,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -27,9 +28,10 @@ from mcp.server.mcpserver import MCPServer
 from slack_sdk.errors import SlackApiError
 
 from bot.base.config import Config, load_config
-from bot.base.db import SQLITE_PREFIX, open_database
-from bot.base.errors import CoworkerError
-from bot.base.migrations import pending
+from bot.base.db import SQLITE_PREFIX, open_database, sqlite_path
+from bot.base.errors import CoworkerError, SettingsError
+from bot.base.migrations import migrate, pending
+from bot.base.secretbox import SecretBox, token_box
 from bot.base.settings import Settings, hint, read_settings
 from tools.mcp_config import ServerSpec, load_mcp_config
 
@@ -253,21 +255,74 @@ async def check_mcp(f: Findings) -> list[Line]:
 
     if f.config is None or f.servers is None:
         return [skip("MCP servers: not checked until the files above are fixed")]
+    key_problem, box = _token_box(f.settings)
     # The gateway's journal is never written here (no tool is called): an in-memory
     # database stands in, so the operator's database is not touched.
     journal = await open_database(SQLITE_PREFIX + ":memory:")
-    gateway = McpGateway(f.servers, f.config, journal, builtin=_builtin(f.settings))
+    await migrate(journal)
+    gateway = McpGateway(
+        f.servers,
+        f.config,
+        journal,
+        builtin=_builtin(f.settings),
+        box=box,
+        public_base=lambda: f.settings.public_base(),
+    )
     try:
         await gateway.start()
         servers = gateway.servers()
     finally:
         await gateway.stop()
         await journal.close()
+    personal = [s.name for s in servers if s.mode == "per-user"]
+    counts = await _connected(f.settings) if personal else {}
     lines = []
     for server in servers:
+        if server.mode == "per-user":
+            server = replace(
+                server, connected=None if counts is None else counts.get(server.name, 0)
+            )
         header, details = describe(server)
         lines.append(ok(header, details) if server.up else error(header, details))
+    if personal and key_problem:
+        lines.append(
+            error(
+                f"COWORKER_SECRET_KEY: {key_problem}; the per-user server(s) "
+                f"{', '.join(personal)} need it ({hint('COWORKER_SECRET_KEY')})"
+            )
+        )
     return lines
+
+
+def _token_box(settings: Settings) -> tuple[str | None, SecretBox]:
+    """What is wrong with `COWORKER_SECRET_KEY`, if anything, and a box to look with (a
+    throwaway one when the key is unusable: doctor seals nothing it keeps)."""
+    try:
+        box = token_box(settings)
+    except SettingsError as exc:
+        return str(exc).removeprefix("COWORKER_SECRET_KEY ").removeprefix("is "), _looking()
+    return (None, box) if box is not None else ("not set", _looking())
+
+
+def _looking() -> SecretBox:
+    return SecretBox([secrets.token_urlsafe(32)], "doctor")
+
+
+async def _connected(settings: Settings) -> dict[str, int] | None:
+    """How many people connected to each per-user server (None: no database to ask yet)."""
+    url = settings.database_url
+    if url.startswith(SQLITE_PREFIX) and not await asyncio.to_thread(Path(sqlite_path(url)).exists):
+        return None
+    db = await open_database(url, readonly=True)
+    try:
+        if "oauth_tokens" not in await db.tables():  # not migrated yet
+            return None
+        rows = await db.fetchall(
+            "SELECT server, COUNT(*) AS people FROM oauth_tokens GROUP BY server"
+        )
+    finally:
+        await db.close()
+    return {row["server"]: int(row["people"]) for row in rows}
 
 
 def _builtin(settings: Settings) -> dict[str, MCPServer]:

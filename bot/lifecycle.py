@@ -212,6 +212,8 @@ class TaskWork:
     async def settle(self, task: Task, outcome: Outcome) -> None:
         if outcome.kind == "waiting" and outcome.wait is Wait.CHILDREN:
             await self._wait_for_children(task)
+        elif outcome.kind == "waiting" and outcome.wait is Wait.CONNECT:
+            await self._wait_for_connection(task)
         elif outcome.kind == "waiting":
             await self._wait_for_approval(task)
         elif outcome.kind == "budget":
@@ -269,6 +271,21 @@ class TaskWork:
             return
         if await self.tasks.transition(task.id, S.QUEUED, from_=S.DONE, finished_at=None):
             self.approvals.wake()
+
+    async def _wait_for_connection(self, task: Task) -> None:
+        """The delegator was sent a Connect link: wait for the callback to queue the task."""
+        connections = self.toolbox.connections
+        if connections is None or not await self.tasks.transition(
+            task.id, "waiting_input", from_="running"
+        ):
+            return
+        if await connections.settle_wait(task.id):  # connected while we were settling
+            return
+        servers = ", ".join(await connections.waiting_for(task.id))
+        fresh = await self.tasks.get(task.id)
+        await self.notifier.status(
+            fresh, StatusSnapshot.of(fresh, f"waiting for <@{task.delegator}> to connect {servers}")
+        )
 
     async def _wait_for_approval(self, task: Task) -> None:
         if not await self.tasks.transition(task.id, S.WAITING_APPROVAL, from_=S.RUNNING):

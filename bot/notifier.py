@@ -139,6 +139,15 @@ class Notifier(Protocol):
     async def note(self, task: Task, text: str) -> None:
         """A short line in the thread."""
 
+    async def connect_requested(
+        self, task: Task | None, user: str, server: str, url: str, *, reconnect: bool = False
+    ) -> None:
+        """Send `user` (only them) a Connect `server` link button; for a task, say in its
+        thread that it waits for them."""
+
+    async def connect_failed(self, user: str, server: str, reason: str) -> None:
+        """Tell `user` (only them) that a Connect link for `server` could not be made."""
+
     async def tell(self, channel: str, thread_ts: str, user: str, text: str) -> None:
         """Tell only `user`, in the thread of `thread_ts` (a message nobody else sees)."""
 

@@ -91,7 +91,8 @@ EDGES: dict[TaskStatus, frozenset[TaskStatus]] = {
     ),
     # decided; timed out
     S.WAITING_APPROVAL: frozenset({S.QUEUED, S.PAUSED, S.CANCELLED}),
-    # answered (planned again if it had no plan yet); its subtasks finished
+    # answered (planned again if it had no plan yet); its subtasks finished; its delegator
+    # connected the per-user server it waited for (bot.connections)
     S.WAITING_INPUT: frozenset({S.RECEIVED, S.QUEUED, S.CANCELLED}),
     # resumed or topped up; a declined top-up ends it
     S.PAUSED: frozenset({S.RECEIVED, S.QUEUED, S.DONE, S.CANCELLED}),

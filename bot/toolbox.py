@@ -5,10 +5,15 @@ module decides, per task, which tools exist (coworker globs ∩ the delegator's 
 what a call needs before it runs: nothing (auto), a notice (notify), or an approval that
 pauses the task until a person decides (block). The tier comes from the policy on the
 tool, never from anything the model or a tool result says.
+
+A tool of a per-user server runs with the delegator's own account: until the delegator
+has connected it, the tool is shown as needing them to connect, and a call to it makes the
+task wait for the connection (`Wait.CONNECT`, see `bot.connections`) instead of running.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from enum import Enum
@@ -17,6 +22,7 @@ from typing import Any, NamedTuple
 from bot import telemetry
 from bot.approvals import ApprovalService, Directory
 from bot.base.config import Config
+from bot.connections import Connections
 from bot.notifier import Notifier
 from bot.orchestration import SUBMIT, Orchestrator, is_orchestration, tool_definitions
 from bot.planner import coworker_for
@@ -39,6 +45,7 @@ class Wait(Enum):
 
     APPROVAL = "approval"
     CHILDREN = "children"
+    CONNECT = "connect"
 
 
 #: Journal statuses of a call that reached its server (ran, whether or not it succeeded).
@@ -110,8 +117,10 @@ class Toolbox:
         config: Config,
         orchestrator: Orchestrator | None = None,
         tasks: TaskStore | None = None,
+        connections: Connections | None = None,
     ) -> None:
         self.tasks = tasks  # where data checks are recorded
+        self.connections = connections
         self.gateway = gateway
         self.approvals = approvals
         self.notifier = notifier
@@ -140,7 +149,38 @@ class Toolbox:
         coworker = coworker_for(self.config, task.coworker)
         groups = await self.directory.groups_of(task.delegator) if self.config.roles else set()
         delegator = allowed_globs(self.config, task.delegator, groups)
-        return scope_tools(self.gateway.tools(), coworker.tools, delegator)
+        tools = scope_tools(self.gateway.tools(), coworker.tools, delegator)
+        return await self.marked_unconnected(task, tools)
+
+    async def marked_unconnected(self, task: Task, tools: list[ToolInfo]) -> list[ToolInfo]:
+        """`tools`, those of per-user servers the delegator has not connected saying so."""
+        if self.connections is None:
+            return tools
+        missing = await self.connections.unmet(task, {t.server for t in tools})
+        return [
+            dataclasses.replace(
+                t,
+                description=f"(needs <@{task.delegator}> to connect {t.server}) {t.description}",
+            )
+            if t.server in missing
+            else t
+            for t in tools
+        ]
+
+    async def unmet_connections(self, task: Task) -> Wait | None:
+        """Before a run: ask for the per-user servers the plan names and the delegator has
+        not connected; `Wait.CONNECT` if it asked for any."""
+        if self.connections is None or not self.connections.personal():
+            return None
+        named = {
+            name.split("__", 1)[0]
+            for step in (task.plan or {}).get("steps", [])
+            for name in step.get("tools", [])
+        }
+        missing = await self.connections.unmet(task, named)
+        for server in missing:
+            await self.connections.ask(task, server)
+        return Wait.CONNECT if missing else None
 
     async def run_calls(
         self,
@@ -201,6 +241,8 @@ class Toolbox:
                 tool_result(call["id"], content, replayed.is_error), journal.status in RAN
             )
         info = tools.get(name)
+        if (waiting := await self.connection_for(task, call, name, info)) is not None:
+            return waiting
         tier = self.gateway.effective_tier(name, args) if info else "block"
         interrupted = journal is not None and journal.status == "started"
         approval_id = None
@@ -235,12 +277,36 @@ class Toolbox:
             result = await self.gateway.call(name, args, ctx)
             if result.is_error:
                 span.fail("tool_error")
+        if result.needs_connection is not None and self.connections is not None:
+            await self.connections.ask(task, result.needs_connection, reconnect=True)
+            return Wait.CONNECT
         if tier == "notify" and not result.is_error:
             await self.notifier.tool_notice(task, name, args)
         content = result.content
         if not result.is_error:
             content = await self.checked(task, key, name, content, result.truncated)
         return Called(tool_result(call["id"], content, result.is_error), result.status in RAN)
+
+    async def connection_for(
+        self, task: Task, call: dict[str, Any], name: str, info: ToolInfo | None
+    ) -> Called | Wait | None:
+        """For a tool of a per-user server: wait for the delegator to connect it (asking
+        them), or the answer that they declined; None when the call may go ahead."""
+        if self.connections is None:
+            return None
+        server = info.server if info is not None else name.split("__", 1)[0]
+        if not self.connections.is_personal(server):
+            return None
+        if server in await self.connections.declined(task):
+            text = (
+                f"{name}: <@{task.delegator}> declined to connect {server}, so its tools "
+                "cannot be used for this task. Go on without them."
+            )
+            return Called(tool_result(call["id"], text, True), ran=False)
+        if not await self.connections.unmet(task, [server]):
+            return None
+        await self.connections.ask(task, server)
+        return Wait.CONNECT
 
     async def checked(self, task: Task, key: str, tool: str, content: str, cut: bool) -> str:
         """`content`, with a note for the model if it is not what the plan expected.

@@ -1,4 +1,5 @@
-"""Buttons: plan decisions, approvals, cancel, resume, feedback, fact review.
+"""Buttons: plan decisions, approvals, cancel, resume, feedback, fact review, and
+connecting or disconnecting per-user servers.
 
 Every handler acks at once, parses the button's value (an id), and calls a service. A
 person who may not decide gets an ephemeral refusal; stale or repeated clicks change
@@ -12,15 +13,16 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.base.errors import CoworkerError, NotAllowed
+from bot.base.errors import ConnectFailed, CoworkerError, NotAllowed
 from bot.tasks import parse_id
 from handlers import views
 from handlers.responses import NOT_YOURS, ephemeral
 from handlers.services import Services, services
+from handlers.slack_app import outgoing
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +191,68 @@ async def _forget(svc: Services, fact_id: int, user: str) -> None:
         await publish_home(svc.slack, svc, user)
 
 
+def server_target(body: dict[str, Any]) -> tuple[str, str] | None:
+    """(where the button is: command | home, the server) from a connections button."""
+    try:
+        value = str(body["actions"][0]["value"])
+    except (KeyError, IndexError, TypeError):
+        return None
+    where, _, server = value.partition(":")
+    return (where, server) if where in ("command", "home") and server else None
+
+
+async def disconnect(
+    ack: AsyncAck,
+    body: dict[str, Any],
+    context: dict[str, Any],
+    client: AsyncWebClient,
+    respond: AsyncRespond,
+) -> None:
+    """Disconnect the clicker (only ever their own connection) and show the list again."""
+    await ack()
+    target = server_target(body)
+    if target is None or not same_team(body, context):
+        return
+    where, server = target
+    svc, user = services(context), actor(body)
+    await svc.connections.disconnect(user, server)
+    if where == "home":
+        from handlers.home import publish_home
+
+        await publish_home(client, svc, user)
+        return
+    from handlers.commands import connections_listing
+
+    blocks = await connections_listing(svc, user, links=True)
+    await respond(
+        text=outgoing(f"Disconnected from {server}"),
+        blocks=outgoing(blocks),
+        replace_original=True,
+    )
+
+
+async def connect(
+    ack: AsyncAck, body: dict[str, Any], context: dict[str, Any], client: AsyncWebClient
+) -> None:
+    """A Connect button without a link (the App Home): the link comes in a DM."""
+    await ack()
+    target = server_target(body)
+    if target is None or not same_team(body, context):
+        return
+    svc, user = services(context), actor(body)
+    try:
+        url = await svc.connections.link(user, target[1])
+    except ConnectFailed as exc:
+        await svc.notifier.connect_failed(user, target[1], exc.reason)
+        return
+    await svc.notifier.connect_requested(None, user, target[1], url)
+
+
+async def link_clicked(ack: AsyncAck) -> None:
+    """A Connect link button: the browser does the work; Slack only wants an ack."""
+    await ack()
+
+
 async def unknown_action(ack: AsyncAck, body: dict[str, Any]) -> None:
     """A button this version does not know (an old message's): ack it, do nothing."""
     await ack()
@@ -210,6 +274,9 @@ def register(app: AsyncApp) -> None:
     app.action("approval_reason")(open_reason)
     app.action("feedback_up")(simple(_feedback_up))
     app.action("feedback_down")(simple(_feedback_down))
+    app.action("oauth_disconnect")(disconnect)
+    app.action("oauth_connect")(connect)
+    app.action("oauth_connect_link")(link_clicked)
 
 
 def register_fallback(app: AsyncApp) -> None:

@@ -240,3 +240,66 @@ def fact_blocks(fact_id: int, text: str) -> list[dict[str, Any]]:
             button("Reject", "fact_reject", v, "danger"),
         ),
     ]
+
+
+def link_button(text: str, url: str, action_id: str, style: str | None = None) -> dict[str, Any]:
+    """A button that opens `url` in the browser (Slack still sends its click: acked, ignored)."""
+    b: dict[str, Any] = {
+        "type": "button",
+        "text": {"type": "plain_text", "text": text[:75]},
+        "url": url,
+        "action_id": action_id,
+    }
+    if style:
+        b["style"] = style
+    return b
+
+
+def connect_blocks(
+    server: str, url: str, task: Task | None, *, reconnect: bool, minutes: int = 10
+) -> list[dict[str, Any]]:
+    """A person's Connect link to a per-user server: theirs alone, for `minutes`."""
+    why = f" so {task.ref} can use it" if task is not None else ""
+    again = "reconnect" if reconnect else "connect"
+    head = (
+        f"*{escape(server)}* works with your own account: {again} it{why}. "
+        f"The link is yours alone and works once, for {minutes} minutes."
+    )
+    if reconnect:
+        head = f"Your connection to *{escape(server)}* stopped working. " + head
+    return [
+        section(head),
+        actions(
+            f"connect:{server}",
+            link_button(f"Connect {server}", url, "oauth_connect_link", "primary"),
+        ),
+    ]
+
+
+def connections_blocks(
+    views: list[Any], links: dict[str, str], *, where: str
+) -> list[dict[str, Any]]:
+    """A person's per-user servers: Disconnect for the connected ones, Connect for the rest.
+
+    `links` holds Connect URLs made for this listing (server → URL); a server without one
+    gets a button that asks for a link in a DM. `where` tells the buttons where they are
+    (`command` or `home`), so a click can refresh the right view.
+    """
+    if not views:
+        return [section("No MCP server here works with people's own accounts.")]
+    blocks: list[dict[str, Any]] = []
+    for view in views:
+        if view.connected:
+            since = (
+                f"<!date^{int(view.connected_at)}^{{date_short}}|{time.ctime(view.connected_at)}>"
+            )
+            text = f"*{escape(view.server)}*: connected since {since}"
+            button_ = button("Disconnect", "oauth_disconnect", f"{where}:{view.server}", "danger")
+        elif view.server in links:
+            text = f"*{escape(view.server)}*: not connected"
+            button_ = link_button("Connect", links[view.server], "oauth_connect_link", "primary")
+        else:
+            text = f"*{escape(view.server)}*: not connected"
+            button_ = button("Connect", "oauth_connect", f"{where}:{view.server}", "primary")
+        blocks.append({**section(text), "accessory": button_})
+    return blocks

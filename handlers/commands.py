@@ -1,4 +1,5 @@
-"""`/coworker`: help, tasks, status, report, cancel, resume, budget, and the memory commands.
+"""`/coworker`: help, tasks, status, report, cancel, resume, budget, connections, and the
+memory commands.
 
 What a command shows of a task (its line, event log, calls) goes only to people who may see
 that task (`bot.visibility`, through `Delegation`); for anyone else it does not exist.
@@ -6,17 +7,20 @@ that task (`bot.visibility`, through `Delegation`); for anyone else it does not 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
-from bot.base.errors import CoworkerError, NotAllowed, TaskNotFound
+from bot.base.errors import ConnectFailed, CoworkerError, NotAllowed, TaskNotFound
 from bot.report_text import render_timeline
 from bot.tasks import Task, parse_task_ref
 from bot.team_memory import describe
 from bot.words import event_words, state_words, stop_words
+from handlers import blocks as bk
 from handlers.blocks import local_time
 from handlers.responses import NOT_YOURS
 from handlers.services import Services, services
@@ -31,7 +35,16 @@ Flags: `!high` / `!urgent` / `!low` priority, `!budget 5` dollars, `dev: …` to
 • `/coworker status T-42`: where a task stands · `/coworker report T-42`: its calls, step by step
 • `/coworker cancel T-42` · `/coworker resume T-42`
 • `/coworker budget`: spend this week
+• `/coworker connections`: your accounts on tools that work as you (Connect, Disconnect)
 • `/coworker remember <fact>` (add `--team` or `--me` for scope) · `/coworker forget <id or text>` · `/coworker memory`"""
+
+
+@dataclass
+class Blocks:
+    """A reply with Block Kit blocks (and `text` for notifications)."""
+
+    text: str
+    blocks: list[dict[str, Any]] = field(default_factory=list)
 
 
 def task_line(task: Task) -> str:
@@ -147,7 +160,30 @@ async def cmd_help(svc: Services, user: str, arg: str, cmd: dict[str, Any]) -> s
     return HELP
 
 
-Command = Callable[[Services, str, str, dict[str, Any]], Awaitable[str]]
+async def cmd_connections(svc: Services, user: str, arg: str, cmd: dict[str, Any]) -> Blocks:
+    """The person's per-user servers, with Connect links (theirs: the reply is ephemeral)."""
+    return Blocks("Your connections", await connections_listing(svc, user, links=True))
+
+
+async def connections_listing(svc: Services, user: str, *, links: bool) -> list[dict[str, Any]]:
+    views = await svc.connections.listing(user)
+    made: dict[str, str] = {}
+    if links:
+        missing = [v.server for v in views if not v.connected]
+        urls = await asyncio.gather(
+            *(svc.connections.link(user, s) for s in missing), return_exceptions=True
+        )
+        for server, url in zip(missing, urls, strict=True):
+            if isinstance(url, ConnectFailed):
+                log.info("no Connect link for %s: %s", server, url.reason)
+            elif isinstance(url, BaseException):
+                raise url
+            else:
+                made[server] = url
+    return bk.connections_blocks(views, made, where="command" if links else "home")
+
+
+Command = Callable[[Services, str, str, dict[str, Any]], Awaitable[str | Blocks]]
 
 COMMANDS: dict[str, Command] = {
     "help": cmd_help,
@@ -160,10 +196,11 @@ COMMANDS: dict[str, Command] = {
     "forget": cmd_forget,
     "memory": cmd_memory,
     "budget": cmd_budget,
+    "connections": cmd_connections,
 }
 
 
-async def run_command(svc: Services, user: str, text: str, cmd: dict[str, Any]) -> str:
+async def run_command(svc: Services, user: str, text: str, cmd: dict[str, Any]) -> str | Blocks:
     """The reply to `/coworker <text>`; errors become one short sentence."""
     name, _, arg = text.strip().partition(" ")
     handler = COMMANDS.get(name.lower() or "help")
@@ -187,7 +224,12 @@ async def handle_command(
         services(context), command.get("user_id", ""), command.get("text") or "", command
     )
     # response_url is a plain webhook, not the Web API client that makes what it posts safe.
-    await respond(text=outgoing(reply), response_type="ephemeral")
+    if isinstance(reply, Blocks):
+        await respond(
+            text=outgoing(reply.text), blocks=outgoing(reply.blocks), response_type="ephemeral"
+        )
+    else:
+        await respond(text=outgoing(reply), response_type="ephemeral")
 
 
 def register(app: AsyncApp) -> None:

@@ -45,10 +45,19 @@ async def home_view(svc: Services, user: str) -> dict[str, Any]:
             )
         )
     blocks.extend(await spend_blocks(svc, user))
+    if svc.connections.personal():
+        blocks.extend(await connection_blocks(svc, user))
     blocks.extend(await memory_blocks(svc, user))
     for extra in svc.home_sections:
         blocks.extend(await extra(user))
     return {"type": "home", "blocks": blocks[:100]}
+
+
+async def connection_blocks(svc: Services, user: str) -> list[dict[str, Any]]:
+    """The viewer's per-user servers: Disconnect, or Connect (the link comes in a DM)."""
+    views = await svc.connections.listing(user)
+    header = {"type": "header", "text": {"type": "plain_text", "text": "Your connections"}}
+    return [header, *bk.connections_blocks(views, {}, where="home")]
 
 
 async def memory_blocks(svc: Services, user: str) -> list[dict[str, Any]]:

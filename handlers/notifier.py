@@ -165,6 +165,39 @@ class SlackNotifier:
     async def note(self, task: Task, text: str) -> None:
         await self.post(task, text)
 
+    async def connect_requested(
+        self, task: Task | None, user: str, server: str, url: str, *, reconnect: bool = False
+    ) -> None:
+        """The link goes to the person alone, in a DM (a thread is read by others, and a link
+        opened by someone else would connect their account in the person's name)."""
+        blocks = bk.connect_blocks(server, url, task, reconnect=reconnect)
+        text = f"Connect {server}"
+        if task is not None and task.channel.startswith("D"):
+            await self.post(task, text, blocks)  # the task's thread is already their DM
+            return
+        await self._dm(user, text, blocks)
+        if task is not None:
+            verb = "reconnect" if reconnect else "connect"
+            await self.post(
+                task,
+                f"{task.ref} is waiting for <@{user}> to {verb} `{server}` "
+                "(I sent them a Connect link in a DM).",
+            )
+
+    async def connect_failed(self, user: str, server: str, reason: str) -> None:
+        await self._dm(user, f"⚠️ I can't connect you to {server}: {reason}", None)
+
+    async def _dm(self, user: str, text: str, blocks: list[dict[str, Any]] | None) -> None:
+        try:
+            dm = await self.client.conversations_open(users=user)
+            await self.client.chat_postMessage(
+                channel=dm["channel"]["id"], text=text, blocks=blocks
+            )
+        except SlackApiError as exc:
+            log.warning("DM to %s failed: %s", user, exc.response.get("error"))
+        except UNREACHABLE as exc:
+            log.warning("DM to %s failed: %s", user, type(exc).__name__)
+
     async def tell(self, channel: str, thread_ts: str, user: str, text: str) -> None:
         try:
             await self.client.chat_postEphemeral(

@@ -3,7 +3,8 @@
 Bolt hands listeners a plain `context` dict; `register_handlers` puts the services in it
 and `services(context)` gives them back typed, so mypy and a reader see what a handler
 reaches: `Delegation` for tasks and approvals (decisions go through `Delegation.decide`
-only), `TeamMemory` for facts, the notifier for fact messages; no database, no MCP server.
+only), `TeamMemory` for facts, `Connections` for people's per-user servers, the notifier
+for fact messages and Connect links; no database, no MCP server.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, Protocol, cast
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.approvals import Directory
+from bot.connections import Connections
 from bot.delegation import Delegation
 from bot.team_memory import TeamMemory
 from handlers.notifier import SlackNotifier
@@ -39,6 +41,10 @@ class Services(Protocol):
 
     @property
     def memory(self) -> TeamMemory: ...
+
+    @property
+    def connections(self) -> Connections:
+        """People's connections to per-user MCP servers (Connect links, callbacks)."""
 
     @property
     def notifier(self) -> SlackNotifier: ...

@@ -155,11 +155,18 @@ def http_app(app: AsyncApp, healthy: Callable[[], Awaitable[bool]]) -> web.Appli
             },
         )
 
+    web_app = health_app(healthy)
+    web_app.router.add_post("/slack/events", events)
+    return web_app
+
+
+def health_app(healthy: Callable[[], Awaitable[bool]]) -> web.Application:
+    """The listener's base: `GET /healthz` (200 when the database and Slack are up)."""
+
     async def health(request: web.Request) -> web.Response:
         ok = await healthy()
         return web.json_response({"ok": ok}, status=200 if ok else 503)
 
     web_app = web.Application(client_max_size=MAX_BODY)
-    web_app.router.add_post("/slack/events", events)
     web_app.router.add_get("/healthz", health)
     return web_app

@@ -8,6 +8,9 @@ Statuses, as journaled in `tool_calls.status` and returned in `ToolResult.status
     invalid      the arguments do not match the tool's input schema, or no such tool
     rejected     block tier without a usable approval (or a required dry run missing)
     unavailable  the server is down, its breaker is open, or its limits are exhausted
+    unconnected  a per-user server the delegator has no usable connection to (never
+                 connected, or its token was refused after a refresh); no tool ran, and
+                 the call runs once they connect
     started      (journal only, or returned for a resumed call) it began and nobody knows
                  whether it finished: ask the delegator before running it again
 """
@@ -41,6 +44,8 @@ class ToolResult:
     status: str
     duration_ms: float
     truncated: bool = False
+    #: A per-user server the delegator must connect (again) before this call can run.
+    needs_connection: str | None = None
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,7 @@ class Outcome:
     status: str
     text: str
     is_error: bool
+    needs_connection: str | None = None
 
     @classmethod
     def ok(cls, text: str, *, is_error: bool) -> Outcome:
@@ -62,3 +68,10 @@ class Outcome:
     @classmethod
     def refused(cls, status: str, text: str) -> Outcome:
         return cls(status, text, True)
+
+    @classmethod
+    def not_connected(cls, tool: str, server: str, user: str, *, reconnect: bool) -> Outcome:
+        """The call cannot run until `user` connects `server` (it reached no tool)."""
+        verb = "reconnect" if reconnect else "connect"
+        text = f"{tool}: <@{user}> needs to {verb} {server} (a per-user server) first"
+        return cls("unconnected", text, True, needs_connection=server)

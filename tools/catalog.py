@@ -55,6 +55,8 @@ class ServerStatus:
     up: bool
     reason: str | None
     tools: list[ToolInfo] = field(default_factory=list)
+    mode: str = "shared"  # shared | per-user
+    connected: int | None = None  # per-user: how many people have connected
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,11 @@ Servers come from `.mcp.json` (stdio and streamable HTTP) and from in-process `M
 (the built-in slack and memory servers). Each has a supervisor (tools/connection.py); a
 server that fails to start or dies is marked down with a reason and retried in the
 background, and never stops the bot or the other servers.
+
+A per-user HTTP server (an `oauth` key, or a 401 with `WWW-Authenticate` to a request
+without a token, found at start) has no shared connection: a call runs in its delegator's
+own session with the delegator's token (tools/personal.py), and a delegator without a
+usable connection gets `needs_connection` instead of a call.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -33,13 +38,16 @@ from bot.base.config import Config
 from bot.base.db import Database
 from bot.base.errors import ConfigError, ToolDenied
 from bot.base.redact import redact, redact_text, secrets_in
+from bot.base.secretbox import SecretBox
 from tools.calls import CallContext, Outcome, ToolResult
 from tools.catalog import CatalogEntry, ServerStatus, ToolInfo, build_catalog
 from tools.connection import ServerConnection
 from tools.execute import precheck, run_on_server, unavailable
 from tools.journal import REACHED, CallRecord, JournalEntry, ToolJournal, args_hash
 from tools.limits import ServerGuard
-from tools.mcp_config import ServerSpec
+from tools.mcp_config import HttpServer, ServerSpec
+from tools.oauth.connector import OAuthConnector
+from tools.personal import PersonalServer, PersonalServers, PersonalSession, find_protected
 from tools.policy import ApprovalPolicy
 from tools.results import cut
 from tools.validation import problems
@@ -73,6 +81,8 @@ class McpGateway:
         *,
         retry_initial: float = 0.5,
         retry_max: float = 60.0,
+        box: SecretBox | None = None,
+        public_base: Callable[[], str] | None = None,
     ) -> None:
         clash = set(servers) & set(builtin or {})
         if clash:
@@ -96,6 +106,20 @@ class McpGateway:
         self._policy = ApprovalPolicy(config.policy)
         self._dry_run = dict(config.policy.dry_run)
         self._journal = ToolJournal(db)
+        #: The URL people's browsers reach the bot's listener at (Connect links, callbacks).
+        self.public_base = public_base or (lambda: "http://127.0.0.1:3000")
+        self._people = PersonalServers(
+            db,
+            box,
+            self.public_base,
+            start_timeout=self._config.start_timeout,
+            on_tools=self._on_tools,
+        )
+        self._declared = {
+            name: spec
+            for name, spec in servers.items()
+            if isinstance(spec, HttpServer) and spec.oauth is not None
+        }
         specs: dict[str, ServerSpec | MCPServer] = {**servers, **(builtin or {})}
         self._connections = {
             name: ServerConnection(
@@ -107,6 +131,7 @@ class McpGateway:
                 retry_max=retry_max,
             )
             for name, spec in sorted(specs.items())
+            if name not in self._declared
         }
         self._guards = {name: ServerGuard.for_server(name, self._config) for name in specs}
         self._listings: dict[str, list[mt.Tool]] = {}
@@ -117,9 +142,14 @@ class McpGateway:
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start every server concurrently; return once each is up or has failed once."""
+        """Start every server concurrently; return once each is up or has failed once.
+
+        Raises:
+            SettingsError: there are per-user servers and no `COWORKER_SECRET_KEY`.
+        """
         if self._tasks:
             raise RuntimeError("the MCP gateway is already started")
+        await self._people.start({**self._declared, **await self._protected()})
         for conn in self._connections.values():
             self._tasks.append(asyncio.create_task(conn.run(), name=f"mcp:{conn.name}"))
         await asyncio.gather(*(c.wait_first_attempt() for c in self._connections.values()))
@@ -131,8 +161,32 @@ class McpGateway:
             down or "",
         )
 
+    async def _protected(self) -> dict[str, HttpServer]:
+        """The HTTP servers without static headers that ask for a person's token; they are
+        never started as shared connections."""
+        candidates = {
+            name: conn.spec
+            for name, conn in self._connections.items()
+            if isinstance(conn.spec, HttpServer) and not conn.spec.headers
+        }
+        found = await find_protected(candidates, self._config.start_timeout)
+        for name in found:
+            del self._connections[name]
+        return {name: candidates[name] for name in found}
+
+    @property
+    def personal(self) -> dict[str, PersonalServer]:
+        """The per-user servers (known from `oauth` keys, or found by `start()`)."""
+        return self._people.servers
+
+    @property
+    def connector(self) -> OAuthConnector | None:
+        """People's connections to the per-user servers (None when there are none)."""
+        return self._people.connector
+
     async def stop(self) -> None:
         """Close every connection and wait for the supervisors to finish."""
+        await self._people.stop()
         for conn in self._connections.values():
             conn.stop()
         tasks, self._tasks = self._tasks, []
@@ -158,17 +212,22 @@ class McpGateway:
         return entry.info if entry else None
 
     def servers(self) -> list[ServerStatus]:
-        """Every server: up or down and why, and its tools."""
-        return [
+        """Every server: up or down and why, and its tools (per-user ones: who connected)."""
+        shared = [
             ServerStatus(
                 name=c.name,
                 transport=c.transport,
                 up=c.up,
                 reason=c.reason,
-                tools=[e.info for e in self._catalog.values() if e.info.server == c.name],
+                tools=self._tools_of(c.name),
             )
             for c in self._connections.values()
         ]
+        personal = self._people.statuses(self._tools_of)
+        return sorted(shared + personal, key=lambda s: s.name)
+
+    def _tools_of(self, server: str) -> list[ToolInfo]:
+        return [e.info for e in self._catalog.values() if e.info.server == server]
 
     def _on_tools(self, server: str, tools: list[mt.Tool]) -> None:
         self._listings[server] = tools
@@ -214,6 +273,10 @@ class McpGateway:
         entry = self._catalog.get(name)
         rec = self._record(name, entry, arguments, ctx)
         refusal = self._refusal(name, entry, arguments, ctx)
+        if refusal is None and entry is None and rec.server in self.personal and ctx.delegator:
+            # Tools of a per-user server nobody could list yet: connecting comes first.
+            if await self.connected(ctx.delegator, rec.server) is None:
+                refusal = Outcome.not_connected(name, rec.server, ctx.delegator, reconnect=False)
         # The common case, a new key for a call that needs no approval, costs one insert.
         if entry and not refusal and rec.tier != "block" and await self._journal.claim(rec):
             return await self._run(entry.info, rec, arguments, ctx, t0, claimed=True)
@@ -296,8 +359,11 @@ class McpGateway:
         in_doubt: bool = False,
     ) -> ToolResult:
         """Journal the call as started (consuming its approval), then run it on its server."""
-        conn, guard = self._connections[info.server], self._guards[info.server]
-        blocked = precheck(info, conn, guard, self._config.call_timeout)
+        conn = self._connection(info.server, ctx)
+        guard = self._guards[info.server]
+        blocked = precheck(info, conn, guard, self._config.call_timeout)  # type: ignore[arg-type]
+        if blocked is None and isinstance(conn, PersonalSession):
+            blocked = await self._people.token_problem(info, conn)
         if blocked is not None:
             return await self._end_early(rec, blocked, arguments, t0, journal=not in_doubt)
         approval_id = ctx.approval_id if approval else None
@@ -309,10 +375,33 @@ class McpGateway:
             return await self._end_early(rec, outcome, arguments, t0, journal=not in_doubt)
         if not approval and not claimed:
             await self._journal.start(rec)
-        outcome = await run_on_server(conn, guard, info, arguments, self._config.call_timeout)
-        if outcome.status == "unavailable" and approval_id is not None:
+        outcome = await self._on_server(conn, guard, info, arguments)
+        if outcome.status in ("unavailable", "unconnected") and approval_id is not None:
             await self._journal.restore_approval(approval_id)
         return await self._finish(rec, outcome, arguments, t0)
+
+    def _connection(self, server: str, ctx: CallContext) -> ServerConnection | PersonalSession:
+        """The shared connection, or for a per-user server the delegator's own session."""
+        personal = self.personal.get(server)
+        if personal is None:
+            return self._connections[server]
+        return personal.session(ctx.delegator or "")
+
+    async def _on_server(
+        self,
+        conn: ServerConnection | PersonalSession,
+        guard: ServerGuard,
+        info: ToolInfo,
+        arguments: dict[str, Any],
+    ) -> Outcome:
+        timeout = self._config.call_timeout
+        if isinstance(conn, PersonalSession):
+            return await self._people.run(conn, guard, info, arguments, timeout)
+        return await run_on_server(conn, guard, info, arguments, timeout)
+
+    async def connected(self, user: str, server: str) -> float | None:
+        """When `user` connected to the per-user `server`, or None if they have not."""
+        return await self._people.connected(user, server)
 
     def _tier_of(self, name: str) -> str:
         entry = self._catalog.get(name)
@@ -387,6 +476,7 @@ def _result(outcome: Outcome, tier: str, t0: float, limit: int) -> ToolResult:
         status=outcome.status,
         duration_ms=round(duration_ms, 3),
         truncated=truncated,
+        needs_connection=outcome.needs_connection,
     )
 
 

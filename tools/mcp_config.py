@@ -8,6 +8,12 @@
 
 `${VAR}` (and `${VAR:-default}`) in any string is expanded from the environment; an unset
 variable without a default is an error naming the server and the variable.
+
+An HTTP entry is *per-user* when it carries an `oauth` key, or when its endpoint answers 401
+with `WWW-Authenticate` (MCP authorization; see `tools.oauth`): each person then connects
+their own account. `"oauth": {"client_id": …, "client_secret": "${VAR}", "scopes": […]}`
+names a client registered with the server beforehand (servers without dynamic registration);
+`"oauth": {}` says "per-user" and leaves registration to the spec's mechanisms.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from bot.base.errors import ConfigError
 from bot.base.plain import offending_line, plain
@@ -37,11 +43,30 @@ class StdioServer(BaseModel):
     cwd: str | None = None
 
 
+class OAuthClient(BaseModel):
+    """A per-user server's OAuth client, registered beforehand (or `{}`: register as needed)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    client_id: str | None = None
+    client_secret: str | None = None
+    scopes: list[str] = []
+
+
 class HttpServer(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
     type: Literal["http"]
     url: str
     headers: dict[str, str] = {}
+    oauth: OAuthClient | None = None
+
+    @field_validator("oauth")
+    @classmethod
+    def _per_user_or_shared(cls, v: OAuthClient | None, info: ValidationInfo) -> OAuthClient | None:
+        if v is not None and info.data.get("headers"):
+            raise ValueError("a per-user server cannot also send static headers")
+        if v is not None and v.client_secret and not v.client_id:
+            raise ValueError("client_secret needs a client_id")
+        return v
 
 
 class McpServersFile(BaseModel):

@@ -141,12 +141,19 @@ async def watched(
 
 
 @asynccontextmanager
-async def _http(spec: HttpServer) -> AsyncIterator[TransportStreams]:
+async def _http(
+    spec: HttpServer, auth: httpx2.Auth | None = None
+) -> AsyncIterator[TransportStreams]:
     async with (
-        httpx2.AsyncClient(headers=dict(spec.headers), timeout=_HTTP_TIMEOUT) as http,
+        httpx2.AsyncClient(headers=dict(spec.headers), timeout=_HTTP_TIMEOUT, auth=auth) as http,
         streamable_http_client(spec.url, http_client=http) as streams,
     ):
         yield streams
+
+
+def personal_transport(spec: HttpServer, auth: httpx2.Auth) -> Transport:
+    """Streamable HTTP to a per-user server, every request authenticated by `auth`."""
+    return _http(spec, auth)
 
 
 def open_transport(spec: ServerSpec, stderr: StderrTail | None = None) -> Transport:
@@ -171,9 +178,14 @@ def where(spec: ServerSpec | MCPServer) -> str:
         return "in-process server"
     if isinstance(spec, StdioServer):
         return Path(spec.command).name
-    url = urlsplit(spec.url)
-    port = f":{url.port}" if url.port else ""
-    return f"{url.scheme}://{url.hostname}{port}"
+    return origin(spec.url)
+
+
+def origin(url: str) -> str:
+    """`scheme://host[:port]` of `url`: no path, query or credentials."""
+    parts = urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}"
 
 
 def closed_reason(spec: ServerSpec | MCPServer) -> str:

@@ -14,6 +14,9 @@
     │   ├── ToolDenied         the task may not use this tool
     │   ├── ToolInvalid        arguments do not match the tool's input schema
     │   └── ToolUnavailable    the server is down or its circuit breaker is open
+    ├── SecretUnreadable       a value sealed at rest that no configured key opens
+    ├── ConnectionNeeded       a per-user MCP server needs this person to connect (again)
+    ├── ConnectFailed          connecting a person to a per-user server did not work
     ├── EmbeddingUnavailable   (memory.errors) the embeddings provider failed; keyword-only
     └── BackupFailed           a database backup failed its check (nothing is left behind)
 
@@ -138,6 +141,34 @@ class ToolInvalid(ToolError):
 class ToolUnavailable(ToolError):
     def __init__(self, *, tool: str, reason: str) -> None:
         super().__init__(f"{tool} is unavailable: {reason}", tool=tool)
+        self.reason = reason
+
+
+class SecretUnreadable(CoworkerError):
+    """A value sealed at rest that none of `COWORKER_SECRET_KEY`'s keys opens."""
+
+    def __init__(self) -> None:
+        super().__init__("a sealed value could not be opened with the configured keys")
+
+
+class ConnectionNeeded(CoworkerError):
+    user_message = "You need to connect your account to that tool first."
+
+    def __init__(self, *, server: str, user: str, reconnect: bool = False) -> None:
+        verb = "reconnect" if reconnect else "connect"
+        super().__init__(f"{user} needs to {verb} {server}")
+        self.server = server
+        self.user = user
+        self.reconnect = reconnect
+
+
+class ConnectFailed(CoworkerError):
+    user_message = "Connecting to that tool did not work."
+
+    def __init__(self, message: str, *, server: str, reason: str) -> None:
+        super().__init__(message)
+        self.server = server
+        #: A short, secret-free sentence for the person (a page, the thread).
         self.reason = reason
 
 

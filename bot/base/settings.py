@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,7 +38,10 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///./coworker.db"
     coworker_config: Path = Path("./coworker.toml")
     coworker_mcp_config: Path = Path("./.mcp.json")
-    port: int = Field(default=3000, ge=1, le=65535)
+    #: 0 picks a free port (tests); `PUBLIC_URL` then follows the port bound.
+    port: int = Field(default=3000, ge=0, le=65535)
+    public_url: str | None = None
+    coworker_secret_key: SecretStr | None = None
     otel_exporter_otlp_endpoint: str | None = None
     voyage_api_key: SecretStr | None = None
 
@@ -66,6 +70,20 @@ class Settings(BaseSettings):
                 "must look like sqlite:///relative/path.db or sqlite:////absolute/path.db"
             )
         return v
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        url = urlsplit(v)
+        if url.scheme not in ("http", "https") or not url.hostname or url.query or url.fragment:
+            raise ValueError("must be an http(s) URL such as https://coworker.example.com")
+        return v.rstrip("/")
+
+    def public_base(self, port: int | None = None) -> str:
+        """The URL people's browsers reach the listener at (`port`: the one bound)."""
+        return self.public_url or f"http://127.0.0.1:{port or self.port}"
 
     @property
     def database_path(self) -> str:

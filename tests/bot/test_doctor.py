@@ -79,8 +79,8 @@ async def test_doctor_reports_every_part(
     assert any(line.startswith("✓ Slack: signed in as") for line in lines)
     assert "✓ Slack: SLACK_APP_TOKEN accepted for Socket Mode" in lines
     assert any(line.startswith("✓ Anthropic: reachable") for line in lines)
-    assert any(line.startswith("✗ MCP broken (stdio): down") for line in lines)
-    assert "✓ MCP tickets (stdio): up, 4 tools" in lines and 'rule "tickets__search"' in out
+    assert any(line.startswith("✗ MCP broken (stdio, shared): down") for line in lines)
+    assert "✓ MCP tickets (stdio, shared): up, 4 tools" in lines and 'rule "tickets__search"' in out
     assert "✓ MCP slack (built in): up, 5 tools" in lines
     assert "✓ MCP memory (built in): up, 2 tools" in lines
     # A fresh install has vector memory: the built-in model is no warning.

@@ -59,6 +59,8 @@ class Harness:
     config: str = ""
     mcp: dict[str, Any] | None = None
     socket_mode: bool = True
+    #: More settings (e.g. `port=0`, `coworker_secret_key=…` for per-user servers).
+    env: dict[str, Any] = field(default_factory=dict)
     slack: FakeSlack = field(init=False)
     anthropic: FakeAnthropic = field(init=False)
     app: Coworker | None = None
@@ -91,6 +93,7 @@ class Harness:
             database_url=f"sqlite:///{self.tmp / 'coworker.db'}",
             coworker_config=self.tmp / "coworker.toml",
             coworker_mcp_config=self.tmp / ".mcp.json",
+            **self.env,
         )  # type: ignore[call-arg]
 
     async def start_app(self) -> Coworker:

@@ -99,12 +99,14 @@ async def test_a_server_that_never_starts(make_gateway: GatewayFactory, tmp_path
     lines = [line for headline, details in said.values() for line in (headline, *details)]
     text = "\n".join(lines)
     assert token not in text
-    assert said["broken"][0].startswith("MCP broken (stdio): down: the server process exited")
+    assert said["broken"][0].startswith(
+        "MCP broken (stdio, shared): down: the server process exited"
+    )
     assert said["missing"] == (
-        "MCP missing (stdio): down: cannot start: command not found: npx",
+        "MCP missing (stdio, shared): down: cannot start: command not found: npx",
         [],
     )
-    assert said["time"][0] == "MCP time (stdio): up, 2 tools"
+    assert said["time"][0] == "MCP time (stdio, shared): up, 2 tools"
     assert any(
         "time__get_current_time" in line and "auto" in line and "annotation readOnlyHint" in line
         for line in lines

@@ -60,6 +60,35 @@ def test_invalid_json_and_missing_file(tmp_path: Path) -> None:
         load_mcp_config(bad)
 
 
+def test_a_per_user_entry_carries_a_client_registered_beforehand(tmp_path: Path) -> None:
+    oauth = {"client_id": "cw-123", "client_secret": "${GH_SECRET}", "scopes": ["repo"]}
+    path = write(
+        tmp_path, {"mcpServers": {"gh": {"type": "http", "url": "https://x/mcp", "oauth": oauth}}}
+    )
+    [server] = load_mcp_config(path, env={"GH_SECRET": "s3cret"}).values()
+    assert isinstance(server, HttpServer) and server.oauth is not None
+    assert (server.oauth.client_id, server.oauth.client_secret, server.oauth.scopes) == (
+        "cw-123",
+        "s3cret",
+        ["repo"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("entry", "key"),
+    [
+        ({"url": "https://x/mcp", "headers": {"A": "b"}, "oauth": {}}, "oauth"),
+        ({"url": "https://x/mcp", "oauth": {"client_secret": "s"}}, "oauth"),
+        ({"url": "https://x/mcp", "oauth": {"client": "x"}}, "oauth.client"),
+        ({"url": "https://x/mcp", "oauth": {"scopes": "repo"}}, "oauth.scopes"),
+    ],
+)
+def test_a_wrong_oauth_key_is_named(tmp_path: Path, entry: dict[str, object], key: str) -> None:
+    path = write(tmp_path, {"mcpServers": {"gh": {"type": "http", **entry}}})
+    with pytest.raises(ConfigError, match=rf"mcpServers\.gh\.{key}:"):
+        load_mcp_config(path, env={})
+
+
 def test_the_vs_code_key_is_named(tmp_path: Path) -> None:
     path = write(tmp_path, {"servers": {"time": {"command": "uvx", "args": ["mcp-server-time"]}}})
     with pytest.raises(ConfigError, match='"servers" is the key VS Code uses; .*"mcpServers"'):
