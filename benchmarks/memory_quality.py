@@ -19,14 +19,18 @@ are dropped, and questions left with none are not counted. Categories 1-4 (multi
 temporal, open-domain, single-hop) make the headline figure; category 5 (adversarial: the
 conversation has no answer) is shown apart. Latency is per hybrid query, the query's
 embedding included, at the default k = 10. `--same-instant` stores every turn at one moment,
-to show what freshness does to the ranking.
+to show what freshness does to the ranking. `--cache FILE` keeps every vector the model
+computes in FILE (by provider, model, query or passage, and text), so a second run embeds
+nothing: for iterating on ranking (latency is then not the model's).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -55,6 +59,43 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data" / "locomo-dev.json"
 DAY = 86_400.0
 MODES: tuple[Searches, ...] = ("hybrid", "keyword", "vector")
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop", 5: "adversarial"}
+
+
+class CachedEmbedder:
+    """An embedder's vectors kept in a file between runs (`--cache`): benchmark only."""
+
+    def __init__(self, inner: Embedder, path: Path) -> None:
+        self.inner = inner
+        self.name, self.model, self.dim = inner.name, inner.model, inner.dim
+        self.file = sqlite3.connect(path)
+        self.file.execute("CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, v TEXT)")
+
+    async def embed(self, texts: list[str], *, query: bool = False) -> list[list[float]]:
+        kind = f"{self.name}\0{self.model}\0{'query' if query else 'passage'}\0"
+        keys = [hashlib.sha256((kind + t).encode()).hexdigest() for t in texts]
+        found: dict[str, list[float]] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            rows = self.file.execute(f"SELECT key, v FROM vectors WHERE key IN ({marks})", chunk)
+            found.update((key, json.loads(v)) for key, v in rows)
+        missing = list(dict.fromkeys(i for i, key in enumerate(keys) if key not in found))
+        if missing:
+            vectors = await self.inner.embed([texts[i] for i in missing], query=query)
+            for i, vector in zip(missing, vectors, strict=True):
+                found[keys[i]] = vector
+            self.file.executemany(
+                "INSERT OR REPLACE INTO vectors VALUES (?, ?)",
+                [(keys[i], json.dumps(v)) for i, v in zip(missing, vectors, strict=True)],
+            )
+            self.file.commit()
+        self.dim = len(found[keys[0]]) if keys else self.dim
+        return [found[key] for key in keys]
+
+    def close(self) -> None:
+        self.file.close()
+        if close := getattr(self.inner, "close", None):
+            close()
 
 
 @dataclass
@@ -123,7 +164,7 @@ def conversations(path: Path, same_instant: bool) -> Iterator[Conversation]:
 
 async def measure(
     conv: Conversation, embedder: Embedder | None, config: MemoryConfig, workdir: Path
-) -> tuple[dict[str, Scores], list[float], float]:
+) -> tuple[dict[Searches, Scores], list[float], float]:
     db = await open_database(f"sqlite:///{workdir / f'{conv.name}.db'}")
     await migrate(db)
     store = MemoryStore(db, embedder, config)
@@ -152,7 +193,7 @@ async def measure(
     return scores, latencies, load_s
 
 
-def merge(into: dict[str, Scores], more: dict[str, Scores]) -> None:
+def merge(into: dict[Searches, Scores], more: dict[Searches, Scores]) -> None:
     for mode, s in more.items():
         for c, values in s.recall.items():
             into[mode].recall[c] += values
@@ -160,7 +201,7 @@ def merge(into: dict[str, Scores], more: dict[str, Scores]) -> None:
             into[mode].hit[c] += values
 
 
-def report(scores: dict[str, Scores], latencies: list[float]) -> None:
+def report(scores: dict[Searches, Scores], latencies: list[float]) -> None:
     main = (1, 2, 3, 4)
     print(f"\n  {'':<14}{'recall@10':>10}{'hit@10':>9}   per category 1-4 (recall@10)")
     for mode in MODES:
@@ -197,6 +238,9 @@ async def main() -> None:
     parser.add_argument(
         "--same-instant", action="store_true", help="store every turn at the same moment"
     )
+    parser.add_argument(
+        "--cache", type=Path, help="keep the model's vectors in this file between runs"
+    )
     args = parser.parse_args()
     if not args.data.exists():
         parser.error(f"{args.data} not found (see --data)")
@@ -204,6 +248,8 @@ async def main() -> None:
     embedder, warning = load_embedder(config, {})
     if warning:
         print(warning)
+    if embedder is not None and args.cache is not None:
+        embedder = CachedEmbedder(embedder, args.cache)
     name = f"{embedder.name}:{embedder.model}" if embedder else "none (keyword-only)"
     dates = "every turn at one instant" if args.same_instant else "real session dates"
     print(f"== LoCoMo {args.data.name}: embeddings {name}, {dates}")

@@ -3,7 +3,8 @@
 `recall()` runs two searches over what the scope may see and fuses them:
   * vector KNN in memory_vec, with scope, kind and status filtered inside the scan (vec0
     partitions and metadata columns, `memory.vector_index`), so it returns `depth` rows
-    however few memories are in scope;
+    however few memories are in scope; the query is centred on the mean stored vector, which
+    keeps memories that are close to everything from crowding out the relevant ones;
   * FTS5 bm25 over memories_fts, the scope ANDed into the FTS5 query (`memory.keyword_index`).
 Each gives scored candidates; `memory.scoring` fuses them into a relevance in 0..1, each list
 weighted by how far it can be trusted, then adds a small bounded boost for freshness,
@@ -113,8 +114,10 @@ async def recall(
     blob = await store.vectors.embed_query(query) if searches != "keyword" else None
     vector_hits: Scored = []
     if blob is not None:
+        # Centred on the stored vectors' mean: ranks by similarity beyond what every memory
+        # shares with every query (`memory.vector_index`); scores are then not cosines.
         vector_hits = await store.vectors.nearest(
-            blob, depth, scope=scope, kind=kind, statuses=statuses
+            await store.vectors.centred(blob), depth, scope=scope, kind=kind, statuses=statuses
         )
     keyword_hits: Scored = []
     if searches != "vector":

@@ -20,6 +20,18 @@ chunk of the partitions it scans, whatever the metadata filters say.
 
 Vectors are L2-normalised before they are stored, so vec0's default L2 distance ranks like
 cosine and `cosine = 1 - d² / 2`.
+
+Recall searches with the query minus the mean of the stored vectors (`centred`). Embedding
+models put every text in a narrow cone (the built-in model's cosines between unrelated texts
+are 0.7-0.85), so the raw cosine favours "hub" memories that are close to everything
+("Thanks, see you tomorrow!"). Against a unit vector d, (q - mean)·d = q·d - mean·d: each
+memory's similarity to the query minus its average similarity to all memories, which is the
+hubness correction of cross-domain similarity local scaling (Conneau et al., 2018) and the
+centring of "all-but-the-top" (Mu and Viswanath, 2018). Stored vectors stay as they are: only
+the query moves, and an L2 KNN with an unnormalised query still ranks by that dot product
+(|q' - d|² = |q'|² + 1 - 2 q'·d). The mean is taken over at most `MEAN_SAMPLE` vectors and
+kept for `MEAN_TTL` seconds or until this process has written a tenth as many again; it is an
+average over the whole index, so it says nothing about any one memory.
 """
 
 from __future__ import annotations
@@ -31,6 +43,7 @@ import logging
 import math
 import struct
 import time
+from array import array
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
@@ -48,6 +61,10 @@ LAYOUT = 1  # bump when the vec0 columns change: the table is rebuilt and re-emb
 MAX_K = 4096  # vec0's limit on k
 CHUNK_SIZE = 128  # vectors per chunk; each partition reserves at least one chunk
 _QUERY_CACHE = 256
+#: How many stored vectors the mean that queries are centred on is taken over, and for how
+#: long it is kept (see the module docstring).
+MEAN_SAMPLE = 2048
+MEAN_TTL = 600.0
 #: A task start waits at most this long for its query embedding, then goes keyword-only.
 QUERY_TIMEOUT = 10.0
 PAUSE_AFTER_FAILURE = 60.0
@@ -97,6 +114,9 @@ class VectorIndex:
         self._cache_provider: str | None = None
         self._queries: OrderedDict[str, bytes] = OrderedDict()
         self._paused_until = 0.0
+        #: vectors written by this process, and the mean with the count, time and writes it had
+        self._writes = 0
+        self._mean: tuple[list[float] | None, int, float, int] | None = None
 
     async def prepare(self) -> bool:
         """Check or (re)build memory_vec for the embedder; True if it was rebuilt."""
@@ -137,6 +157,7 @@ class VectorIndex:
     async def _rebuild(self, wanted: dict[str, Any]) -> None:
         async with self.db.transaction() as tx:
             await tx.execute(f"DROP TABLE IF EXISTS {TABLE}")
+            self._mean = None
             # Created in code, not a migration: the dimension is the provider's.
             await tx.execute(
                 f"CREATE VIRTUAL TABLE {TABLE} USING vec0("
@@ -242,6 +263,30 @@ class VectorIndex:
             self._queries.popitem(last=False)
         return blob
 
+    async def centred(self, blob: bytes) -> bytes:
+        """A query's blob minus the mean of the stored vectors, for `nearest` (not normalised:
+        that would not change the ranking); the blob itself while nothing is stored."""
+        mean = await self._mean_vector()
+        if mean is None:
+            return blob
+        query = array("f", blob)
+        if len(query) != len(mean):
+            return blob
+        return array("f", [q - m for q, m in zip(query, mean, strict=True)]).tobytes()
+
+    async def _mean_vector(self) -> list[float] | None:
+        if self._mean is not None:
+            mean, count, at, writes = self._mean
+            fresh = time.monotonic() - at < MEAN_TTL
+            if fresh and (self._writes - writes) * 10 <= count:
+                return mean
+        rows = await self.db.fetchall(f"SELECT embedding FROM {TABLE} LIMIT ?", (MEAN_SAMPLE,))
+        vectors = [array("f", r["embedding"]) for r in rows]
+        columns = zip(*vectors, strict=True)
+        mean = [math.fsum(column) / len(vectors) for column in columns] if vectors else None
+        self._mean = (mean, len(vectors), time.monotonic(), self._writes)
+        return mean
+
     async def nearest(
         self,
         blob: bytes,
@@ -280,14 +325,17 @@ class VectorIndex:
     async def put_many(self, tx: Tx, rows: Sequence[tuple[int, bytes, str, str, str]]) -> None:
         """Store vectors: (memory id, blob, kind, scope key, status) each."""
         await tx.executemany(INSERT_SQL, [vector_row(*row) for row in rows])
+        self._writes += len(rows)
 
     async def put(
         self, tx: Tx, memory_id: int, blob: bytes, kind: str, key: str, status: str
     ) -> None:
         await tx.execute(INSERT_SQL, vector_row(memory_id, blob, kind, key, status))
+        self._writes += 1
 
     async def delete(self, tx: Tx, memory_id: int) -> None:
         await tx.execute(DELETE_SQL, (memory_id,))
+        self._writes += 1
 
     async def set_status(self, tx: Tx, memory_id: int, status: str) -> None:
         await tx.execute(STATUS_SQL, (status, memory_id))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from array import array
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from bot.base.db import Database
 from memory.embeddings import load_embedder
 from memory.keyword_index import COMMON_MIN
 from memory.records import Memory, MemoryDraft, Scope, shard
-from memory.retrieval import CHARS_PER_TOKEN, keyword_ranking, render, retrieve_for_task
+from memory.retrieval import CHARS_PER_TOKEN, keyword_ranking, recall, render, retrieve_for_task
 from memory.store import MemoryStore
 
 #: the tests that use the database run on both engines (tests/conftest.py)
@@ -226,3 +227,57 @@ def test_render_never_exceeds_the_budget(budget: int) -> None:
     assert len(text) <= budget * CHARS_PER_TOKEN
     assert bool(text) == bool(used_facts or used_episodes)
     assert all(f"[fact {m.id}]" in text for m in used_facts)
+
+
+class ConeEmbedder:
+    """Vectors in a narrow cone, as real models make them: every text shares one direction.
+
+    A text's vector is that shared direction plus a little of the topics it names, so a
+    text naming no topic (a "hub", like "Thanks, see you tomorrow!") is close to every query.
+    """
+
+    name = "cone"
+    model = "cone-v1"
+    dim = 8
+    TOPICS = ("deploy", "invoice", "vpn", "lunch", "oncall", "backup", "laptop")
+
+    async def embed(self, texts: list[str], *, query: bool = False) -> list[list[float]]:
+        return [self._vector(t) for t in texts]
+
+    def _vector(self, text: str) -> list[float]:
+        named = [topic in text.lower() for topic in self.TOPICS]
+        return [3.0, *(1.0 if n else 0.0 for n in named)]
+
+
+async def test_vector_recall_prefers_the_relevant_memory_to_a_hub(db: Database) -> None:
+    # Raw cosines with the query: the hub 0.95, the deploy memory 0.91 (it names two more
+    # topics), the others 0.90. Centred on the mean memory, only the deploy memory shares
+    # something with the query beyond what every memory shares.
+    store = MemoryStore(db, ConeEmbedder(), MemoryConfig())
+    await store.prepare()
+    hub = await store.add("episode", "Thanks, see you tomorrow!", "team")
+    target = await store.add("episode", "The deploy broke the backup job over the vpn", "team")
+    for topic in ("invoice", "vpn", "lunch", "oncall", "laptop"):
+        await store.add("episode", f"Notes about the {topic}", "team")
+    found = await recall(store, "what happened with the deploy", Scope(), searches="vector")
+    assert found[0].id == target
+    assert [m.id for m in found].index(hub) > 0
+
+
+async def test_the_query_is_centred_on_the_memories_stored_so_far(db: Database) -> None:
+    store = MemoryStore(db, ConeEmbedder(), MemoryConfig())
+    await store.prepare()
+    query = await store.vectors.embed_query("deploy")
+    assert query is not None
+    assert await store.vectors.centred(query) == query  # nothing stored: nothing to centre on
+    await store.add("episode", "the invoice", "team")
+    await store.add("episode", "the lunch", "team")
+    mean = [(a + b) / 2 for a, b in zip(_unit(3, 0, 1), _unit(3, 0, 0, 0, 1), strict=False)]
+    centred = array("f", await store.vectors.centred(query))
+    assert list(centred) == pytest.approx([q - m for q, m in zip(_unit(3, 1), mean, strict=False)])
+
+
+def _unit(*values: float) -> list[float]:
+    vector = [*values, *[0.0] * (ConeEmbedder.dim - len(values))]
+    norm = sum(v * v for v in vector) ** 0.5
+    return [v / norm for v in vector]

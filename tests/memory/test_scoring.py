@@ -7,6 +7,7 @@ import hashlib
 import time
 from dataclasses import dataclass
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -15,7 +16,7 @@ from bot.base.db import Database
 from memory.embeddings import l2_normalised
 from memory.records import MemoryDraft, Scope
 from memory.retrieval import recall
-from memory.scoring import MAX_BOOST, boost, fuse
+from memory.scoring import MAX_BOOST, boost, fuse, vector_weight
 from memory.store import MemoryStore
 
 DAY = 86_400.0
@@ -147,6 +148,17 @@ async def test_hybrid_with_a_weak_embedder_is_not_worse_than_keywords(db: Databa
     vector = await _ranks(store, ids, "vector")
     hybrid = await _ranks(store, ids, "hybrid")
     assert sum(r == 1 for r in keyword) >= 10  # the fixture is one keywords answer
-    assert sum(r == 1 for r in vector) <= 3  # and the embedder really is weak
+    assert sum(r == 1 for r in vector) <= 4  # and the embedder really is weak
     assert sum(r == 1 for r in hybrid) >= sum(r == 1 for r in keyword)
     assert sum(1 / r for r in hybrid) >= sum(1 / r for r in keyword)
+
+
+def test_the_built_in_model_and_keywords_have_an_equal_say() -> None:
+    # Centred on the mean memory, the built-in model ranks about as well as bm25, so a memory
+    # only one search puts first is no more relevant than one only the other puts first.
+    weight = vector_weight("local")
+    vector_hits = [(1, 0.9), (2, 0.5), (3, 0.1)]
+    keyword_hits = [(2, 9.0), (1, 5.0), (3, 1.0)]
+    relevance = fuse((vector_hits, weight), (keyword_hits, 1.0 - weight))
+    assert relevance[1] == pytest.approx(relevance[2])
+    assert vector_weight("local", configured=0.2) == 0.2
