@@ -278,14 +278,20 @@ class VectorIndex:
         if self._mean is not None:
             mean, count, at, writes = self._mean
             fresh = time.monotonic() - at < MEAN_TTL
-            if fresh and (self._writes - writes) * 10 <= count:
+            # An empty index is looked at again: its first vectors may come from elsewhere.
+            if fresh and count and (self._writes - writes) * 10 <= count:
                 return mean
+        mean, count = await self._sample_mean()
+        self._mean = (mean, count, time.monotonic(), self._writes)
+        return mean
+
+    async def _sample_mean(self) -> tuple[list[float] | None, int]:
+        """The mean of up to `MEAN_SAMPLE` stored vectors, and how many it was taken over."""
         rows = await self.db.fetchall(f"SELECT embedding FROM {TABLE} LIMIT ?", (MEAN_SAMPLE,))
         vectors = [array("f", r["embedding"]) for r in rows]
         columns = zip(*vectors, strict=True)
         mean = [math.fsum(column) / len(vectors) for column in columns] if vectors else None
-        self._mean = (mean, len(vectors), time.monotonic(), self._writes)
-        return mean
+        return mean, len(vectors)
 
     async def nearest(
         self,

@@ -36,7 +36,7 @@ from typing import Any
 from bot.base.db import Database, Tx
 from memory.embeddings import Embedder
 from memory.records import Kind, Scope, Status, scope_id
-from memory.vector_index import MAX_K, VectorIndex
+from memory.vector_index import MAX_K, MEAN_SAMPLE, VectorIndex
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +160,17 @@ class PostgresVectorIndex(VectorIndex):
         hits = sorted((float(r["distance"]), int(r["memory_id"])) for r in rows)
         return [(memory_id, 1.0 - distance) for distance, memory_id in hits]
 
+    async def _sample_mean(self) -> tuple[list[float] | None, int]:
+        """The mean of up to `MEAN_SAMPLE` stored vectors (pgvector's `avg`), and how many."""
+        row = await self.db.fetchone(
+            f"SELECT avg(embedding::vector)::text AS mean, COUNT(*) AS n"
+            f" FROM (SELECT embedding FROM {TABLE} LIMIT ?) s",
+            (MEAN_SAMPLE,),
+        )
+        if row is None or row["mean"] is None:
+            return None, 0
+        return [float(x) for x in json.loads(row["mean"])], int(row["n"])
+
     @property
     def covered(self) -> bool:
         """Whether the scope index carries the vectors (see `COVER_MAX_DIM`)."""
@@ -174,16 +185,19 @@ class PostgresVectorIndex(VectorIndex):
             PUT_SQL,
             [(m, to_vector(blob), scope_id(key), kind, st) for m, blob, kind, key, st in rows],
         )
+        self._writes += len(rows)
 
     async def put(
         self, tx: Tx, memory_id: int, blob: bytes, kind: str, key: str, status: str
     ) -> None:
         """Store (or replace) a memory's vector, filed under scope key `key`."""
         await tx.execute(PUT_SQL, (memory_id, to_vector(blob), scope_id(key), kind, status))
+        self._writes += 1
 
     async def delete(self, tx: Tx, memory_id: int) -> None:
         if self.exists:
             await tx.execute(f"DELETE FROM {TABLE} WHERE memory_id = ?", (memory_id,))
+            self._writes += 1
 
     async def set_status(self, tx: Tx, memory_id: int, status: str) -> None:
         if self.exists:
