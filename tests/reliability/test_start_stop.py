@@ -249,3 +249,68 @@ async def test_a_database_that_cannot_be_opened_exits_1_with_one_line(tmp_path: 
         f"error: cannot open the database {path}: {tmp_path / 'afile'} is a file, not a folder"
     )
     assert the_one_line(stderr) == expected
+
+
+async def run_command(env: dict[str, str], cwd: Path, *args: str) -> tuple[int, str]:
+    """`python -m bot ARGS` beside the running bot; (exit status, stdout and stderr)."""
+    full = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SLACK_", "ANTHROPIC_", "COWORKER_", "DATABASE_", "PORT"))
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        *args,
+        cwd=cwd,
+        env={**full, **env, "PYTHONPATH": str(REPO)},
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), EXIT_WITHIN)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(errors="replace")
+
+
+async def test_a_second_bot_on_one_sqlite_file_exits_1_and_the_read_commands_still_work(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "coworker.toml").write_text("")
+    (tmp_path / ".mcp.json").write_text('{"mcpServers": {}}')
+    async with stand_ins() as (slack, anthropic):
+        env = bot_env(slack, anthropic, tmp_path)
+        first = BotProcess(env=env, cwd=tmp_path, log=tmp_path / "bot.log")
+        try:
+            await first.start()
+            await slack.wait_connected(timeout=60)
+            code, stderr, _ = await run_to_exit(env, tmp_path)
+            assert code == 1
+            db = tmp_path / "coworker.db"
+            assert first.proc is not None
+            assert the_one_line(stderr) == (
+                f"error: another Coworker process (pid {first.proc.pid}) is already running on "
+                f"{db}; SQLite serves one process: stop that one first, or use PostgreSQL "
+                "(DATABASE_URL=postgresql://...) to run several replicas"
+            )
+            # What only reads or copies keeps working beside the running bot.
+            report = await run_command(env, tmp_path, "report")
+            backup = await run_command(env, tmp_path, "backup", str(tmp_path / "copy.db"))
+            search = await run_command(env, tmp_path, "memory", "search", "deploys")
+            doctor = await run_command(env, tmp_path, "doctor")
+            for code, out in (report, backup, search):
+                assert code == 0 and "already running" not in out, out
+            assert "already running" not in doctor[1] and "Traceback" not in doctor[1]
+            assert (tmp_path / "copy.db").stat().st_size > 0
+            assert first.running  # the second start took nothing from the first
+        finally:
+            await first.kill()
+        # Once the first is gone (even SIGKILLed), the file is free for the next start.
+        connected = slack.connection_count
+        await first.start()
+        try:
+            await slack.wait_connected(timeout=60, after=connected)
+        finally:
+            await first.kill()
+    assert "already running" not in first.log_text()

@@ -115,6 +115,15 @@ class Database(ABC):
             CoworkerError: the engine has no such copy (PostgreSQL: use `pg_dump`).
         """
 
+    async def claim_process(self) -> None:
+        """Mark this process as the bot serving this database, until `close()`.
+
+        Engines that serve one process (SQLite) refuse a second with `AlreadyRunning`;
+        PostgreSQL takes replicas, so there it does nothing. Commands that only read or copy
+        (`doctor`, `report`, `backup`, `memory search`) do not claim.
+        """
+        return None
+
     @abstractmethod
     async def close(self) -> None: ...
 
