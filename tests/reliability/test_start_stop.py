@@ -314,3 +314,23 @@ async def test_a_second_bot_on_one_sqlite_file_exits_1_and_the_read_commands_sti
         finally:
             await first.kill()
     assert "already running" not in first.log_text()
+
+
+async def test_an_unreachable_postgresql_is_retried_then_exit_1_with_one_line(
+    tmp_path: Path, free_port: int
+) -> None:
+    url = f"postgresql://coworker:hunter2@127.0.0.1:{free_port}/coworker"
+    async with stand_ins() as (slack, anthropic):
+        env = bot_env(slack, anthropic, tmp_path, DATABASE_URL=url)
+        code, stderr, took = await run_to_exit(env, tmp_path)
+    assert code == 1
+    line = the_one_line(stderr)
+    assert line.startswith(
+        f"error: cannot reach PostgreSQL at 127.0.0.1:{free_port}/coworker after 30 s: "
+    ), line
+    retries = [entry for entry in stderr if "is not reachable" in entry]
+    assert len(retries) >= 4  # with back-off: 0.25 s, 0.5 s, 1 s, 2 s, ... up to 8 s apart
+    assert "trying again in 0.2 s" in retries[0]
+    assert any("trying again in 8.0 s" in entry for entry in retries)
+    assert took >= 30
+    assert not any("hunter2" in entry for entry in stderr)

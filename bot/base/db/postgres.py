@@ -335,6 +335,16 @@ class PostgresTx:
         await self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(key),))
 
 
+def backup_unsupported() -> BackupUnsupported:
+    """What `backup` says on PostgreSQL (no connection needed to say it)."""
+    return BackupUnsupported(
+        "backup copies SQLite files; back up PostgreSQL with pg_dump, e.g."
+        ' pg_dump --format=custom --file coworker.dump "$DATABASE_URL"'
+        " (restore with pg_restore), or your provider's snapshots",
+        engine="postgres",
+    )
+
+
 def lock_key(key: str) -> int:
     """A stable signed 64-bit advisory lock key for a name (the same in every process)."""
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
@@ -455,12 +465,7 @@ class PostgresDatabase(Database):
 
     async def backup_to(self, path: str | Path) -> Path:
         """PostgreSQL is backed up with its own tools; say which."""
-        raise BackupUnsupported(
-            "backup copies SQLite files; back up PostgreSQL with pg_dump, e.g."
-            ' pg_dump --format=custom --file coworker.dump "$DATABASE_URL"'
-            " (restore with pg_restore), or your provider's snapshots",
-            engine="postgres",
-        )
+        raise backup_unsupported()
 
     # -- only PostgreSQL ----------------------------------------------------------------
 
