@@ -190,7 +190,7 @@ async def run(n: int, queries_n: int, engine: str, url: str) -> dict[str, float]
         tenth = scoped[best[9]] - TIE
         recall10.append(sum(scoped[m - 1] >= tenth for m, _ in ten[:10]) / 10)
 
-    vector, keyword = ("vec0", "FTS5 bm25") if engine == "sqlite" else ("HNSW", "tsvector")
+    vector, keyword = ("vec0", "FTS5 bm25") if engine == "sqlite" else ("pgvector", "tsvector")
     print(line("recall(k=10, scoped, episodes) [hybrid]", recall_t, TARGET_P95_MS))
     print(line("retrieve_for_task (10 episodes + 5 facts)", task_t))
     print(line(f"  of which {vector} KNN (k=30, scoped)", vec_t))
