@@ -28,7 +28,13 @@ from mcp.server.mcpserver import MCPServer
 from slack_sdk.errors import SlackApiError
 
 from bot.base.config import Config, load_config
-from bot.base.db import POSTGRES_PREFIXES, SQLITE_PREFIX, open_database, sqlite_path
+from bot.base.db import (
+    POSTGRES_PREFIXES,
+    SQLITE_PREFIX,
+    describe_url,
+    open_database,
+    sqlite_path,
+)
 from bot.base.errors import CoworkerError, SettingsError
 from bot.base.migrations import MIGRATIONS_DIR, discover, migrate, pending
 from bot.base.secretbox import SecretBox, token_box
@@ -158,12 +164,11 @@ async def check_database(f: Findings) -> list[Line]:
 async def check_postgres(url: str) -> list[Line]:
     """The server, pgvector, pending migrations, the live replicas and the leader: one line
     each, from one read-only connection (nothing created, nothing migrated)."""
-    from bot.base.db.postgres import describe
     from bot.cluster.status import postgres_status
 
     names = [m.name for m in discover(MIGRATIONS_DIR / "postgres")]
     status = await postgres_status(url, names)
-    where = f"database {describe(url)}"
+    where = f"database {describe_url(url)}"
     if status.problem:  # too old, or no pgvector on the server: nothing else matters yet
         return [error(f"{where}: {status.problem}")]
     lines = [ok(f"{where}: server {status.server_version}")]

@@ -28,7 +28,7 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
 
-from bot.base.errors import SettingsError
+from bot.base.errors import CoworkerError, SettingsError
 
 #: A row, read by column name.
 Row = dict[str, Any]
@@ -131,6 +131,26 @@ class Database(ABC):
 def sqlite_path(url: str) -> str:
     """The file path in a `sqlite:///…` URL (`sqlite:////abs/path` for an absolute one)."""
     return url.removeprefix(SQLITE_PREFIX)
+
+
+def describe_url(url: str) -> str:
+    """Where `url` points, without its password: the SQLite file, or `PostgreSQL at
+    host:port/dbname`."""
+    if url.startswith(POSTGRES_PREFIXES):
+        from bot.base.db.postgres import describe
+
+        return describe(url)
+    return sqlite_path(url)
+
+
+def backup_refusal(url: str) -> CoworkerError | None:
+    """What `backup` answers, without connecting, for an engine it does not copy (PostgreSQL:
+    use `pg_dump`); None where it can copy (SQLite)."""
+    if url.startswith(POSTGRES_PREFIXES):
+        from bot.base.db.postgres import backup_unsupported
+
+        return backup_unsupported()
+    return None
 
 
 async def open_database(url: str, *, readonly: bool = False) -> Database:
