@@ -28,7 +28,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import __version__, telemetry
+from bot import telemetry
 from bot.agent import AgentLoop
 from bot.approvals import ApprovalService
 from bot.base.config import Config, load_config
@@ -121,9 +121,13 @@ class Coworker:
         )
         if self.delegation.inbox is not None:
             self.scheduler.add_job(
-                guarded("inbox_prune", self.delegation.inbox.prune),
+                once("inbox_prune", self.delegation.inbox.prune), "interval", seconds=PRUNE_SECONDS
+            )
+        if self.replica is not None:  # messages of a replica that died mid-intake: any replica
+            self.scheduler.add_job(
+                guarded("inbox_replay", self.delegation.replay_inbox),
                 "interval",
-                seconds=PRUNE_SECONDS,
+                seconds=self.config.cluster.lease,
             )
         if self.delivery is not None:  # at start (Slack may have refused one), then often
             self.scheduler.add_job(
@@ -350,14 +354,9 @@ def make_runner(
     concurrency, fanout = config.runner.concurrency, config.orchestration.fanout_concurrency
     if db.engine != "postgres":
         return None, TaskRunner(db, tasks=tasks, concurrency=concurrency, fanout=fanout)
-    from bot.base.db.postgres import PostgresDatabase
-    from bot.cluster.replica import Replica
-    from bot.cluster.runner import ReplicaRunner
+    from bot.cluster.runner import replica_runner
 
-    assert isinstance(db, PostgresDatabase)
-    replica = Replica(db, config.cluster, version=__version__)
-    runner = ReplicaRunner(db, replica, tasks=tasks, concurrency=concurrency, fanout=fanout)
-    return replica, runner
+    return replica_runner(db, config, tasks)
 
 
 def busy_check(
@@ -488,7 +487,7 @@ async def _build(settings: Settings, opened: AsyncExitStack) -> Coworker:
         directory=directory,
         config=config,
         memory=memory,
-        inbox=inbox_for(db),
+        inbox=replica.inbox if replica is not None else inbox_for(db),
         orchestrator=orchestrator,
     )
     coworker = Coworker(

@@ -22,6 +22,9 @@ from typing import Any
 
 import psycopg
 
+from bot import __version__
+from bot.base.config import Config
+from bot.base.db import Database
 from bot.base.db.postgres import PostgresDatabase
 from bot.cluster.replica import Replica
 from bot.runner import TaskRunner
@@ -110,3 +113,17 @@ class ReplicaRunner(TaskRunner):
             await self.replica.leases.release(task_id)
         except (psycopg.Error, OSError) as exc:  # it runs out by itself
             log.warning("task %s: lease not released (%s)", task_id, exc)
+
+
+def replica_runner(db: Database, config: Config, tasks: TaskStore) -> tuple[Replica, ReplicaRunner]:
+    """This process as a replica on PostgreSQL `db`, and its runner."""
+    assert isinstance(db, PostgresDatabase), "replicas share a PostgreSQL database"
+    replica = Replica(db, config.cluster, version=__version__)
+    runner = ReplicaRunner(
+        db,
+        replica,
+        tasks=tasks,
+        concurrency=config.runner.concurrency,
+        fanout=config.orchestration.fanout_concurrency,
+    )
+    return replica, runner

@@ -6,7 +6,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bot.base.db.postgres import PostgresDatabase
+from bot.cluster.inbox import InboxTable
 from bot.cluster.runner import ReplicaRunner
+from bot.intake import IncomingMessage
 from tests.scenarios.conftest import plan, tickets_mcp, tool_runs
 from tests.scenarios.harness import Harness, until
 
@@ -66,3 +68,47 @@ async def test_once_only_jobs_run_on_the_leader_only(
         await app.once("probe", job)()
         assert ran == ["job"]
         assert app.memory.store.embed_here()
+
+
+async def test_a_mention_is_in_the_inbox_table_before_intake_and_marked_handled(
+    make_harness: Callable[..., Harness], pg_db: PostgresDatabase
+) -> None:
+    async with make_harness(database_url=pg_db.url) as h:
+        h.anthropic.enqueue_tool_use("submit_plan", plan(("Answer", [])))
+        assert h.coworker.delegation.inbox is h.coworker.replica.inbox  # type: ignore[union-attr]
+        task_id = await h.delegate("summarize the incident")
+        row = await until(
+            lambda: pg_db.fetchone(
+                "SELECT writer, handled_at FROM inbox WHERE handled_at IS NOT NULL"
+            ),
+            what="the inbox row handled",
+        )
+        assert row["writer"] == h.coworker.replica.id  # type: ignore[union-attr]
+        assert task_id
+    assert not list(h.tmp.glob("*.inbox.jsonl"))  # no file inbox on PostgreSQL
+
+
+async def test_a_message_a_dead_replica_acknowledged_is_replayed_by_another(
+    make_harness: Callable[..., Harness], pg_db: PostgresDatabase
+) -> None:
+    dead = InboxTable(pg_db, "dead-replica")  # acknowledged, then SIGKILLed before intake
+    await dead.keep(
+        IncomingMessage(
+            event_id="Ev-left",
+            channel="C1",
+            user="U1",
+            text="<@UBOT> rotate the staging keys",
+            ts="1700000000.000100",
+            mention=True,
+        )
+    )
+    async with make_harness(database_url=pg_db.url) as h:
+        h.anthropic.enqueue_tool_use("submit_plan", plan(("Rotate", [])))
+        task = await until(
+            lambda: pg_db.fetchone(
+                "SELECT id, request FROM tasks WHERE message_ts = ?", ("1700000000.000100",)
+            ),
+            what="the replayed message's task",
+        )
+        assert "rotate the staging keys" in task["request"]
+        assert await pg_db.fetchval("SELECT writer FROM inbox") == h.coworker.replica.id  # type: ignore[union-attr]

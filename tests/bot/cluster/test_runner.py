@@ -60,10 +60,11 @@ async def start_node(open_replica: OpenReplica) -> AsyncIterator[Start]:
         return node
 
     yield start
-    for node in nodes:
-        node.release.set()
-        await node.runner.stop()
-        await node.replica.stop()
+    async with asyncio.timeout(15):
+        for node in nodes:
+            node.release.set()
+            await node.runner.stop()
+            await node.replica.stop()
 
 
 async def held_by(db: PostgresDatabase, task_id: int) -> str | None:
