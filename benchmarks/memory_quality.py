@@ -10,8 +10,9 @@ data is CC BY-NC 4.0 and is not part of this repository: the script reads it fro
 (default `../shared/data/locomo-dev.json`, beside the repository).
 
 For each conversation, a fresh database gets every turn as one team episode, created at its
-session's date (`Speaker: text`, and `[shares <caption>]` for a shared photo), through
-`memory import` (the same function: a JSON Lines file, ref `<conversation>:<turn id>`).
+session's date (`Speaker: text`, and `[shares <caption>]` for a shared photo), with the turn
+before it in its session as its `context`, through `memory import` (the same function: a
+JSON Lines file, ref `<conversation>:<turn id>`); `--no-context` leaves the context out.
 Each question is then asked a day after the last session through recall, as `memory search`
 does: hybrid, and each search alone. A question's recall@10 is the share of its evidence
 turns among the 10 memories returned, hit@10 whether any is; evidence ids that name no turn
@@ -135,7 +136,9 @@ def session_time(text: str) -> float:
     return datetime.strptime(text, "%I:%M %p on %d %B, %Y").replace(tzinfo=UTC).timestamp()
 
 
-def conversations(path: Path, same_instant: bool) -> Iterator[Conversation]:
+def conversations(
+    path: Path, same_instant: bool, no_context: bool = False
+) -> Iterator[Conversation]:
     for sample in json.loads(path.read_text(encoding="utf-8")):
         conv = sample["conversation"]
         turns, ids, last = [], set(), 0.0
@@ -144,13 +147,18 @@ def conversations(path: Path, same_instant: bool) -> Iterator[Conversation]:
                 continue
             at = session_time(conv[f"{key}_date_time"])
             last = max(last, at)
+            before = None
             for turn in session:
                 text = f"{turn['speaker']}: {turn['text']}"
                 if turn.get("blip_caption"):
                     text += f" [shares {turn['blip_caption']}]"
                 ref = f"{sample['sample_id']}:{turn['dia_id']}"
-                turns.append({"text": text, "kind": "episode", "created_at": at, "ref": ref})
+                record = {"text": text, "kind": "episode", "created_at": at, "ref": ref}
+                if before is not None and not no_context:
+                    record["context"] = before
+                turns.append(record)
                 ids.add(turn["dia_id"])
+                before = text
         if same_instant:
             for t in turns:
                 t["created_at"] = last
@@ -239,6 +247,11 @@ async def main() -> None:
         "--same-instant", action="store_true", help="store every turn at the same moment"
     )
     parser.add_argument(
+        "--no-context",
+        action="store_true",
+        help="import each turn without the turn before it as its context",
+    )
+    parser.add_argument(
         "--cache", type=Path, help="keep the model's vectors in this file between runs"
     )
     args = parser.parse_args()
@@ -252,11 +265,13 @@ async def main() -> None:
         embedder = CachedEmbedder(embedder, args.cache)
     name = f"{embedder.name}:{embedder.model}" if embedder else "none (keyword-only)"
     dates = "every turn at one instant" if args.same_instant else "real session dates"
+    if args.no_context:
+        dates += ", no context"
     print(f"== LoCoMo {args.data.name}: embeddings {name}, {dates}")
     totals = {mode: Scores() for mode in MODES}
     latencies: list[float] = []
     started = time.perf_counter()
-    convs = list(conversations(args.data, args.same_instant))
+    convs = list(conversations(args.data, args.same_instant, args.no_context))
     if args.conversations:
         convs = convs[: args.conversations]
     with tempfile.TemporaryDirectory(prefix="coworker-quality-") as tmp:

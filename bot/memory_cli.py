@@ -47,7 +47,7 @@ def add_parsers(actions: Any) -> None:
         "import",
         help="add memories from JSON Lines records or Markdown/text documents",
         description="JSON Lines (.jsonl) files hold records {text, kind, scope, created_at, "
-        "ref}; any other file is a document, cut into facts that wait in the review queue. "
+        "ref, context}; any other file is a document, cut into facts that wait in the review queue. "
         "A file with a bad line is reported by line number and nothing is imported; "
         "importing a file again adds only what is new.",
     )
@@ -226,6 +226,7 @@ def hit_json(memory: Memory) -> dict[str, Any]:
         "score": round(memory.score or 0.0, 4),
         "created_at": _iso(memory.created_at),
         "text": memory.content,
+        "context": memory.context,
     }
 
 
@@ -245,5 +246,8 @@ def _print(query: str, hits: list[Memory], out: TextIO, *, as_json: bool) -> Non
             f"  {_iso(memory.created_at)[:10]}{ref}",
             file=out,
         )
+        if memory.context:
+            after = " ".join(memory.context.split())
+            print(f"     (after: {after[:100]}{'…' if len(after) > 100 else ''})", file=out)
         text = " ".join(memory.content.split())
         print(f"     {text[:200]}{'…' if len(text) > 200 else ''}", file=out)

@@ -3,9 +3,13 @@
 A `.jsonl` file holds one record per line:
 
     {"text": "...", "kind": "episode" | "fact", "scope": "team" | "project:NAME" | "user:UID",
-     "created_at": "2024-05-01T12:00:00Z" or 1714564800, "ref": "the caller's id"}
+     "created_at": "2024-05-01T12:00:00Z" or 1714564800, "ref": "the caller's id",
+     "context": "what the text answers or follows"}
 
 `text`, `kind` and `ref` are required; `scope` defaults to the team and `created_at` to now.
+`context` (optional, up to `MAX_CONTEXT_CHARS`) is for a conversation's messages: give each
+the message before it, and keyword search finds a short reply ("Yes, the blue one") by the
+question it answers. It is shown with the memory; the memory's vector is of `text` alone.
 Any other file is a document (Markdown or plain text: team docs, onboarding notes,
 architecture decision records), cut into facts of at most `MAX_CHUNK_CHARS` at headings,
 then paragraphs, then sentences; each fact starts with its section's heading, so it reads on
@@ -33,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bot.base import clock
 from memory.errors import FileRejected
-from memory.records import Kind, MemoryDraft, Scope
+from memory.records import MAX_CONTEXT_CHARS, Kind, MemoryDraft, Scope
 from memory.store import MemoryStore
 
 MAX_CHUNK_CHARS = 500
@@ -51,6 +55,7 @@ class ImportRecord(BaseModel):
     scope: str = "team"
     created_at: float | str | None = None
     ref: str = Field(min_length=1)
+    context: str | None = Field(default=None, max_length=MAX_CONTEXT_CHARS)
 
     @field_validator("text")
     @classmethod
@@ -126,6 +131,7 @@ def _draft(record: ImportRecord, approve: bool) -> MemoryDraft:
         user_id=owner if scope == "user" else None,
         status="proposed" if record.kind == "fact" and not approve else "active",
         ref=record.ref,
+        context=(record.context or "").strip() or None,
     )
 
 
@@ -133,9 +139,11 @@ def _problem(exc: ValidationError) -> str:
     error = exc.errors()[0]
     where = ".".join(str(part) for part in error["loc"])
     if error["type"] == "extra_forbidden":
-        return f'unknown field "{where}" (fields: text, kind, scope, created_at, ref)'
+        return f'unknown field "{where}" (fields: text, kind, scope, created_at, ref, context)'
     if error["type"] == "missing":
         return f'"{where}" is required'
+    if error["type"] == "string_too_long":
+        return f'"{where}" is longer than {error["ctx"]["max_length"]:,} characters'
     message = error["msg"].removeprefix("Value error, ")
     return f'"{where}": {message}' if where else message
 

@@ -41,6 +41,8 @@ EXTRA_FIELDS = frozenset(
     }
 )
 _JSON_FIELDS = ("sources", "tools_used")
+#: The longest `context` a memory keeps (an imported message's predecessor, say).
+MAX_CONTEXT_CHARS = 2000
 
 
 def scope_key(scope: str, project: str | None, user_id: str | None) -> str:
@@ -130,6 +132,9 @@ class MemoryDraft(BaseModel):
     decided_by: str | None = None
     #: the caller's id for an imported memory; unique, so a second import skips it
     ref: str | None = None
+    #: what the memory answers or follows (e.g. the message before an imported reply):
+    #: keyword search reads it with the content; the vector is of the content alone
+    context: str | None = Field(default=None, max_length=MAX_CONTEXT_CHARS)
 
     @model_validator(mode="after")
     def _owner_matches_scope(self) -> Self:
@@ -185,6 +190,7 @@ class Memory(BaseModel):
     use_count: int
     archived_at: float | None
     ref: str | None = None
+    context: str | None = None
     score: float | None = None
 
     @classmethod

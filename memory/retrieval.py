@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 CHARS_PER_TOKEN = 4
 #: An item shorter than this is not worth squeezing into the end of the budget.
 _MIN_ITEM_CHARS = 160
+#: how much of a memory's `context` the model is shown
+_CONTEXT_SHOWN = 300
 
 #: Which searches answer: both (the default), or one alone (benchmarks, diagnosis).
 Searches = Literal["hybrid", "keyword", "vector"]
@@ -261,7 +263,14 @@ def _where(memory: Memory) -> str:
 
 
 def _fact_line(memory: Memory) -> str:
-    return f"- [fact {memory.id}{_where(memory)}] {' '.join(memory.content.split())}"
+    line = f"- [fact {memory.id}{_where(memory)}] {' '.join(memory.content.split())}"
+    return f"{line} {_after(memory)}" if memory.context else line
+
+
+def _after(memory: Memory) -> str:
+    """What the memory answers or follows, on one line, shortened."""
+    text = " ".join((memory.context or "").split())
+    return f"(after: {text[:_CONTEXT_SHOWN]}{'…' if len(text) > _CONTEXT_SHOWN else ''})"
 
 
 def _episode_lines(memory: Memory) -> str:
@@ -270,5 +279,7 @@ def _episode_lines(memory: Memory) -> str:
     verdict = {1: ", rated helpful", -1: ", rated unhelpful"}.get(memory.feedback or 0, "")
     head = f"- [{label}, {day}, {memory.outcome or 'unknown outcome'}{verdict}{_where(memory)}]"
     body = "\n".join("  " + line for line in memory.content.splitlines() if line.strip())
+    if memory.context:
+        body = f"  {_after(memory)}\n{body}"
     link = f"\n  {memory.permalink}" if memory.permalink else ""
     return f"{head}\n{body}{link}"

@@ -172,3 +172,29 @@ def test_usage_errors_exit_2(
     with pytest.raises(SystemExit) as exit_:
         parser().parse_args(["memory", *args])
     assert exit_.value.code == 2 and wrong in capsys.readouterr().err
+
+
+def test_a_reply_is_found_by_the_message_it_answers(workdir: Path) -> None:
+    thread = [
+        {"text": "Ana: which region did we move billing to?", "kind": "episode", "ref": "c:1"},
+        {
+            "text": "Ben: Frankfurt, last March",
+            "kind": "episode",
+            "ref": "c:2",
+            "context": "Ana: which region did we move billing to?",
+        },
+    ]
+    code, _, err = bot(workdir, "import", str(write_jsonl(workdir / "chat.jsonl", thread)))
+    assert code == 0, err
+    code, out, err = bot(workdir, "search", "billing region", "--json")
+    assert code == 0, err
+    hits = {h["ref"]: h for h in json.loads(out)["hits"]}
+    assert set(hits) == {"c:1", "c:2"}  # "billing" and "region" are only in c:2's context
+    assert hits["c:2"]["text"] == "Ben: Frankfurt, last March"
+    assert hits["c:2"]["context"] == "Ana: which region did we move billing to?"
+    assert hits["c:1"]["context"] is None
+    code, out, _ = bot(workdir, "search", "billing region")
+    assert "(after: Ana: which region did we move billing to?)" in out
+    long = [{**thread[1], "ref": "c:3", "context": "x" * 2001}]
+    code, _, err = bot(workdir, "import", str(write_jsonl(workdir / "long.jsonl", long)))
+    assert code != 0 and 'long.jsonl:1: "context" is longer than 2,000 characters' in err

@@ -10,7 +10,7 @@ import pytest
 
 from bot.base.config import MemoryConfig
 from bot.base.db import Database
-from memory.embeddings import load_embedder
+from memory.embeddings import HashedNgramEmbedder, load_embedder
 from memory.keyword_index import COMMON_MIN
 from memory.records import Memory, MemoryDraft, Scope, shard
 from memory.retrieval import CHARS_PER_TOKEN, keyword_ranking, recall, render, retrieve_for_task
@@ -48,6 +48,50 @@ async def test_user_memory_never_reaches_another_user(any_store: MemoryStore) ->
     assert [m.id for m in await s.recall("manager Priya", Scope(user_id="U1"), kind="fact")] == [
         mine
     ]
+
+
+class _Recording(HashedNgramEmbedder):
+    """The `test` embedder, keeping the passages it was asked to embed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.passages: list[str] = []
+
+    async def embed(self, texts: list[str], *, query: bool = False) -> list[list[float]]:
+        if not query:
+            self.passages += texts
+        return await super().embed(texts, query=query)
+
+
+async def test_context_is_searched_by_keywords_and_not_embedded(
+    db: Database, memory_config: MemoryConfig
+) -> None:
+    embedder = _Recording()
+    store = MemoryStore(db, embedder, memory_config)
+    await store.prepare()
+    embedder.passages.clear()  # the dimension probe
+    question = "Caroline: which colour did you paint the kayak?"
+    reply = MemoryDraft(
+        kind="episode",
+        content="Mel: Blue, like the lake",
+        scope="team",
+        context=question,
+        ref="r:2",
+    )
+    other = MemoryDraft(kind="episode", content="Mel: we went camping in June", scope="team")
+    [reply_id, other_id] = await store.add_many([reply, other])
+    assert embedder.passages == ["Mel: Blue, like the lake", "Mel: we went camping in June"]
+    found = await recall(store, "kayak colour", Scope(), kind="episode", searches="keyword")
+    assert [m.id for m in found] == [reply_id] and found[0].context == question
+    text, _, episodes = render([], found, 2_000)
+    assert episodes == found and f"(after: {question})" in text
+    # The index forgets the context with the memory, and an edit keeps it searchable.
+    await store.update(reply_id, content="Mel: Blue, like the sky")
+    found = await recall(store, "kayak sky", Scope(), kind="episode", searches="keyword")
+    assert [m.id for m in found] == [reply_id]
+    assert await store.forget(reply_id)
+    assert await recall(store, "kayak", Scope(), kind="episode", searches="keyword") == []
+    assert [m.id for m in await recall(store, "camping", Scope(), searches="keyword")] == [other_id]
 
 
 async def test_k_results_when_95_percent_are_out_of_scope(store: MemoryStore) -> None:
