@@ -61,6 +61,8 @@ class Harness:
     socket_mode: bool = True
     #: More settings (e.g. `port=0`, `coworker_secret_key=…` for per-user servers).
     env: dict[str, Any] = field(default_factory=dict)
+    #: The database (default: a SQLite file in `tmp`), e.g. a PostgreSQL test database.
+    database_url: str | None = None
     slack: FakeSlack = field(init=False)
     anthropic: FakeAnthropic = field(init=False)
     app: Coworker | None = None
@@ -90,7 +92,7 @@ class Harness:
             slack_api_url=self.slack.api_url,
             anthropic_api_key="sk-ant-test-key",
             anthropic_base_url=self.anthropic.base_url,
-            database_url=f"sqlite:///{self.tmp / 'coworker.db'}",
+            database_url=self.database_url or f"sqlite:///{self.tmp / 'coworker.db'}",
             coworker_config=self.tmp / "coworker.toml",
             coworker_mcp_config=self.tmp / ".mcp.json",
             **self.env,
