@@ -15,11 +15,12 @@ import gc
 import logging
 import os
 import signal
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
@@ -63,7 +64,13 @@ from tools.builtin.slack import slack_server
 from tools.gateway import McpGateway
 from tools.mcp_config import load_mcp_config
 
+if TYPE_CHECKING:  # the cluster needs psycopg, which only PostgreSQL installs have
+    from bot.cluster.replica import Replica
+
 log = logging.getLogger(__name__)
+
+#: how often the leader embeds memories stored without a vector by any replica
+EMBED_SECONDS = 30
 
 
 @dataclass
@@ -91,16 +98,22 @@ class Coworker:
     delivery: Delivery | None = None
     public_url: PublicUrl | None = None
     scheduler: Any = None
+    #: this process as one replica among several (PostgreSQL); None on SQLite
+    replica: Replica | None = None
     background: set[asyncio.Task[Any]] = field(default_factory=set)
     _socket: Any = None
     _site: Any = None
     _runner_http: Any = None
 
     async def start(self) -> None:
-        """Start background work: the runner and the scheduled jobs."""
+        """Start background work: the runner and the scheduled jobs. With replicas, the
+        jobs that must run once (`once()`) run on the leader only."""
+        if self.replica is not None:
+            await self.replica.start()
         await self.runner.start()
         await self.delegation.replay_inbox()
         self.scheduler = make_scheduler()
+        once = self.once
         self.scheduler.add_job(
             guarded("approval_sweep", self.approvals.sweep),
             "interval",
@@ -108,13 +121,17 @@ class Coworker:
         )
         if self.delegation.inbox is not None:
             self.scheduler.add_job(
-                guarded("inbox_prune", self.delegation.inbox.prune),
+                once("inbox_prune", self.delegation.inbox.prune), "interval", seconds=PRUNE_SECONDS
+            )
+        if self.replica is not None:  # messages of a replica that died mid-intake: any replica
+            self.scheduler.add_job(
+                guarded("inbox_replay", self.delegation.replay_inbox),
                 "interval",
-                seconds=PRUNE_SECONDS,
+                seconds=self.config.cluster.lease,
             )
         if self.delivery is not None:  # at start (Slack may have refused one), then often
             self.scheduler.add_job(
-                guarded("delivery_sweep", self.delivery.sweep),
+                once("delivery_sweep", self.delivery.sweep),
                 "interval",
                 seconds=SWEEP_SECONDS,
                 next_run_time=datetime.now(),
@@ -124,11 +141,27 @@ class Coworker:
             self.scheduler.add_job(jobs["consolidate"], "cron", hour=3, minute=0)
             self.scheduler.add_job(jobs["decay"], "cron", day_of_week="sun", hour=4)
             self.scheduler.add_job(jobs["backup"], "cron", hour=2, minute=30)
-            if await self.memory.store.prepare():
-                job = asyncio.create_task(self.memory.store.reembed_all(), name="reembed")
+            store = self.memory.store
+            if await store.prepare() and self.leads():
+                job = asyncio.create_task(store.reembed_all(), name="reembed")
                 self.background.add(job)
                 job.add_done_callback(self.background.discard)
+            if self.replica is not None:  # embeds what any replica stored (embed_later)
+                store.embed_here = self.leads
+                self.scheduler.add_job(
+                    once("memory_embed", store.reembed_all), "interval", seconds=EMBED_SECONDS
+                )
         self.scheduler.start()
+
+    def leads(self) -> bool:
+        """Whether once-only work runs here: always in one process, else on the leader."""
+        return self.replica is None or self.replica.leader.is_leader
+
+    def once(self, name: str, job: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[None]]:
+        """A scheduled job that must run once across replicas: on the leader only."""
+        if self.replica is not None:
+            job = self.replica.leader.only_on_leader(name, job)
+        return guarded(name, job)
 
     def memory_jobs(self) -> dict[str, Any]:
         assert self.memory is not None
@@ -138,9 +171,9 @@ class Coworker:
             await self.notifier.facts_proposed(await memory.consolidate())
 
         return {
-            "consolidate": guarded("memory_consolidation", consolidate),
-            "decay": guarded("memory_decay", memory.decay),
-            "backup": guarded("nightly_backup", memory.backup),
+            "consolidate": self.once("memory_consolidation", consolidate),
+            "decay": self.once("memory_decay", memory.decay),
+            "backup": self.once("nightly_backup", memory.backup),
         }
 
     async def connect(self) -> None:
@@ -206,6 +239,8 @@ class Coworker:
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         await self.runner.stop(grace)
+        if self.replica is not None:  # what is still held goes back to the queue for others
+            await self.replica.stop()
         await telemetry.close()
         await self.notifier.close()
         await self.gateway.stop()
@@ -311,6 +346,28 @@ def build_memory(config: Config, db: Database, llm: LLM, tasks: TaskStore) -> Te
     return TeamMemory(store, llm, tasks, config, warning=warning)
 
 
+def make_runner(
+    db: Database, config: Config, tasks: TaskStore
+) -> tuple[Replica | None, TaskRunner]:
+    """The task runner: one process on SQLite; on PostgreSQL, one replica among several,
+    claiming under leases and waking the others through the database."""
+    concurrency, fanout = config.runner.concurrency, config.orchestration.fanout_concurrency
+    if db.engine != "postgres":
+        return None, TaskRunner(db, tasks=tasks, concurrency=concurrency, fanout=fanout)
+    from bot.cluster.runner import replica_runner
+
+    return replica_runner(db, config, tasks)
+
+
+def busy_check(
+    runner: TaskRunner, replica: Replica | None
+) -> Callable[[int], Awaitable[bool] | bool]:
+    """Whether a job works on a task now: here, or (replicas) on any replica holding its lease."""
+    if replica is None:
+        return lambda task_id: task_id in runner.active
+    return replica.leases.held
+
+
 async def build(settings: Settings) -> Coworker:
     """Build and wire every part; nothing connects to Slack until `connect()`.
 
@@ -376,12 +433,7 @@ async def _build(settings: Settings, opened: AsyncExitStack) -> Coworker:
     )
     opened.push_async_callback(gateway.stop)
     await gateway.start()
-    runner = TaskRunner(
-        db,
-        concurrency=config.runner.concurrency,
-        fanout=config.orchestration.fanout_concurrency,
-        tasks=tasks,
-    )
+    replica, runner = make_runner(db, config, tasks)
     orchestrator = Orchestrator(tasks, config, notifier, runner.wake)
     approvals = ApprovalService(
         db,
@@ -413,7 +465,7 @@ async def _build(settings: Settings, opened: AsyncExitStack) -> Coworker:
         config=config,
         between_steps=runner.at_checkpoint,
     )
-    delivery = Delivery(tasks, notifier, busy=lambda task_id: task_id in runner.active)
+    delivery = Delivery(tasks, notifier, busy=busy_check(runner, replica))
     runner.work = TaskWork(
         tasks=tasks,
         planner=Planner(llm, config),
@@ -436,7 +488,7 @@ async def _build(settings: Settings, opened: AsyncExitStack) -> Coworker:
         directory=directory,
         config=config,
         memory=memory,
-        inbox=inbox_for(db),
+        inbox=replica.inbox if replica is not None else inbox_for(db),
         orchestrator=orchestrator,
     )
     coworker = Coworker(
@@ -459,6 +511,7 @@ async def _build(settings: Settings, opened: AsyncExitStack) -> Coworker:
         delivery=delivery,
         connections=connections,
         public_url=public_url,
+        replica=replica,
     )
     register_handlers(app, coworker)
     return coworker

@@ -7,8 +7,9 @@ runner. Refusals raise `NotAllowed`, which handlers turn into an ephemeral messa
 
 from __future__ import annotations
 
+import inspect
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.approvals import Approval, ApprovalService, Decision, Directory
 from bot.base.clock import now
@@ -25,12 +26,21 @@ from bot.tasks import OPEN, Task, TaskStore
 from bot.tasks import TaskStatus as S
 from bot.visibility import Visibility
 
+if TYPE_CHECKING:  # PostgreSQL only (psycopg)
+    from bot.cluster.inbox import InboxTable
+
 log = logging.getLogger(__name__)
 
 CLOSED = (
     "{ref} was cancelled, so I won't pick it up again. To start a new task, mention me in a "
     "new message outside this thread."
 )
+
+
+async def settle(result: Any) -> None:
+    """Await what the inbox returned, if anything: the file writes at once, the table not."""
+    if inspect.isawaitable(result):
+        await result
 
 
 class Delegation:
@@ -45,7 +55,7 @@ class Delegation:
         directory: Directory,
         config: Config,
         memory: Any = None,
-        inbox: Inbox | None = None,
+        inbox: Inbox | InboxTable | None = None,
         orchestrator: Orchestrator | None = None,
     ) -> None:
         self.orchestrator = orchestrator
@@ -61,21 +71,23 @@ class Delegation:
         self.visibility = Visibility(config, directory)
         self.memory = memory
 
-    def keep(self, msg: IncomingMessage) -> None:
-        """Write a message intake may act on down before Slack is acknowledged (`bot.inbox`)."""
+    async def keep(self, msg: IncomingMessage) -> None:
+        """Write a message intake may act on down before Slack is acknowledged: to the
+        inbox file (`bot.inbox`), or with replicas to the inbox table (`bot.cluster.inbox`)."""
         if self.inbox is not None and (msg.mention or msg.is_dm or msg.thread_ts):
-            self.inbox.keep(msg)
+            await settle(self.inbox.keep(msg))
 
     async def on_message(self, msg: IncomingMessage) -> IntakeResult:
         """A mention, DM or thread reply: create or continue a task, once per event."""
         async with self.inflight:
             result = await self._on_message(msg)
             if self.inbox is not None:
-                self.inbox.handled(msg.event_id)
+                await settle(self.inbox.handled(msg.event_id))
             return result
 
     async def replay_inbox(self) -> int:
-        """Handle the messages a stop cut off between acknowledgement and intake."""
+        """Handle the messages a stop cut off between acknowledgement and intake (with
+        replicas: also those of a replica that died, taken over by this one)."""
         if self.inbox is None:
             return 0
         left = await self.inbox.left_over()

@@ -16,6 +16,7 @@ doubled): otherwise the task would wait for a person who cannot see what to answ
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -33,12 +34,16 @@ NOTHING = "I finished, but I have nothing to report."
 
 class Delivery:
     def __init__(
-        self, tasks: TaskStore, notifier: Notifier, busy: Callable[[int], bool] | None = None
+        self,
+        tasks: TaskStore,
+        notifier: Notifier,
+        busy: Callable[[int], bool | Awaitable[bool]] | None = None,
     ) -> None:
         self.tasks = tasks
         self.notifier = notifier
         self.settle = SETTLE_SECONDS
-        #: Whether a runner job works on the task now (then its own posts are under way).
+        #: Whether a runner job works on the task now (then its own posts are under way):
+        #: in this process, or with replicas, on whichever replica holds the task's lease.
         self.busy = busy or (lambda task_id: False)
         self._locks: dict[int, asyncio.Lock] = {}
 
@@ -74,7 +79,7 @@ class Delivery:
             )
         finished = 0
         for task in await self.tasks.undelivered(since=since):
-            if self.busy(task.id):  # a follow-up run finishes it itself (finish_pending)
+            if await self.is_busy(task.id):  # a follow-up run finishes it itself (finish_pending)
                 continue
             try:
                 got = await self.finish_pending(task.id)
@@ -84,6 +89,10 @@ class Delivery:
             finished += bool(got and got.complete)
         await self.post_what_people_wait_on()
         return finished
+
+    async def is_busy(self, task_id: int) -> bool:
+        answer = self.busy(task_id)
+        return await answer if inspect.isawaitable(answer) else bool(answer)
 
     async def finish_pending(self, task_id: int) -> Delivered | None:
         """Post the rest of the task's last deliverable that Slack has not taken, if any.
@@ -103,10 +112,10 @@ class Delivery:
         """Plans and questions a task waits on a person for, that Slack did not take."""
         before = now() - self.settle
         for task in await self.tasks.unposted_plans(before=before):
-            if not self.busy(task.id):
+            if not await self.is_busy(task.id):
                 await self._guarded(task, self._post_plan(task))
         for task, questions in await self.tasks.unasked_questions(before=before):
-            if not self.busy(task.id):
+            if not await self.is_busy(task.id):
                 await self._guarded(task, self._ask(task, questions))
 
     async def _post_plan(self, task: Task) -> None:

@@ -173,7 +173,7 @@ class Intake:
                 "UPDATE slack_events SET task_id = ? WHERE event_id = ?", (task_id, msg.event_id)
             )
         if kind == "continued":  # committed: a running task looks at its row next turn
-            self.tasks.note_reply()
+            self.tasks.note_reply(task_id)
             await self.tasks.moved(moved)
         task = await self.tasks.get(task_id)
         if kind == "created":

@@ -8,6 +8,10 @@ a crash (`TaskStore.recover`).
 A graceful stop (`stop(grace)`) claims nothing more and lets running tasks reach their
 next checkpoint (`at_checkpoint()`, which the agent loop calls between steps) before it
 interrupts what is left; they too resume at the next start.
+
+This is the one-process runner (SQLite). With replicas on PostgreSQL,
+`bot.cluster.runner.ReplicaRunner` claims under a lease and makes `wake()` and
+`stop_task()` reach every replica; `wake_local()` and `stop_local()` act on this process only.
 """
 
 from __future__ import annotations
@@ -60,6 +64,11 @@ class TaskRunner:
         self.wake()
 
     def wake(self) -> None:
+        """There is new work (a task created, queued or resumed): claim it."""
+        self.wake_local()
+
+    def wake_local(self) -> None:
+        """Look for work in this process (a job ended, or another replica said so)."""
         self._wake.set()
 
     async def claim(self) -> Task | None:
@@ -76,7 +85,7 @@ class TaskRunner:
                     "task runner: claiming work failed; trying again in %g s", self.claim_retry
                 )
                 await asyncio.sleep(self.claim_retry)
-                self.wake()
+                self.wake_local()
 
     async def _fill(self) -> None:
         """Claim queued tasks until the pool is full or the queue is empty."""
@@ -104,10 +113,14 @@ class TaskRunner:
         finally:
             if self.active.get(task.id) is asyncio.current_task():
                 del self.active[task.id]
-            self.wake()
+            self.wake_local()
 
     def stop_task(self, task_id: int) -> bool:
-        """Stop the coroutine working on a task (cancel); True if one was running."""
+        """Stop the work on a cancelled task at once; True if it was running here."""
+        return self.stop_local(task_id)
+
+    def stop_local(self, task_id: int) -> bool:
+        """Stop the coroutine working on a task here (cancel); True if one was running."""
         job = self.active.get(task_id)
         if job is None:
             return False

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -250,12 +250,25 @@ class TaskStore:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        #: Thread replies committed by this process so far: each writer (`add_input`,
-        #: `Intake.receive`) calls `note_reply()` right after its commit, and a running
-        #: task re-reads its row when the count moved.
+        #: Thread replies committed so far: each writer (`add_input`, `Intake.receive`)
+        #: calls `note_reply()` right after its commit, and a running task re-reads its row
+        #: when the count moved. With replicas, replies committed by another replica count
+        #: too (`heard_reply()`, from its wake-up).
         self.replies = 0
+        #: Called with the task id after each reply this process committed (replicas: tell
+        #: the others, whose running task may be the one replied to).
+        self.on_reply: Callable[[int], None] | None = None
+        #: Called with (task id, new status) after each move this process made (replicas:
+        #: a task its own job moved out of planning/running is no longer held by that job).
+        self.on_moved: Callable[[int, str], None] | None = None
 
-    def note_reply(self) -> None:
+    def note_reply(self, task_id: int) -> None:
+        self.replies += 1
+        if self.on_reply is not None:
+            self.on_reply(task_id)
+
+    def heard_reply(self) -> None:
+        """Another replica committed a reply: running tasks here look at their rows."""
         self.replies += 1
 
     async def create(self, tx: Tx, **fields: Any) -> int:
@@ -365,6 +378,9 @@ class TaskStore:
                     (row["id"], f"status:{row['status']}", at),
                 )
             )
+        if self.on_moved is not None:
+            for row in rows:
+                self.on_moved(int(row["id"]), str(row["status"]))
         if len(events) == 1:
             await self.db.execute(*events[0])
         elif events:
@@ -393,12 +409,17 @@ class TaskStore:
         await self.moved(rows)
         return Task.from_row(rows[0]) if rows else None
 
-    async def recover(self) -> int:
+    async def recover(self, *, interrupted: bool = True) -> int:
         """Put tasks a stop interrupted back in the queue, to resume from their checkpoint;
-        how many moved."""
+        how many moved. `interrupted=False` leaves planning and running tasks alone (with
+        replicas, those are another replica's until its lease runs out: bot.cluster.claims)
+        and only moves on what a stop left decided but not yet queued."""
         statements = (
-            self.move_all(S.RUNNING, S.QUEUED),
-            self.move_all(S.PLANNING, S.RECEIVED),
+            *(
+                (self.move_all(S.RUNNING, S.QUEUED), self.move_all(S.PLANNING, S.RECEIVED))
+                if interrupted
+                else ()
+            ),
             # Decided between the approval's update and the task's move: go on.
             self.move_all(
                 S.WAITING_APPROVAL,
@@ -455,7 +476,7 @@ class TaskStore:
             "INSERT INTO task_inputs (task_id, author, text, ts, at) VALUES (?, ?, ?, ?, ?)",
             (task_id, author, text, ts, now()),
         )
-        self.note_reply()
+        self.note_reply(task_id)
 
     async def add_input_if_open(self, task_id: int, author: str, text: str) -> bool:
         """Add `text` for the task's next model turn, unless the task has finished; whether
@@ -467,7 +488,7 @@ class TaskStore:
             (task_id, author, text, now(), task_id, *OPEN),
         )
         if added:
-            self.note_reply()
+            self.note_reply(task_id)
         return added == 1
 
     async def pending_inputs(self, task_id: int) -> list[dict[str, Any]]:

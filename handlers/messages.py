@@ -71,14 +71,15 @@ async def keep_before_ack(body: dict[str, Any], context: dict[str, Any], next: N
     """Write a message we will act on down before Bolt acknowledges it (`bot.inbox`).
 
     A global middleware runs before the listener's automatic acknowledgement, in Socket
-    Mode and HTTP mode alike, so an acknowledged message is always on disk.
+    Mode and HTTP mode alike, so an acknowledged message is always on disk (or, with
+    replicas on PostgreSQL, in the inbox table).
     """
     event = body.get("event") if body.get("type") == "event_callback" else None
     if isinstance(event, dict) and event.get("type") in ("app_mention", "message"):
         mention = event["type"] == "app_mention"
         msg = incoming(body, event, context.get("bot_user_id"), mention=mention)
         if msg is not None:
-            services(context).delegation.keep(msg)
+            await services(context).delegation.keep(msg)
     await next()
 
 

@@ -19,7 +19,7 @@ import asyncio
 import builtins
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from bot.base import clock
@@ -85,6 +85,9 @@ class MemoryStore:
             self.vectors = VectorIndex(db, embedder)
             self.keywords = KeywordIndex(db)
         self.embed_later = embed_later
+        #: Whether this process embeds what `embed_later` left (replicas: the leader only,
+        #: from a scheduled job, so a memory is not embedded once per replica).
+        self.embed_here: Callable[[], bool] = lambda: True
         self._embedding: asyncio.Task[None] | None = None
         self._more_to_embed = False
 
@@ -356,7 +359,7 @@ class MemoryStore:
     def _embed_soon(self) -> None:
         """Have the background job embed what lacks a vector (after a write, with
         `embed_later`); one job at a time, and a job already running goes round once more."""
-        if not (self.embed_later and self.vectors.ready):
+        if not (self.embed_later and self.vectors.ready and self.embed_here()):
             return
         if self._embedding is not None and not self._embedding.done():
             self._more_to_embed = True

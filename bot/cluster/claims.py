@@ -24,6 +24,7 @@ from typing import Any
 from bot.base.clock import now
 from bot.base.db.postgres import PostgresDatabase, PostgresTx
 from bot.cluster import DB_NOW, DEFAULT_LEASE
+from bot.tasks import MOVED
 
 log = logging.getLogger(__name__)
 
@@ -118,15 +119,38 @@ class TaskLeases:
         rows = await self.db.fetchall(sql + " RETURNING id", params)
         return sorted(int(r["id"]) for r in rows)
 
-    async def recover_expired(self) -> list[int]:
-        """Put tasks whose lease ran out (their replica died) back in the queue; their ids."""
+    async def recover_expired(self) -> list[dict[str, Any]]:
+        """Put tasks whose lease ran out (their replica died) back in the queue; the moved
+        rows (`bot.tasks.MOVED`'s columns, for `TaskStore.moved`), by id."""
         rows = await self.db.fetchall(
             f"UPDATE tasks SET status = {_BACK}, lease_owner = NULL, lease_expires_at = NULL,"
             f" updated_at = ? WHERE status IN {_HELD}"
-            f" AND (lease_expires_at IS NULL OR lease_expires_at < {DB_NOW}) RETURNING id",
+            f" AND (lease_expires_at IS NULL OR lease_expires_at < {DB_NOW}) {MOVED}",
             (now(),),
         )
-        ids = sorted(int(r["id"]) for r in rows)
-        if ids:
-            log.info("cluster: took back task(s) %s whose replica stopped renewing", ids)
-        return ids
+        rows.sort(key=lambda r: int(r["id"]))
+        if rows:
+            log.info(
+                "cluster: took back task(s) %s whose replica stopped renewing",
+                [int(r["id"]) for r in rows],
+            )
+        return rows
+
+    async def release(self, task_id: int) -> None:
+        """Let go of a task this replica's job has moved out of planning/running (done,
+        waiting, queued again), so nobody takes it as still being worked on here."""
+        await self.db.execute(
+            "UPDATE tasks SET lease_owner = NULL, lease_expires_at = NULL"
+            f" WHERE id = ? AND lease_owner = ? AND status NOT IN {_HELD}",
+            (task_id, self.owner),
+        )
+
+    async def held(self, task_id: int) -> bool:
+        """Whether some replica holds the task's lease now (it is working on it)."""
+        return bool(
+            await self.db.fetchval(
+                "SELECT 1 FROM tasks WHERE id = ? AND lease_owner IS NOT NULL"
+                f" AND lease_expires_at > {DB_NOW}",
+                (task_id,),
+            )
+        )

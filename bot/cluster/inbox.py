@@ -79,6 +79,13 @@ class InboxTable:
             messages.append(IncomingMessage(**{k: v for k, v in entry.items() if k in FIELDS}))
         return messages
 
+    async def left_over(self) -> list[IncomingMessage]:
+        """What `Delegation.replay_inbox` replays: the orphans, now this replica's."""
+        return await self.take_orphans()
+
+    def close(self) -> None:
+        """Nothing to close: the rows live in the database."""
+
     async def prune(self) -> int:
         """Delete handled rows past `KEEP_HANDLED` and unhandled ones past `KEEP_UNHANDLED`."""
         return await self.db.execute(

@@ -83,8 +83,11 @@ class ReplicaRegistry:
         )
         if not renewed:  # pruned while this replica could not reach the database
             await self.join()
+        before = self.running()
         held = await self.leases.renew()
-        lost = self.running() - held
+        # Only tasks held here both before and after the renewal: one claimed meanwhile is
+        # not in `held` yet, and one its own job moved on (done, waiting) is no longer held.
+        lost = (before & self.running()) - held
         if lost:
             log.warning("cluster: another replica took over task(s) %s", sorted(lost))
             if self.on_lost is not None:

@@ -63,3 +63,19 @@ async def test_the_sweep_leaves_a_task_a_runner_job_works_on(db: Database) -> No
     task_id = await cut_short(db)
     delivery = Delivery(TaskStore(db), slack, busy=lambda t: t == task_id)  # type: ignore[arg-type]
     assert await delivery.sweep() == 0 and slack.delivered == []
+
+
+async def test_the_sweep_asks_an_async_busy_check_too(db: Database) -> None:
+    """With replicas, "busy" is a database question: is the task's lease held anywhere."""
+    slack = HeldDeliveries()
+    slack.gate.set()
+    task_id = await cut_short(db)
+    held = {task_id}
+
+    async def busy(t: int) -> bool:
+        return t in held
+
+    delivery = Delivery(TaskStore(db), slack, busy=busy)  # type: ignore[arg-type]
+    assert await delivery.sweep() == 0 and slack.delivered == []
+    held.clear()
+    assert await delivery.sweep() == 1

@@ -101,7 +101,7 @@ async def test_recovery_takes_only_expired_leases(
         "UPDATE tasks SET lease_expires_at = lease_expires_at - 31 WHERE id = ?", (dead,)
     )
     newcomer = TaskLeases(await open_replica(), "new", lease=30)
-    assert await newcomer.recover_expired() == [dead]
+    assert [r["id"] for r in await newcomer.recover_expired()] == [dead]
     rows = {r["id"]: r for r in await pg_db.fetchall("SELECT id, status, lease_owner FROM tasks")}
     assert rows[alive]["status"] == "running" and rows[alive]["lease_owner"] == "alive"
     assert rows[dead]["status"] == "queued" and rows[dead]["lease_owner"] is None

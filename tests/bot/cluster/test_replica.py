@@ -20,12 +20,21 @@ class Runner:
     def __init__(self) -> None:
         self.active: dict[int, Any] = {}
         self.wakes = 0
+        self.take_overs = 0
         self.stopped: asyncio.Queue[int] = asyncio.Queue()
+
+    @property
+    def holding(self) -> set[int]:
+        return set(self.active)
 
     def wake_local(self) -> None:
         self.wakes += 1
 
-    def stop_task(self, task_id: int) -> bool:
+    async def take_over(self) -> int:
+        self.take_overs += 1
+        return 0
+
+    def stop_local(self, task_id: int) -> bool:
         if self.active.pop(task_id, None) is None:
             return False
         self.stopped.put_nowait(task_id)
