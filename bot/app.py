@@ -393,6 +393,7 @@ async def _build(settings: Settings, opened: AsyncExitStack) -> Coworker:
     opened.push_async_callback(telemetry.close)
     db = await open_database(settings.database_url)
     opened.push_async_callback(db.close)
+    await db.claim_process()  # SQLite: one bot per file (PostgreSQL: replicas welcome)
     await migrate(db)
     secret = (
         settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None

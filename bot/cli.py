@@ -7,7 +7,7 @@ import asyncio
 from pathlib import Path
 
 from bot.base.config import load_config
-from bot.base.db import SQLITE_PREFIX, open_database
+from bot.base.db import SQLITE_PREFIX, backup_refusal, open_database
 from bot.base.errors import CoworkerError, LLMUnavailable
 from bot.base.migrations import migrate
 from bot.base.settings import Settings
@@ -46,6 +46,8 @@ async def run_backup(settings: Settings, path: str) -> int:
     """
     from memory.backup import backup_target, backup_to
 
+    if (refusal := backup_refusal(settings.database_url)) is not None:
+        raise refusal
     live = settings.database_path
     target = backup_target(path, live)
     if not await asyncio.to_thread(Path(live).is_file):

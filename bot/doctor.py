@@ -28,9 +28,15 @@ from mcp.server.mcpserver import MCPServer
 from slack_sdk.errors import SlackApiError
 
 from bot.base.config import Config, load_config
-from bot.base.db import SQLITE_PREFIX, open_database, sqlite_path
+from bot.base.db import (
+    POSTGRES_PREFIXES,
+    SQLITE_PREFIX,
+    describe_url,
+    open_database,
+    sqlite_path,
+)
 from bot.base.errors import CoworkerError, SettingsError
-from bot.base.migrations import migrate, pending
+from bot.base.migrations import MIGRATIONS_DIR, discover, migrate, pending
 from bot.base.secretbox import SecretBox, token_box
 from bot.base.settings import Settings, hint, read_settings
 from tools.mcp_config import ServerSpec, load_mcp_config
@@ -150,7 +156,55 @@ def _describe_config(path: Path, config: Config) -> str:
 async def check_database(f: Findings) -> list[Line]:
     if "DATABASE_URL" in f.problems:
         return [skip("database: not checked until DATABASE_URL is fixed")]
+    if f.settings.database_url.startswith(POSTGRES_PREFIXES):
+        return await check_postgres(f.settings.database_url)
     return await check_sqlite(f.settings.database_path)
+
+
+async def check_postgres(url: str) -> list[Line]:
+    """The server, pgvector, pending migrations, the live replicas and the leader: one line
+    each, from one read-only connection (nothing created, nothing migrated)."""
+    from bot.cluster.status import postgres_status
+
+    names = [m.name for m in discover(MIGRATIONS_DIR / "postgres")]
+    status = await postgres_status(url, names)
+    where = f"database {describe_url(url)}"
+    if status.problem:  # too old, or no pgvector on the server: nothing else matters yet
+        return [error(f"{where}: {status.problem}")]
+    lines = [ok(f"{where}: server {status.server_version}")]
+    if status.vector_version:
+        lines.append(ok(f"{where}: pgvector {status.vector_version} installed"))
+    else:
+        lines.append(
+            warn(
+                f"{where}: pgvector available, not yet installed in this database; the bot "
+                "runs CREATE EXTENSION vector at start (its role needs CREATE on the database)"
+            )
+        )
+    if status.pending:
+        lines.append(
+            warn(
+                f"{where}: {len(status.pending)} migration(s) pending; the bot applies them at "
+                "start (or run `python -m bot migrate`)"
+            )
+        )
+    else:
+        lines.append(ok(f"{where}: migrated"))
+    seen = [f"{r.id} ({r.heartbeat_s:.0f} s ago)" for r in status.replicas]
+    lines.append(
+        ok(f"replicas: {len(seen)} live: {', '.join(seen)}")
+        if seen
+        else ok("replicas: none running (none has sent a heartbeat within its lease)")
+    )
+    if status.leader is not None:
+        lines.append(
+            ok(f"leader: {status.leader} ({status.leader_left_s or 0:.0f} s of lease left)")
+        )
+    elif seen:
+        lines.append(warn("leader: none holds the lease; a replica takes it within a lease"))
+    else:
+        lines.append(ok("leader: none (no replica running)"))
+    return lines
 
 
 async def check_sqlite(path: str) -> list[Line]:

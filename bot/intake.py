@@ -153,7 +153,8 @@ class Intake:
         async with self.db.transaction() as tx:
             if not await self._record(tx, msg):
                 return IntakeResult("duplicate")
-            # Counted in the transaction that creates: a burst cannot slip past the limit.
+            # Counted in the transaction that creates, under the person's lock: a burst
+            # cannot slip past the limit, not even one spread over several replicas.
             if existing is None and await self._over_rate(tx, msg.user):
                 return IntakeResult("rate_limited")
             if existing is not None:
@@ -195,6 +196,7 @@ class Intake:
         return recorded == 1
 
     async def _over_rate(self, tx: Tx, user: str) -> bool:
+        await tx.lock(f"user-limit:{user}")
         started = await tx.fetchval(
             "SELECT COUNT(*) FROM tasks WHERE delegator = ? AND created_at > ? AND parent_id IS NULL",
             (user, now() - 60),
@@ -281,9 +283,13 @@ class Intake:
         """
         text = _MENTION.sub("", msg.text).strip()
         steers = msg.user == task.delegator or msg.user in self.config.approvals.approvers
-        # The status as of this transaction: a run finishing meanwhile either commits first
-        # (then the reply is a follow-up, queued here) or finds the reply pending afterwards.
-        row = await tx.fetchone("SELECT status, plan FROM tasks WHERE id = ?", (task.id,))
+        # The status as of this transaction, with the task's row locked until it commits (the
+        # no-op UPDATE is the row lock both engines take): a run finishing on any replica
+        # either moves the task first (then the reply is a follow-up, queued here) or waits
+        # for this reply and finds it pending afterwards.
+        row = await tx.fetchone(
+            "UPDATE tasks SET status = status WHERE id = ? RETURNING status, plan", (task.id,)
+        )
         assert row is not None  # tasks are never deleted
         status, planned = TaskStatus(row["status"]), row["plan"] is not None
         open_ = status != TaskStatus.CANCELLED

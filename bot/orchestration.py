@@ -405,6 +405,13 @@ class Orchestrator:
             return True
         previous = self.outcome(child).result or AgentResult(summary="(no result)")
         async with self.db.transaction() as tx:
+            # The stage that finished and the parent's own run (resuming the pipeline) may
+            # both get here, on different replicas: under the spawn's lock, one starts it.
+            await tx.lock(f"spawn:{spawn['key']}")
+            if await tx.fetchval(
+                "SELECT id FROM tasks WHERE spawn_key = ? AND stage = ?", (spawn["key"], nxt)
+            ):
+                return True
             status = await tx.fetchval("SELECT status FROM tasks WHERE id = ?", (parent.id,))
             if status == TaskStatus.CANCELLED:  # cancelled meanwhile: no next stage
                 return True

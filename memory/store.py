@@ -248,32 +248,47 @@ class MemoryStore:
         current = await self.get(memory_id)
         if current is None:
             return None
+        content = current.draft(**changes).content
+        # Embedded before the transaction (a provider call must not hold a lock); the rest
+        # is worked out again from the row as it is once locked, so an edit made meanwhile
+        # (a move, a status change, here or on another replica) is not undone by this one.
+        blob = (await self._embed_or_none([content]))[0] if content != current.content else None
+        async with self.db.transaction() as tx:
+            await tx.lock(f"memory:{memory_id}")
+            row = await tx.fetchone("SELECT * FROM memories WHERE id = ?", (memory_id,))
+            if row is None:
+                return None
+            current = Memory.from_row(row)
+            await self._write_update(tx, current, changes, blob)
+        if current.draft(**changes).content != current.content:
+            self._embed_soon()
+        return await self.get(memory_id)
+
+    async def _write_update(
+        self, tx: Tx, current: Memory, changes: dict[str, Any], blob: bytes | None
+    ) -> None:
+        """`update()`'s writes, from the memory as read under its lock."""
         draft = current.draft(**changes)
         columns = set(changes) | ({"scope_tag"} if _SCOPE_FIELDS & set(changes) else set())
         values = {k: v for k, v in draft.columns().items() if k in columns}
         values["updated_at"] = clock.now()
         new_content = draft.content != current.content
-        blob = (await self._embed_or_none([draft.content]))[0] if new_content else None
         if new_content:
             values["embedded_by"] = self.vectors.signature if blob is not None else None
-        async with self.db.transaction() as tx:
-            assignments = ", ".join(f"{k} = :{k}" for k in values)
-            await tx.execute(
-                f"UPDATE memories SET {assignments} WHERE id = :id", values | {"id": memory_id}
-            )
-            if self.vectors.exists and new_content:
-                await self.vectors.delete(tx, memory_id)
-                if blob is not None:
-                    await self.vectors.put(
-                        tx, memory_id, blob, draft.kind, draft.scope_key, current.status
-                    )
-            elif self.vectors.exists and _SCOPE_FIELDS & set(changes):
-                await self.vectors.move(tx, memory_id, draft.kind, draft.scope_key, current.status)
-            if new_content and (old := self.vectors.cache_hash(current.content)):
-                await tx.execute("DELETE FROM embedding_cache WHERE hash = ?", (old,))
-        if new_content:
-            self._embed_soon()
-        return await self.get(memory_id)
+        assignments = ", ".join(f"{k} = :{k}" for k in values)
+        await tx.execute(
+            f"UPDATE memories SET {assignments} WHERE id = :id", values | {"id": current.id}
+        )
+        if self.vectors.exists and new_content:
+            await self.vectors.delete(tx, current.id)
+            if blob is not None:
+                await self.vectors.put(
+                    tx, current.id, blob, draft.kind, draft.scope_key, current.status
+                )
+        elif self.vectors.exists and _SCOPE_FIELDS & set(changes):
+            await self.vectors.move(tx, current.id, draft.kind, draft.scope_key, current.status)
+        if new_content and (old := self.vectors.cache_hash(current.content)):
+            await tx.execute("DELETE FROM embedding_cache WHERE hash = ?", (old,))
 
     async def set_status(
         self,
@@ -302,12 +317,15 @@ class MemoryStore:
         With `status`, only a memory still in that status is deleted (a race-safe reject).
         """
         async with self.db.transaction() as tx:
+            # One conditional statement, not a read and then a delete: an approval committed
+            # meanwhile on another replica makes the status check fail, not the approval lost.
             row = await tx.fetchone(
-                "SELECT content, status FROM memories WHERE id = ?", (memory_id,)
+                "DELETE FROM memories WHERE id = ?"
+                " AND (CAST(? AS TEXT) IS NULL OR status = ?) RETURNING content",
+                (memory_id, status, status),
             )
-            if row is None or (status is not None and row["status"] != status):
+            if row is None:
                 return False
-            await tx.execute("DELETE FROM memories WHERE id = ?", (memory_id,))
             if self.vectors.exists:
                 await self.vectors.delete(tx, memory_id)
             if cached := self.vectors.cache_hash(row["content"]):

@@ -6,6 +6,7 @@
     ├── MigrationError         a migration failed; the database is left as it was
     ├── Unreachable            a service (Slack, the database) cannot be reached or opened
     │   └── DatabaseUnavailable  the database cannot be reached or cannot serve (says what to do)
+    ├── AlreadyRunning         another bot process serves this SQLite file
     ├── BackupUnsupported      this engine is backed up with its own tools (pg_dump)
     ├── TaskNotFound           no task with that id
     ├── NotAllowed             this person may not do that (approve, edit, cancel)
@@ -180,6 +181,14 @@ class DatabaseUnavailable(Unreachable):
     def __init__(self, message: str, *, engine: str) -> None:
         super().__init__(message, service="database")
         self.engine = engine
+
+
+class AlreadyRunning(CoworkerError):
+    """A second `python -m bot` on a database engine that serves one process (SQLite)."""
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class BackupUnsupported(CoworkerError):

@@ -135,6 +135,18 @@ def test_backup_of_no_database_creates_none(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
+def test_backup_on_postgresql_says_to_use_pg_dump_in_one_line(tmp_path: Path) -> None:
+    env = {"DATABASE_URL": "postgresql://coworker:secret@127.0.0.1:1/coworker"}
+    result = run_bot("backup", str(tmp_path / "copy.db"), cwd=tmp_path, env=env)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "error: backup copies SQLite files; back up PostgreSQL with pg_dump, e.g. pg_dump"
+        ' --format=custom --file coworker.dump "$DATABASE_URL" (restore with pg_restore),'
+        " or your provider's snapshots"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(
     ("args", "says"),
     [

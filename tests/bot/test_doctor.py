@@ -10,15 +10,20 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from bot.base.db import Database
+from bot.base.db.postgres import PostgresDatabase, describe
 from bot.base.db.sqlite import sqlite_module
 from bot.base.migrations import discover
+from bot.cluster.leader import LeaderLease
+from bot.cluster.replicas import ReplicaRegistry
 from bot.doctor import doctor
 from tests.bot.test_cli import run_bot
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.slack import FakeSlack
+from tests.postgres_server import PG_MIGRATIONS
 from tests.scenarios.conftest import TICKETS
 
 LINE = re.compile(r"^(✓|!|✗|-) \S|^    \S|^(all checks passed|\d+ problem|nothing to fix)")
@@ -223,3 +228,72 @@ async def test_a_database_that_cannot_be_opened_is_one_line(
     about = [line for line in lines if line[2:].startswith(("database", "cannot open the data"))]
     assert about == [expected]
     assert any(line.startswith("✓ Anthropic: reachable") for line in lines)
+
+
+async def test_postgresql_server_pgvector_migrations_replicas_and_leader_one_line_each(
+    stand_ins: object,
+    pg_db: PostgresDatabase,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    await ReplicaRegistry(pg_db, "host-a:11:x", lease=30).join()
+    await ReplicaRegistry(pg_db, "host-b:12:y", lease=30).join()
+    await LeaderLease(pg_db, "host-b:12:y", lease=30).try_acquire()
+    before = await pg_db.fetchval("SELECT COUNT(*) FROM schema_migrations")
+    monkeypatch.setenv("DATABASE_URL", pg_db.url)
+    _, lines = await run_doctor(capsys)
+    where = f"database {describe(pg_db.url)}"
+    database = [
+        line for line in lines if where in line or line[2:].startswith(("replicas", "leader"))
+    ]
+    assert database[0].startswith(f"✓ {where}: server 18")
+    assert database[1].startswith(f"✓ {where}: pgvector 0.")
+    assert database[1].endswith(" installed")
+    assert database[2] == f"✓ {where}: migrated"
+    assert re.fullmatch(
+        r"✓ replicas: 2 live: host-a:11:x \(\d+ s ago\), host-b:12:y \(\d+ s ago\)", database[3]
+    )
+    assert re.fullmatch(r"✓ leader: host-b:12:y \((29|30) s of lease left\)", database[4])
+    assert len(database) == 5
+    assert await pg_db.fetchval("SELECT COUNT(*) FROM schema_migrations") == before
+
+
+async def test_a_blank_postgresql_database_is_looked_at_not_changed(
+    stand_ins: object,
+    postgres_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", postgres_url)
+    _, lines = await run_doctor(capsys)
+    where = f"database {describe(postgres_url)}"
+    pending = len(discover(PG_MIGRATIONS))
+    assert (
+        f"! {where}: {pending} migration(s) pending; the bot applies them at start (or run `python -m bot migrate`)"
+        in lines
+    )
+    assert any(
+        line.startswith(f"! {where}: pgvector available, not yet installed") for line in lines
+    )
+    assert "✓ replicas: none running (none has sent a heartbeat within its lease)" in lines
+    assert "✓ leader: none (no replica running)" in lines
+    async with await psycopg.AsyncConnection.connect(postgres_url) as conn:
+        cur = await conn.execute(
+            "SELECT to_regclass('schema_migrations'),"
+            " (SELECT extversion FROM pg_extension WHERE extname = 'vector')"
+        )
+        assert await cur.fetchone() == (None, None)
+
+
+async def test_an_unreachable_postgresql_is_one_line_and_the_other_checks_run(
+    stand_ins: object, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    port = closed_port()
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://coworker:hunter2@127.0.0.1:{port}/cw")
+    code, lines = await run_doctor(capsys)
+    assert code == 1
+    database = [line for line in lines if "PostgreSQL" in line]
+    assert len(database) == 1
+    assert database[0].startswith(f"✗ cannot reach PostgreSQL at 127.0.0.1:{port}/cw after 3 s: ")
+    assert not any("hunter2" in line for line in lines)
+    assert any(line.startswith("✓ Slack") for line in lines)

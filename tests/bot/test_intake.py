@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
 from bot.base.config import Config, parse_config
 from bot.base.db import Database
+from bot.base.db.postgres import PostgresDatabase
 from bot.intake import IncomingMessage, Intake, budget_note, parse_request
 from bot.tasks import Task, TaskStore
+from tests.postgres_races import replica, table_gate, until_done_or_waiting, waiters
 
 #: the tests that use the database run on both engines (tests/conftest.py)
 ENGINES = ("sqlite", "postgres")
@@ -193,3 +196,64 @@ def test_a_name_prefix_picks_a_coworker_or_is_noted_as_unknown(
     parsed = parse_request(text, TEAM)
     assert (parsed.coworker, parsed.unknown_coworker, parsed.text) == (coworker, unknown, rest)
     assert parse_request(text, Config()).unknown_coworker is None  # no coworkers configured
+
+
+# -- two replicas at once (PostgreSQL; SQLite's BEGIN IMMEDIATE serializes these) ----------
+
+
+async def test_a_reply_racing_the_run_finishing_on_another_replica_is_not_lost(
+    pg_db: PostgresDatabase,
+) -> None:
+    """The run moves its task to done and then looks for replies that came too late for its
+    last turn; a reply committed after that look would wait for a run that never comes.
+    Intake locks the task's row before it reads the status, so the run's move waits for the
+    reply (and finds it) or intake sees the task done (and queues a follow-up)."""
+    runner = TaskStore(pg_db)
+    async with replica(pg_db) as other:
+        intake = Intake(TaskStore(other), Config())
+        task_id = await new_task(intake)
+        await walk(runner, task_id, "planning", "queued", "running")
+
+        async def finish() -> list[dict[str, Any]]:
+            await runner.transition(task_id, "done", from_="running", result="answer")
+            return await runner.pending_inputs(task_id)  # what the run sees after its move
+
+        async with table_gate(pg_db.url, "task_inputs"):
+            receiving = asyncio.create_task(intake.receive(reply("and staging too", 1)))
+            await waiters(pg_db, 1)  # intake has read the task and waits to write the reply
+            finishing = asyncio.create_task(finish())
+            await until_done_or_waiting(finishing, pg_db, 2)
+        async with asyncio.timeout(10):
+            received, seen = await receiving, await finishing
+
+    assert received.kind == "continued"
+    status = (await runner.get(task_id)).status
+    assert status in ("received", "queued") or [i["text"] for i in seen] == ["and staging too"]
+
+
+async def test_a_burst_from_one_person_on_two_replicas_stays_within_the_limit(
+    pg_db: PostgresDatabase,
+) -> None:
+    config = parse_config({"runner": {"max_new_tasks_per_minute": 1}})
+    async with replica(pg_db) as other:
+        intakes = [Intake(TaskStore(pg_db), config), Intake(TaskStore(other), config)]
+        messages = [
+            IncomingMessage(
+                event_id=f"Ev{n}",
+                channel="C1",
+                user="U1",
+                text="<@UBOT> go",
+                ts=f"{n}.0",
+                mention=True,
+            )
+            for n in (1, 2)
+        ]
+        async with table_gate(pg_db.url, "tasks"):
+            # Both count the person's tasks before either can insert one.
+            both = asyncio.gather(*(i.receive(m) for i, m in zip(intakes, messages, strict=True)))
+            await waiters(pg_db, 2)
+        async with asyncio.timeout(10):
+            results = await both
+
+    assert sorted(r.kind for r in results) == ["created", "rate_limited"]
+    assert await pg_db.fetchval("SELECT COUNT(*) FROM tasks") == 1

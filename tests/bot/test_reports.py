@@ -19,6 +19,8 @@ from bot.report_text import render_summary, render_table, render_timeline, repor
 from bot.reports import CostLine, is_admin, percentile, summary, timeline
 
 REPO = Path(__file__).resolve().parents[2]
+#: the tests that use the database run on both engines (tests/conftest.py)
+ENGINES = ("sqlite", "postgres")
 T0 = 1_800_000_000.0
 H, D = 3600.0, 86_400.0
 SONNET, HAIKU, OPUS = "claude-sonnet-5-5", "claude-haiku-5-5", "claude-opus-5-5"

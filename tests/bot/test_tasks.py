@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 
 import pytest
 
 from bot.base.db import Database
+from bot.base.db.postgres import PostgresDatabase
 from bot.tasks import EDGES, FINISHED, OPEN, TaskStatus, TaskStore
+from tests.postgres_races import replica, table_gate, waiters
 
 #: the tests that use the database run on both engines (tests/conftest.py)
 ENGINES = ("sqlite", "postgres")
@@ -98,3 +102,26 @@ async def test_each_state_change_is_one_info_line_without_the_request(
     assert last.endswith("s cost=$0.0123")
     assert all(r.levelno == logging.INFO for r in caplog.records if r.name == "bot.tasks")
     assert "confidential" not in caplog.text
+
+
+async def test_two_replicas_posting_one_plan_keep_one_message(pg_db: PostgresDatabase) -> None:
+    """Two replicas' sweeps post the same unposted plan at once: `set_plan_ts` is one
+    compare-and-set, so one message is recorded and the other replica is told to replace
+    (delete) its own, however the two updates interleave."""
+    tasks = TaskStore(pg_db)
+    plan = {"summary": "rotate the keys", "steps": []}
+    task_id = await new_task(tasks)
+    await pg_db.execute("UPDATE tasks SET plan = ? WHERE id = ?", (json.dumps(plan), task_id))
+    async with replica(pg_db) as other:
+        theirs = TaskStore(other)
+        async with table_gate(pg_db.url, "tasks"):
+            both = asyncio.gather(
+                tasks.set_plan_ts(task_id, "100.1", plan, was=None),
+                theirs.set_plan_ts(task_id, "100.2", plan, was=None),
+            )
+            await waiters(pg_db, 2)  # both wait to write, neither has
+        async with asyncio.timeout(10):
+            kept = await both
+    assert sorted(kept) == [False, True]
+    recorded = await pg_db.fetchval("SELECT plan_ts FROM tasks WHERE id = ?", (task_id,))
+    assert recorded == ("100.1" if kept[0] else "100.2")

@@ -5,12 +5,19 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import psycopg
 import pydantic
 import pytest
 
-from memory.records import Scope
+from bot.base.config import MemoryConfig
+from bot.base.db import Database
+from bot.base.db.postgres import PostgresDatabase
+from memory.consolidation import approve, reject
+from memory.embeddings import HashedNgramEmbedder
+from memory.records import Scope, scope_id
 from memory.store import MemoryStore
 from tests.memory.conftest import MakeTask
+from tests.postgres_races import replica, waiters
 
 #: the tests that use the database run on both engines (tests/conftest.py)
 ENGINES = ("sqlite", "postgres")
@@ -142,6 +149,79 @@ async def test_update_scope_moves_the_vector_metadata(store: MemoryStore) -> Non
         memory_id
     ]
     assert await store.update(9999, importance=0.1) is None
+
+
+class HeldEmbedder(HashedNgramEmbedder):
+    """Once `armed`, embeds documents only after `release` is set: an edit slow to embed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.armed = False
+        self.waiting, self.release = asyncio.Event(), asyncio.Event()
+
+    async def embed(self, texts: list[str], *, query: bool = False) -> list[list[float]]:
+        if self.armed and not query:
+            self.waiting.set()
+            await self.release.wait()
+        return await super().embed(texts, query=query)
+
+
+async def test_a_move_made_while_an_edit_was_embedding_is_not_undone(
+    db: Database, memory_config: MemoryConfig
+) -> None:
+    """The edit works out its writes from the row as it is once locked, not as it was read
+    before the (slow) embedding: the memory and its vector stay in the new scope."""
+    store, held = MemoryStore(db, HashedNgramEmbedder(), memory_config), HeldEmbedder()
+    await store.prepare()
+    memory_id = await store.add("fact", "the release train leaves at noon", "team")
+    editor = MemoryStore(db, held, memory_config)
+    await editor.prepare()
+    held.armed = True
+    async with asyncio.timeout(10):
+        editing = asyncio.create_task(
+            editor.update(memory_id, content="the release train leaves at one")
+        )
+        await held.waiting.wait()
+        await store.update(memory_id, scope="project", project="mobile")
+        held.release.set()
+        await editing
+    memory = await store.get(memory_id)
+    assert memory is not None and memory.content == "the release train leaves at one"
+    assert memory.scope_key == "project:mobile"
+    filed_under = await db.fetchval(
+        f"SELECT scope_id FROM {vec_table(store)} WHERE memory_id = ?", (memory_id,)
+    )
+    assert filed_under == scope_id("project:mobile")
+
+
+async def test_a_reject_racing_an_approval_on_another_replica_deletes_nothing(
+    db: Database, memory_config: MemoryConfig
+) -> None:
+    """The reject has read the fact as proposed when the approval commits; its delete
+    must then find the fact no longer proposed (PostgreSQL: each replica its own session)."""
+    if db.engine != "postgres":
+        pytest.skip("one SQLite process runs one transaction at a time")
+    assert isinstance(db, PostgresDatabase)
+    store = MemoryStore(db, HashedNgramEmbedder(), memory_config)
+    await store.prepare()
+    fact = await store.add("fact", "deploys freeze on fridays", "team", status="proposed")
+    async with replica(db) as other:
+        rejecting = MemoryStore(other, HashedNgramEmbedder(), memory_config)
+        await rejecting.prepare()
+        async with await psycopg.AsyncConnection.connect(db.url) as hold:
+            async with hold.transaction():
+                # FOR KEY SHARE stops a DELETE of the row, not an UPDATE of its status: the
+                # reject reads and then waits to delete while the approval goes through.
+                await hold.execute("SELECT 1 FROM memories WHERE id = %s FOR KEY SHARE", (fact,))
+                reject_job = asyncio.create_task(reject(rejecting, fact))
+                await waiters(db, 1)
+                approved = await approve(store, fact, by="U2")
+            async with asyncio.timeout(10):
+                rejected = await reject_job
+    assert approved is not None and approved.status == "active"
+    assert rejected is False
+    kept = await store.get(fact)
+    assert kept is not None and kept.status == "active"
 
 
 async def test_forgotten_text_is_gone_from_the_database_file(store: MemoryStore) -> None:

@@ -249,3 +249,88 @@ async def test_a_database_that_cannot_be_opened_exits_1_with_one_line(tmp_path: 
         f"error: cannot open the database {path}: {tmp_path / 'afile'} is a file, not a folder"
     )
     assert the_one_line(stderr) == expected
+
+
+async def run_command(env: dict[str, str], cwd: Path, *args: str) -> tuple[int, str]:
+    """`python -m bot ARGS` beside the running bot; (exit status, stdout and stderr)."""
+    full = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SLACK_", "ANTHROPIC_", "COWORKER_", "DATABASE_", "PORT"))
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        *args,
+        cwd=cwd,
+        env={**full, **env, "PYTHONPATH": str(REPO)},
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), EXIT_WITHIN)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(errors="replace")
+
+
+async def test_a_second_bot_on_one_sqlite_file_exits_1_and_the_read_commands_still_work(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "coworker.toml").write_text("")
+    (tmp_path / ".mcp.json").write_text('{"mcpServers": {}}')
+    async with stand_ins() as (slack, anthropic):
+        env = bot_env(slack, anthropic, tmp_path)
+        first = BotProcess(env=env, cwd=tmp_path, log=tmp_path / "bot.log")
+        try:
+            await first.start()
+            await slack.wait_connected(timeout=60)
+            code, stderr, _ = await run_to_exit(env, tmp_path)
+            assert code == 1
+            db = tmp_path / "coworker.db"
+            assert first.proc is not None
+            assert the_one_line(stderr) == (
+                f"error: another Coworker process (pid {first.proc.pid}) is already running on "
+                f"{db}; SQLite serves one process: stop that one first, or use PostgreSQL "
+                "(DATABASE_URL=postgresql://...) to run several replicas"
+            )
+            # What only reads or copies keeps working beside the running bot.
+            report = await run_command(env, tmp_path, "report")
+            backup = await run_command(env, tmp_path, "backup", str(tmp_path / "copy.db"))
+            search = await run_command(env, tmp_path, "memory", "search", "deploys")
+            doctor = await run_command(env, tmp_path, "doctor")
+            for code, out in (report, backup, search):
+                assert code == 0 and "already running" not in out, out
+            assert "already running" not in doctor[1] and "Traceback" not in doctor[1]
+            assert (tmp_path / "copy.db").stat().st_size > 0
+            assert first.running  # the second start took nothing from the first
+        finally:
+            await first.kill()
+        # Once the first is gone (even SIGKILLed), the file is free for the next start.
+        connected = slack.connection_count
+        await first.start()
+        try:
+            await slack.wait_connected(timeout=60, after=connected)
+        finally:
+            await first.kill()
+    assert "already running" not in first.log_text()
+
+
+async def test_an_unreachable_postgresql_is_retried_then_exit_1_with_one_line(
+    tmp_path: Path, free_port: int
+) -> None:
+    url = f"postgresql://coworker:hunter2@127.0.0.1:{free_port}/coworker"
+    async with stand_ins() as (slack, anthropic):
+        env = bot_env(slack, anthropic, tmp_path, DATABASE_URL=url)
+        code, stderr, took = await run_to_exit(env, tmp_path)
+    assert code == 1
+    line = the_one_line(stderr)
+    assert line.startswith(
+        f"error: cannot reach PostgreSQL at 127.0.0.1:{free_port}/coworker after 30 s: "
+    ), line
+    retries = [entry for entry in stderr if "is not reachable" in entry]
+    assert len(retries) >= 4  # with back-off: 0.25 s, 0.5 s, 1 s, 2 s, ... up to 8 s apart
+    assert "trying again in 0.2 s" in retries[0]
+    assert any("trying again in 8.0 s" in entry for entry in retries)
+    assert took >= 30
+    assert not any("hunter2" in entry for entry in stderr)

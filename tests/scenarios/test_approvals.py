@@ -2,15 +2,36 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.fakes.slack import slash_command, view_submission
 from tests.scenarios.conftest import plan, tickets_mcp, tool_runs
 from tests.scenarios.harness import Harness, until
 
 CONFIG = 'plan_approval = "never"\n[approvals]\napprovers = ["ULEAD"]\n'
+
+#: every scenario here runs on SQLite and on PostgreSQL (tests/conftest.py)
+ENGINES = ("sqlite", "postgres")
+
+
+@pytest.fixture
+async def make_harness(
+    tmp_path: Path, engine: str, request: pytest.FixtureRequest
+) -> AsyncIterator[Callable[..., Harness]]:
+    """The scenario harness on this test's engine (PostgreSQL: a migrated test database)."""
+    if engine != "postgres":
+        yield lambda **kw: Harness(tmp=tmp_path, **kw)
+        return
+    server = request.getfixturevalue("postgres_server")
+    name = await server.take_migrated()
+    try:
+        yield lambda **kw: Harness(tmp=tmp_path, database_url=server.url(name), **kw)
+    finally:
+        await server.give_back(name)
 
 
 async def start_block_call(h: Harness) -> dict[str, Any]:

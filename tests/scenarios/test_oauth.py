@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -422,7 +423,12 @@ async def test_per_user_servers_without_a_secret_key_stop_start_up(
     make_harness: Callable[..., Harness], docs: Protected
 ) -> None:
     async with oauth_harness(make_harness, docs) as h:
-        keyless = h.settings().model_copy(update={"coworker_secret_key": None})
+        settings = h.settings()
+        # A file of its own: the harness's bot holds its SQLite file (one bot per file).
+        other = Path(settings.database_path).with_name("keyless.db")
+        keyless = settings.model_copy(
+            update={"coworker_secret_key": None, "database_url": f"sqlite:///{other}"}
+        )
         with pytest.raises(SettingsError, match="COWORKER_SECRET_KEY is not set") as stopped:
             await build(keyless)
         assert "docs" in str(stopped.value)

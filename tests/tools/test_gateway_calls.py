@@ -20,6 +20,9 @@ from tests.tools.servers.recording import INJECTION, build_server
 from tools.gateway import McpGateway, args_hash
 from tools.scope import allowed_globs, scope_tools
 
+#: the tests that use the database (the tool journal) run on both engines (tests/conftest.py)
+ENGINES = ("sqlite", "postgres")
+
 
 async def row(db: Database, key: str) -> dict[str, object]:
     found = await db.fetchone("SELECT * FROM tool_calls WHERE idempotency_key = ?", (key,))

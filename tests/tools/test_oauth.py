@@ -19,6 +19,7 @@ import pytest
 from bot.base import clock
 from bot.base.config import Config
 from bot.base.db import Database, open_database
+from bot.base.db.postgres import PostgresDatabase
 from bot.base.errors import ConnectFailed, SettingsError
 from bot.base.secretbox import SecretBox
 from tests.tools.browser import Browser, query
@@ -33,6 +34,9 @@ from tools.oauth.connector import Completion, OAuthConnector
 KEY = "tools-test-secret-key-0123456789abcdef"
 BOX = SecretBox([KEY], "oauth tokens")
 CALLBACK_BASE = "http://127.0.0.1:9"  # nothing listens: the browser stops at the redirect
+#: the tests that use the database run on both engines (tests/conftest.py): token storage,
+#: the refresh lease between replicas, connection waits
+ENGINES = ("sqlite", "postgres")
 
 
 @pytest.fixture
@@ -177,13 +181,22 @@ async def test_tokens_are_sealed_at_rest_and_never_logged_or_audited(
     assert (await whoami(gateway, "U1")).content == "signed in as alice"
     issued = docs.authority.seen.issued
     assert len(issued) >= 6
-    stored = await asyncio.to_thread(database_bytes, tmp_path)
+    stored = await stored_bytes(db, tmp_path)
     assert stored and not [t for t in issued if t.encode() in stored]
     audit = await audit_text(db)
     assert "signed in as alice" in audit and not [t for t in issued if t in audit]
     logged = logged_text(caplog.records)
     assert "alice" in logged or "U1" in logged  # the log says who connected, not with what
     assert not [t for t in issued if t in logged]
+
+
+async def stored_bytes(db: Database, directory: Path) -> bytes:
+    """Everything the database stores: SQLite's file and WAL as on disk; on PostgreSQL
+    (whose files belong to the server), every row of every table as text."""
+    if db.engine == "sqlite":
+        return await asyncio.to_thread(database_bytes, directory)
+    rows = [await db.fetchall(f"SELECT * FROM {table}") for table in sorted(await db.tables())]
+    return repr(rows).encode()
 
 
 def database_bytes(directory: Path, name: str = "test.db") -> bytes:
@@ -245,7 +258,10 @@ async def test_two_replicas_needing_a_refresh_at_once_spend_the_refresh_token_on
     gateway = await connected_two(make_gateway, docs)
     await expiring(db, "U1")
     before = docs.authority.seen.refreshes
-    other_db = await open_database(f"sqlite:///{tmp_path / 'test.db'}")  # another replica's
+    # another replica's connection (its own pool on PostgreSQL)
+    other_db = await open_database(
+        db.url if isinstance(db, PostgresDatabase) else f"sqlite:///{tmp_path / 'test.db'}"
+    )
     other = OAuthConnector(
         other_db, BOX, {"docs": gateway.personal["docs"].spec}, lambda: CALLBACK_BASE
     )

@@ -28,7 +28,7 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
 
-from bot.base.errors import SettingsError
+from bot.base.errors import CoworkerError, SettingsError
 
 #: A row, read by column name.
 Row = dict[str, Any]
@@ -115,6 +115,15 @@ class Database(ABC):
             CoworkerError: the engine has no such copy (PostgreSQL: use `pg_dump`).
         """
 
+    async def claim_process(self) -> None:
+        """Mark this process as the bot serving this database, until `close()`.
+
+        Engines that serve one process (SQLite) refuse a second with `AlreadyRunning`;
+        PostgreSQL takes replicas, so there it does nothing. Commands that only read or copy
+        (`doctor`, `report`, `backup`, `memory search`) do not claim.
+        """
+        return None
+
     @abstractmethod
     async def close(self) -> None: ...
 
@@ -122,6 +131,26 @@ class Database(ABC):
 def sqlite_path(url: str) -> str:
     """The file path in a `sqlite:///…` URL (`sqlite:////abs/path` for an absolute one)."""
     return url.removeprefix(SQLITE_PREFIX)
+
+
+def describe_url(url: str) -> str:
+    """Where `url` points, without its password: the SQLite file, or `PostgreSQL at
+    host:port/dbname`."""
+    if url.startswith(POSTGRES_PREFIXES):
+        from bot.base.db.postgres import describe
+
+        return describe(url)
+    return sqlite_path(url)
+
+
+def backup_refusal(url: str) -> CoworkerError | None:
+    """What `backup` answers, without connecting, for an engine it does not copy (PostgreSQL:
+    use `pg_dump`); None where it can copy (SQLite)."""
+    if url.startswith(POSTGRES_PREFIXES):
+        from bot.base.db.postgres import backup_unsupported
+
+        return backup_unsupported()
+    return None
 
 
 async def open_database(url: str, *, readonly: bool = False) -> Database:

@@ -22,6 +22,7 @@ import asyncio
 import hashlib
 import logging
 import re
+import select
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -228,6 +229,23 @@ async def connect(url: str, *, retry_for: float = RETRY_FOR) -> psycopg.AsyncCon
             delay = min(delay * 2, _MAX_DELAY)
 
 
+async def still_open(conn: psycopg.AsyncConnection[Any]) -> None:
+    """The pool's check on every connection it hands out: raise if the server has closed it
+    (a restart, a failover, `pg_terminate_backend`, an idle timeout), so the pool drops it
+    and hands out a fresh one instead of failing the caller's statement.
+
+    An idle connection has nothing to read unless the server spoke: its goodbye (an error
+    message, then the end of the stream) or a notice. Only then is the server asked, so a
+    healthy connection costs one `poll()` and no round trip.
+    """
+    from psycopg_pool import AsyncConnectionPool
+
+    waiting = select.poll()
+    waiting.register(conn.pgconn.socket, select.POLLIN)
+    if waiting.poll(0):
+        await AsyncConnectionPool.check_connection(conn)
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]
@@ -335,6 +353,16 @@ class PostgresTx:
         await self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(key),))
 
 
+def backup_unsupported() -> BackupUnsupported:
+    """What `backup` says on PostgreSQL (no connection needed to say it)."""
+    return BackupUnsupported(
+        "backup copies SQLite files; back up PostgreSQL with pg_dump, e.g."
+        ' pg_dump --format=custom --file coworker.dump "$DATABASE_URL"'
+        " (restore with pg_restore), or your provider's snapshots",
+        engine="postgres",
+    )
+
+
 def lock_key(key: str) -> int:
     """A stable signed 64-bit advisory lock key for a name (the same in every process)."""
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
@@ -395,6 +423,7 @@ class PostgresDatabase(Database):
             open=False,
             kwargs=kwargs,
             name="coworker",
+            check=still_open,
         )
         try:
             await pool.open(wait=True, timeout=max(retry_for, 5.0))
@@ -455,12 +484,7 @@ class PostgresDatabase(Database):
 
     async def backup_to(self, path: str | Path) -> Path:
         """PostgreSQL is backed up with its own tools; say which."""
-        raise BackupUnsupported(
-            "backup copies SQLite files; back up PostgreSQL with pg_dump, e.g."
-            ' pg_dump --format=custom --file coworker.dump "$DATABASE_URL"'
-            " (restore with pg_restore), or your provider's snapshots",
-            engine="postgres",
-        )
+        raise backup_unsupported()
 
     # -- only PostgreSQL ----------------------------------------------------------------
 

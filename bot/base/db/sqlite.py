@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import importlib
 import logging
 import os
@@ -30,7 +31,7 @@ import aiosqlite
 import sqlite_vec
 
 from bot.base.db import Database, Engine, Params, Row, Statement
-from bot.base.errors import BackupFailed, Unreachable
+from bot.base.errors import AlreadyRunning, BackupFailed, Unreachable
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +172,7 @@ class SQLiteDatabase(Database):
         self._lock = asyncio.Lock()
         self.path = path
         self.errors = (sqlite_module().Error,)
+        self._claim: int | None = None
 
     @classmethod
     async def open(cls, path: str | Path, *, readonly: bool = False) -> SQLiteDatabase:
@@ -197,6 +199,18 @@ class SQLiteDatabase(Database):
 
     async def close(self) -> None:
         await self._conn.close()
+        if self._claim is not None:
+            os.close(self._claim)  # the kernel drops the flock with the last descriptor
+            self._claim = None
+
+    async def claim_process(self) -> None:
+        """Hold an exclusive `flock` on `<database>.lock` for as long as this process runs the
+        bot: a second bot on the same file is refused in one line. The kernel releases it
+        when the process ends, however it ends, so a crash leaves nothing to clean up.
+        (SQLite's own locks are per transaction and do not say "a bot is running".)"""
+        if self.path is None or self.path == ":memory:" or self._claim is not None:
+            return
+        self._claim = await asyncio.to_thread(_claim_file, self.path)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SQLiteTx]:
@@ -314,3 +328,26 @@ def _check(path: Path) -> None:
         conn.close()
     if result != "ok":
         raise BackupFailed(f"backup {path.name} failed quick_check: {result}", path=str(path))
+
+
+def _claim_file(path: str) -> int:
+    """An open descriptor holding `<path>.lock` exclusively, with this process's id in it."""
+    lock_path = f"{path}.lock"
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise AlreadyRunning(
+            f"another Coworker process (pid {holder}) is already running on {path}; SQLite "
+            "serves one process: stop that one first, or use PostgreSQL "
+            "(DATABASE_URL=postgresql://...) to run several replicas",
+            path=path,
+        ) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
