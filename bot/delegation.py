@@ -7,7 +7,6 @@ runner. Refusals raise `NotAllowed`, which handlers turn into an ephemeral messa
 
 from __future__ import annotations
 
-import inspect
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -35,12 +34,6 @@ CLOSED = (
     "{ref} was cancelled, so I won't pick it up again. To start a new task, mention me in a "
     "new message outside this thread."
 )
-
-
-async def settle(result: Any) -> None:
-    """Await what the inbox returned, if anything: the file writes at once, the table not."""
-    if inspect.isawaitable(result):
-        await result
 
 
 class Delegation:
@@ -75,14 +68,14 @@ class Delegation:
         """Write a message intake may act on down before Slack is acknowledged: to the
         inbox file (`bot.inbox`), or with replicas to the inbox table (`bot.cluster.inbox`)."""
         if self.inbox is not None and (msg.mention or msg.is_dm or msg.thread_ts):
-            await settle(self.inbox.keep(msg))
+            await self.inbox.keep(msg)
 
     async def on_message(self, msg: IncomingMessage) -> IntakeResult:
         """A mention, DM or thread reply: create or continue a task, once per event."""
         async with self.inflight:
             result = await self._on_message(msg)
             if self.inbox is not None:
-                await settle(self.inbox.handled(msg.event_id))
+                await self.inbox.handled(msg.event_id)
             return result
 
     async def replay_inbox(self) -> int:

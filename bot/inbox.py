@@ -42,11 +42,12 @@ class Inbox:
         self.db = db
         self._file: IO[str] | None = None
 
-    def keep(self, msg: IncomingMessage) -> None:
-        """Append `msg`; synchronous and quick, so it can run before the acknowledgement."""
+    async def keep(self, msg: IncomingMessage) -> None:
+        """Append `msg`: one write with nothing awaited, quick enough to run before the
+        acknowledgement (async only to match the table of `bot.cluster.inbox`)."""
         self._append({"at": now(), **dataclasses.asdict(msg)})
 
-    def handled(self, event_id: str) -> None:
+    async def handled(self, event_id: str) -> None:
         """Intake is done with this event, whatever it decided."""
         self._append({"at": now(), "handled": event_id})
 

@@ -27,7 +27,7 @@ async def test_left_over_is_what_intake_never_recorded_once_each(
 ) -> None:
     inbox = Inbox(tmp_path / "inbox.jsonl", db)
     for event_id in ("Ev1", "Ev2", "Ev3", "Ev2"):  # Ev2 delivered twice by Slack
-        inbox.keep(message(event_id, text=f"about {event_id}"))
+        await inbox.keep(message(event_id, text=f"about {event_id}"))
     await record(db, "Ev1")
     left = await inbox.left_over()
     assert [(m.event_id, m.text, m.mention) for m in left] == [
@@ -43,8 +43,8 @@ async def test_prune_keeps_only_recent_unrecorded_lines_and_appending_goes_on(
 ) -> None:
     path = tmp_path / "inbox.jsonl"
     inbox = Inbox(path, db)
-    inbox.keep(message("Ev1"))
-    inbox.keep(message("Ev2"))
+    await inbox.keep(message("Ev1"))
+    await inbox.keep(message("Ev2"))
     old = json.dumps(
         {
             "at": now() - KEEP_SECONDS - 1,
@@ -54,7 +54,7 @@ async def test_prune_keeps_only_recent_unrecorded_lines_and_appending_goes_on(
     path.write_text(old + "\n" + path.read_text())
     await record(db, "Ev1")
     assert await inbox.prune() == 2  # Ev0 is old, Ev1 was recorded
-    inbox.keep(message("Ev3"))  # the file is reopened after the replace
+    await inbox.keep(message("Ev3"))  # the file is reopened after the replace
     ids = [json.loads(line)["event_id"] for line in path.read_text().splitlines()]
     assert ids == ["Ev2", "Ev3"]
     assert await inbox.prune() == 0
@@ -65,9 +65,9 @@ async def test_a_message_intake_finished_is_never_handed_back(db: Database, tmp_
     # e.g. a reply in a thread that is no task's: intake ignores it and records no event.
     path = tmp_path / "inbox.jsonl"
     inbox = Inbox(path, db)
-    inbox.keep(message("Ev1", text="just chatting"))
-    inbox.keep(message("Ev2", text="cut off by a crash"))
-    inbox.handled("Ev1")
+    await inbox.keep(message("Ev1", text="just chatting"))
+    await inbox.keep(message("Ev2", text="cut off by a crash"))
+    await inbox.handled("Ev1")
     assert [m.event_id for m in await inbox.left_over()] == ["Ev2"]
     assert await inbox.prune() == 2  # Ev1 and its mark
     assert [json.loads(line)["event_id"] for line in path.read_text().splitlines()] == ["Ev2"]
