@@ -6,8 +6,9 @@
     however few memories are in scope; the query is centred on the mean stored vector, which
     keeps memories that are close to everything from crowding out the relevant ones;
   * FTS5 bm25 over memories_fts, the scope ANDed into the FTS5 query (`memory.keyword_index`).
-Each gives scored candidates; `memory.scoring` fuses them into a relevance in 0..1, each list
-weighted by how far it can be trusted, then adds a small bounded boost for freshness,
+Each gives scored candidates, 100 for the default k = 10; `memory.scoring` fuses them into a
+relevance in 0..1, each list weighted by how far it can be trusted and each memory by how
+many of the searches found it, then adds a small bounded boost for freshness,
 importance and use. Without an embedder, or when the query cannot be embedded, the keyword
 side alone answers. Rows are checked against the scope again after loading: a stale index
 entry can cost a result, never leak one. Recall marks nothing used: only a task's
@@ -16,18 +17,18 @@ entry can cost a result, never leak one. Recall marks nothing used: only a task'
 
 from __future__ import annotations
 
+import asyncio
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from bot.base import clock
-from bot.base.db import marks
 from memory.errors import EmbeddingUnavailable
-from memory.records import Kind, Memory, Scope, Status, scope_key
-from memory.scoring import Scored, boost, fuse
+from memory.records import Kind, Memory, Scope, Status
+from memory.scoring import MAX_BOOST, Scored, boost, fuse
 from memory.vector_index import MAX_K
 
 if TYPE_CHECKING:
@@ -60,39 +61,9 @@ class RecalledContext(BaseModel):
 
 
 def _depth(k: int) -> int:
-    """How many candidates each side contributes to fusion."""
-    return min(max(3 * k, 30), MAX_K)
-
-
-@dataclass(frozen=True, slots=True)
-class _Candidate:
-    """The columns ranking needs, so only the final `k` rows are loaded in full."""
-
-    id: int
-    kind: str
-    scope_key: str
-    status: str
-    importance: float
-    created_at: float
-    last_used_at: float | None
-    use_count: int
-
-    COLUMNS: ClassVar[str] = (
-        "id, kind, scope, project, user_id, status, importance, created_at, last_used_at, use_count"
-    )
-
-    @classmethod
-    def from_row(cls, r: Any) -> _Candidate:
-        return cls(
-            id=r["id"],
-            kind=r["kind"],
-            scope_key=scope_key(r["scope"], r["project"], r["user_id"]),
-            status=r["status"],
-            importance=r["importance"],
-            created_at=r["created_at"],
-            last_used_at=r["last_used_at"],
-            use_count=r["use_count"],
-        )
+    """How many candidates each side contributes to fusion: deep enough that a memory both
+    searches rank below their tops still counts as found by both (`memory.scoring.fuse`)."""
+    return min(max(10 * k, 100), MAX_K)
 
 
 async def recall(
@@ -114,54 +85,69 @@ async def recall(
         return []
     depth = _depth(k)
     blob = await store.vectors.embed_query(query) if searches != "keyword" else None
-    vector_hits: Scored = []
-    if blob is not None:
+
+    async def vector_side() -> Scored:
+        if blob is None:
+            return []
         # Centred on the stored vectors' mean: ranks by similarity beyond what every memory
         # shares with every query (`memory.vector_index`); scores are then not cosines.
-        vector_hits = await store.vectors.nearest(
+        return await store.vectors.nearest(
             await store.vectors.centred(blob), depth, scope=scope, kind=kind, statuses=statuses
         )
-    keyword_hits: Scored = []
-    if searches != "vector":
-        keyword_hits = await store.keywords.ranking(
-            query,
-            scope,
-            kind=kind,
-            statuses=statuses,
-            limit=depth,
-            allow_common=blob is None,
+
+    async def keyword_side() -> Scored:
+        if searches == "vector":
+            return []
+        return await store.keywords.ranking(
+            query, scope, kind=kind, statuses=statuses, limit=depth, allow_common=blob is None
         )
-    ids = list(dict.fromkeys([i for i, _ in vector_hits] + [i for i, _ in keyword_hits]))
-    candidates = await _candidates(store, ids)
+
+    # At once: on PostgreSQL each search has its own pooled connection and server process.
+    vector_hits, keyword_hits = await asyncio.gather(vector_side(), keyword_side())
     relevance = fuse((vector_hits, store.vector_weight), (keyword_hits, 1.0 - store.vector_weight))
     now = clock.now() if at is None else at
-    half_life, visible = store.config.half_life_days, set(scope.keys())
+    half_life = store.config.half_life_days
+
+    def fits(memory: Memory) -> bool:
+        return memory.status in statuses and scope.allows(memory) and kind in (None, memory.kind)
+
+    found = [m for m in await _contenders(store, relevance, k, fits) if fits(m)]
     ranked = sorted(
-        (
-            (relevance[c.id] + boost(c, now, half_life), c.id)
-            for c in candidates
-            if c.id in relevance
-            and c.status in statuses
-            and c.scope_key in visible
-            and kind in (None, c.kind)
-        ),
+        ((relevance[m.id] + boost(m, now, half_life), m.id, m) for m in found),
+        key=lambda item: item[:2],
         reverse=True,
     )[:k]
-    loaded = await store.get_many([memory_id for _, memory_id in ranked])
-    return [
-        loaded[memory_id].model_copy(update={"score": score})
-        for score, memory_id in ranked
-        if memory_id in loaded and scope.allows(loaded[memory_id])
-    ]
+    return [memory.model_copy(update={"score": score}) for score, _, memory in ranked]
 
 
-async def _candidates(store: MemoryStore, ids: list[int]) -> list[_Candidate]:
-    if not ids:
-        return []
-    rows = await store.db.fetchall(
-        f"SELECT {_Candidate.COLUMNS} FROM memories WHERE id IN ({marks(len(ids))})", ids
-    )
-    return [_Candidate.from_row(r) for r in rows]
+async def _contenders(
+    store: MemoryStore, relevance: dict[int, float], k: int, fits: Callable[[Memory], bool]
+) -> list[Memory]:
+    """The memories that can still make the top `k` once boosted, loaded in one round trip
+    (more only when some loaded ones turn out not to fit: a stale index entry).
+
+    The boost adds at most `MAX_BOOST`, so a memory whose relevance is more than that below
+    the k-th fitting one's cannot pass it: of a hundred or more candidates, only those
+    within `MAX_BOOST` of the k-th are read."""
+    order = sorted(relevance, key=lambda i: (relevance[i], i), reverse=True)
+    loaded: list[Memory] = []
+    taken = 0
+    while taken < len(order):
+        fitting = sorted((relevance[m.id] for m in loaded if fits(m)), reverse=True)
+        if len(fitting) >= k:
+            floor = fitting[k - 1] - MAX_BOOST
+            end = taken
+        else:  # enough more to make k if they all fit, and those within reach of the last
+            end = min(taken + k - len(fitting), len(order))
+            floor = relevance[order[end - 1]] - MAX_BOOST
+        while end < len(order) and relevance[order[end]] >= floor:
+            end += 1
+        if end == taken:
+            break
+        batch = await store.get_many(order[taken:end])
+        loaded += [batch[i] for i in order[taken:end] if i in batch]
+        taken = end
+    return loaded
 
 
 async def keyword_ranking(

@@ -55,11 +55,21 @@ def test_clearly_more_relevant_always_ranks_higher(
 
 def test_fusion_weights_lists_and_an_empty_list_gives_its_weight_away() -> None:
     vector = [(1, 0.9), (2, 0.5), (3, 0.1)]
-    keyword = [(2, 12.0), (4, 3.0)]
+    keyword = [(2, 12.0), (4, 7.0), (5, 2.0)]
     fused = fuse((vector, 0.25), (keyword, 0.75))
-    assert fused[2] == 0.25 * 0.5 + 0.75 * 1.0
-    assert fused[1] == 0.25 and fused[4] == 0.0 and fused[3] == 0.0
+    assert fused[2] == 0.25 * 0.5 + 0.75 * 1.0  # found by both: the weighted sum
+    # found by one of the two: half of it
+    assert fused[1] == 0.25 / 2 and fused[4] == 0.75 * 0.5 / 2
+    assert fused[3] == 0.0 and fused[5] == 0.0
     assert fuse((vector, 0.25), ([], 0.75)) == {1: 1.0, 2: 0.5, 3: 0.0}
+
+
+def test_fusion_ranks_what_both_searches_found_above_what_one_ranked_a_little_higher() -> None:
+    vector = [(1, 0.9), (2, 0.85), (3, 0.1)]
+    keyword = [(7, 10.0), (2, 6.0), (8, 1.0)]
+    fused = fuse((vector, 0.5), (keyword, 0.5))
+    assert max(fused, key=fused.__getitem__) == 2
+    assert fused[2] > fused[1] and fused[2] > fused[7]
 
 
 async def test_recency_cannot_lift_irrelevant_memories_above_a_relevant_old_one(
