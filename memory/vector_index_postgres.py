@@ -9,7 +9,8 @@ starting together rebuild it once: the rebuild holds an advisory lock and looks 
 
 Scope, kind and status are columns of the vector table, filtered inside the search, so
 nothing outside the scope is read back and a narrow scope still gets `k` rows. Which
-search depends on how many vectors the scope may see: up to `EXACT_MAX`, an exact scan of
+search depends on how many vectors the scope may see (each scope's count kept for a minute):
+up to `EXACT_MAX`, an exact scan of
 just those rows ranks them all, which is both exact and faster than walking a graph built
 over everyone's memories. It reads them from the (scope, kind, status) B-tree, which also
 carries the id and the vector (`INCLUDE`), so a scope's vectors sit together and the scan
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from array import array
 from collections.abc import Sequence
 from typing import Any
@@ -51,6 +53,9 @@ COVER_MAX_DIM = 1200
 EF_SEARCH = 100
 #: how far an iterative scan may walk before it gives up on filling `k`
 MAX_SCAN_TUPLES = 40_000
+#: seconds a scope's vector count is trusted before it is counted again
+SIZE_TTL = 60.0
+_MAX_SIZES = 50_000
 
 PUT_SQL = (
     f"INSERT INTO {TABLE} (memory_id, embedding, scope_id, kind, status)"
@@ -77,6 +82,7 @@ class PostgresVectorIndex(VectorIndex):
     ) -> None:
         super().__init__(db, embedder)
         self.exact_max = exact_max
+        self._sizes: dict[tuple[int, Kind | None, tuple[Status, ...]], tuple[int, float]] = {}
 
     async def _table_exists(self) -> bool:
         return bool(await self.db.fetchval(f"SELECT to_regclass('{TABLE}') IS NOT NULL"))
@@ -133,32 +139,61 @@ class PostgresVectorIndex(VectorIndex):
         if kind is not None:
             where += " AND kind = ?"
             params.append(kind)
+        exact = await self._visible(scope.ids(), kind, statuses) <= self.exact_max
+        distance = f"SELECT memory_id, embedding <=> CAST(? AS halfvec) AS distance FROM {TABLE}"
+        if exact:
+            # Rank every visible vector: OFFSET 0 keeps the ORDER BY out of the scan, so the
+            # graph is not used; the B-tree's entries are, when they hold the vectors.
+            settings = {"enable_bitmapscan": "off", "enable_seqscan": "off"} if self.covered else {}
+            sql = f"SELECT * FROM ({distance} WHERE {where} OFFSET 0) s"
+        else:
+            settings = {
+                "hnsw.ef_search": str(max(EF_SEARCH, k)),
+                "hnsw.iterative_scan": "relaxed_order",
+                "hnsw.max_scan_tuples": str(MAX_SCAN_TUPLES),
+            }
+            sql = f"{distance} WHERE {where}"
         async with self.db.transaction() as tx:
-            seen = await tx.fetchval(
-                f"SELECT COUNT(*) FROM (SELECT 1 FROM {TABLE} WHERE {where} LIMIT ?) s",
-                [*params, self.exact_max + 1],
-            )
-            distance = (
-                f"SELECT memory_id, embedding <=> CAST(? AS halfvec) AS distance FROM {TABLE}"
-            )
-            if seen <= self.exact_max:
-                # Rank every visible vector: OFFSET 0 keeps the ORDER BY out of the scan, so
-                # the graph is not used; the B-tree's entries are, when they hold the vectors.
-                if self.covered:
-                    await tx.execute("SET LOCAL enable_bitmapscan = off")
-                    await tx.execute("SET LOCAL enable_seqscan = off")
-                sql = f"SELECT * FROM ({distance} WHERE {where} OFFSET 0) s"
-            else:
-                await tx.execute(f"SET LOCAL hnsw.ef_search = {max(EF_SEARCH, k)}")
-                await tx.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-                await tx.execute(f"SET LOCAL hnsw.max_scan_tuples = {MAX_SCAN_TUPLES}")
-                sql = f"{distance} WHERE {where}"
+            if settings:  # for this transaction only, in one round trip
+                await tx.execute(
+                    "SELECT " + ", ".join("set_config(?, ?, true)" for _ in settings),
+                    [item for pair in settings.items() for item in pair],
+                )
             rows = await tx.fetchall(
                 f"{sql} ORDER BY distance LIMIT ?", [to_vector(blob), *params, k]
             )
         # relaxed_order may hand rows back slightly out of order
         hits = sorted((float(r["distance"]), int(r["memory_id"])) for r in rows)
         return [(memory_id, 1.0 - distance) for distance, memory_id in hits]
+
+    async def _visible(
+        self, ids: list[int], kind: Kind | None, statuses: tuple[Status, ...]
+    ) -> int:
+        """How many vectors these scope ids hold (each counted up to `exact_max` + 1), which
+        picks the exact scan or the graph. A scope's count is kept for `SIZE_TTL` seconds:
+        counting walks the same index entries the exact scan reads, so counting on every
+        query cost about as much again; a scope that grows past the limit meanwhile is
+        scanned exactly a little longer, which is slower, never wrong."""
+        now = time.monotonic()
+        keys = {i: (i, kind, statuses) for i in ids}
+        unknown = [
+            i
+            for i, key in keys.items()
+            if now - self._sizes.get(key, (0, -SIZE_TTL))[1] >= SIZE_TTL
+        ]
+        if unknown:
+            per_kind = "" if kind is None else " AND kind = ?"
+            rows = await self.db.fetchall(
+                f"SELECT s.id, (SELECT COUNT(*) FROM (SELECT 1 FROM {TABLE}"
+                f" WHERE scope_id = s.id AND status = ANY(?){per_kind} LIMIT ?) c) AS n"
+                " FROM unnest(CAST(? AS bigint[])) AS s(id)",
+                [list(statuses), *([] if kind is None else [kind]), self.exact_max + 1, unknown],
+            )
+            if len(self._sizes) + len(rows) > _MAX_SIZES:
+                self._sizes.clear()
+            for row in rows:
+                self._sizes[keys[int(row["id"])]] = (int(row["n"]), now)
+        return sum(self._sizes[key][0] for key in keys.values())
 
     async def _sample_mean(self) -> tuple[list[float] | None, int]:
         """The mean of up to `MEAN_SAMPLE` stored vectors (pgvector's `avg`), and how many."""
