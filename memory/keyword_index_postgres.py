@@ -8,8 +8,12 @@ per visible scope, as on SQLite), so only rows the scope may see are ranked and 
 Free text never reaches `to_tsquery` as syntax: the words are `\\w+` tokens
 (`memory.keywords`), each quoted, OR-ed together. As on SQLite, a term found in more than
 `COMMON_FRACTION` of memories is left out of the ranking query (it ranks little and costs
-much), tested with a bounded `OFFSET cap LIMIT 1` and cached for `TTL` seconds; when every
-term is common the keyword side abstains unless it is the only side.
+much), and the answer is cached for `TTL` seconds; when every term is common the keyword
+side abstains unless it is the only side. PostgreSQL already knows which words are
+frequent: ANALYZE (and autovacuum) keep the most common words of `content_tsv` with their
+frequencies in `pg_stats`, so the terms a query has not met before are looked up there, in
+one round trip. Before the table's first ANALYZE, each such term's rows are counted instead,
+up to the cap (`OFFSET cap LIMIT 1`), which walks up to that many rows per term.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from memory.records import Kind, Scope, Status
 COMMON_FRACTION = 0.05
 COMMON_MIN = 500
 TTL = 600.0
+#: seconds the list of frequent words read from the statistics is kept
+STATS_TTL = 60.0
 _MAX_CACHED = 50_000
 CONFIG = "english"
 
@@ -39,6 +45,7 @@ class PostgresKeywordIndex:
         self.db = db
         self._common: dict[str, tuple[bool, float]] = {}
         self._cap: tuple[int, float] = (COMMON_MIN, 0.0)
+        self._frequent: tuple[set[str] | None, float] = (None, 0.0)
 
     async def ranking(
         self,
@@ -53,7 +60,8 @@ class PostgresKeywordIndex:
         """(memory id, relevance) by keyword rank (`ts_rank`, higher is better), best first,
         among those `scope` may see."""
         terms = query_terms(query)
-        selective = [t for t in terms if not await self._is_common(t)]
+        common = await self._common_terms(terms)
+        selective = [t for t in terms if t not in common]
         if not selective:
             if not allow_common or not terms:
                 return []
@@ -83,19 +91,66 @@ class PostgresKeywordIndex:
         )
         return [int(r["id"]) for r in rows]
 
-    async def _is_common(self, term: str) -> bool:
+    async def _common_terms(self, terms: list[str]) -> set[str]:
+        """Which of `terms` are common: from the cache, else all the rest in one round trip."""
         now = time.monotonic()
-        cached = self._common.get(term)
-        if cached is not None and now - cached[1] < TTL:
-            return cached[0]
-        row = await self.db.fetchone(
-            "SELECT 1 AS hit FROM memories WHERE content_tsv @@ to_tsquery(?, ?) LIMIT 1 OFFSET ?",
-            (CONFIG, tsquery([term], "|"), await self._common_cap(now)),
-        )
-        if len(self._common) >= _MAX_CACHED:
+        common, unknown = set(), []
+        for term in terms:
+            cached = self._common.get(term)
+            if cached is not None and now - cached[1] < TTL:
+                if cached[0]:
+                    common.add(term)
+            else:
+                unknown.append(term)
+        if not unknown:
+            return common
+        cap = await self._common_cap(now)
+        frequent = await self._frequent_lexemes(now, cap)
+        if frequent is None:  # no statistics yet: count each term's rows, up to the cap
+            rows = await self.db.fetchall(
+                "SELECT t.term, EXISTS (SELECT 1 FROM memories"
+                " WHERE content_tsv @@ to_tsquery(?, t.query) OFFSET ? LIMIT 1) AS common"
+                " FROM unnest(CAST(? AS text[]), CAST(? AS text[])) AS t(term, query)",
+                [CONFIG, cap, unknown, [tsquery([t], "|") for t in unknown]],
+            )
+            found = {r["term"]: bool(r["common"]) for r in rows}
+        else:  # a term is common when every word it stems to is
+            rows = await self.db.fetchall(
+                "SELECT t.term, tsvector_to_array(to_tsvector(?, t.term)) AS lexemes"
+                " FROM unnest(CAST(? AS text[])) AS t(term)",
+                [CONFIG, unknown],
+            )
+            found = {r["term"]: bool(r["lexemes"]) and set(r["lexemes"]) <= frequent for r in rows}
+        if len(self._common) + len(unknown) > _MAX_CACHED:
             self._common.clear()
-        self._common[term] = (row is not None, now)
-        return row is not None
+        for term in unknown:
+            self._common[term] = (found.get(term, False), now)
+        return common | {term for term in unknown if found.get(term)}
+
+    async def _frequent_lexemes(self, now: float, cap: int) -> set[str] | None:
+        """The words in more than `cap` memories, from the planner's statistics on
+        `content_tsv` (`pg_stats.most_common_elems`, kept by ANALYZE and autovacuum);
+        None before the table was first analysed."""
+        known, at = self._frequent
+        if known is not None and now - at < STATS_TTL:
+            return known
+        rows = await self.db.fetchall(
+            "SELECT e.word FROM pg_stats s JOIN pg_class c ON c.oid = to_regclass('memories'),"
+            " unnest(CAST(CAST(s.most_common_elems AS text) AS text[]),"
+            " s.most_common_elem_freqs) AS e(word, freq)"
+            " WHERE s.schemaname = current_schema() AND s.tablename = 'memories'"
+            " AND s.attname = 'content_tsv' AND e.word IS NOT NULL AND e.freq * c.reltuples > ?",
+            [cap],
+        )
+        analysed = bool(
+            rows
+            or await self.db.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM pg_stats WHERE schemaname = current_schema()"
+                " AND tablename = 'memories' AND attname = 'content_tsv')"
+            )
+        )
+        self._frequent = ({r["word"] for r in rows} if analysed else None, now)
+        return self._frequent[0]
 
     async def _common_cap(self, now: float) -> int:
         """How many matching memories make a term common (from the table's size estimate)."""

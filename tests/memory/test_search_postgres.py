@@ -258,6 +258,35 @@ async def test_common_terms_are_left_to_the_vectors(
     ]
 
 
+async def test_once_analysed_common_terms_come_from_the_statistics(
+    pg_db: PostgresDatabase, index: PostgresVectorIndex
+) -> None:
+    drafts = [
+        MemoryDraft(kind="episode", content=f"requests outcome number{i}", scope="team")
+        for i in range(520)
+    ]
+    await add_many(pg_db, index, drafts, embed=False)
+    rare = await add(
+        pg_db,
+        index,
+        MemoryDraft(kind="episode", content="requesting zeppelins", scope="team"),
+        embed=False,
+    )
+    await pg_db.execute("ANALYZE memories")
+    keywords = PostgresKeywordIndex(pg_db)
+    # "requests" and "requesting" stem to the word the statistics count in every row
+    assert await keywords._common_terms(["request", "zeppelin", "number7"]) == {"request"}
+    # the statistics are what decided: rows deleted since the ANALYZE are not counted again
+    await pg_db.execute("DELETE FROM memories WHERE id != ?", (rare,))
+    fresh = PostgresKeywordIndex(pg_db)
+    args = {"kind": None, "statuses": ("active",), "limit": 5}
+    assert await ranking_ids(fresh, "requesting", Scope(), allow_common=False, **args) == []
+    assert await ranking_ids(fresh, "requesting", Scope(), allow_common=True, **args) == [rare]
+    assert await ranking_ids(fresh, "request zeppelin", Scope(), allow_common=False, **args) == [
+        rare
+    ]
+
+
 async def test_forgetting_removes_the_memory_from_every_index(
     pg_db: PostgresDatabase, index: PostgresVectorIndex, keywords: PostgresKeywordIndex
 ) -> None:
