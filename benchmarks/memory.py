@@ -43,7 +43,7 @@ from bot.base.db import Database, open_database  # noqa: E402
 from bot.base.migrations import migrate  # noqa: E402
 from memory.embeddings import HashedNgramEmbedder  # noqa: E402
 from memory.records import Kind, MemoryDraft, Scope, scope_id  # noqa: E402
-from memory.retrieval import keyword_ranking, retrieve_for_task  # noqa: E402
+from memory.retrieval import _depth, keyword_ranking, retrieve_for_task  # noqa: E402
 from memory.store import MemoryStore  # noqa: E402
 
 TARGET_P95_MS = 25.0
@@ -53,6 +53,8 @@ TIE = 1e-3
 DIM = 384
 PROJECTS, USERS, VOCAB = 50, 200, 5000
 BATCH = 1000
+#: how many candidates recall(k=10) asks each search for (timed apart below)
+DEPTH = _depth(10)
 
 
 class PrecomputedEmbedder(HashedNgramEmbedder):
@@ -163,28 +165,28 @@ async def run(n: int, queries_n: int, engine: str, url: str) -> dict[str, float]
         blob = await store.vectors.embed_query(q)
         assert blob is not None
         started = time.perf_counter()
-        knns.append(await store.vectors.nearest(blob, 30, scope=s, kind="episode"))
+        knns.append(await store.vectors.nearest(blob, DEPTH, scope=s, kind="episode"))
         vec_t.append(time.perf_counter() - started)
         tens.append(await store.vectors.nearest(blob, 10, scope=s, kind="episode"))
-        fts_t.append(await timer(keyword_ranking(store, q, s, "episode", ("active",), 30)))
+        fts_t.append(await timer(keyword_ranking(store, q, s, "episode", ("active",), DEPTH)))
 
     np_all, np_scoped, agree, recall10 = [], [], [], []
     for (q, s), knn, ten in zip(timed, knns, tens, strict=True):
         qv = np.array(embedder.known[q], dtype=np.float32)
         started = time.perf_counter()
         scores = matrix @ qv
-        top = np.argpartition(-scores, 30)[:30]
+        top = np.argpartition(-scores, DEPTH)[:DEPTH]
         top[np.argsort(-scores[top])]
         np_all.append(time.perf_counter() - started)
         started = time.perf_counter()
         mask = np.isin(ids, s.ids()) & episodes
         scoped = np.where(mask, matrix @ qv, -np.inf)
-        best = np.argpartition(-scoped, 30)[:30]
+        best = np.argpartition(-scoped, DEPTH)[:DEPTH]
         best = best[np.argsort(-scoped[best])]
         np_scoped.append(time.perf_counter() - started)
-        # every hit scores at least numpy's 30th (equal scores are ties); ids are 1..n
+        # every hit scores at least numpy's last (equal scores are ties); ids are 1..n
         floor = scoped[best[-1]] - 1e-5
-        agree.append(sum(scoped[m - 1] >= floor for m, _ in knn) / 30)
+        agree.append(sum(scoped[m - 1] >= floor for m, _ in knn) / DEPTH)
         # recall of the exact top 10: the share of its 10 places the search filled with a
         # memory as good as the exact 10th (a tie within TIE counts)
         tenth = scoped[best[9]] - TIE
@@ -193,12 +195,12 @@ async def run(n: int, queries_n: int, engine: str, url: str) -> dict[str, float]
     vector, keyword = ("vec0", "FTS5 bm25") if engine == "sqlite" else ("pgvector", "tsvector")
     print(line("recall(k=10, scoped, episodes) [hybrid]", recall_t, TARGET_P95_MS))
     print(line("retrieve_for_task (10 episodes + 5 facts)", task_t))
-    print(line(f"  of which {vector} KNN (k=30, scoped)", vec_t))
-    print(line(f"  of which {keyword} (30, scoped)", fts_t))
-    print(line("numpy brute force top-30, all vectors", np_all))
-    print(line("numpy brute force top-30, scoped mask", np_scoped))
+    print(line(f"  of which {vector} KNN (k={DEPTH}, scoped)", vec_t))
+    print(line(f"  of which {keyword} ({DEPTH}, scoped)", fts_t))
+    print(line(f"numpy brute force top-{DEPTH}, all vectors", np_all))
+    print(line(f"numpy brute force top-{DEPTH}, scoped mask", np_scoped))
     print(
-        f"  {vector} scoped KNN agrees with numpy's scoped top-30 (ties allowed): "
+        f"  {vector} scoped KNN agrees with numpy's scoped top-{DEPTH} (ties allowed): "
         f"{statistics.mean(agree):.1%}"
     )
     mean10 = statistics.mean(recall10)
