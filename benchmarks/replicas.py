@@ -18,6 +18,12 @@ Overhead. `benchmarks/overhead.py`'s definition (a step is one tool round; overh
 wall time minus the time inside the tool server; stand-ins answer at once), concurrency 1,
 run once on SQLite and once on PostgreSQL. Target: PostgreSQL's median at most 1.5x SQLite's.
 
+Embeddings. By default each replica runs the built-in embeddings model, as a default install
+does: it embeds every task's request (for recall) and finished episode on the replica's own
+cores, which is most of a replica's CPU. `--embeddings test` (a hashed-words embedder that
+costs next to nothing) stands in for embeddings computed elsewhere (a hosted provider), to
+show the coordination's own scaling when the replicas' cores are not the limit.
+
 Ack. Every mention's Socket Mode acknowledgement in the throughput runs (the envelope
 written by the stand-in to the ack read back), which in PostgreSQL mode includes writing
 the message to the inbox table. As in `ack_latency.py`, mentions are sent one after another,
@@ -60,12 +66,24 @@ status_interval = "3s"
 """
 
 
+def config(embeddings: str) -> str:
+    """The replicas' coworker.toml, with `[memory] embeddings` unless it is the default."""
+    return CONFIG if embeddings == "auto" else f'{CONFIG}\n[memory]\nembeddings = "{embeddings}"\n'
+
+
 async def throughput(
-    server: EmbeddedPostgres, replicas: int, tasks: int, steps: int, delay: float
+    server: EmbeddedPostgres,
+    replicas: int,
+    tasks: int,
+    steps: int,
+    delay: float,
+    embeddings: str = "auto",
 ) -> tuple[float, list[float]]:
     """(tasks per second, ack latencies in ms) for `replicas` replicas."""
     with tempfile.TemporaryDirectory(prefix="coworker-replicas-") as tmp:
-        run = ReplicaRun(Path(tmp), server, replicas, config=CONFIG, model_latency=(delay, delay))
+        run = ReplicaRun(
+            Path(tmp), server, replicas, config=config(embeddings), model_latency=(delay, delay)
+        )
         async with run:
             respond = scripted(
                 lambda job: [(SEARCH, {"query": f"job-{job} step {i}"}) for i in range(steps)]
@@ -119,7 +137,7 @@ async def main(args: argparse.Namespace) -> None:
         rates, acks = {}, []
         for n in args.replicas:
             rates[n], latencies = await throughput(
-                server, n, args.tasks, args.steps, args.model_delay
+                server, n, args.tasks, args.steps, args.model_delay, args.embeddings
             )
             acks += latencies
             print(f"  {n} replica(s): {rates[n]:.2f} tasks/s", flush=True)
@@ -128,7 +146,8 @@ async def main(args: argparse.Namespace) -> None:
         server.stop()
     print(
         f"\nreplicas on PostgreSQL: {args.tasks} tasks x {args.steps} tool steps, model answers "
-        f"after {args.model_delay * 1000:.0f} ms, concurrency 4 per replica"
+        f"after {args.model_delay * 1000:.0f} ms, concurrency 4 per replica,"
+        f" [memory] embeddings = {args.embeddings!r}"
     )
     for n, rate in rates.items():
         print(f"  {n} replica(s): {rate:6.2f} tasks/s   ({rate / rates[min(rates)]:.2f}x)")
@@ -162,4 +181,11 @@ if __name__ == "__main__":
     parser.add_argument("--model-delay", type=float, default=0.2)
     parser.add_argument("--replicas", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--overhead-tasks", type=int, default=20)
+    parser.add_argument(
+        "--embeddings",
+        default="auto",
+        help="the replicas' [memory] embeddings (default: the default install's, the built-in"
+        " model, which embeds every request and episode on the replicas' own cores; `test`"
+        " stands in for embeddings computed elsewhere, e.g. a hosted provider)",
+    )
     asyncio.run(main(parser.parse_args()))

@@ -6,7 +6,10 @@ no ML framework. It reads about 100 languages and scores comparably to all-MiniL
 on the LoCoMo dev conversations (README, "Memory quality").
 
 The engine runs in one dedicated thread, never on the event loop: ctypes releases the GIL
-during each call, so the loop keeps answering Slack while a batch is embedded. Texts go in
+during each call, so the loop keeps answering Slack while a batch is embedded. The thread
+runs at a lower CPU priority (nice 10): when the cores are busy (several replicas on one
+machine, a re-embedding), the event loops and the database get the CPU first, so an ack
+does not wait behind the model. Texts go in
 batches of `BATCH`, each its own job in that thread, so a task's query waits behind at most
 one batch of a long import or re-embedding. The engine gets `threads` OpenMP threads (half
 the cores, at least one): on a 2-core machine the other core stays with the event loop and
@@ -16,7 +19,9 @@ SQLite.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -29,6 +34,18 @@ BATCH = 16
 #: the first ~500 tokens (a task's request and plan) say what a memory is about. The keyword
 #: index still holds all of it.
 MAX_CHARS = 2000
+
+
+#: the embeddings thread's niceness: the event loops (Slack acks, tasks) and the database
+#: come first when the cores are busy, the model gets whatever CPU is left
+NICE = 10
+
+
+def _yield_to_the_loop() -> None:
+    """Lower the embeddings thread's CPU priority (Linux schedules threads one by one; raising
+    one's niceness needs no privilege). Elsewhere it keeps the process's priority."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
 
 
 def local_model_installed() -> bool:
@@ -47,7 +64,9 @@ class LocalEmbedder:
     def __init__(self, threads: int | None = None) -> None:
         self.threads = threads or max(1, (os.cpu_count() or 2) // 2)
         self._engine: Any = None
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embeddings")
+        self._thread = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="embeddings", initializer=_yield_to_the_loop
+        )
 
     async def embed(self, texts: list[str], *, query: bool = False) -> list[list[float]]:
         loop = asyncio.get_running_loop()

@@ -17,7 +17,7 @@ import pytest
 
 from bot.base.config import MemoryConfig
 from memory.embeddings import load_embedder
-from memory.local_embeddings import DIM, MODEL, LocalEmbedder
+from memory.local_embeddings import DIM, MODEL, NICE, LocalEmbedder
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -160,3 +160,19 @@ async def test_embedding_runs_off_the_event_loop_in_batches() -> None:
     assert len(vectors) == 40 and {len(v) for v in vectors} == {DIM}
     assert ticks > 10  # the loop kept running while 40 texts were embedded
     assert abs(sum(x * x for x in query) - 1.0) < 1e-3
+
+
+async def test_the_model_yields_the_cores_to_the_event_loop() -> None:
+    embedder = LocalEmbedder(threads=1)
+    loop = asyncio.get_running_loop()
+    try:
+        # the thread the model runs on, asked from that thread
+        tid, nice = await loop.run_in_executor(
+            embedder._thread,
+            lambda: (threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0)),
+        )
+    finally:
+        embedder.close()
+    loop_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert tid != threading.get_native_id()
+    assert nice == min(19, loop_nice + NICE)  # the event loop's own thread keeps its priority
