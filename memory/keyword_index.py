@@ -10,7 +10,8 @@ A term found in more than `COMMON_FRACTION` of memories has a low IDF, so it mov
 little, yet it makes FTS5 walk and rank a large part of the index (episode labels such as
 "request" or "outcome" are in every episode). Such terms are dropped from the query. A term
 is tested with `LIMIT 1 OFFSET cap`, whose cost is bounded by the cap (the terms not in
-the cache in one round trip), and the answer is cached for `TTL` seconds. When every term
+the cache in one round trip), and the answer is cached for `TTL` seconds (the limits and
+the cache are `memory.keywords.CommonTerms`, shared with PostgreSQL). When every term
 is common, the keyword side abstains if vectors can answer, and runs the full query in
 keyword-only mode."""
 
@@ -20,13 +21,14 @@ import time
 from typing import Any
 
 from bot.base.db import Database, marks
-from memory.keywords import any_of, fts_all_words, query_terms, quoted
+from memory.keywords import (
+    CommonTerms,
+    any_of,
+    fts_all_words,
+    query_terms,
+    quoted,
+)
 from memory.records import Kind, Scope, Status
-
-COMMON_FRACTION = 0.05
-COMMON_MIN = 500
-TTL = 600.0
-_MAX_CACHED = 50_000
 
 
 class KeywordIndex:
@@ -34,8 +36,7 @@ class KeywordIndex:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._common: dict[str, tuple[bool, float]] = {}
-        self._cap: tuple[int, float] = (COMMON_MIN, 0.0)
+        self._common = CommonTerms(db)
 
     async def ranking(
         self,
@@ -87,17 +88,10 @@ class KeywordIndex:
     async def _common_terms(self, terms: list[str]) -> set[str]:
         """Which of `terms` are common, from the cache or (the rest) in one round trip."""
         now = time.monotonic()
-        common, unknown = set(), []
-        for term in terms:
-            cached = self._common.get(term)
-            if cached is not None and now - cached[1] < TTL:
-                if cached[0]:
-                    common.add(term)
-            else:
-                unknown.append(term)
+        common, unknown = self._common.split(terms, now)
         if not unknown:
             return common
-        cap = await self._common_cap(now)
+        cap = await self._common.cap(now)
         found = await self.db.batch(
             *(
                 (
@@ -107,19 +101,6 @@ class KeywordIndex:
                 for term in unknown
             )
         )
-        if len(self._common) + len(unknown) > _MAX_CACHED:
-            self._common.clear()
-        for term, rows in zip(unknown, found, strict=True):
-            self._common[term] = (bool(rows), now)
-            if rows:
-                common.add(term)
-        return common
-
-    async def _common_cap(self, now: float) -> int:
-        """How many matching memories make a term common (from an approximate row count)."""
-        cap, at = self._cap
-        if now - at >= 60:
-            rows = await self.db.fetchval("SELECT max(id) FROM memories") or 0
-            cap = max(COMMON_MIN, int(rows * COMMON_FRACTION))
-            self._cap = (cap, now)
-        return cap
+        return common | self._common.keep(
+            {term: bool(rows) for term, rows in zip(unknown, found, strict=True)}, now
+        )

@@ -21,15 +21,11 @@ from __future__ import annotations
 import time
 
 from bot.base.db import Database
-from memory.keywords import query_terms
+from memory.keywords import CommonTerms, query_terms
 from memory.records import Kind, Scope, Status
 
-COMMON_FRACTION = 0.05
-COMMON_MIN = 500
-TTL = 600.0
 #: seconds the list of frequent words read from the statistics is kept
 STATS_TTL = 60.0
-_MAX_CACHED = 50_000
 CONFIG = "english"
 
 
@@ -43,8 +39,7 @@ class PostgresKeywordIndex:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._common: dict[str, tuple[bool, float]] = {}
-        self._cap: tuple[int, float] = (COMMON_MIN, 0.0)
+        self._common = CommonTerms(db)
         self._frequent: tuple[set[str] | None, float] = (None, 0.0)
 
     async def ranking(
@@ -94,17 +89,10 @@ class PostgresKeywordIndex:
     async def _common_terms(self, terms: list[str]) -> set[str]:
         """Which of `terms` are common: from the cache, else all the rest in one round trip."""
         now = time.monotonic()
-        common, unknown = set(), []
-        for term in terms:
-            cached = self._common.get(term)
-            if cached is not None and now - cached[1] < TTL:
-                if cached[0]:
-                    common.add(term)
-            else:
-                unknown.append(term)
+        common, unknown = self._common.split(terms, now)
         if not unknown:
             return common
-        cap = await self._common_cap(now)
+        cap = await self._common.cap(now)
         frequent = await self._frequent_lexemes(now, cap)
         if frequent is None:  # no statistics yet: count each term's rows, up to the cap
             rows = await self.db.fetchall(
@@ -121,11 +109,7 @@ class PostgresKeywordIndex:
                 [CONFIG, unknown],
             )
             found = {r["term"]: bool(r["lexemes"]) and set(r["lexemes"]) <= frequent for r in rows}
-        if len(self._common) + len(unknown) > _MAX_CACHED:
-            self._common.clear()
-        for term in unknown:
-            self._common[term] = (found.get(term, False), now)
-        return common | {term for term in unknown if found.get(term)}
+        return common | self._common.keep({t: found.get(t, False) for t in unknown}, now)
 
     async def _frequent_lexemes(self, now: float, cap: int) -> set[str] | None:
         """The words in more than `cap` memories, from the planner's statistics on
@@ -151,12 +135,3 @@ class PostgresKeywordIndex:
         )
         self._frequent = ({r["word"] for r in rows} if analysed else None, now)
         return self._frequent[0]
-
-    async def _common_cap(self, now: float) -> int:
-        """How many matching memories make a term common (from the table's size estimate)."""
-        cap, at = self._cap
-        if now - at >= 60:
-            rows = await self.db.fetchval("SELECT max(id) FROM memories") or 0
-            cap = max(COMMON_MIN, int(rows * COMMON_FRACTION))
-            self._cap = (cap, now)
-        return cap

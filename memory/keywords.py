@@ -9,9 +9,19 @@ match most rows and would make the keyword side slow without making it better.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+
+from bot.base.db import Database
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 MAX_QUERY_TOKENS = 32
+
+#: a term in more than this share of memories (and at least COMMON_MIN of them) is common
+COMMON_FRACTION = 0.05
+COMMON_MIN = 500
+#: seconds an answer on whether a term is common is kept
+TTL = 600.0
+_MAX_CACHED = 50_000
 
 STOP_WORDS = frozenset(
     """a about after all also am an and any are as at be been before being but by can could
@@ -59,3 +69,42 @@ def jaccard(a: str, b: str) -> float:
     if not sa or not sb:
         return 0.0
     return len(sa & sb) / len(sa | sb)
+
+
+class CommonTerms:
+    """Which query terms are too common to rank, as each engine's keyword index finds out:
+    each answer kept for `TTL` seconds, and the row count that makes a term common."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._known: dict[str, tuple[bool, float]] = {}
+        self._cap: tuple[int, float] = (COMMON_MIN, 0.0)
+
+    def split(self, terms: list[str], now: float) -> tuple[set[str], list[str]]:
+        """(the terms known to be common, the terms not known either way)."""
+        common, unknown = set(), []
+        for term in terms:
+            known = self._known.get(term)
+            if known is None or now - known[1] >= TTL:
+                unknown.append(term)
+            elif known[0]:
+                common.add(term)
+        return common, unknown
+
+    def keep(self, found: Mapping[str, bool], now: float) -> set[str]:
+        """Remember what was found out; the terms found common."""
+        if len(self._known) + len(found) > _MAX_CACHED:
+            self._known.clear()
+        for term, common in found.items():
+            self._known[term] = (common, now)
+        return {term for term, common in found.items() if common}
+
+    async def cap(self, now: float) -> int:
+        """How many matching memories make a term common (from the highest id, a cheap
+        stand-in for the row count, read at most once a minute)."""
+        cap, at = self._cap
+        if now - at >= 60:
+            rows = await self.db.fetchval("SELECT max(id) FROM memories") or 0
+            cap = max(COMMON_MIN, int(rows * COMMON_FRACTION))
+            self._cap = (cap, now)
+        return cap

@@ -11,7 +11,7 @@ import pytest
 from bot.base.config import MemoryConfig
 from bot.base.db import Database
 from memory.embeddings import HashedNgramEmbedder, load_embedder
-from memory.keyword_index import COMMON_MIN
+from memory.keywords import COMMON_MIN
 from memory.records import Memory, MemoryDraft, Scope, shard
 from memory.retrieval import CHARS_PER_TOKEN, keyword_ranking, recall, render, retrieve_for_task
 from memory.store import MemoryStore
