@@ -15,7 +15,7 @@ from bot.base.config import MemoryConfig
 from bot.base.db import Database
 from memory.embeddings import l2_normalised
 from memory.records import MemoryDraft, Scope
-from memory.retrieval import recall
+from memory.retrieval import _contenders, recall
 from memory.scoring import MAX_BOOST, boost, fuse, vector_weight
 from memory.store import MemoryStore
 
@@ -172,3 +172,55 @@ def test_the_built_in_model_and_keywords_have_an_equal_say() -> None:
     relevance = fuse((vector_hits, weight), (keyword_hits, 1.0 - weight))
     assert relevance[1] == pytest.approx(relevance[2])
     assert vector_weight("local", configured=0.2) == 0.2
+
+
+@dataclass(frozen=True)
+class Row:
+    id: int
+    fits: bool
+    lift: float  # what freshness, importance and use add: 0..MAX_BOOST
+
+
+class Rows:
+    """`get_many` over rows in memory, counting what was read."""
+
+    def __init__(self, rows: dict[int, Row]) -> None:
+        self.rows = rows
+        self.read: list[int] = []
+
+    async def get_many(self, ids: list[int]) -> dict[int, Row]:
+        self.read += ids
+        return {i: self.rows[i] for i in ids}
+
+
+def top(rows: list[Row], relevance: dict[int, float], k: int) -> list[int]:
+    ranked = sorted(((relevance[r.id] + r.lift, r.id) for r in rows if r.fits), reverse=True)
+    return [memory_id for _, memory_id in ranked[:k]]
+
+
+@given(
+    st.lists(
+        st.tuples(st.floats(0, 1), st.booleans(), st.floats(0, MAX_BOOST)),
+        min_size=0,
+        max_size=60,
+    ),
+    st.integers(1, 12),
+)
+async def test_only_memories_that_could_make_the_top_k_are_read_and_none_is_missed(
+    candidates: list[tuple[float, bool, float]], k: int
+) -> None:
+    rows = {i: Row(i, fits, lift) for i, (_, fits, lift) in enumerate(candidates)}
+    relevance = {i: rel for i, (rel, _, _) in enumerate(candidates)}
+    store = Rows(rows)
+    loaded = await _contenders(store, relevance, k, lambda r: r.fits)  # type: ignore[arg-type]
+    assert top(loaded, relevance, k) == top(list(rows.values()), relevance, k)
+    assert len(store.read) == len(set(store.read))  # nothing read twice
+
+
+async def test_a_clear_ranking_reads_little_more_than_k() -> None:
+    relevance = {i: 1.0 - i / 100 for i in range(100)}  # 0.01 apart: the boost spans 5
+    store = Rows({i: Row(i, fits=i != 3, lift=0.0) for i in range(100)})
+    loaded = await _contenders(store, relevance, 10, lambda r: r.fits)  # type: ignore[arg-type]
+    assert top(loaded, relevance, 10) == [i for i in range(11) if i != 3]
+    # 11 to have 10 that fit, and those within the boost's reach of the 10th: not all 100
+    assert 11 <= len(store.read) <= 17
