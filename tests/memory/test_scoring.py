@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from bot.base.config import MemoryConfig
@@ -206,6 +206,8 @@ def top(rows: list[Row], relevance: dict[int, float], k: int) -> list[int]:
     ),
     st.integers(1, 12),
 )
+# one that does not fit, so a second read must reach past what the first one took
+@example([(1.0, True, 0.0), (0.9, False, 0.0), (0.85, True, 0.0), (0.82, True, 0.05)], 2)
 async def test_only_memories_that_could_make_the_top_k_are_read_and_none_is_missed(
     candidates: list[tuple[float, bool, float]], k: int
 ) -> None:
