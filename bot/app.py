@@ -69,8 +69,11 @@ if TYPE_CHECKING:  # the cluster needs psycopg, which only PostgreSQL installs h
 
 log = logging.getLogger(__name__)
 
-#: how often the leader embeds memories stored without a vector by any replica
+#: how often the leader embeds memories left without a vector (each process embeds its own
+#: writes at once; this catches those of a replica that died, or a provider that failed)
 EMBED_SECONDS = 30
+#: how long a memory must have been left so before the sweep takes it from its writer
+EMBED_SETTLED = 120.0
 
 
 @dataclass
@@ -146,11 +149,13 @@ class Coworker:
                 job = asyncio.create_task(store.reembed_all(), name="reembed")
                 self.background.add(job)
                 job.add_done_callback(self.background.discard)
-            if self.replica is not None:  # embeds what any replica stored (embed_later)
-                store.embed_here = self.leads
-                self.scheduler.add_job(
-                    once("memory_embed", store.reembed_all), "interval", seconds=EMBED_SECONDS
-                )
+
+            async def memory_embed() -> None:
+                await store.reembed_all(settled_for=EMBED_SETTLED)
+
+            self.scheduler.add_job(
+                once("memory_embed", memory_embed), "interval", seconds=EMBED_SECONDS
+            )
         self.scheduler.start()
 
     def leads(self) -> bool:

@@ -19,7 +19,7 @@ import asyncio
 import builtins
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from bot.base import clock
@@ -57,6 +57,8 @@ _SCOPE_FIELDS = frozenset({"scope", "project", "user_id"})
 
 #: Memories per INSERT statement in `add_many` (SQLite allows 32,766 parameters).
 _INSERT_CHUNK = 500
+#: memories embedded per call to the model in the background
+_EMBED_BATCH = 64
 
 
 class MemoryStore:
@@ -85,11 +87,9 @@ class MemoryStore:
             self.vectors = VectorIndex(db, embedder)
             self.keywords = KeywordIndex(db)
         self.embed_later = embed_later
-        #: Whether this process embeds what `embed_later` left (replicas: the leader only,
-        #: from a scheduled job, so a memory is not embedded once per replica).
-        self.embed_here: Callable[[], bool] = lambda: True
+        #: what this process wrote and has yet to embed (`embed_later`)
+        self._to_embed: set[int] = set()
         self._embedding: asyncio.Task[None] | None = None
-        self._more_to_embed = False
 
     @property
     def keyword_only(self) -> bool:
@@ -187,7 +187,7 @@ class MemoryStore:
             ]
             if vectors:
                 await self.vectors.put_many(tx, vectors)
-        self._embed_soon()
+        self._embed_soon(ids)
         return ids
 
     async def _insert(
@@ -261,7 +261,7 @@ class MemoryStore:
             current = Memory.from_row(row)
             await self._write_update(tx, current, changes, blob)
         if current.draft(**changes).content != current.content:
-            self._embed_soon()
+            self._embed_soon([memory_id])
         return await self.get(memory_id)
 
     async def _write_update(
@@ -356,21 +356,30 @@ class MemoryStore:
             )
         )
 
-    def _embed_soon(self) -> None:
-        """Have the background job embed what lacks a vector (after a write, with
-        `embed_later`); one job at a time, and a job already running goes round once more."""
-        if not (self.embed_later and self.vectors.ready and self.embed_here()):
+    def _embed_soon(self, memory_ids: Sequence[int]) -> None:
+        """Have this process's background job embed what it just wrote (`embed_later`): each
+        replica embeds its own writes, on its own cores, so the work grows with the replicas.
+        One job at a time; what is written while it runs joins its queue."""
+        if not (self.embed_later and self.vectors.ready and memory_ids):
             return
-        if self._embedding is not None and not self._embedding.done():
-            self._more_to_embed = True
-            return
-        self._embedding = asyncio.create_task(self._embed_pending(), name="memory-embed")
+        self._to_embed.update(memory_ids)
+        if self._embedding is None or self._embedding.done():
+            self._embedding = asyncio.create_task(self._embed_written(), name="memory-embed")
 
-    async def _embed_pending(self) -> None:
-        while True:
-            self._more_to_embed = False
-            await self.reembed_all()
-            if not self._more_to_embed:
+    async def _embed_written(self) -> None:
+        while self._to_embed:
+            batch = sorted(self._to_embed)[:_EMBED_BATCH]
+            self._to_embed.difference_update(batch)
+            rows = await self.db.fetchall(
+                f"SELECT id, content FROM memories WHERE id IN ({marks(len(batch))})"
+                " AND embedded_by IS DISTINCT FROM ?",
+                [*batch, self.vectors.signature],
+            )
+            try:
+                await self._embed_rows(rows)
+            except EmbeddingUnavailable as exc:  # `reembed_all` fills the gap later
+                log.warning("memory: background embedding stopped: %s", exc)
+                self._to_embed.clear()
                 return
 
     async def close(self) -> None:
@@ -385,35 +394,43 @@ class MemoryStore:
         elif (close := getattr(embedder, "close", None)) is not None:
             close()
 
-    async def reembed_all(self, batch: int = 64) -> int:
+    async def reembed_all(self, batch: int = _EMBED_BATCH, settled_for: float = 0.0) -> int:
         """Embed every memory the current provider has not; return how many were done.
 
+        `settled_for`: only memories unchanged for that many seconds (the periodic sweep
+        leaves fresh ones to the process that wrote them, which is embedding them).
         Safe to run while the bot works: each batch is its own short transaction, and a row
         edited or forgotten meanwhile is skipped. Stops early (and logs) if the provider fails;
         the next start-up picks up where it left off.
         """
         done, last_id = 0, 0
+        settled = " AND updated_at <= ?" if settled_for > 0 else ""
         while self.vectors.ready:
+            before = [clock.now() - settled_for] if settled_for > 0 else []
             rows = await self.db.fetchall(
                 "SELECT id, content FROM memories WHERE id > ? AND embedded_by IS DISTINCT FROM ?"
-                " ORDER BY id LIMIT ?",
-                (last_id, self.vectors.signature, batch),
+                f"{settled} ORDER BY id LIMIT ?",
+                [last_id, self.vectors.signature, *before, batch],
             )
             if not rows:
                 break
             last_id = rows[-1]["id"]
             try:
-                blobs = await self.vectors.embed_documents(
-                    [r["content"] for r in rows], background=True
-                )
+                done += await self._embed_rows(rows)
             except EmbeddingUnavailable as exc:
                 log.warning("memory: re-embedding stopped after %d memories: %s", done, exc)
                 break
-            done += await self._store_vectors(rows, blobs)
             await asyncio.sleep(0)
         if done:
             log.info("memory: re-embedded %d memories with %s", done, self.vectors.signature)
         return done
+
+    async def _embed_rows(self, rows: Sequence[Any]) -> int:
+        """Embed (id, content) rows and store their vectors; how many were stored."""
+        if not rows:
+            return 0
+        blobs = await self.vectors.embed_documents([r["content"] for r in rows], background=True)
+        return await self._store_vectors(rows, blobs)
 
     async def _store_vectors(self, rows: Sequence[Any], blobs: Sequence[bytes]) -> int:
         stored = 0

@@ -161,3 +161,20 @@ async def test_closing_stops_background_embedding(
     async with asyncio.timeout(5):
         await store.close()  # the job waits on the gate: cancelled, not awaited forever
     assert await store.pending_embeddings() == 1  # the next start embeds it
+
+
+async def test_the_sweep_leaves_fresh_writes_to_their_writer(
+    db: Database, memory_config: MemoryConfig
+) -> None:
+    embedder = FlakyEmbedder()
+    store = MemoryStore(db, embedder, memory_config)
+    await store.prepare()
+    embedder.down = True
+    left = await store.add("fact", "the writer died before embedding this", "team")
+    fresh = await store.add("fact", "the writer is embedding this one now", "team")
+    await db.execute("UPDATE memories SET updated_at = updated_at - 600 WHERE id = ?", (left,))
+    embedder.down = False
+    assert await store.reembed_all(settled_for=120) == 1
+    assert (await store.get(left)).embedded_by is not None  # type: ignore[union-attr]
+    assert (await store.get(fresh)).embedded_by is None  # type: ignore[union-attr]
+    assert await store.reembed_all() == 1  # at start-up, everything
