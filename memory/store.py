@@ -377,8 +377,12 @@ class MemoryStore:
             )
             try:
                 await self._embed_rows(rows)
-            except EmbeddingUnavailable as exc:  # `reembed_all` fills the gap later
+            except EmbeddingUnavailable as exc:  # the leader's sweep fills the gap later
                 log.warning("memory: background embedding stopped: %s", exc)
+                self._to_embed.clear()
+                return
+            except Exception:  # e.g. the database went away: the sweep fills the gap too
+                log.exception("memory: background embedding failed")
                 self._to_embed.clear()
                 return
 
