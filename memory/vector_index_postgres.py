@@ -172,16 +172,17 @@ class PostgresVectorIndex(VectorIndex):
         """How many vectors these scope ids hold (each counted up to `exact_max` + 1), which
         picks the exact scan or the graph. A scope's count is kept for `SIZE_TTL` seconds:
         counting walks the same index entries the exact scan reads, so counting on every
-        query cost about as much again; a scope that grows past the limit meanwhile is
-        scanned exactly a little longer, which is slower, never wrong."""
+        query cost about as much again. A scope whose size crosses the limit meanwhile keeps
+        its old search for up to a minute: an exact scan a little past the limit, or the
+        graph a little early."""
         now = time.monotonic()
         keys = {i: (i, kind, statuses) for i in ids}
-        unknown = [
-            i
+        counts = {
+            i: cached[0]
             for i, key in keys.items()
-            if now - self._sizes.get(key, (0, -SIZE_TTL))[1] >= SIZE_TTL
-        ]
-        if unknown:
+            if (cached := self._sizes.get(key)) is not None and now - cached[1] < SIZE_TTL
+        }
+        if unknown := [i for i in keys if i not in counts]:
             per_kind = "" if kind is None else " AND kind = ?"
             rows = await self.db.fetchall(
                 f"SELECT s.id, (SELECT COUNT(*) FROM (SELECT 1 FROM {TABLE}"
@@ -192,8 +193,9 @@ class PostgresVectorIndex(VectorIndex):
             if len(self._sizes) + len(rows) > _MAX_SIZES:
                 self._sizes.clear()
             for row in rows:
+                counts[int(row["id"])] = int(row["n"])
                 self._sizes[keys[int(row["id"])]] = (int(row["n"]), now)
-        return sum(self._sizes[key][0] for key in keys.values())
+        return sum(counts.values())
 
     async def _sample_mean(self) -> tuple[list[float] | None, int]:
         """The mean of up to `MEAN_SAMPLE` stored vectors (pgvector's `avg`), and how many."""

@@ -287,6 +287,26 @@ async def test_once_analysed_common_terms_come_from_the_statistics(
     ]
 
 
+async def test_a_scopes_vector_count_is_kept_for_a_minute(
+    pg_db: PostgresDatabase, index: PostgresVectorIndex
+) -> None:
+    def notes(n: int, scope: str = "project") -> list[MemoryDraft]:
+        project = "p1" if scope == "project" else None
+        return [
+            MemoryDraft(kind="fact", content=f"note {i}", scope=scope, project=project)
+            for i in range(n)
+        ]
+
+    await add_many(pg_db, index, notes(3) + notes(2, "team"))
+    seen = Scope(project="p1").ids()
+    assert await index._visible(seen, "fact", ("active",)) == 5  # the team's and the project's
+    await add_many(pg_db, index, notes(4))
+    assert await index._visible(seen, "fact", ("active",)) == 5  # counted a moment ago: kept
+    another = PostgresVectorIndex(pg_db, HashedNgramEmbedder(), exact_max=5)
+    # counted afresh, each scope up to exact_max + 1: the project 6 of its 7, the team 2
+    assert await another._visible(seen, "fact", ("active",)) == 8
+
+
 async def test_forgetting_removes_the_memory_from_every_index(
     pg_db: PostgresDatabase, index: PostgresVectorIndex, keywords: PostgresKeywordIndex
 ) -> None:
