@@ -69,13 +69,19 @@ async def test_switching_dimension_rebuilds_and_reembeds(
     assert await second.prepare() is False  # same provider again: nothing to do
 
 
+async def down_store(db: Database, config: MemoryConfig) -> tuple[MemoryStore, FlakyEmbedder]:
+    """A ready store whose provider has just gone down."""
+    embedder = FlakyEmbedder()
+    store = MemoryStore(db, embedder, config)
+    await store.prepare()
+    embedder.down = True
+    return store, embedder
+
+
 async def test_rows_stored_while_the_provider_is_down_are_embedded_later(
     db: Database, memory_config: MemoryConfig
 ) -> None:
-    embedder = FlakyEmbedder()
-    store = MemoryStore(db, embedder, memory_config)
-    await store.prepare()
-    embedder.down = True
+    store, embedder = await down_store(db, memory_config)
     memory_id = await store.add("fact", "the status page is statuspage.io", "team")
     assert (await store.get(memory_id)).embedded_by is None  # type: ignore[union-attr]
     assert [m.id for m in await store.recall("status page", Scope())] == [memory_id]
@@ -166,10 +172,7 @@ async def test_closing_stops_background_embedding(
 async def test_the_sweep_leaves_fresh_writes_to_their_writer(
     db: Database, memory_config: MemoryConfig
 ) -> None:
-    embedder = FlakyEmbedder()
-    store = MemoryStore(db, embedder, memory_config)
-    await store.prepare()
-    embedder.down = True
+    store, embedder = await down_store(db, memory_config)
     left = await store.add("fact", "the writer died before embedding this", "team")
     fresh = await store.add("fact", "the writer is embedding this one now", "team")
     await db.execute("UPDATE memories SET updated_at = updated_at - 600 WHERE id = ?", (left,))
