@@ -40,7 +40,7 @@ class PostgresKeywordIndex:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._common = CommonTerms(db)
-        self._frequent: tuple[set[str] | None, float] = (None, 0.0)
+        self._frequent: tuple[set[str] | None, float] = (None, -STATS_TTL)
 
     async def ranking(
         self,
@@ -116,7 +116,7 @@ class PostgresKeywordIndex:
         `content_tsv` (`pg_stats.most_common_elems`, kept by ANALYZE and autovacuum);
         None before the table was first analysed."""
         known, at = self._frequent
-        if known is not None and now - at < STATS_TTL:
+        if now - at < STATS_TTL:  # the answer "no statistics yet" is kept as long
             return known
         rows = await self.db.fetchall(
             "SELECT e.word FROM pg_stats s JOIN pg_class c ON c.oid = to_regclass('memories'),"
