@@ -156,9 +156,13 @@ class Delegation:
         await self._require(task, user, "approve the plan of")
         if plan_ts is not None and task.plan_ts is not None and plan_ts != task.plan_ts:
             raise StalePlan(task_id=task_id)
-        # The plan message Slack took but whose ts we never heard of is the one clicked; and
-        # a revision in between (its plan_ts changes) makes this approval change nothing.
-        current = ("plan_ts IS NOT DISTINCT FROM ? OR plan_ts IS NULL", (task.plan_ts,))
+        # The plan message Slack took but whose ts we never heard of is the one clicked, and
+        # so is the clicked message once its ts is recorded (between our read and now); a
+        # revision in between (its plan_ts changes) makes this approval change nothing.
+        current = (
+            "plan_ts IS NULL OR plan_ts IS NOT DISTINCT FROM ? OR plan_ts IS NOT DISTINCT FROM ?",
+            (task.plan_ts, plan_ts),
+        )
         if not await self.tasks.transition(
             task_id, S.QUEUED, from_=S.AWAITING_PLAN_APPROVAL, condition=current
         ):

@@ -145,6 +145,37 @@ async def test_someone_else_approving_changes_nothing(harness: Harness) -> None:
     assert (await h.task(task.id)).status == "awaiting_plan_approval"
 
 
+async def test_an_approve_click_racing_the_recording_of_its_message_still_approves(
+    harness: Harness,
+) -> None:
+    """The plan is posted, then its ts recorded: a click read between the two sees no ts, and
+    the ts is recorded before its conditional update. The clicked message is the plan."""
+    h = harness
+    h.anthropic.enqueue_tool_use("submit_plan", plan(("Answer", [])))
+    h.anthropic.enqueue_text("Done.")
+    await h.mention("question")
+    task = await h.wait_status("awaiting_plan_approval")
+    ts = await until(
+        lambda: h.coworker.db.fetchval("SELECT plan_ts FROM tasks WHERE id = ?", (task.id,)),
+        what="the plan's ts",
+    )
+    await h.coworker.db.execute("UPDATE tasks SET plan_ts = NULL WHERE id = ?", (task.id,))
+    tasks = h.coworker.delegation.tasks
+    read = tasks.get
+
+    async def read_then_recorded(task_id: int) -> Any:
+        row = await read(task_id)  # what the click's handler reads: no ts yet
+        await h.coworker.db.execute("UPDATE tasks SET plan_ts = ? WHERE id = ?", (ts, task_id))
+        return row
+
+    tasks.get = read_then_recorded  # type: ignore[method-assign]
+    try:
+        assert await h.coworker.delegation.approve_plan(task.id, "U1", plan_ts=ts)
+    finally:
+        tasks.get = read  # type: ignore[method-assign]
+    await h.wait_status("done")
+
+
 async def test_follow_up_after_delivery_keeps_conversation(harness: Harness) -> None:
     h = harness
     h.anthropic.enqueue_tool_use("submit_plan", plan(("Answer", [])))
