@@ -69,8 +69,8 @@ if TYPE_CHECKING:  # the cluster needs psycopg, which only PostgreSQL installs h
 
 log = logging.getLogger(__name__)
 
-#: how often the leader embeds memories left without a vector (each process embeds its own
-#: writes at once; this catches those of a replica that died, or a provider that failed)
+#: how often the leader embeds memories left without a vector (each replica embeds its own
+#: writes at once; this catches those of a replica that stopped first)
 EMBED_SECONDS = 30
 #: how long a memory must have been left so before the sweep takes it from its writer
 EMBED_SETTLED = 120.0
@@ -149,13 +149,14 @@ class Coworker:
                 job = asyncio.create_task(store.reembed_all(), name="reembed")
                 self.background.add(job)
                 job.add_done_callback(self.background.discard)
+            if self.replica is not None:  # what a replica that stopped had yet to embed
 
-            async def memory_embed() -> None:
-                await store.reembed_all(settled_for=EMBED_SETTLED)
+                async def memory_embed() -> None:
+                    await store.reembed_all(settled_for=EMBED_SETTLED)
 
-            self.scheduler.add_job(
-                once("memory_embed", memory_embed), "interval", seconds=EMBED_SECONDS
-            )
+                self.scheduler.add_job(
+                    once("memory_embed", memory_embed), "interval", seconds=EMBED_SECONDS
+                )
         self.scheduler.start()
 
     def leads(self) -> bool:

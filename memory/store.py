@@ -377,13 +377,14 @@ class MemoryStore:
             )
             try:
                 await self._embed_rows(rows)
-            except EmbeddingUnavailable as exc:  # the leader's sweep fills the gap later
-                log.warning("memory: background embedding stopped: %s", exc)
-                self._to_embed.clear()
-                return
-            except Exception:  # e.g. the database went away: the sweep fills the gap too
-                log.exception("memory: background embedding failed")
-                self._to_embed.clear()
+            except Exception as exc:
+                # Kept for the next write's job to try again (and, with replicas, the leader's
+                # sweep takes them if this replica stops first).
+                self._to_embed.update(batch)
+                if isinstance(exc, EmbeddingUnavailable):
+                    log.warning("memory: background embedding stopped: %s", exc)
+                else:  # e.g. the database went away
+                    log.exception("memory: background embedding failed")
                 return
 
     async def close(self) -> None:

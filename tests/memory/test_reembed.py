@@ -181,3 +181,24 @@ async def test_the_sweep_leaves_fresh_writes_to_their_writer(
     assert (await store.get(left)).embedded_by is not None  # type: ignore[union-attr]
     assert (await store.get(fresh)).embedded_by is None  # type: ignore[union-attr]
     assert await store.reembed_all() == 1  # at start-up, everything
+
+
+async def test_what_failed_to_embed_is_tried_again_with_the_next_write(
+    db: Database, memory_config: MemoryConfig
+) -> None:
+    embedder = FlakyEmbedder()
+    store = MemoryStore(db, embedder, memory_config, embed_later=True)
+    await store.prepare()
+    embedder.down = True
+    first = await store.add("fact", "the provider was down when this was written", "team")
+    async with asyncio.timeout(5):
+        while embedder.calls < 2:  # prepare()'s probe, then the failed attempt
+            await asyncio.sleep(0.01)
+    embedder.down = False
+    second = await store.add("fact", "and back up for this one", "team")
+    async with asyncio.timeout(5):
+        while await store.pending_embeddings():
+            await asyncio.sleep(0.01)
+    for memory_id in (first, second):
+        assert (await store.get(memory_id)).embedded_by is not None  # type: ignore[union-attr]
+    await store.close()
