@@ -59,6 +59,8 @@ _SCOPE_FIELDS = frozenset({"scope", "project", "user_id"})
 _INSERT_CHUNK = 500
 #: memories embedded per call to the model in the background
 _EMBED_BATCH = 64
+#: how much of a `find()` text the database's LIKE matches (the rest is checked here)
+_LIKE_PROBE = 200
 
 
 class MemoryStore:
@@ -484,16 +486,25 @@ class MemoryStore:
 
     async def find(self, text: str, scope: Scope, *, limit: int = 10) -> builtins.list[Memory]:
         """Memories `scope` may see that contain `text`, or all its words (for forget)."""
-        if not text.strip():
+        needle = text.strip()
+        if not needle:
             return []
+        # The database matches the text's start (a LIKE pattern's cost grows with its length,
+        # and SQLite refuses one over 50 kB); a longer text is then checked here in full.
+        probe = needle[:_LIKE_PROBE]
         where, params = scope.sql("m")
         rows = await self.db.fetchall(
             f"SELECT m.* FROM memories m WHERE {where}"
             " AND lower(m.content) LIKE '%' || lower(CAST(? AS TEXT)) || '%' ESCAPE '\\'"
             " ORDER BY m.created_at DESC LIMIT ?",
-            [*params, _like_escaped(text.strip()), limit],
+            [*params, _like_escaped(probe), limit if probe == needle else limit * 10],
         )
-        found = {r["id"]: Memory.from_row(r) for r in rows}
+        whole = needle.lower()
+        found = {
+            r["id"]: Memory.from_row(r)
+            for r in rows
+            if probe == needle or whole in str(r["content"]).lower()
+        }
         if len(found) < limit:
             ids = await self.keywords.containing_all(text, scope, limit)
             more = await self.get_many([i for i in ids if i not in found])

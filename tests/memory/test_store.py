@@ -127,6 +127,15 @@ async def test_find_matches_substring_or_all_words_within_scope(store: MemorySto
     assert await store.find("  ", Scope(project="web")) == []
 
 
+async def test_find_with_a_very_long_text_matches_all_of_it(store: MemoryStore) -> None:
+    flood = await store.add("fact", "🙂" * 15_000, "team")  # 60 kB: over SQLite's LIKE limit
+    near = await store.add("fact", "x" * 300 + " the tail differs", "team")
+    assert [m.id for m in await store.find("🙂" * 15_000, Scope())] == [flood]
+    assert await store.find("🙂" * 15_001, Scope()) == []  # longer than any memory
+    assert await store.find("x" * 300 + " another tail", Scope()) == []
+    assert [m.id for m in await store.find("X" * 300 + " THE TAIL", Scope())] == [near]
+
+
 async def test_set_status_is_conditional_and_list_filters(store: MemoryStore) -> None:
     fact = await store.add("fact", "prefer squash merges", "team", status="proposed")
     assert await store.set_status(fact, "active", expected="archived") is False
