@@ -129,12 +129,20 @@ class GatedEmbedder(HashedNgramEmbedder):
         return await super().embed(texts, query=query)
 
 
+async def later_store(
+    db: Database, config: MemoryConfig, embedder: HashedNgramEmbedder
+) -> MemoryStore:
+    """A ready store that writes at once and embeds in the background, as the bot's does."""
+    store = MemoryStore(db, embedder, config, embed_later=True)
+    await store.prepare()
+    return store
+
+
 async def test_embed_later_stores_at_once_and_embeds_in_the_background(
     db: Database, memory_config: MemoryConfig
 ) -> None:
     embedder = GatedEmbedder()
-    store = MemoryStore(db, embedder, memory_config, embed_later=True)
-    await store.prepare()
+    store = await later_store(db, memory_config, embedder)
     async with asyncio.timeout(5):  # the writes do not wait for the model
         first = await store.add("episode", "Request: rotate the staging password", "team")
         second = await store.add("episode", "Request: renew the TLS certificate", "team")
@@ -160,8 +168,7 @@ async def test_closing_stops_background_embedding(
     db: Database, memory_config: MemoryConfig
 ) -> None:
     embedder = GatedEmbedder()
-    store = MemoryStore(db, embedder, memory_config, embed_later=True)
-    await store.prepare()
+    store = await later_store(db, memory_config, embedder)
     await store.add("fact", "Deploys need a feature flag", "team")
     await asyncio.sleep(0.05)
     async with asyncio.timeout(5):
@@ -187,8 +194,7 @@ async def test_what_failed_to_embed_is_tried_again_with_the_next_write(
     db: Database, memory_config: MemoryConfig
 ) -> None:
     embedder = FlakyEmbedder()
-    store = MemoryStore(db, embedder, memory_config, embed_later=True)
-    await store.prepare()
+    store = await later_store(db, memory_config, embedder)
     embedder.down = True
     first = await store.add("fact", "the provider was down when this was written", "team")
     async with asyncio.timeout(5):

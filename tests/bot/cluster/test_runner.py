@@ -67,6 +67,15 @@ async def start_node(open_replica: OpenReplica) -> AsyncIterator[Start]:
             await node.replica.stop()
 
 
+async def running_elsewhere(db: PostgresDatabase, start: Start) -> tuple[int, Node, Node]:
+    """A task running on one replica, and another replica that runs nothing."""
+    (task_id,) = await add_tasks(db, 1)
+    runner = await start()
+    async with asyncio.timeout(5):
+        await runner.started.get()
+    return task_id, runner, await start(concurrency=0)
+
+
 async def held_by(db: PostgresDatabase, task_id: int) -> str | None:
     owner = await db.fetchval("SELECT lease_owner FROM tasks WHERE id = ?", (task_id,))
     return None if owner is None else str(owner)
@@ -102,11 +111,7 @@ async def test_new_work_announced_by_one_replica_is_claimed_by_another(
 async def test_a_cancel_on_one_replica_stops_the_task_on_another_within_a_second(
     pg_db: PostgresDatabase, start_node: Start
 ) -> None:
-    (task_id,) = await add_tasks(pg_db, 1)
-    runner = await start_node()
-    async with asyncio.timeout(5):
-        await runner.started.get()
-    other = await start_node(concurrency=0)
+    task_id, runner, other = await running_elsewhere(pg_db, start_node)
     await other.runner.tasks.transition(task_id, "cancelled", from_="running", cancel_requested=1)
     assert other.runner.stop_task(task_id) is False  # not running there
     async with asyncio.timeout(1):
@@ -116,11 +121,7 @@ async def test_a_cancel_on_one_replica_stops_the_task_on_another_within_a_second
 async def test_a_reply_committed_on_another_replica_reaches_the_running_task(
     pg_db: PostgresDatabase, start_node: Start
 ) -> None:
-    (task_id,) = await add_tasks(pg_db, 1)
-    runner = await start_node()
-    async with asyncio.timeout(5):
-        await runner.started.get()
-    other = await start_node(concurrency=0)
+    task_id, runner, other = await running_elsewhere(pg_db, start_node)
     seen = runner.runner.tasks.replies
     await other.runner.tasks.add_input(task_id, "U1", "also this", None)
     async with asyncio.timeout(1):
@@ -174,11 +175,7 @@ async def test_a_task_whose_lease_was_lost_stops_here(
 async def test_the_delivery_sweep_counts_a_task_held_on_any_replica_as_busy(
     pg_db: PostgresDatabase, start_node: Start
 ) -> None:
-    (task_id,) = await add_tasks(pg_db, 1)
-    runner = await start_node()
-    async with asyncio.timeout(5):
-        await runner.started.get()
-    other = await start_node(concurrency=0)
+    task_id, runner, other = await running_elsewhere(pg_db, start_node)
     busy = busy_check(other.runner, other.replica)
     assert await busy(task_id) is True  # type: ignore[misc]
     runner.release.set()
