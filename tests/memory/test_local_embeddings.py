@@ -162,17 +162,38 @@ async def test_embedding_runs_off_the_event_loop_in_batches() -> None:
     assert abs(sum(x * x for x in query) - 1.0) < 1e-3
 
 
-async def test_the_model_yields_the_cores_to_the_event_loop() -> None:
+async def test_passages_yield_the_cores_and_queries_keep_the_loops_priority() -> None:
     embedder = LocalEmbedder(threads=1)
     loop = asyncio.get_running_loop()
+
+    def where() -> tuple[int, int]:
+        return threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0)
+
     try:
-        # the thread the model runs on, asked from that thread
-        tid, nice = await loop.run_in_executor(
-            embedder._thread,
-            lambda: (threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0)),
-        )
+        # each thread the model runs on, asked from that thread
+        passage_tid, passage_nice = await loop.run_in_executor(embedder._passages, where)
+        query_tid, query_nice = await loop.run_in_executor(embedder._queries, where)
     finally:
         embedder.close()
     loop_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-    assert tid != threading.get_native_id()
-    assert nice == min(19, loop_nice + NICE)  # the event loop's own thread keeps its priority
+    assert len({passage_tid, query_tid, threading.get_native_id()}) == 3
+    assert passage_nice == min(19, loop_nice + NICE)
+    assert query_nice == loop_nice  # a task's query, like the event loop, is not deferred
+
+
+async def test_a_query_does_not_wait_behind_a_batch_of_passages() -> None:
+    embedder = LocalEmbedder(threads=1)
+    paragraph = "The deploy pipeline runs lint, the unit tests and a canary before production. "
+    passages = [f"{i}: {paragraph * 6}" for i in range(16)]  # one batch: seconds of work
+    try:
+        await embedder.embed(["warm up"], query=True)  # the model is loaded
+        writing = asyncio.create_task(embedder.embed(passages))
+        await asyncio.sleep(0.05)  # the batch is running
+        async with asyncio.timeout(60):
+            (query,) = await embedder.embed(["how do we deploy"], query=True)
+        assert not writing.done()  # answered while the batch was still being embedded
+        async with asyncio.timeout(300):
+            vectors = await writing
+    finally:
+        embedder.close()
+    assert len(query) == DIM and len(vectors) == 16
