@@ -181,6 +181,7 @@ async def measure(
     records.write_text("".join(json.dumps(t) + "\n" for t in conv.turns), encoding="utf-8")
     started = time.perf_counter()
     result = await import_file(store, records)
+    await store.refresh_hubness(limit=None)  # as `memory import` does after its files
     load_s = time.perf_counter() - started
     assert result.added == len(conv.turns), result
     scores = {mode: Scores() for mode in MODES}

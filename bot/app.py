@@ -72,6 +72,8 @@ log = logging.getLogger(__name__)
 #: how often the leader embeds memories left without a vector (each replica embeds its own
 #: writes at once; this catches those of a replica that stopped first)
 EMBED_SECONDS = 30
+#: how often the leader works out missing and old hubness terms (`memory.hubness`)
+HUBNESS_SECONDS = 120
 #: how long a memory must have been left so before the sweep takes it from its writer
 EMBED_SETTLED = 120.0
 
@@ -157,6 +159,9 @@ class Coworker:
                 self.scheduler.add_job(
                     once("memory_embed", memory_embed), "interval", seconds=EMBED_SECONDS
                 )
+            self.scheduler.add_job(
+                once("memory_hubness", store.refresh_hubness), "interval", seconds=HUBNESS_SECONDS
+            )
         self.scheduler.start()
 
     def leads(self) -> bool:

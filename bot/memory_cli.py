@@ -129,6 +129,8 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         async with open_store(settings) as store:
             for result in [await store_file(store, p) for p in prepared]:
                 print(result.summary())
+            # Their neighbourhoods, and their neighbours', now hold them (`memory.hubness`).
+            await store.refresh_hubness(limit=None)
         return 0
     searches = (
         _read_queries(args.queries) if args.queries else [Search(args.query, args.scope, args.at)]

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict
 
 from bot.base import clock
+from memory import hubness
 from memory.errors import EmbeddingUnavailable
 from memory.records import Kind, Memory, Scope, Status
 from memory.scoring import MAX_BOOST, Scored, boost, fuse
@@ -90,10 +91,13 @@ async def recall(
         if blob is None:
             return []
         # Centred on the stored vectors' mean: ranks by similarity beyond what every memory
-        # shares with every query (`memory.vector_index`); scores are then not cosines.
-        return await store.vectors.nearest(
-            await store.vectors.centred(blob), depth, scope=scope, kind=kind, statuses=statuses
+        # shares with every query (`memory.vector_index`); scores are then not cosines. Then
+        # each memory's closeness to its own neighbourhood is taken out (`memory.hubness`).
+        centred = await store.vectors.centred(blob)
+        hits = await store.vectors.nearest(
+            centred, depth, scope=scope, kind=kind, statuses=statuses
         )
+        return await hubness.adjust(store, hits, centred)
 
     async def keyword_side() -> Scored:
         if searches == "vector":

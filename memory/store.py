@@ -25,7 +25,7 @@ from typing import Any
 from bot.base import clock
 from bot.base.config import MemoryConfig
 from bot.base.db import Database, Tx, marks
-from memory import retrieval
+from memory import hubness, retrieval
 from memory.embeddings import Embedder
 from memory.errors import EmbeddingUnavailable
 from memory.keyword_index import KeywordIndex
@@ -277,6 +277,7 @@ class MemoryStore:
         new_content = draft.content != current.content
         if new_content:
             values["embedded_by"] = self.vectors.signature if blob is not None else None
+            values["hubness"] = values["hubness_at"] = None  # a new vector, a new neighbourhood
         assignments = ", ".join(f"{k} = :{k}" for k in values)
         await tx.execute(
             f"UPDATE memories SET {assignments} WHERE id = :id", values | {"id": current.id}
@@ -379,6 +380,7 @@ class MemoryStore:
             )
             try:
                 await self._embed_rows(rows)
+                await hubness.refresh(self, batch)
             except Exception as exc:
                 # Kept for the next write's job to try again (and, with replicas, the leader's
                 # sweep takes them if this replica stops first).
@@ -432,6 +434,13 @@ class MemoryStore:
             log.info("memory: re-embedded %d memories with %s", done, self.vectors.signature)
         return done
 
+    async def refresh_hubness(
+        self, ids: Sequence[int] | None = None, *, limit: int | None = hubness.BATCH
+    ) -> int:
+        """Work out the hubness terms of `ids`, or of those without one (then the oldest), at
+        most `limit` (None: all); how many were written (`memory.hubness`)."""
+        return await hubness.refresh(self, ids, limit=limit)
+
     async def _embed_rows(self, rows: Sequence[Any]) -> int:
         """Embed (id, content) rows and store their vectors; how many were stored."""
         if not rows:
@@ -454,7 +463,8 @@ class MemoryStore:
                 await self.vectors.delete(tx, row["id"])
                 await self.vectors.put(tx, row["id"], blob, now["kind"], key, now["status"])
                 await tx.execute(
-                    "UPDATE memories SET embedded_by = ? WHERE id = ?",
+                    "UPDATE memories SET embedded_by = ?, hubness = NULL, hubness_at = NULL"
+                    " WHERE id = ?",
                     (self.vectors.signature, row["id"]),
                 )
                 stored += 1

@@ -274,6 +274,30 @@ class VectorIndex:
             return blob
         return array("f", [q - m for q, m in zip(query, mean, strict=True)]).tobytes()
 
+    async def mean(self) -> list[float] | None:
+        """The mean stored vector that queries are centred on (None while none is stored)."""
+        return await self._mean_vector()
+
+    async def stored(self, memory_ids: Sequence[int]) -> dict[int, bytes]:
+        """The stored vectors (normalised float32 blobs) of those of `memory_ids` that have one."""
+        found: dict[int, bytes] = {}
+        for start in range(0, len(memory_ids), 500):
+            chunk = list(memory_ids[start : start + 500])
+            rows = await self.db.fetchall(
+                f"SELECT memory_id, embedding FROM {TABLE} WHERE memory_id IN ({marks(len(chunk))})",
+                chunk,
+            )
+            found.update({int(r["memory_id"]): bytes(r["embedding"]) for r in rows})
+        return found
+
+    def dot_products(
+        self, hits: Sequence[tuple[int, float]], blob: bytes
+    ) -> list[tuple[int, float]]:
+        """`nearest(blob, ...)`'s hits as dot products of `blob` with each memory's vector.
+        vec0 ranks by L2 distance: cosine(d) = 1 - (|q|² + 1 - 2 q·v) / 2."""
+        norm2 = math.fsum(x * x for x in array("f", blob))
+        return [(memory_id, s - (1.0 - norm2) / 2.0) for memory_id, s in hits]
+
     async def _mean_vector(self) -> list[float] | None:
         if self._mean is not None:
             mean, count, at, writes = self._mean

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from array import array
 from collections.abc import Sequence
@@ -196,6 +197,21 @@ class PostgresVectorIndex(VectorIndex):
                 counts[int(row["id"])] = int(row["n"])
                 self._sizes[keys[int(row["id"])]] = (int(row["n"]), now)
         return sum(counts.values())
+
+    async def stored(self, memory_ids: Sequence[int]) -> dict[int, bytes]:
+        rows = await self.db.fetchall(
+            f"SELECT memory_id, embedding::vector::text AS vector FROM {TABLE}"
+            " WHERE memory_id = ANY(?)",
+            (list(memory_ids),),
+        )
+        return {int(r["memory_id"]): array("f", json.loads(r["vector"])).tobytes() for r in rows}
+
+    def dot_products(
+        self, hits: Sequence[tuple[int, float]], blob: bytes
+    ) -> list[tuple[int, float]]:
+        """`<=>` is the cosine distance: similarity = q·v / |q| for unit vectors v."""
+        norm = math.sqrt(math.fsum(x * x for x in array("f", blob)))
+        return [(memory_id, s * norm) for memory_id, s in hits]
 
     async def _sample_mean(self) -> tuple[list[float] | None, int]:
         """The mean of up to `MEAN_SAMPLE` stored vectors (pgvector's `avg`), and how many."""
