@@ -77,6 +77,8 @@ def test_import_is_idempotent_by_ref_and_keeps_dates_and_scopes(workdir: Path) -
         ("tickets:41", "episode", "project", "web", None, "active", 1714557600.0),
         ("tickets:42", "fact", "team", None, None, "proposed", 1714557600.0),
     ]
+    # Each imported memory's neighbourhood was looked at (too small here for a term).
+    assert rows(workdir, "SELECT COUNT(*) FROM memories WHERE hubness_at IS NULL") == [(0,)]
 
 
 def test_a_bad_line_is_named_and_nothing_is_imported(workdir: Path) -> None:
