@@ -20,7 +20,7 @@ import pytest
 
 from bot.base.config import load_config
 from bot.base.errors import ConfigError
-from tests.fakes.anthropic import Reply, error_reply, text_reply
+from tests.fakes.anthropic import Reply, error_reply, text_reply, tool_reply
 from tests.fakes.slack import slash_command
 from tests.reliability.bot_process import REPO
 from tests.reliability.conftest import effects_mcp
@@ -126,13 +126,15 @@ async def test_the_sweep_posts_only_the_parts_slack_did_not_take_and_stops_when_
     async with make_harness(config=NO_PLAN_APPROVAL) as h:
         go = asyncio.Event()
 
-        async def final(body: dict[str, Any]) -> Reply:
+        async def respond(body: dict[str, Any]) -> Reply:
+            # By what is asked, not by arrival order: under load T-1 may ask for its answer
+            # before T-2 asks for its plan.
+            if (body.get("tool_choice") or {}).get("name") == "submit_plan":
+                return tool_reply("submit_plan", plan(("Write", [])))
             await go.wait()
             return text_reply(answer)
 
-        for _ in range(2):
-            h.anthropic.enqueue_tool_use("submit_plan", plan(("Write", [])))
-        h.anthropic.responder = final
+        h.anthropic.responder = respond
         await start_jobs(h, 1, 2)
         await h.anthropic.wait_for_requests(4)
         posts = len(h.slack.calls_to("chat.postMessage"))
