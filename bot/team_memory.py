@@ -52,6 +52,12 @@ EXTRACT_TOOL = {
     },
 }
 _REF = re.compile(r"^\s*#?(\d+)\s*$")
+#: A task's memory block is recalled when it is planned and used again when it runs, if that
+#: is this soon after and in this process (plan_approval = "never", or a quick approval):
+#: the same request in the same scope, so the same memories, marked used once. Later, or on
+#: another replica, it is recalled afresh.
+CONTEXT_REUSE_SECONDS = 300.0
+_CONTEXTS_KEPT = 256
 
 
 @dataclass
@@ -77,6 +83,8 @@ class TeamMemory:
         self.tasks = tasks
         self.config = config
         self.warning = warning
+        #: task id -> (when recalled, the request it was recalled for, the block)
+        self._contexts: dict[int, tuple[float, str, str | None]] = {}
 
     @staticmethod
     def scope_of(task: Task) -> Scope:
@@ -88,8 +96,15 @@ class TeamMemory:
     # -- the task flow (MemoryHooks) ---------------------------------------------------
 
     async def context_for(self, task: Task) -> str | None:
+        kept = self._contexts.get(task.id)
+        if kept is not None and kept[1] == task.request and now() - kept[0] < CONTEXT_REUSE_SECONDS:
+            return kept[2]
         recalled = await self.store.retrieve_for_task(task.request, self.scope_of(task))
-        return recalled.text or None
+        text = recalled.text or None
+        self._contexts[task.id] = (now(), task.request, text)
+        if len(self._contexts) > _CONTEXTS_KEPT:  # the oldest first (dicts keep insertion order)
+            del self._contexts[next(iter(self._contexts))]
+        return text
 
     async def task_finished(self, task: Task, outcome: str, tools_used: list[str]) -> None:
         duration = (task.finished_at or now()) - task.created_at if task.created_at else None

@@ -275,3 +275,20 @@ async def test_fact_remembered_in_a_task_reaches_a_later_related_task(
         assert "Finance sign-off" in related
         elsewhere = await run_task(h, "issue a $700 refund", user="U2", channel="C2", task_id=3)
         assert "Finance sign-off" not in elsewhere
+
+
+async def test_a_task_recalls_once_for_its_plan_and_its_work(
+    make_harness: Callable[..., Harness],
+) -> None:
+    async with make_harness(config=CONFIG) as h:
+        await command(h, "remember payments deploys need the PCI checklist signed by Dana")
+        await run_task(h, "deploy the payments service", user="U2", channel="C1", task_id=1)
+        prompts = [str(r.body["system"]) + str(r.body["messages"]) for r in h.anthropic.requests]
+        assert len(prompts) == 2  # the plan, then the work
+        assert all("PCI checklist signed by Dana" in p for p in prompts)
+        # Planned and started at once: the memories the plan saw are the ones the work gets,
+        # recalled (and counted as used) once.
+        used = await h.coworker.db.fetchval(
+            "SELECT use_count FROM memories WHERE content LIKE '%PCI checklist%'"
+        )
+        assert used == 1
