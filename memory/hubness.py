@@ -12,8 +12,10 @@ q·d - hub(d) instead of q·d - mean·d.
 
 What is stored (`memories.hubness`) is the difference between the two, hub(d) - mean·d, so
 the search subtracts it from the centred similarity it already has, with no vector read.
-NULL means "not worked out yet" and leaves the centred similarity alone: a new memory, a
-memory whose vector changed, or one in a scope with fewer than `MIN_NEIGHBOURS` others. The
+NULL means "not worked out": a new memory, a memory whose vector changed, or one in a scope
+with fewer than `MIN_NEIGHBOURS` others; such a memory is given the mean term of the search's
+other candidates (none subtracted would favour it over all of them), and when no candidate
+has a term the centred similarity ranks alone. The
 neighbours are the memories of the same kind in the same scope (team, one project, one
 person), as embedded by the current model.
 
@@ -85,8 +87,11 @@ async def adjust(store: MemoryStore, hits: Scored, centred: bytes) -> Scored:
     terms = {int(r["id"]): float(r["hubness"]) for r in rows}
     if not terms:
         return hits
+    # A memory without a term (new, or in a small scope) gets the candidates' mean term:
+    # with none subtracted it would gain on every memory that has one.
+    typical = math.fsum(terms.values()) / len(terms)
     dots = store.vectors.dot_products(hits, centred)
-    adjusted = [(memory_id, dot - terms.get(memory_id, 0.0)) for memory_id, dot in dots]
+    adjusted = [(memory_id, dot - terms.get(memory_id, typical)) for memory_id, dot in dots]
     return sorted(adjusted, key=lambda hit: hit[1], reverse=True)
 
 

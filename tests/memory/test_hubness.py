@@ -7,8 +7,11 @@ from __future__ import annotations
 import asyncio
 import math
 
+import pytest
+
 from bot.base.config import MemoryConfig
 from bot.base.db import Database
+from memory.hubness import adjust
 from memory.records import Scope
 from memory.retrieval import recall
 from memory.store import MemoryStore
@@ -134,3 +137,22 @@ async def test_the_missing_terms_come_first_and_a_small_scope_gets_none(db: Data
     assert await store.refresh_hubness(limit=None) == 101
     row = await db.fetchone("SELECT hubness, hubness_at FROM memories WHERE id = ?", (lone,))
     assert row is not None and row["hubness"] is None and row["hubness_at"] is not None
+
+
+async def test_a_memory_without_a_term_gets_the_candidates_mean_term(db: Database) -> None:
+    store, hub, about = await filled_store(db)
+    await store.refresh_hubness(limit=None)
+    lone = await store.add("episode", "c0 3", "project", project="tiny")  # no term: alone
+    scope = Scope(project="tiny")
+    query = await store.vectors.embed_query(QUERY)
+    assert query is not None
+    centred = await store.vectors.centred(query)
+    hits = await store.vectors.nearest(centred, 200, scope=scope, kind="episode")  # all
+    rows = await db.fetchall("SELECT id, hubness FROM memories")
+    terms = {r["id"]: r["hubness"] for r in rows if r["hubness"] is not None}
+    assert lone not in terms and lone in dict(hits)
+    dots = dict(store.vectors.dot_products(hits, centred))
+    adjusted = dict(await adjust(store, hits, centred))
+    typical = sum(terms[i] for i, _ in hits if i in terms) / sum(1 for i, _ in hits if i in terms)
+    assert adjusted[lone] == pytest.approx(dots[lone] - typical)
+    assert adjusted[hub] == pytest.approx(dots[hub] - terms[hub])
