@@ -23,9 +23,11 @@ Measured on the LoCoMo dev conversations (README, "Memory quality"), with K = 50
 the mean: vector-only recall@10 0.602 -> 0.636, hybrid 0.748 -> 0.758 (offline, before it
 was built; K = 20-100 within 0.003 of it).
 
-When: the process that embeds a memory works out its term right after; `refresh()` works
-out the missing ones and the oldest again (a memory's neighbourhood fills as memories
-arrive), on the leader every few minutes and after `memory import`.
+When: `refresh()` works out the missing terms, then the oldest again (a memory's
+neighbourhood fills as memories arrive), `BATCH` at a time on the leader every two minutes,
+and all of them after `memory import`. It is a KNN search and a few reads per memory, so it
+runs in one place in batches rather than on every replica as each task ends: a new memory
+waits up to a few minutes for its term, with the candidates' mean term meanwhile.
 """
 
 from __future__ import annotations

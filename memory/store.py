@@ -380,7 +380,6 @@ class MemoryStore:
             )
             try:
                 await self._embed_rows(rows)
-                await hubness.refresh(self, batch)
             except Exception as exc:
                 # Kept for the next write's job to try again (and, with replicas, the leader's
                 # sweep takes them if this replica stops first).

@@ -103,16 +103,13 @@ async def test_a_memory_close_to_its_neighbours_yields_to_the_one_the_query_is_a
     assert (await top(store))[:2] == [about, hub]
 
 
-async def test_terms_are_worked_out_after_embedding_and_dropped_with_the_text(
-    db: Database,
-) -> None:
+async def test_terms_follow_the_vectors_and_go_with_the_text(db: Database) -> None:
     store, hub, about = await filled_store(db, embed_later=True)
-    async with asyncio.timeout(10):  # the writer's background job embeds, then works them out
-        while await db.fetchval("SELECT COUNT(*) FROM memories WHERE hubness_at IS NULL"):
+    async with asyncio.timeout(10):  # the writer's background job embeds them
+        while await store.pending_embeddings():
             await asyncio.sleep(0.01)
-    # The first memories were worked out before their neighbours were embedded: refreshing
-    # them again is what the scheduler does.
-    await db.execute("UPDATE memories SET hubness_at = 0")
+    # The terms are the scheduler's work (`refresh_hubness`), not the writer's.
+    assert await db.fetchval("SELECT COUNT(*) FROM memories WHERE hubness_at IS NULL") == 102
     assert await store.refresh_hubness(limit=None) == 102
     assert (await top(store))[:2] == [about, hub]
 
@@ -120,10 +117,11 @@ async def test_terms_are_worked_out_after_embedding_and_dropped_with_the_text(
     row = await db.fetchone("SELECT hubness, hubness_at FROM memories WHERE id = ?", (hub,))
     assert row is not None and row["hubness"] is None and row["hubness_at"] is None
     async with asyncio.timeout(10):
-        while (await db.fetchone("SELECT hubness_at FROM memories WHERE id = ?", (hub,)))[
-            "hubness_at"
-        ] is None:
+        while await store.pending_embeddings():
             await asyncio.sleep(0.01)
+    assert await store.refresh_hubness() == 1  # the missing one first, the others are fresh
+    row = await db.fetchone("SELECT hubness FROM memories WHERE id = ?", (hub,))
+    assert row is not None and row["hubness"] is not None
     await store.close()
 
 
