@@ -35,7 +35,6 @@ from __future__ import annotations
 import logging
 import math
 from array import array
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -97,57 +96,52 @@ async def adjust(store: MemoryStore, hits: Scored, centred: bytes) -> Scored:
     return sorted(adjusted, key=lambda hit: hit[1], reverse=True)
 
 
-async def refresh(
-    store: MemoryStore, ids: Sequence[int] | None = None, *, limit: int | None = BATCH
-) -> int:
-    """Work out the terms of `ids`, or else of the memories without one and then those
-    older than `MAX_AGE`, oldest first, at most `limit` (None: all of them). How many were
-    written."""
-    vectors = store.vectors
-    if not vectors.ready:
-        return 0
-    if ids is not None:
-        if not ids:
-            return 0
-        rows = await store.db.fetchall(
-            "SELECT id, kind, scope, project, user_id FROM memories"
-            f" WHERE id IN ({marks(len(ids))}) AND embedded_by = ?",
-            [*ids, vectors.signature],
-        )
-    else:
+async def refresh(store: MemoryStore, *, limit: int | None = BATCH) -> int:
+    """Work out the terms of the memories without one, then of those older than `MAX_AGE`,
+    oldest first, at most `limit` (None: all of them), `BATCH` per transaction. How many
+    were written."""
+    done = 0
+    while store.vectors.ready and (limit is None or done < limit):
+        batch = BATCH if limit is None else min(BATCH, limit - done)
         rows = await store.db.fetchall(
             "SELECT id, kind, scope, project, user_id FROM memories"
             " WHERE embedded_by = ? AND (hubness_at IS NULL OR hubness_at < ?)"
-            " ORDER BY hubness_at IS NOT NULL, hubness_at, id"
-            + (" LIMIT ?" if limit is not None else ""),
-            [vectors.signature, clock.now() - MAX_AGE, *([limit] if limit is not None else [])],
+            " ORDER BY hubness_at IS NOT NULL, hubness_at, id LIMIT ?",
+            (store.vectors.signature, clock.now() - MAX_AGE, batch),
         )
-    if not rows:
-        return 0
+        if not rows:
+            break
+        written = await _terms(store, rows)
+        async with store.db.transaction() as tx:
+            await tx.executemany(
+                "UPDATE memories SET hubness = ?, hubness_at = ? WHERE id = ?", written
+            )
+        done += len(written)
+    return done
+
+
+async def _terms(store: MemoryStore, rows: list[Any]) -> list[tuple[float | None, float, int]]:
+    """(term, when, memory id) for each row; None where the scope is too small for one."""
+    vectors = store.vectors
     mean = await vectors.mean()
     blobs = await vectors.stored([int(r["id"]) for r in rows])
-    written = []
+    written: list[tuple[float | None, float, int]] = []
     for row in rows:
         memory_id = int(row["id"])
-        if (blob := blobs.get(memory_id)) is None:
-            continue  # forgotten or re-embedded meanwhile
-        neighbours = await vectors.nearest(
-            blob,
-            K + 1,
-            scope=OneScope(row["project"], row["user_id"], row["scope"]),
-            kind=row["kind"],
-            statuses=("active", "proposed"),
-        )
-        similar = [s for other, s in neighbours if other != memory_id][:K]
         term = None
-        if len(similar) >= MIN_NEIGHBOURS:
-            term = math.fsum(similar) / len(similar) - _dot(mean, blob)
+        if (blob := blobs.get(memory_id)) is not None:  # else forgotten meanwhile
+            neighbours = await vectors.nearest(
+                blob,
+                K + 1,
+                scope=OneScope(row["project"], row["user_id"], row["scope"]),
+                kind=row["kind"],
+                statuses=("active", "proposed"),
+            )
+            similar = [s for other, s in neighbours if other != memory_id][:K]
+            if len(similar) >= MIN_NEIGHBOURS:
+                term = math.fsum(similar) / len(similar) - _dot(mean, blob)
         written.append((term, clock.now(), memory_id))
-    async with store.db.transaction() as tx:
-        await tx.executemany(
-            "UPDATE memories SET hubness = ?, hubness_at = ? WHERE id = ?", written
-        )
-    return len(written)
+    return written
 
 
 def _dot(mean: list[float] | None, blob: bytes) -> float:

@@ -433,12 +433,10 @@ class MemoryStore:
             log.info("memory: re-embedded %d memories with %s", done, self.vectors.signature)
         return done
 
-    async def refresh_hubness(
-        self, ids: Sequence[int] | None = None, *, limit: int | None = hubness.BATCH
-    ) -> int:
-        """Work out the hubness terms of `ids`, or of those without one (then the oldest), at
-        most `limit` (None: all); how many were written (`memory.hubness`)."""
-        return await hubness.refresh(self, ids, limit=limit)
+    async def refresh_hubness(self, *, limit: int | None = hubness.BATCH) -> int:
+        """Work out the hubness terms missing, then the oldest, at most `limit` (None: all);
+        how many were written (`memory.hubness`)."""
+        return await hubness.refresh(self, limit=limit)
 
     async def _embed_rows(self, rows: Sequence[Any]) -> int:
         """Embed (id, content) rows and store their vectors; how many were stored."""
