@@ -266,17 +266,13 @@ class VectorIndex:
     async def centred(self, blob: bytes) -> bytes:
         """A query's blob minus the mean of the stored vectors, for `nearest` (not normalised:
         that would not change the ranking); the blob itself while nothing is stored."""
-        mean = await self._mean_vector()
+        mean = await self.mean()
         if mean is None:
             return blob
         query = array("f", blob)
         if len(query) != len(mean):
             return blob
         return array("f", [q - m for q, m in zip(query, mean, strict=True)]).tobytes()
-
-    async def mean(self) -> list[float] | None:
-        """The mean stored vector that queries are centred on (None while none is stored)."""
-        return await self._mean_vector()
 
     async def stored(self, memory_ids: Sequence[int]) -> dict[int, bytes]:
         """The stored vectors (normalised float32 blobs) of those of `memory_ids` that have one."""
@@ -298,7 +294,8 @@ class VectorIndex:
         norm2 = math.fsum(x * x for x in array("f", blob))
         return [(memory_id, s - (1.0 - norm2) / 2.0) for memory_id, s in hits]
 
-    async def _mean_vector(self) -> list[float] | None:
+    async def mean(self) -> list[float] | None:
+        """The mean stored vector that queries are centred on (None while none is stored)."""
         if self._mean is not None:
             mean, count, at, writes = self._mean
             fresh = time.monotonic() - at < MEAN_TTL
