@@ -58,6 +58,7 @@ from handlers.notifier import SlackNotifier
 from handlers.services import HomeSection
 from handlers.slack_app import health_app, http_app, make_app, socket_mode
 from handlers.slack_app import make_client as make_slack_client
+from handlers.slack_app import open_session as open_slack_session
 from memory import MemoryStore, load_embedder
 from tools.builtin.memory import memory_server
 from tools.builtin.slack import slack_server
@@ -255,6 +256,8 @@ class Coworker:
         await telemetry.close()
         await self.notifier.close()
         await self.gateway.stop()
+        if self.slack.session is not None:
+            await self.slack.session.close()
         await self.llm.client.close()
         if self.delegation.inbox is not None:
             self.delegation.inbox.close()
@@ -398,7 +401,11 @@ async def _build(settings: Settings, opened: AsyncExitStack) -> Coworker:
         settings.coworker_mcp_config, required=settings.named("coworker_mcp_config")
     )
     assert settings.slack_bot_token is not None
-    slack = make_slack_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
+    session = open_slack_session()
+    opened.push_async_callback(session.close)
+    slack = make_slack_client(
+        settings.slack_bot_token.get_secret_value(), settings.slack_api_url, session=session
+    )
     bot_user_id, team_id = await identify(slack)  # before anything is opened or migrated
     telemetry.setup(settings.otel_exporter_otlp_endpoint)
     opened.push_async_callback(telemetry.close)

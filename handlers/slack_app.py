@@ -2,7 +2,9 @@
 
 Every Web API call, `apps.connections.open` included, goes to `SLACK_API_URL` through one
 `AsyncWebClient` with slack_sdk's retry handlers (rate limits honour Retry-After; server
-and connection errors back off). HTTP mode serves `/slack/events` (signature verified by
+and connection errors back off). The bot's client keeps its connections open between calls
+(`open_session()`): without a session of its own, slack_sdk opens a new connection (a TCP
+and TLS handshake) for every call. HTTP mode serves `/slack/events` (signature verified by
 Bolt) and `/healthz`.
 """
 
@@ -12,6 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
@@ -70,8 +73,22 @@ class RedactingWebClient(AsyncWebClient):
         return await super().api_call(api_method, json=json, data=data, params=params, **kwargs)
 
 
-def make_client(token: str, base_url: str) -> AsyncWebClient:
-    client = RedactingWebClient(token=token, base_url=base_url, timeout=30)
+#: seconds a Web API call may take, retries aside
+TIMEOUT = 30
+
+
+def open_session() -> aiohttp.ClientSession:
+    """Connections kept open for the Web API calls of one process (call it in the event
+    loop; close it at shutdown). A connection the server closed while idle fails its next
+    call with a connection error, which the retry handler sends again on a fresh one."""
+    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT))
+
+
+def make_client(
+    token: str, base_url: str, *, session: aiohttp.ClientSession | None = None
+) -> AsyncWebClient:
+    """The Web API client; with `session` (`open_session()`), it reuses its connections."""
+    client = RedactingWebClient(token=token, base_url=base_url, timeout=TIMEOUT, session=session)
     client.retry_handlers.extend(
         [
             AsyncRateLimitErrorRetryHandler(max_retry_count=5),

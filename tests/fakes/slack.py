@@ -110,6 +110,8 @@ class Call:
     token: str | None
     at: float  # time.perf_counter() when the request arrived
     response: dict[str, Any] | None = None
+    #: the client's (address, port): calls with the same one came over one connection
+    peer: Any = None
 
 
 @dataclass
@@ -659,7 +661,8 @@ class FakeSlack:
         if self.latency:
             await asyncio.sleep(random.uniform(*self.latency))
         status, body, headers = self._answer(method, params, token)
-        await self._record(Call(method, params, token, at, body))
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        await self._record(Call(method, params, token, at, body, peer=peer))
         if body.get("drop") and request.transport is not None:
             request.transport.close()
             return web.Response(status=500)  # never sent: the connection is gone

@@ -27,6 +27,24 @@ async def test_mention_is_acked_reacted_replied_and_recorded(harness: Harness) -
     assert task.request == "hello there" and task.delegator == "U1" and task.channel == "C1"
 
 
+async def test_the_bot_keeps_its_slack_connections_open_between_calls(harness: Harness) -> None:
+    # slack_sdk without a session of its own opens a connection (TCP and TLS) per call.
+    harness.anthropic.enqueue_tool_use("submit_plan", plan(("Answer", [])))
+    for i in range(3):
+        await harness.slack.wait_for_ack(
+            await harness.slack.send_event(app_mention(f"question {i}", user="U1", channel="C1"))
+        )
+        await harness.wait_status("awaiting_plan_approval", task_id=i + 1)
+        harness.anthropic.enqueue_tool_use("submit_plan", plan(("Answer", [])))
+    calls = [c for c in harness.slack.calls if c.method.startswith(("chat.", "reactions."))]
+    assert len(calls) >= 9 and all(c.peer for c in calls)
+    # One at a time, the calls share a connection; concurrent ones may open a few more.
+    assert len({c.peer for c in calls}) <= 3, sorted({c.peer for c in calls})
+    session = harness.coworker.slack.session
+    await harness.stop_app()
+    assert session is not None and session.closed
+
+
 async def test_same_event_three_times_gives_one_task(harness: Harness) -> None:
     harness.anthropic.enqueue_tool_use("submit_plan", plan(("Answer", [])))
     event = app_mention("do the thing", user="U1", channel="C1")
