@@ -239,8 +239,11 @@ class AgentLoop:
     ) -> Outcome:
         """Run the task until it finishes, waits for a person, or runs out of budget."""
         state = await self.load(task, memory)
-        if not pending_calls(state.messages[-1]):  # else they are answered first
-            await self.add_inputs(task, state)  # e.g. a follow-up after delivery
+        last = state.messages[-1]
+        if last["role"] == "assistant" and not pending_calls(last):
+            # A follow-up after delivery: the replies are what it is about. (Tool calls
+            # are answered first; before a model turn, the turn takes them in itself.)
+            await self.add_inputs(task, state)
         if feedback:
             self.add_text(state, feedback)
         if (wait := await self.toolbox.unmet_connections(task)) is not None:

@@ -283,12 +283,11 @@ class ApprovalService:
                 error="budget_declined" if child else None,
             )
             if ended:
-                fresh = await self.tasks.get(task.id)
                 await self.notifier.status(
-                    fresh, StatusSnapshot.of(fresh, "stopped: top-up declined")
+                    ended, StatusSnapshot.of(ended, "stopped: top-up declined")
                 )
                 if child and self.subtask_finished is not None:
-                    await self.subtask_finished(fresh)
+                    await self.subtask_finished(ended)
         else:
             await self.tasks.transition(
                 task.id,

@@ -130,14 +130,13 @@ class TaskWork:
             return
         always = self.config.plan_approval == "always"
         to = S.AWAITING_PLAN_APPROVAL if always else S.QUEUED
-        if await self.tasks.transition(
+        if fresh := await self.tasks.transition(
             task.id,
             to,
             from_=S.PLANNING,
             plan=plan.model_dump(),
             estimate_min=plan.estimate_minutes,
         ):
-            fresh = await self.tasks.get(task.id)
             if fresh.plan_ts:  # planned again (a comment, an edit): the old one goes
                 await self.notifier.plan_replaced(fresh, fresh.plan_ts)
             ts = await self.notifier.plan(fresh, plan.model_dump(), needs_approval=always)
@@ -231,9 +230,9 @@ class TaskWork:
         # The result is kept and shown (thread, App Home, reports): no credential in it.
         text = redact_text(outcome.text or "I finished, but I have nothing to report.")
         if task.parent_id is not None:
-            if not await self.tasks.transition(task.id, S.DONE, from_=S.RUNNING, result=text):
+            fresh = await self.tasks.transition(task.id, S.DONE, from_=S.RUNNING, result=text)
+            if fresh is None:
                 return
-            fresh = await self.tasks.get(task.id)
             await self.notifier.note(
                 fresh, f"✓ Subtask {fresh.ref} (`{fresh.coworker}`) done: {text[:300]}"
             )
@@ -247,16 +246,16 @@ class TaskWork:
         # Post, then record done: a stop in between resumes the task and posts it again,
         # and a post Slack did not take is left for the delivery sweep (bot.delivery).
         got = await self.delivery.send(fresh, text)
-        if not await self.tasks.transition(
+        done = await self.tasks.transition(
             task.id,
             S.DONE,
             from_=S.RUNNING,
             result=text,
             delivered_parts=got.parts,
             delivery_pending=int(got.pending),
-        ):
+        )
+        if done is None:
             return
-        done = await self.tasks.get(task.id)
         await self.notifier.status(done, StatusSnapshot.of(done, "done", outcome.tools_used))
         await self.memory.task_finished(done, "done", outcome.tools_used)
         await self._follow_up_on_late_replies(task)

@@ -103,8 +103,9 @@ EDGES: dict[TaskStatus, frozenset[TaskStatus]] = {
     S.CANCELLED: frozenset(),
 }
 
-#: What a move returns of each task it moved: its event and its log line need these.
-MOVED = "RETURNING id, status, coworker, spent_usd, created_at"
+#: What a move returns of each task it moved: the whole row (its event and log line need
+#: a few columns; `transition()` hands the task back, so the caller need not read it again).
+MOVED = "RETURNING *"
 
 #: What claiming a task moves it to: planning it, or acting on it.
 CLAIMED = {S.RECEIVED: S.PLANNING, S.QUEUED: S.RUNNING}
@@ -329,13 +330,15 @@ class TaskStore:
         from_: Iterable[TaskStatus | str] | TaskStatus | str,
         condition: tuple[str, Sequence[Any]] | None = None,
         **fields: Any,
-    ) -> bool:
+    ) -> Task | None:
         """Move a task to `to` only if it is in one of `from_` (and meets the SQL
-        `condition`, with its parameters); True when this call did it."""
+        `condition`, with its parameters); the task as it is now if this call moved it,
+        else None."""
         rows = await self.db.fetchall(
             *self.move(task_id, to, from_=from_, condition=condition, **fields)
         )
-        return await self.moved(rows) == 1
+        await self.moved(rows)
+        return Task.from_row(rows[0]) if rows else None
 
     def move(
         self,
@@ -363,9 +366,10 @@ class TaskStore:
             [to, *fields.values(), task_id, *sources, *extra_params],
         )
 
-    async def moved(self, rows: Sequence[Any]) -> int:
+    async def moved(self, rows: Sequence[Any], *, logged: bool = False) -> int:
         """Record the moves a `move()` (or the runner's claim) made: a `status:` event and a
-        log line for each task in `rows`; how many there were."""
+        log line for each task in `rows`; how many there were. `logged`: their events are
+        written already (a replica's claim writes its own)."""
         at = now()
         events: list[Statement] = []
         for row in rows:
@@ -381,6 +385,8 @@ class TaskStore:
         if self.on_moved is not None:
             for row in rows:
                 self.on_moved(int(row["id"]), str(row["status"]))
+        if logged:
+            return len(events)
         if len(events) == 1:
             await self.db.execute(*events[0])
         elif events:

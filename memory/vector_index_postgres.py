@@ -154,15 +154,16 @@ class PostgresVectorIndex(VectorIndex):
                 "hnsw.max_scan_tuples": str(MAX_SCAN_TUPLES),
             }
             sql = f"{distance} WHERE {where}"
-        async with self.db.transaction() as tx:
-            if settings:  # for this transaction only, in one round trip
-                await tx.execute(
-                    "SELECT " + ", ".join("set_config(?, ?, true)" for _ in settings),
-                    [item for pair in settings.items() for item in pair],
-                )
-            rows = await tx.fetchall(
-                f"{sql} ORDER BY distance LIMIT ?", [to_vector(blob), *params, k]
+        search = (f"{sql} ORDER BY distance LIMIT ?", [to_vector(blob), *params, k])
+        if settings:  # for this transaction only; a batch is sent in one round trip
+            configure = (
+                "SELECT " + ", ".join("set_config(?, ?, true)" for _ in settings),
+                [item for pair in settings.items() for item in pair],
             )
+            _, found = await self.db.batch(configure, search)
+            rows = found if isinstance(found, list) else []
+        else:
+            rows = await self.db.fetchall(*search)
         # relaxed_order may hand rows back slightly out of order
         hits = sorted((float(r["distance"]), int(r["memory_id"])) for r in rows)
         return [(memory_id, 1.0 - distance) for distance, memory_id in hits]

@@ -1,15 +1,16 @@
 """Leased task claims: replicas take work from one queue, each task from exactly one.
 
-A claim is one short transaction. It picks the next claimable task (highest priority,
-then oldest) with `FOR UPDATE SKIP LOCKED`, so replicas claiming at the same moment lock
-different rows instead of waiting on or double-taking the same one, and a row that another
-replica claimed just before is re-checked and skipped, not returned. The claimed task gets
-a lease: `lease_owner` (the replica) and `lease_expires_at` (the database's clock), which
-the replica's heartbeat renews.
+A claim picks the next claimable task (highest priority, then oldest) with `FOR UPDATE
+SKIP LOCKED`, so replicas claiming at the same moment lock different rows instead of
+waiting on or double-taking the same one, and a row that another replica claimed just
+before is re-checked and skipped, not returned. The claimed task gets a lease:
+`lease_owner` (the replica) and `lease_expires_at` (the database's clock), which the
+replica's heartbeat renews. Its `status:` event is written with it.
 
-A subtask also takes an advisory lock on its parent before counting the parent's running
-subtasks, so two replicas cannot both start the parent's last allowed one (the
-`fanout_concurrency` limit holds across replicas).
+A top-level task is claimed in one statement (one round trip: pick, take, log). A subtask
+takes a short transaction instead: an advisory lock on its parent before counting the
+parent's running subtasks, so two replicas cannot both start the parent's last allowed one
+(the `fanout_concurrency` limit holds across replicas).
 
 Recovery takes only what nobody holds: a planning or running task whose lease ran out goes
 back to the queue and resumes from its checkpoint on whichever replica claims it next; a
@@ -48,13 +49,31 @@ SELECT id, parent_id FROM tasks q
  FOR UPDATE OF q SKIP LOCKED
 """
 
-TAKE = f"""
-UPDATE tasks
+_SET = f"""
    SET status = CASE status WHEN 'received' THEN 'planning' ELSE 'running' END,
        started_at = COALESCE(started_at, :now), updated_at = :now, attempts = attempts + 1,
-       lease_owner = :owner, lease_expires_at = {DB_NOW} + :lease
+       lease_owner = :owner, lease_expires_at = {DB_NOW} + :lease"""
+
+TAKE = f"""
+UPDATE tasks {_SET}
  WHERE id = :id AND status IN ('received', 'queued')
 RETURNING *
+"""
+
+#: A claimed task's `status:` event (`bot.tasks.TaskStore.moved` writes it for other moves).
+EVENT = "INSERT INTO task_events (task_id, kind, at) VALUES (:id, 'status:' || :status, :now)"
+
+# The candidate, taken and logged in one statement if it is a top-level task; a subtask
+# comes back untaken (`candidate_parent` set), for the transaction that counts under a lock.
+TAKE_TOP = f"""
+WITH c AS ({CANDIDATE}),
+t AS (
+  UPDATE tasks {_SET}
+    FROM c
+   WHERE tasks.id = c.id AND c.parent_id IS NULL AND tasks.status IN ('received', 'queued')
+  RETURNING tasks.*),
+e AS (INSERT INTO task_events (task_id, kind, at) SELECT id, 'status:' || status, :now FROM t)
+SELECT c.parent_id AS candidate_parent, t.* FROM c LEFT JOIN t ON t.id = c.id
 """
 
 
@@ -73,7 +92,20 @@ class TaskLeases:
         self.lease = lease
 
     async def claim(self, fanout: int) -> dict[str, Any] | None:
-        """The next task to work on, now held by this replica; None if none is claimable."""
+        """The next task to work on, now held by this replica (its `status:` event written);
+        None if none is claimable."""
+        params = {"skip": [-1], "fanout": fanout, "now": now(), "owner": self.owner}
+        row = await self.db.fetchone(TAKE_TOP, {**params, "lease": self.lease})
+        if row is None:
+            return None
+        if row["candidate_parent"] is None and row["id"] is not None:
+            del row["candidate_parent"]
+            return row
+        return await self._claim_subtask(fanout)
+
+    async def _claim_subtask(self, fanout: int) -> dict[str, Any] | None:
+        """The claim when the next task is a subtask, in a transaction: each parent's
+        running subtasks are counted under its lock, and a parent with no room is skipped."""
         async with self.db.transaction() as tx:
             full: list[int] = [-1]  # parents whose subtasks may not start more now
             while True:
@@ -84,9 +116,15 @@ class TaskLeases:
                 if parent is not None and not await self._room_under(tx, parent, fanout):
                     full.append(parent)
                     continue
-                return await tx.fetchone(
-                    TAKE, {"now": now(), "owner": self.owner, "lease": self.lease, "id": row["id"]}
+                at = now()
+                taken = await tx.fetchone(
+                    TAKE, {"now": at, "owner": self.owner, "lease": self.lease, "id": row["id"]}
                 )
+                if taken is not None:
+                    await tx.execute(
+                        EVENT, {"id": taken["id"], "status": taken["status"], "now": at}
+                    )
+                return taken
 
     async def _room_under(self, tx: PostgresTx, parent: int, fanout: int) -> bool:
         """Whether `parent` may start one more subtask, counted under its claim lock."""

@@ -64,7 +64,7 @@ class ReplicaRunner(TaskRunner):
         row = await self.replica.leases.claim(self.fanout)
         if row is None:
             return None
-        await self.tasks.moved([row])
+        await self.tasks.moved([row], logged=True)
         return Task.from_row(row)
 
     async def recover(self) -> int:

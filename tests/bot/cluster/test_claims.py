@@ -64,6 +64,14 @@ async def test_claim_order_and_what_a_claim_moves(pg_db: PostgresDatabase) -> No
     assert second is not None and second["id"] == low
     assert third is not None and third["id"] == fresh and third["status"] == "planning"
     assert await leases.claim(fanout=3) is None
+    assert "candidate_parent" not in first
+    # Each claim wrote its task's status event with it, once.
+    events = await pg_db.fetchall("SELECT task_id, kind FROM task_events ORDER BY id")
+    assert [(e["task_id"], e["kind"]) for e in events] == [
+        (high, "status:running"),
+        (low, "status:running"),
+        (fresh, "status:planning"),
+    ]
 
 
 async def test_a_parents_fanout_limit_holds_across_replicas(
@@ -81,6 +89,10 @@ async def test_a_parents_fanout_limit_holds_across_replicas(
         "SELECT COUNT(*) FROM tasks WHERE parent_id = ? AND status = 'running'", (parent,)
     )
     assert running == 2
+    events = await pg_db.fetchall("SELECT task_id, kind FROM task_events ORDER BY id")
+    assert sorted((e["task_id"], e["kind"]) for e in events) == sorted(
+        (task["id"], "status:running") for task in got if task is not None
+    )
 
 
 async def test_subtasks_of_a_cancelled_parent_are_not_claimed(pg_db: PostgresDatabase) -> None:
