@@ -370,28 +370,25 @@ class TaskStore:
         """Record the moves a `move()` (or the runner's claim) made: a `status:` event and a
         log line for each task in `rows`; how many there were. `logged`: their events are
         written already (a replica's claim writes its own)."""
-        at = now()
-        events: list[Statement] = []
         for row in rows:
             log_state(
                 row["id"], row["status"], row["coworker"], row["spent_usd"], row["created_at"]
             )
-            events.append(
-                (
-                    "INSERT INTO task_events (task_id, kind, at) VALUES (?, ?, ?)",
-                    (row["id"], f"status:{row['status']}", at),
-                )
-            )
-        if self.on_moved is not None:
-            for row in rows:
+            if self.on_moved is not None:
                 self.on_moved(int(row["id"]), str(row["status"]))
-        if logged:
-            return len(events)
+        at = now()
+        events: list[Statement] = [
+            (
+                "INSERT INTO task_events (task_id, kind, at) VALUES (?, ?, ?)",
+                (row["id"], f"status:{row['status']}", at),
+            )
+            for row in ([] if logged else rows)
+        ]
         if len(events) == 1:
             await self.db.execute(*events[0])
         elif events:
             await self.db.batch(*events)
-        return len(events)
+        return len(rows)
 
     def move_all(
         self,

@@ -54,14 +54,20 @@ _SET = f"""
        started_at = COALESCE(started_at, :now), updated_at = :now, attempts = attempts + 1,
        lease_owner = :owner, lease_expires_at = {DB_NOW} + :lease"""
 
-TAKE = f"""
-UPDATE tasks {_SET}
- WHERE id = :id AND status IN ('received', 'queued')
-RETURNING *
-"""
+#: the `status:` event of what `t` took (`bot.tasks.TaskStore.moved` writes it for other moves)
+_LOG = (
+    "e AS (INSERT INTO task_events (task_id, kind, at) SELECT id, 'status:' || status, :now FROM t)"
+)
 
-#: A claimed task's `status:` event (`bot.tasks.TaskStore.moved` writes it for other moves).
-EVENT = "INSERT INTO task_events (task_id, kind, at) VALUES (:id, 'status:' || :status, :now)"
+# One task by id, taken and logged.
+TAKE = f"""
+WITH t AS (
+  UPDATE tasks {_SET}
+   WHERE id = :id AND status IN ('received', 'queued')
+  RETURNING *),
+{_LOG}
+SELECT * FROM t
+"""
 
 # The candidate, taken and logged in one statement if it is a top-level task; a subtask
 # comes back untaken (`candidate_parent` set), for the transaction that counts under a lock.
@@ -72,7 +78,7 @@ t AS (
     FROM c
    WHERE tasks.id = c.id AND c.parent_id IS NULL AND tasks.status IN ('received', 'queued')
   RETURNING tasks.*),
-e AS (INSERT INTO task_events (task_id, kind, at) SELECT id, 'status:' || status, :now FROM t)
+{_LOG}
 SELECT c.parent_id AS candidate_parent, t.* FROM c LEFT JOIN t ON t.id = c.id
 """
 
@@ -116,15 +122,9 @@ class TaskLeases:
                 if parent is not None and not await self._room_under(tx, parent, fanout):
                     full.append(parent)
                     continue
-                at = now()
-                taken = await tx.fetchone(
-                    TAKE, {"now": at, "owner": self.owner, "lease": self.lease, "id": row["id"]}
+                return await tx.fetchone(
+                    TAKE, {"now": now(), "owner": self.owner, "lease": self.lease, "id": row["id"]}
                 )
-                if taken is not None:
-                    await tx.execute(
-                        EVENT, {"id": taken["id"], "status": taken["status"], "now": at}
-                    )
-                return taken
 
     async def _room_under(self, tx: PostgresTx, parent: int, fanout: int) -> bool:
         """Whether `parent` may start one more subtask, counted under its claim lock."""
