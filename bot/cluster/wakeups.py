@@ -20,6 +20,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, Literal
 
 import psycopg
@@ -106,16 +107,16 @@ class Wakeups:
             log.exception("cluster: %s handler failed", what)
             return
         if inspect.isawaitable(result):
-            job = asyncio.ensure_future(self._guard(what, result))
+            # The handler's coroutine is the job itself: a job stopped before it started
+            # closes it (a wrapper stopped first would leave it never awaited).
+            job = asyncio.ensure_future(result)
             self._jobs.add(job)
-            job.add_done_callback(self._jobs.discard)
+            job.add_done_callback(partial(self._ended, what))
 
-    @staticmethod
-    async def _guard(what: str, result: Awaitable[None]) -> None:
-        try:
-            await result
-        except Exception:
-            log.exception("cluster: %s handler failed", what)
+    def _ended(self, what: str, job: asyncio.Future[Any]) -> None:
+        self._jobs.discard(job)
+        if not job.cancelled() and (exc := job.exception()) is not None:
+            log.error("cluster: %s handler failed", what, exc_info=exc)
 
     async def _listen(self) -> None:
         delay = 0.5

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
+import warnings
 
 from bot.base.db.postgres import PostgresDatabase
 from bot.cluster.wakeups import Wakeups
@@ -121,3 +123,33 @@ async def test_a_failing_handler_does_not_stop_the_others(pg_db: PostgresDatabas
     wakeups.dispatch("approval:8:b")  # its own: ignored
     wakeups.dispatch("nonsense")
     assert got == [7]
+
+
+async def test_a_handler_stopped_before_it_started_leaves_no_coroutine_unawaited(
+    pg_db: PostgresDatabase,
+) -> None:
+    # A poll or wake-up scheduled just before a stop: its handler never runs, and nothing
+    # warns later, in whatever test the garbage collector finds it.
+    wakeups = Wakeups(pg_db, "b")
+    ran: list[int | None] = []
+    failed: list[int | None] = []
+
+    async def handler(task_id: int | None) -> None:
+        ran.append(task_id)
+
+    async def broken(task_id: int | None) -> None:
+        failed.append(task_id)
+        raise RuntimeError("bug")
+
+    wakeups.on("cancel", handler)
+    wakeups.on("input", broken)
+    wakeups.dispatch("input:3:a")
+    await asyncio.sleep(0.05)  # a failing async handler is logged, the others go on
+    assert failed == [3]
+    wakeups.dispatch("cancel:7:a")  # scheduled, not started
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        await wakeups.stop()
+        gc.collect()
+    assert ran == []
+    assert [str(w.message) for w in caught if "never awaited" in str(w.message)] == []
